@@ -1,0 +1,297 @@
+"""The one error tree of aiocompute.
+
+Every error the SDK raises on purpose is an :class:`AioComputeError`::
+
+    AioComputeError
+    ├── TransportError            could not talk to the server (connect, TLS, timeouts); .retryable
+    ├── APIError                  the server answered "no": .status, .code, .message, .body (excerpt)
+    │   ├── AuthenticationError   401/403 or an RPC "permission denied"
+    │   ├── NotFoundError         404 or an RPC "not found"
+    │   ├── RateLimitError        429; .retry_after
+    │   └── ServerError           5xx
+    ├── ProtocolError             the answer was not what the API promises (HTML, bad JSON)
+    │   └── StreamDecodeError     a streamed value was malformed: .offset (byte), .excerpt
+    └── WaitError                 .last, .history [(state, time)], .attempts, .elapsed
+        ├── WaitTimeout           the deadline passed first
+        └── UnreachableState      a terminal state was reached from which the target can't come
+
+HTTP-level failures are mapped once, at the transport edge (``_core.transport``); an API's
+own error envelope (e.g. Workbench's ``{"error": {...}}`` in a 200 body) is mapped by that
+API's ``_protocol`` module through :func:`api_error_for`. No error ever carries a credential:
+bodies and URLs are scrubbed by :func:`redact` before they are stored.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+__all__ = [
+    "APIError",
+    "AioComputeError",
+    "AuthenticationError",
+    "NotFoundError",
+    "ProtocolError",
+    "RateLimitError",
+    "ServerError",
+    "StreamDecodeError",
+    "TransportError",
+    "UnreachableState",
+    "WaitError",
+    "WaitTimeout",
+    "api_error_for",
+    "excerpt",
+    "redact",
+]
+
+#: How many characters of a body an error keeps.
+EXCERPT_CHARS = 200
+
+# Values that look like credentials, wherever they appear in text we keep.
+_SECRET_PATTERNS = (
+    re.compile(r"(?i)(authorization\s*[:=]\s*)(bearer\s+|basic\s+)?[^\s,;\"']+"),
+    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),
+    re.compile(
+        r"(?i)((?:api[_-]?key|apikey|token|access_token|refresh_token|password|secret|cookie)"
+        r"\"?\s*[:=]\s*\"?)[^\s,;\"'&]+"
+    ),
+)
+
+# Exact secrets registered by clients at construction, scrubbed wherever they appear.
+_known_secrets: set[str] = set()
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a credential so that :func:`redact` removes it from any text.
+
+    Only values of 6 or more characters are kept: shorter ones would blank innocent text.
+    """
+    if value and len(value) >= 6:
+        _known_secrets.add(value)
+
+
+def redact(text: str) -> str:
+    """Return ``text`` with anything that looks like a credential replaced by ``***``."""
+    for secret in _known_secrets:
+        if secret in text:
+            text = text.replace(secret, "***")
+    for pattern in _SECRET_PATTERNS:
+        text = pattern.sub(lambda m: m.group(1) + "***", text)
+    return text
+
+
+def excerpt(body: bytes | str | None, limit: int = EXCERPT_CHARS) -> str:
+    """A short, credential-free, single-line excerpt of a response body for error messages."""
+    if body is None:
+        return ""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    text = " ".join(text.split())
+    if len(text) > limit:
+        text = text[: limit - 1] + "…"
+    return redact(text)
+
+
+class AioComputeError(Exception):
+    """Base of every error aiocompute raises on purpose."""
+
+
+class TransportError(AioComputeError):
+    """Could not talk to the server: connection refused, TLS failure, DNS, timeouts.
+
+    ``retryable`` says whether the call may be tried again. ``sent`` is False only when the
+    request surely never reached the server (connection refused or failed before sending),
+    which is the only case in which a non-idempotent call (a launch) may be retried.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool = True,
+        sent: bool = True,
+        method: str | None = None,
+        url: str | None = None,
+    ) -> None:
+        self.message = redact(message)
+        self.retryable = retryable
+        self.sent = sent
+        self.method = method
+        self.url = redact(url) if url else None
+        where = f" ({method} {self.url})" if method and self.url else ""
+        super().__init__(f"{self.message}{where}")
+
+
+class APIError(AioComputeError):
+    """The server answered and said no.
+
+    Attributes: ``status`` (HTTP status; 200 for an RPC error inside a 200 body), ``code``
+    (the API's own error code, if any), ``message`` (the server's message), ``body`` (a short,
+    redacted excerpt of the response body), ``method`` / ``url`` of the request.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: Any = None,
+        body: bytes | str | None = None,
+        method: str | None = None,
+        url: str | None = None,
+    ) -> None:
+        self.message = redact(message)
+        self.status = status
+        self.code = code
+        self.body = excerpt(body)
+        self.method = method
+        self.url = redact(url) if url else None
+        parts = [self.message]
+        if status is not None:
+            parts.append(f"HTTP {status}")
+        if code is not None and code != status:
+            parts.append(f"code {code}")
+        if method and self.url:
+            parts.append(f"{method} {self.url}")
+        super().__init__(" | ".join(parts))
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(message={self.message!r}, status={self.status!r}, "
+            f"code={self.code!r})"
+        )
+
+
+class AuthenticationError(APIError):
+    """401/403, or an RPC error saying permission denied."""
+
+
+class NotFoundError(APIError):
+    """404, or an RPC error saying the thing does not exist."""
+
+
+class RateLimitError(APIError):
+    """429 Too Many Requests. ``retry_after`` is the server's hint in seconds, if it gave one."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kwargs)
+
+
+class ServerError(APIError):
+    """5xx: the server failed."""
+
+
+class ProtocolError(AioComputeError):
+    """The answer was not what the API promises: HTML from a proxy, an empty or invalid body,
+    a missing field. ``status`` and ``body`` (excerpt) say what came back."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        body: bytes | str | None = None,
+        method: str | None = None,
+        url: str | None = None,
+    ) -> None:
+        self.message = redact(message)
+        self.status = status
+        self.body = excerpt(body)
+        self.method = method
+        self.url = redact(url) if url else None
+        parts = [self.message]
+        if status is not None:
+            parts.append(f"HTTP {status}")
+        if method and self.url:
+            parts.append(f"{method} {self.url}")
+        if self.body:
+            parts.append(f"body: {self.body!r}")
+        super().__init__(" | ".join(parts))
+
+
+class StreamDecodeError(ProtocolError):
+    """A streamed JSON value was malformed or cut off.
+
+    ``offset`` is the byte offset in the stream where the problem was found; ``excerpt`` is a
+    short piece of the stream around it; ``truncated`` is True when the stream ended in the
+    middle of a value (as opposed to garbage in the stream).
+    """
+
+    def __init__(
+        self, message: str, *, offset: int, excerpt: str = "", truncated: bool = False
+    ) -> None:
+        self.offset = offset
+        self.excerpt = redact(excerpt)
+        self.truncated = truncated
+        super().__init__(f"{message} at byte {offset}" + (f": {self.excerpt!r}" if excerpt else ""))
+
+
+class WaitError(AioComputeError):
+    """A wait ended without reaching its target.
+
+    ``last`` is the last typed resource seen (or None), ``history`` the list of
+    ``(state, monotonic_time)`` transitions, ``attempts`` the number of polls and ``elapsed``
+    the seconds spent waiting.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        last: Any = None,
+        history: Sequence[tuple[str, float]] = (),
+        attempts: int = 0,
+        elapsed: float = 0.0,
+    ) -> None:
+        self.last = last
+        self.history = list(history)
+        self.attempts = attempts
+        self.elapsed = elapsed
+        super().__init__(redact(message))
+
+
+class WaitTimeout(WaitError):
+    """The deadline passed before the target state was reached."""
+
+
+class UnreachableState(WaitError):
+    """A state was reached from which the target can never come (e.g. failed, killed)."""
+
+
+# Words in an RPC error's message that say which kind of "no" it is.
+_NOT_FOUND_WORDS = ("not found", "no such", "does not exist", "unknown session", "unknown job")
+_AUTH_WORDS = ("permission denied", "unauthorized", "not authorized", "forbidden", "access denied")
+
+
+def api_error_for(
+    status: int,
+    message: str,
+    *,
+    code: Any = None,
+    body: bytes | str | None = None,
+    retry_after: float | None = None,
+    method: str | None = None,
+    url: str | None = None,
+) -> APIError:
+    """Pick the :class:`APIError` subclass for an HTTP status and/or an API error code.
+
+    ``code`` is the API's own code: Workbench reuses HTTP numbers inside 200 bodies
+    (``{"code": 404, "message": "job not found"}``), so a numeric code in the 4xx/5xx range is
+    read like a status; otherwise the message's words decide.
+    """
+    kwargs: dict[str, Any] = {"status": status, "code": code, "body": body, "method": method}
+    kwargs["url"] = url
+    effective = status
+    if status < 400 and isinstance(code, int) and 400 <= code < 600:
+        effective = code
+    lowered = message.lower()
+    if effective == 429:
+        return RateLimitError(message, retry_after=retry_after, **kwargs)
+    if effective in (401, 403) or any(w in lowered for w in _AUTH_WORDS):
+        return AuthenticationError(message, **kwargs)
+    if effective == 404 or any(w in lowered for w in _NOT_FOUND_WORDS):
+        return NotFoundError(message, **kwargs)
+    if effective >= 500:
+        return ServerError(message, **kwargs)
+    return APIError(message, **kwargs)
