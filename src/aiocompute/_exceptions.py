@@ -4,7 +4,7 @@ Every error the SDK raises on purpose is an :class:`AioComputeError`::
 
     AioComputeError
     ├── TransportError            could not talk to the server (connect, TLS, timeouts); .retryable
-    ├── APIError                  the server answered "no": .status, .code, .message, .body (excerpt)
+    ├── APIError                  the server answered "no": .status, .code, .message, .body
     │   ├── AuthenticationError   401/403 or an RPC "permission denied"
     │   ├── NotFoundError         404 or an RPC "not found"
     │   ├── RateLimitError        429; .retry_after
@@ -71,8 +71,13 @@ def register_secret(value: str | None) -> None:
         _known_secrets.add(value)
 
 
+# user:password in a URL's authority.
+_URL_USERINFO = re.compile(r"(?i)([a-z][a-z0-9+.-]*://)[^/\s@]+@")
+
+
 def redact(text: str) -> str:
     """Return ``text`` with anything that looks like a credential replaced by ``***``."""
+    text = _URL_USERINFO.sub(r"\1***@", text)
     for secret in _known_secrets:
         if secret in text:
             text = text.replace(secret, "***")
@@ -127,7 +132,8 @@ class APIError(AioComputeError):
 
     Attributes: ``status`` (HTTP status; 200 for an RPC error inside a 200 body), ``code``
     (the API's own error code, if any), ``message`` (the server's message), ``body`` (a short,
-    redacted excerpt of the response body), ``method`` / ``url`` of the request.
+    redacted excerpt of the response body), ``method`` / ``url`` of the request, and
+    ``retry_after`` (seconds the server asked to wait, e.g. with a 503, else None).
     """
 
     def __init__(
@@ -139,7 +145,9 @@ class APIError(AioComputeError):
         body: bytes | str | None = None,
         method: str | None = None,
         url: str | None = None,
+        retry_after: float | None = None,
     ) -> None:
+        self.retry_after = retry_after
         self.message = redact(message)
         self.status = status
         self.code = code
@@ -172,10 +180,6 @@ class NotFoundError(APIError):
 
 class RateLimitError(APIError):
     """429 Too Many Requests. ``retry_after`` is the server's hint in seconds, if it gave one."""
-
-    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
-        self.retry_after = retry_after
-        super().__init__(message, **kwargs)
 
 
 class ServerError(APIError):
@@ -282,12 +286,13 @@ def api_error_for(
     """
     kwargs: dict[str, Any] = {"status": status, "code": code, "body": body, "method": method}
     kwargs["url"] = url
+    kwargs["retry_after"] = retry_after
     effective = status
     if status < 400 and isinstance(code, int) and 400 <= code < 600:
         effective = code
     lowered = message.lower()
     if effective == 429:
-        return RateLimitError(message, retry_after=retry_after, **kwargs)
+        return RateLimitError(message, **kwargs)
     if effective in (401, 403) or any(w in lowered for w in _AUTH_WORDS):
         return AuthenticationError(message, **kwargs)
     if effective == 404 or any(w in lowered for w in _NOT_FOUND_WORDS):

@@ -1,0 +1,41 @@
+"""Settings resolution shared by every client: explicit argument first, then the environment."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+
+__all__ = ["ConfigError", "resolve_setting"]
+
+
+class ConfigError(ValueError):
+    """A required setting was given neither as an argument nor in the environment."""
+
+
+def resolve_setting(
+    value: str | None,
+    env_names: Sequence[str],
+    *,
+    what: str,
+    argument: str,
+    required: bool = True,
+    environ: Mapping[str, str] | None = None,
+) -> str | None:
+    """Return ``value`` if given, else the first non-empty environment variable of ``env_names``.
+
+    Raises :class:`ConfigError` naming both the argument and the variables when a required
+    setting is missing. The error never contains the value of anything (it may be a secret).
+    """
+    if value is not None:
+        if not value.strip():
+            raise ConfigError(f"{what}: the {argument!r} argument is empty")
+        return value
+    env = os.environ if environ is None else environ
+    for name in env_names:
+        found = env.get(name)
+        if found and found.strip():
+            return found.strip()
+    if required:
+        names = " or ".join(f"${n}" for n in env_names)
+        raise ConfigError(f"{what} is required: pass {argument}=... or set {names}")
+    return None
