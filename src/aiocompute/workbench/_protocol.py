@@ -1,0 +1,892 @@
+"""Posit Workbench API, sans I/O: request building and response deciphering.
+
+Plain data in, plain data or models out; no aiohttp, no anyio, no I/O, no credentials.
+
+Requests: one builder per RPC method returns an :class:`RPCRequest` (method, kwparams,
+HTTP method, path, idempotent); arguments are checked first and bad ones raise
+:class:`ValueError` / :class:`TypeError` naming the parameter.
+
+Responses: :func:`decode_envelope` turns ``(status, body)`` into the ``result`` value, in
+the order the API asks for: HTTP status, then an ``{"error": {...}}`` object (which Workbench
+sends with HTTP 200), then ``result``. The ``parse_*`` functions turn that value into
+models. :func:`parse_stream_object` reads one object of a job-output stream.
+
+Where the reference and real servers disagree, both forms are accepted (see API-NOTES.md):
+``launch_job`` answers with one or two ``result`` levels; ``version`` is unwrapped;
+``stop_session`` is sent both ``suspend_session`` and ``suspend``; audited details come as
+``audited_details`` or ``audit_details``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from functools import partial
+from typing import Any, Literal
+
+import attrs
+from attrs import field, frozen
+
+from .._core.serde import (
+    WireConverter,
+    format_timestamp,
+    make_converter,
+    parse_timestamp,
+    structure,
+)
+from .._exceptions import APIError, ProtocolError, api_error_for
+from .models import (
+    AuditedJob,
+    AuditedJobDetails,
+    ComputeEnv,
+    ComputeEnvironments,
+    Container,
+    EnvironmentVariable,
+    Job,
+    JobConfig,
+    JobSpec,
+    JobStatus,
+    LaunchedSession,
+    LaunchParameters,
+    OutputChunk,
+    ResourceLimit,
+    ServerVersion,
+    Session,
+    SessionHook,
+    SessionListing,
+    SessionState,
+    User,
+)
+
+__all__ = [
+    "METHODS",
+    "RPCRequest",
+    "converter",
+    "decode_envelope",
+    "error_parser",
+    "get_audited_job_details",
+    "get_audited_job_output",
+    "get_compute_envs",
+    "get_historical_session",
+    "get_job_output",
+    "get_session",
+    "get_users",
+    "job_state",
+    "launch_audited_job",
+    "launch_job",
+    "launch_session",
+    "parse_audited_job_details",
+    "parse_audited_job_launch",
+    "parse_compute_envs",
+    "parse_job_launch",
+    "parse_launched_session",
+    "parse_output_chunk",
+    "parse_response",
+    "parse_session_listing",
+    "parse_stream_object",
+    "parse_users",
+    "parse_version",
+    "resume_session",
+    "session_state",
+    "stop_audited_job",
+    "stop_job",
+    "stop_session",
+    "version",
+]
+
+# --------------------------------------------------------------------------- converters
+
+# Sessions and most types are snake_case on the wire; these are camelCase.
+_CLASS_NAMING: dict[type, Literal["snake", "camel"]] = {
+    Job: "camel",  # AuditedJob inherits it
+    JobSpec: "camel",
+    User: "camel",
+    ComputeEnv: "camel",
+    JobConfig: "camel",
+    OutputChunk: "camel",
+}
+# The preview reference spells this one field camelCase inside a snake_case type.
+_RENAMES: dict[type, dict[str, str]] = {ResourceLimit: {"value_type": "valueType"}}
+# Other spellings accepted on read: the docs' parameter tables use snake_case for job fields
+# that the job objects themselves spell camelCase.
+_ALIASES: dict[type, dict[str, tuple[str, ...]]] = {
+    ResourceLimit: {
+        "max_value": ("maxValue",),
+        "default_value": ("defaultValue",),
+        "value_type": ("value_type",),
+    },
+    Job: {"working_directory": ("working_directory",)},
+    JobSpec: {
+        "working_directory": ("working_directory",),
+        "resource_limits": ("resource_limits",),
+        "placement_constraints": ("placement_constraints",),
+        "container_image": ("container_image",),
+    },
+}
+
+
+def _make(strict: bool) -> WireConverter:
+    return make_converter(
+        naming="snake",
+        strict=strict,
+        class_naming=_CLASS_NAMING,
+        renames=_RENAMES,
+        aliases=_ALIASES,
+    )
+
+
+_LENIENT = _make(strict=False)
+_STRICT = _make(strict=True)
+
+
+def converter(strict: bool = False) -> WireConverter:
+    """The Workbench converter: lenient (default) or strict (unknown keys and wrong types raise)."""
+    return _STRICT if strict else _LENIENT
+
+
+# --------------------------------------------------------------------------- requests
+
+
+@frozen
+class RPCRequest:
+    """One Workbench RPC call, ready for a transport.
+
+    ``body`` is what a POST sends; a GET sends no body. ``idempotent`` says whether the call
+    may be retried after it may have reached the server (reads yes; launches, stops and
+    resumes no). ``stream`` marks calls whose answer is a long-lived output stream.
+    """
+
+    method: str
+    kwparams: Mapping[str, Any] = field(factory=dict)
+    http_method: Literal["POST", "GET"] = "POST"
+    path: str = ""
+    idempotent: bool = False
+    stream: bool = False
+
+    @property
+    def body(self) -> dict[str, Any]:
+        """``{"method": ..., "kwparams": {...}}``."""
+        return {"method": self.method, "kwparams": dict(self.kwparams)}
+
+
+def _request(
+    method: str,
+    kwparams: Mapping[str, Any] | None = None,
+    *,
+    idempotent: bool,
+    get: bool = False,
+    stream: bool = False,
+) -> RPCRequest:
+    return RPCRequest(
+        method=method,
+        kwparams=dict(kwparams or {}),
+        http_method="GET" if get else "POST",
+        path=f"/api/{method}",
+        idempotent=idempotent,
+        stream=stream,
+    )
+
+
+#: Every RPC method this module builds requests for.
+METHODS = (
+    "version",
+    "get_users",
+    "get_compute_envs",
+    "launch_session",
+    "get_session",
+    "get_historical_session",
+    "resume_session",
+    "stop_session",
+    "launch_job",
+    "launch_audited_job",
+    "stop_job",
+    "stop_audited_job",
+    "get_job_output",
+    "get_audited_job_output",
+    "get_audited_job_details",
+)
+
+
+def _text(value: Any, what: str) -> str:
+    """A required, non-empty string parameter."""
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise ValueError(f"{what} is required and must not be empty")
+    return value
+
+
+def _opt_text(value: Any, what: str) -> str | None:
+    return None if value is None else _text(value, what)
+
+
+def _flag(value: Any, what: str) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"{what} must be True or False, got {type(value).__name__}")
+    return value
+
+
+def _session_id(value: Any, what: str) -> str:
+    text = _text(value, what)
+    if "," in text:  # ids travel comma-joined
+        raise ValueError(f"{what} must not contain a comma: {text!r}")
+    return text
+
+
+def _session_ids(value: str | Iterable[str], what: str) -> str:
+    """One id or a sequence of ids -> ``"id1,id2"``."""
+    ids = [value] if isinstance(value, str) else list(value)
+    if not ids:
+        raise ValueError(f"{what} must not be empty")
+    return ",".join(_session_id(v, f"{what}[{i}]") for i, v in enumerate(ids))
+
+
+def _strings(value: Iterable[str], what: str) -> list[str]:
+    if isinstance(value, str):
+        raise TypeError(f"{what} must be a sequence of strings, not a single string")
+    out = list(value)
+    for i, v in enumerate(out):
+        if not isinstance(v, str):
+            raise TypeError(f"{what}[{i}] must be a string, got {type(v).__name__}")
+    return out
+
+
+def _launch_parameters(value: LaunchParameters | Mapping[str, Any]) -> dict[str, Any]:
+    """LaunchParameters (or a plain mapping, sent as given) with name and cluster checked."""
+    if isinstance(value, LaunchParameters):
+        data: dict[str, Any] = _LENIENT.unstructure(value)
+    elif isinstance(value, Mapping):
+        data = dict(value)
+    else:
+        raise TypeError(
+            f"launch_parameters must be LaunchParameters or a mapping, got {type(value).__name__}"
+        )
+    for key in ("name", "cluster"):
+        v = data.get(key)
+        if not isinstance(v, str) or not v.strip():
+            raise ValueError(f"launch_parameters.{key} is required")
+    return data
+
+
+def _hooks(value: SessionHook | str | Iterable[SessionHook | str], what: str) -> list[Any]:
+    items: list[SessionHook | str] = (
+        [value] if isinstance(value, (SessionHook, str)) else list(value)
+    )
+    out = []
+    for i, item in enumerate(items):
+        if isinstance(item, str):
+            item = SessionHook(_text(item, f"{what}[{i}]"))
+        if not isinstance(item, SessionHook):
+            raise TypeError(f"{what}[{i}] must be a SessionHook or an exe string")
+        out.append(_LENIENT.unstructure(item))
+    return out
+
+
+def _environment(
+    value: Mapping[str, str] | Iterable[EnvironmentVariable], what: str
+) -> list[dict[str, Any]]:
+    if isinstance(value, Mapping):
+        return [{"name": str(k), "value": str(v)} for k, v in value.items()]
+    out = []
+    for i, item in enumerate(value):
+        if not isinstance(item, EnvironmentVariable):
+            raise TypeError(f"{what}[{i}] must be an EnvironmentVariable")
+        out.append(_LENIENT.unstructure(item))
+    return out
+
+
+def _time_bound(value: datetime | str, what: str) -> str:
+    """A datetime (naive = UTC) or an ISO-8601 string -> ``2025-07-23T00:00:00.000000Z``."""
+    try:
+        return format_timestamp(parse_timestamp(value) if isinstance(value, str) else value)
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ValueError(f"{what}: {exc}") from None
+
+
+def version() -> RPCRequest:
+    """``version``: server version and enabled features."""
+    return _request("version", idempotent=True, get=True)
+
+
+def get_users() -> RPCRequest:
+    """``get_users``: all users (admin token needed)."""
+    return _request("get_users", idempotent=True, get=True)
+
+
+def get_compute_envs(user: str | None = None) -> RPCRequest:
+    """``get_compute_envs``: clusters and IDEs; ``user`` needs an admin token (sent by POST)."""
+    if user is None:
+        return _request("get_compute_envs", idempotent=True, get=True)
+    return _request("get_compute_envs", {"user": _text(user, "user")}, idempotent=True)
+
+
+def launch_session(
+    workbench: str,
+    *,
+    name: str | None = None,
+    username: str | None = None,
+    open_file: str | None = None,
+    working_directory: str | None = None,
+    launch_parameters: LaunchParameters | Mapping[str, Any] | None = None,
+    start_hooks: SessionHook | str | Sequence[SessionHook | str] | None = None,
+    stop_hooks: SessionHook | str | Sequence[SessionHook | str] | None = None,
+    environment: Mapping[str, str] | Sequence[EnvironmentVariable] | None = None,
+) -> RPCRequest:
+    """``launch_session``: start a session of IDE ``workbench`` (e.g. ``"RStudio"``).
+
+    Not idempotent: a retried launch may start a second session.
+    """
+    kw: dict[str, Any] = {"workbench": _text(workbench, "workbench")}
+    for key, value in (
+        ("name", name),
+        ("username", username),
+        ("open_file", open_file),
+        ("working_directory", working_directory),
+    ):
+        if value is not None:
+            kw[key] = _text(value, key)
+    if launch_parameters is not None:
+        kw["launch_parameters"] = _launch_parameters(launch_parameters)
+    if start_hooks is not None:
+        kw["start_hooks"] = _hooks(start_hooks, "start_hooks")
+    if stop_hooks is not None:
+        kw["stop_hooks"] = _hooks(stop_hooks, "stop_hooks")
+    if environment is not None:
+        kw["environment"] = _environment(environment, "environment")
+    return _request("launch_session", kw, idempotent=False)
+
+
+def get_session(
+    session_ids: str | Sequence[str] | None = None,
+    *,
+    user: str | None = None,
+    fields: Sequence[str] | None = None,
+    include_jobs: bool = False,
+    include_all_jobs: bool = False,
+) -> RPCRequest:
+    """``get_session``: live sessions (all of the user's, or the given ids).
+
+    ``fields`` limits the session fields returned; ``"id"`` is always added so results can
+    be matched. ``include_all_jobs`` also returns ad-hoc jobs (not in the reference; sent
+    only when True).
+    """
+    kw: dict[str, Any] = {}
+    if session_ids is not None:
+        kw["session_id"] = _session_ids(session_ids, "session_ids")
+    if user is not None:
+        kw["user"] = _text(user, "user")
+    if fields is not None:
+        names = _strings(fields, "fields")
+        kw["fields"] = names if "id" in names else ["id", *names]
+    if _flag(include_jobs, "include_jobs"):
+        kw["include_jobs"] = True
+    if _flag(include_all_jobs, "include_all_jobs"):
+        kw["include_all_jobs"] = True
+    return _request("get_session", kw, idempotent=True)
+
+
+def get_historical_session(
+    begin: datetime | str | None = None,
+    end: datetime | str | None = None,
+    *,
+    include_jobs: bool = False,
+    include_all_users: bool = False,
+) -> RPCRequest:
+    """``get_historical_session``: ended sessions whose end time is within [begin, end]."""
+    kw: dict[str, Any] = {}
+    if begin is not None:
+        kw["filter_time_begin"] = _time_bound(begin, "begin")
+    if end is not None:
+        kw["filter_time_end"] = _time_bound(end, "end")
+    if begin is not None and end is not None and kw["filter_time_begin"] > kw["filter_time_end"]:
+        # Same fixed-width UTC format on both sides, so text order is time order.
+        raise ValueError(
+            f"begin ({kw['filter_time_begin']}) is after end ({kw['filter_time_end']})"
+        )
+    if _flag(include_jobs, "include_jobs"):
+        kw["include_jobs"] = True
+    if _flag(include_all_users, "include_all_users"):
+        kw["include_all_users"] = True
+    return _request("get_historical_session", kw, idempotent=True)
+
+
+def resume_session(
+    session_id: str,
+    *,
+    username: str | None = None,
+    launch_parameters: LaunchParameters | Mapping[str, Any] | None = None,
+) -> RPCRequest:
+    """``resume_session``: resume a suspended session. Not idempotent."""
+    kw: dict[str, Any] = {"session_id": _session_id(session_id, "session_id")}
+    if username is not None:
+        kw["username"] = _text(username, "username")
+    if launch_parameters is not None:
+        kw["launch_parameters"] = _launch_parameters(launch_parameters)
+    return _request("resume_session", kw, idempotent=False)
+
+
+def stop_session(
+    session_ids: str | Sequence[str], *, force_quit: bool = False, suspend: bool = False
+) -> RPCRequest:
+    """``stop_session``: stop (or force-quit, or suspend) sessions.
+
+    ``suspend`` is sent under both ``suspend_session`` (the reference) and ``suspend``
+    (what a public client sends).
+    """
+    suspend = _flag(suspend, "suspend")
+    kw = {
+        "session_ids": _session_ids(session_ids, "session_ids"),
+        "force_quit": _flag(force_quit, "force_quit"),
+        "suspend_session": suspend,
+        "suspend": suspend,
+    }
+    return _request("stop_session", kw, idempotent=False)
+
+
+def _job_payload(spec: JobSpec, what: str) -> dict[str, Any]:
+    """A JobSpec as the ``job`` / ``audited_job`` object, checked."""
+    if not isinstance(spec, JobSpec):
+        raise TypeError(f"{what} must be a JobSpec, got {type(spec).__name__}")
+    for key in ("name", "cluster"):
+        value = getattr(spec, key)
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"{what}.{key} is required")
+    if not spec.exe and not spec.command:
+        raise ValueError(f"{what}.exe or {what}.command is required")
+    if spec.container_image is not None:
+        if spec.container is not None and spec.container.image != spec.container_image:
+            raise ValueError(f"{what}: give container or container_image, not both")
+        spec = attrs.evolve(spec, container=Container(spec.container_image), container_image=None)
+    payload: dict[str, Any] = _LENIENT.unstructure(spec)
+    extra = payload.pop("extra", None) or {}
+    modelled = {_LENIENT.wire_name(JobSpec, a.name) for a in attrs.fields(JobSpec)}
+    for key, value in extra.items():
+        if key in modelled:
+            raise ValueError(f"{what}.extra[{key!r}] repeats a JobSpec field; set that instead")
+        payload[key] = value
+    return payload
+
+
+def launch_job(spec: JobSpec, *, apply_config_settings: bool | None = None) -> RPCRequest:
+    """``launch_job``. ``apply_config_settings=False`` skips launcher mounts and global
+    settings. Not idempotent: a retried launch may start a second job."""
+    kw: dict[str, Any] = {"job": _job_payload(spec, "job")}
+    if apply_config_settings is not None:
+        kw["apply_config_settings"] = _flag(apply_config_settings, "apply_config_settings")
+    return _request("launch_job", kw, idempotent=False)
+
+
+def launch_audited_job(spec: JobSpec, *, apply_config_settings: bool | None = None) -> RPCRequest:
+    """``launch_audited_job``: like :func:`launch_job`, sent as ``audited_job``."""
+    kw: dict[str, Any] = {"audited_job": _job_payload(spec, "audited_job")}
+    if apply_config_settings is not None:
+        kw["apply_config_settings"] = _flag(apply_config_settings, "apply_config_settings")
+    return _request("launch_audited_job", kw, idempotent=False)
+
+
+def stop_job(job_id: str, *, force: bool = False) -> RPCRequest:
+    """``stop_job``; ``force`` sends the kill signal (``force_quit``)."""
+    kw = {"job_id": _text(job_id, "job_id"), "force_quit": _flag(force, "force")}
+    return _request("stop_job", kw, idempotent=False)
+
+
+def stop_audited_job(audited_job_id: str, *, force: bool = False) -> RPCRequest:
+    """``stop_audited_job``; ``force`` sends the kill signal (``force_quit``)."""
+    kw = {
+        "audited_job_id": _text(audited_job_id, "audited_job_id"),
+        "force_quit": _flag(force, "force"),
+    }
+    return _request("stop_audited_job", kw, idempotent=False)
+
+
+def get_job_output(job_id: str, *, user: str | None = None) -> RPCRequest:
+    """``get_job_output``: a stream of output chunks."""
+    kw: dict[str, Any] = {"job_id": _text(job_id, "job_id")}
+    if user is not None:
+        kw["user"] = _text(user, "user")
+    return _request("get_job_output", kw, idempotent=True, stream=True)
+
+
+def get_audited_job_output(audited_job_id: str, *, user: str | None = None) -> RPCRequest:
+    """``get_audited_job_output``: a stream of chunks, or one object for a finished job.
+
+    The id is sent as ``audited_job_id`` (the reference's example) and ``job_id`` (its
+    parameter table).
+    """
+    job_id = _text(audited_job_id, "audited_job_id")
+    kw: dict[str, Any] = {"audited_job_id": job_id, "job_id": job_id}
+    if user is not None:
+        kw["user"] = _text(user, "user")
+    return _request("get_audited_job_output", kw, idempotent=True, stream=True)
+
+
+def get_audited_job_details(audited_job_id: str, *, user: str | None = None) -> RPCRequest:
+    """``get_audited_job_details``: auditing details of a completed audited job."""
+    kw: dict[str, Any] = {"audited_job_id": _text(audited_job_id, "audited_job_id")}
+    if user is not None:
+        kw["user"] = _text(user, "user")
+    return _request("get_audited_job_details", kw, idempotent=True)
+
+
+# --------------------------------------------------------------------------- responses
+
+_STOP_METHODS = frozenset({"stop_session", "stop_job", "stop_audited_job"})
+
+
+def _error_fields(error: Any) -> tuple[Any, str]:
+    """``{"code", "message"}`` (or a bare string) -> (code, message)."""
+    if isinstance(error, Mapping):
+        code = error.get("code")
+        if isinstance(code, str) and code.strip().isdigit():
+            code = int(code)
+        message = error.get("message")
+        if not isinstance(message, str) or not message:
+            message = json.dumps(dict(error), default=str)[:200]
+        return code, message
+    return None, str(error)
+
+
+def _rpc_error(error: Any, *, status: int, body: bytes | str | None, method: str) -> APIError:
+    code, message = _error_fields(error)
+    return api_error_for(status, message, code=code, body=body, method=method)
+
+
+def error_parser(
+    status: int, body: bytes | str | None, headers: Any = None
+) -> tuple[Any, str] | None:
+    """For the transport: ``(code, message)`` if ``body`` is a Workbench error object.
+
+    Returns None when the body is not JSON of the shape ``{"error": {...}}`` (e.g. HTML
+    from a proxy). ``status`` and ``headers`` are accepted for the transport's signature.
+    """
+    del status, headers  # the shape alone decides
+    if not body:
+        return None
+    try:
+        obj = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    if not isinstance(obj, Mapping) or obj.get("error") in (None, "", {}):
+        return None
+    return _error_fields(obj["error"])
+
+
+def _looks_like_html(text: str) -> bool:
+    return text.lstrip().startswith("<")
+
+
+def decode_envelope(method: str, status: int, body: bytes | str | None) -> Any:
+    """The ``result`` of a Workbench answer, or the matching error.
+
+    Checks, in order: the HTTP status (non-2xx -> :class:`~aiocompute.APIError` subclass),
+    an ``{"error": {"code", "message"}}`` object in the body (-> ``api_error_for``: code 401
+    -> AuthenticationError, 404 / "not found" -> NotFoundError...), then ``result``.
+    ``version`` answers unwrapped (returned whole); ``stop_*`` may answer an empty body
+    (-> None). A body that is not JSON raises :class:`~aiocompute.ProtocolError`.
+    """
+    if not 200 <= status < 300:
+        parsed = error_parser(status, body)
+        if parsed is not None:
+            code, message = parsed
+            raise api_error_for(status, message, code=code, body=body, method=method)
+        raise api_error_for(status, f"{method} failed with HTTP {status}", body=body, method=method)
+
+    if isinstance(body, bytes):
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ProtocolError(
+                f"{method}: response body is not UTF-8", status=status, body=body
+            ) from None
+    else:
+        text = body or ""
+    if not text.strip():
+        if method in _STOP_METHODS:
+            return None
+        raise ProtocolError(f"{method}: empty response body", status=status)
+    try:
+        obj = json.loads(text)
+    except ValueError:
+        what = "HTML (a proxy or login page?)" if _looks_like_html(text) else "invalid JSON"
+        raise ProtocolError(
+            f"{method}: expected a JSON body, got {what}", status=status, body=text
+        ) from None
+    if not isinstance(obj, Mapping):
+        raise ProtocolError(
+            f"{method}: expected a JSON object, got {type(obj).__name__}", status=status, body=text
+        )
+    error = obj.get("error")
+    if error not in (None, "", {}):
+        raise _rpc_error(error, status=status, body=text, method=method)
+    if method in _STOP_METHODS:
+        return None
+    if "result" in obj:
+        return obj["result"]
+    if method == "version":
+        return obj
+    raise ProtocolError(f"{method}: no 'result' in the response", status=status, body=text)
+
+
+def _expect_object(value: Any, what: str, path: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        kind = "null" if value is None else type(value).__name__
+        raise ProtocolError(f"could not read {what}: {path}: expected an object, got {kind}")
+    return value
+
+
+def _check_keys(obj: Mapping[str, Any], allowed: Iterable[str], what: str, path: str) -> None:
+    """Strict mode for envelope levels the converter does not see."""
+    extra = set(obj) - set(allowed)
+    if extra:
+        keys = ", ".join(repr(k) for k in sorted(extra))
+        raise ProtocolError(f"could not read {what}: {path}: unknown key(s) {keys}")
+
+
+@frozen
+class _VersionInfo:
+    # The reference calls these "string properties"; numbers are accepted too.
+    major: int | str | None = None
+    minor: int | str | None = None
+    patch: int | str | None = None
+    build_number: int | str | None = None
+    release_name: str | None = None
+    build_type: str | None = None
+
+
+@frozen
+class _VersionAnswer:
+    version: _VersionInfo
+    features: tuple[str, ...] = ()
+
+
+def _as_int(value: int | str | None) -> int | None:
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
+def parse_version(result: Any, *, strict: bool = False) -> ServerVersion:
+    """``version`` -> :class:`ServerVersion` (from ``{"version": {...}, "features": [...]}``).
+
+    A ``{"result": ...}`` wrapper is accepted too.
+    """
+    what = "version result"
+    obj = _expect_object(result, what, "$")
+    if "version" not in obj and isinstance(obj.get("result"), Mapping):
+        obj = obj["result"]
+    answer: _VersionAnswer = structure(converter(strict), obj, _VersionAnswer, what=what)
+    info = answer.version
+    build = info.build_number
+    return ServerVersion(
+        major=_as_int(info.major),
+        minor=_as_int(info.minor),
+        patch=_as_int(info.patch),
+        build_number=None if build is None else str(build),
+        release_name=info.release_name,
+        build_type=info.build_type,
+        features=answer.features,
+        raw=obj,
+    )
+
+
+def parse_users(result: Any, *, strict: bool = False) -> list[User]:
+    """``get_users`` -> list of :class:`User`."""
+    users: list[User] = structure(
+        converter(strict), result, list[User], what="get_users result", path="$.result"
+    )
+    return users
+
+
+def parse_compute_envs(result: Any, *, strict: bool = False) -> ComputeEnvironments:
+    """``get_compute_envs`` -> :class:`ComputeEnvironments`."""
+    envs: ComputeEnvironments = structure(
+        converter(strict),
+        result,
+        ComputeEnvironments,
+        what="get_compute_envs result",
+        path="$.result",
+    )
+    return envs
+
+
+def parse_launched_session(result: Any, *, strict: bool = False) -> LaunchedSession:
+    """``launch_session`` / ``resume_session`` -> :class:`LaunchedSession`."""
+    launched: LaunchedSession = structure(
+        converter(strict), result, LaunchedSession, what="session launch result", path="$.result"
+    )
+    return launched
+
+
+def parse_session_listing(result: Any, *, strict: bool = False) -> SessionListing:
+    """``get_session`` / ``get_historical_session`` -> :class:`SessionListing`."""
+    listing: SessionListing = structure(
+        converter(strict), result, SessionListing, what="session listing", path="$.result"
+    )
+    return listing
+
+
+def _launched_job(
+    result: Any, keys: tuple[str, ...], cls: type[Job], what: str, strict: bool
+) -> Any:
+    """Find the job object in ``{"result": {"job": ...}}`` or ``{"job": ...}`` and read it."""
+    obj = _expect_object(result, what, "$.result")
+    path = "$.result"
+    if "result" in obj and not any(k in obj for k in keys):
+        obj = _expect_object(obj["result"], what, "$.result.result")
+        path = "$.result.result"
+    for key in keys:
+        if key in obj:
+            if strict:
+                _check_keys(obj, (key,), what, path)
+            return structure(converter(strict), obj[key], cls, what=what, path=f"{path}.{key}")
+    names = " or ".join(repr(k) for k in keys)
+    raise ProtocolError(f"could not read {what}: {path}: no {names} object")
+
+
+def parse_job_launch(result: Any, *, strict: bool = False) -> Job:
+    """``launch_job`` -> :class:`Job`; one or two ``result`` levels are accepted."""
+    job: Job = _launched_job(result, ("job",), Job, "launch_job result", strict)
+    return job
+
+
+def parse_audited_job_launch(result: Any, *, strict: bool = False) -> AuditedJob:
+    """``launch_audited_job`` -> :class:`AuditedJob` (key ``audited_job``, or ``job``)."""
+    job: AuditedJob = _launched_job(
+        result, ("audited_job", "job"), AuditedJob, "launch_audited_job result", strict
+    )
+    return job
+
+
+def parse_audited_job_details(result: Any, *, strict: bool = False) -> AuditedJobDetails:
+    """``get_audited_job_details`` -> :class:`AuditedJobDetails`.
+
+    The example says ``audited_details``, the prose ``audit_details``: both are read.
+    """
+    what = "get_audited_job_details result"
+    obj = _expect_object(result, what, "$.result")
+    for key in ("audited_details", "audit_details"):
+        if key in obj:
+            if strict:
+                _check_keys(obj, (key,), what, "$.result")
+            details: AuditedJobDetails = structure(
+                converter(strict), obj[key], AuditedJobDetails, what=what, path=f"$.result.{key}"
+            )
+            return details
+    if "script_output" in obj or "environment" in obj:  # not wrapped at all
+        details = structure(converter(strict), obj, AuditedJobDetails, what=what, path="$.result")
+        return details
+    raise ProtocolError(f"could not read {what}: $.result: no 'audited_details' object")
+
+
+def parse_output_chunk(
+    obj: Any, *, audited: bool, strict: bool = False, path: str = "$"
+) -> OutputChunk:
+    """One output object ``{"jobId", "outputType", "output"[, "outputSource"]}``."""
+    what = "audited job output chunk" if audited else "job output chunk"
+    chunk: OutputChunk = structure(converter(strict), obj, OutputChunk, what=what, path=path)
+    return chunk
+
+
+def parse_stream_object(
+    obj: Any, *, audited: bool = False, strict: bool = False, method: str | None = None
+) -> OutputChunk:
+    """One object of a ``get_job_output`` / ``get_audited_job_output`` stream.
+
+    An ``{"error": ...}`` object (an error mid-stream) raises the matching
+    :class:`~aiocompute.APIError`; a finished audited job's single
+    ``{"result": {"audited_job_output": {...}}}`` gives its one chunk.
+    """
+    rpc = method or ("get_audited_job_output" if audited else "get_job_output")
+    what = "audited job output" if audited else "job output"
+    if not isinstance(obj, Mapping):
+        kind = "null" if obj is None else type(obj).__name__
+        raise ProtocolError(f"could not read {what}: $: expected an object, got {kind}")
+    error = obj.get("error")
+    if error not in (None, "", {}):
+        body = json.dumps(obj, default=str)
+        raise _rpc_error(error, status=200, body=body, method=rpc)
+    if "result" in obj:
+        result = _expect_object(obj["result"], what, "$.result")
+        if "audited_job_output" not in result:
+            raise ProtocolError(f"could not read {what}: $.result: no 'audited_job_output'")
+        if strict:
+            _check_keys(obj, ("result",), what, "$")
+            _check_keys(result, ("audited_job_output",), what, "$.result")
+        return parse_output_chunk(
+            result["audited_job_output"],
+            audited=True,
+            strict=strict,
+            path="$.result.audited_job_output",
+        )
+    return parse_output_chunk(obj, audited=audited, strict=strict)
+
+
+def _parse_none(result: Any, *, strict: bool = False) -> None:
+    del result, strict
+
+
+_PARSERS: dict[str, Callable[..., Any]] = {
+    "version": parse_version,
+    "get_users": parse_users,
+    "get_compute_envs": parse_compute_envs,
+    "launch_session": parse_launched_session,
+    "resume_session": parse_launched_session,
+    "get_session": parse_session_listing,
+    "get_historical_session": parse_session_listing,
+    "launch_job": parse_job_launch,
+    "launch_audited_job": parse_audited_job_launch,
+    "get_audited_job_details": parse_audited_job_details,
+    "stop_session": _parse_none,
+    "stop_job": _parse_none,
+    "stop_audited_job": _parse_none,
+    "get_audited_job_output": partial(parse_stream_object, audited=True),
+}
+
+
+def parse_response(
+    method: str, status: int, body: bytes | str | None, *, strict: bool = False
+) -> Any:
+    """:func:`decode_envelope` then the method's ``parse_*`` function.
+
+    ``get_job_output`` (always a stream) is not handled here: feed its objects to
+    :func:`parse_stream_object`. ``get_audited_job_output`` is, for a finished job's single
+    answer.
+    """
+    parser = _PARSERS.get(method)
+    if parser is None:
+        raise ValueError(f"no one-shot parser for {method!r}; streams use parse_stream_object")
+    result = decode_envelope(method, status, body)
+    if method == "get_audited_job_output":
+        # A finished job's answer is {"result": {"audited_job_output": {...}}}.
+        return parser({"result": result}, strict=strict)
+    return parser(result, strict=strict)
+
+
+# --------------------------------------------------------------------------- states
+
+
+def session_state(s: Session) -> str:
+    """A session's raw state string.
+
+    ``activity_state`` when present. Sessions from ``get_historical_session`` carry none:
+    they have ended, so ``"ended"``. Otherwise ``"unknown"``.
+    """
+    state = s.activity_state
+    if isinstance(state, SessionState):
+        return state.value
+    if state:
+        return state
+    if s.job is not None:
+        return "ended"
+    return "unknown"
+
+
+def job_state(j: Job) -> str:
+    """A job's raw status string (``"Finished"``...), ``"unknown"`` if none was sent."""
+    status = j.status
+    if isinstance(status, JobStatus):
+        return status.value
+    return status or "unknown"

@@ -1,0 +1,402 @@
+"""The API-agnostic converter factory: naming, raw, lenient/strict, unions, timestamps."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import attrs
+import pytest
+from attrs import field, frozen
+from hypothesis import given
+from hypothesis import strategies as st
+
+from aiocompute import ProtocolError
+from aiocompute._core.serde import (
+    format_timestamp,
+    make_converter,
+    parse_timestamp,
+    structure,
+    to_camel,
+    unstructure,
+)
+
+UTC = timezone.utc
+
+
+class Color(str, enum.Enum):
+    RED = "red"
+    BLUE = "blue"
+
+
+@frozen
+class Box:
+    image: str
+    raw: Mapping[str, Any] = field(factory=dict, repr=False, eq=False)
+
+
+@frozen
+class Thing:
+    thing_id: str
+    color: Color | str | None = None
+    box: Box | str | None = None
+    seen_at: datetime | None = None
+    tags: tuple[str, ...] = ()
+    boxes: tuple[Box, ...] = ()
+    by_name: Mapping[str, Box] = field(factory=dict)
+    count: int | None = None
+    ratio: float | None = None
+    enabled: bool | None = None
+    max_value: str | None = None
+    raw: Mapping[str, Any] = field(factory=dict, repr=False, eq=False)
+
+
+@frozen
+class SubThing(Thing):
+    """Inherits Thing's naming and renames."""
+
+
+@frozen
+class OnlyEnum:
+    color: Color | None = None
+
+
+def conv(strict: bool = False, **kwargs: Any) -> Any:
+    return make_converter(
+        naming="snake",
+        strict=strict,
+        class_naming={Thing: "camel"},
+        aliases={Thing: {"max_value": ("max_value", "maxVal")}},
+        **kwargs,
+    )
+
+
+def read(data: Any, cls: Any = Thing, *, strict: bool = False) -> Any:
+    return structure(conv(strict), data, cls, what="thing")
+
+
+# --------------------------------------------------------------------------- naming
+
+
+@pytest.mark.parametrize(
+    ("name", "camel"),
+    [
+        ("working_directory", "workingDirectory"),
+        ("is_super_admin", "isSuperAdmin"),
+        ("id", "id"),
+        ("exit_code", "exitCode"),
+    ],
+)
+def test_to_camel(name: str, camel: str) -> None:
+    assert to_camel(name) == camel
+
+
+def test_converter_wide_camel_naming() -> None:
+    c = make_converter(naming="camel")
+    assert c.unstructure(Box("x")) == {"image": "x"}
+    assert structure(c, {"thingId": "a", "seenAt": 0}, Thing, what="t").thing_id == "a"
+    assert c.wire_name(Thing, "seen_at") == "seenAt"
+
+
+def test_class_naming_overrides_converter_and_is_inherited() -> None:
+    c = conv()
+    assert c.wire_name(Thing, "thing_id") == "thingId"
+    assert c.wire_name(SubThing, "thing_id") == "thingId"
+    assert c.wire_name(Box, "image") == "image"
+    sub = structure(c, {"thingId": "s"}, SubThing, what="sub")
+    assert type(sub) is SubThing
+    assert sub.thing_id == "s"
+
+
+def test_renames_win_over_naming_and_are_inherited() -> None:
+    c = make_converter(
+        naming="snake", class_naming={Thing: "camel"}, renames={Thing: {"thing_id": "ID"}}
+    )
+    assert c.wire_name(SubThing, "thing_id") == "ID"
+    assert c.wire_name(SubThing, "seen_at") == "seenAt"
+    t = structure(c, {"ID": "x"}, SubThing, what="t")
+    assert t.thing_id == "x"
+    assert c.unstructure(t) == {"ID": "x", "tags": [], "boxes": [], "byName": {}}
+
+
+def test_aliases_are_read_but_never_written() -> None:
+    for key in ("maxValue", "max_value", "maxVal"):
+        t = read({"thingId": "a", key: "8"}, strict=True)
+        assert t.max_value == "8"
+        assert conv().unstructure(t)["maxValue"] == "8"
+    # The primary key wins when both are present.
+    assert read({"thingId": "a", "maxValue": "1", "max_value": "2"}).max_value == "1"
+
+
+# --------------------------------------------------------------------------- raw
+
+
+def test_raw_holds_the_whole_object_and_is_not_compared_or_shown() -> None:
+    data = {"thingId": "a", "box": {"image": "i", "extra": 1}, "future": [1, 2]}
+    t = read(data)
+    assert t.raw == data
+    assert t.raw["future"] == [1, 2]
+    assert isinstance(t.box, Box)
+    assert t.box.raw == {"image": "i", "extra": 1}
+    assert "future" not in repr(t)
+    assert "raw" not in repr(t)
+    assert t == Thing("a", box=Box("i"))
+
+
+def test_raw_is_never_written() -> None:
+    t = read({"thingId": "a", "unknown": 1})
+    assert "raw" not in conv().unstructure(t)
+    assert "unknown" not in conv().unstructure(t)
+
+
+# --------------------------------------------------------------------------- lenient mode
+
+
+def test_lenient_missing_optional_fields_take_defaults() -> None:
+    t = read({"thingId": "a"})
+    assert t == Thing("a")
+    assert t.tags == ()
+    assert t.by_name == {}
+
+
+def test_lenient_coerces_what_servers_get_wrong() -> None:
+    t = read({"thingId": 7, "count": "12", "ratio": "0.5", "enabled": "false", "tags": None})
+    assert t.thing_id == "7"
+    assert t.count == 12
+    assert t.ratio == 0.5
+    assert t.enabled is False
+    assert t.tags == ()
+    assert read({"thingId": "a", "count": 3.0, "enabled": 1}).count == 3
+    assert read({"thingId": "a", "byName": None}).by_name == {}
+
+
+@pytest.mark.parametrize(
+    ("data", "fragment"),
+    [
+        ({"thingId": "a", "enabled": "maybe"}, "$.enabled: expected a boolean"),
+        ({"thingId": "a", "count": "many"}, "$.count: expected an integer, got 'many'"),
+        ({"thingId": "a", "ratio": "lots"}, "$.ratio: expected a number"),
+        ({"thingId": {"x": 1}}, "$.thingId: expected a string, got object"),
+        ({"thingId": "a", "tags": "abc"}, "$.tags: expected an array, got string"),
+        ({}, "$.thingId: required key missing (Thing.thing_id)"),
+    ],
+)
+def test_lenient_still_rejects_nonsense(data: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        read(data)
+    assert "could not read thing: " in str(info.value)
+    assert fragment in str(info.value)
+
+
+# --------------------------------------------------------------------------- strict mode
+
+
+@pytest.mark.parametrize(
+    ("data", "fragment"),
+    [
+        ({"thingId": "a", "zz": 1}, "$: unknown key(s) 'zz' (Thing)"),
+        ({"thingId": 1}, "$.thingId: expected a string, got number (Thing.thing_id)"),
+        ({"thingId": "a", "count": True}, "$.count: expected an integer, got boolean"),
+        ({"thingId": "a", "count": "12"}, "$.count: expected an integer, got string"),
+        ({"thingId": "a", "enabled": "true"}, "$.enabled: expected a boolean, got string"),
+        ({"thingId": "a", "ratio": "0.5"}, "$.ratio: expected a number, got string"),
+        ({"thingId": "a", "tags": None}, "$.tags: expected an array, got null"),
+        ({"thingId": "a", "tags": ["x", 2]}, "$.tags[1]: expected a string, got number"),
+        (
+            {"thingId": "a", "boxes": [{"image": "i"}, {"image": "j", "q": 0}]},
+            "$.boxes[1]: unknown key(s) 'q' (Box)",
+        ),
+        (
+            {"thingId": "a", "byName": {"k": {"image": 5}}},
+            "$.byName['k'].image: expected a string, got number (Box.image)",
+        ),
+        ({"thingId": "a", "box": 5}, "$.box: expected Box or str, got number (Thing.box)"),
+        ({"thingId": "a", "seenAt": True}, "$.seenAt: expected a timestamp"),
+        (["not", "an", "object"], "$: expected an object for Thing, got array"),
+    ],
+)
+def test_strict_raises_with_wire_path_and_class(data: Any, fragment: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        read(data, strict=True)
+    message = str(info.value)
+    assert message.startswith("could not read thing: ")
+    assert fragment in message
+
+
+def test_strict_reports_every_problem_and_summarises_many() -> None:
+    data = {"thingId": 1, "count": "x", "ratio": "y", "enabled": "z", "tags": 3, "b": 1, "c": 2}
+    with pytest.raises(ProtocolError) as info:
+        read(data, strict=True)
+    message = str(info.value)
+    assert "$.thingId:" in message
+    assert "and 1 more" in message  # 6 problems, 5 shown
+
+
+def test_same_input_passes_lenient_but_not_strict() -> None:
+    data = {"thingId": "a", "newField": {"x": 1}}
+    assert read(data).raw["newField"] == {"x": 1}
+    with pytest.raises(ProtocolError, match="unknown key"):
+        read(data, strict=True)
+
+
+def test_no_cattrs_error_escapes_structure() -> None:
+    with pytest.raises(ProtocolError) as info:
+        structure(conv(True), [{"thingId": "a"}, {"thingId": 2}], list[Thing], what="things")
+    assert "$[1].thingId" in str(info.value)
+    assert info.value.__cause__ is None
+
+
+def test_path_prefix_is_used() -> None:
+    with pytest.raises(ProtocolError, match=r"\$\.result\.job\.thingId"):
+        structure(conv(True), {"thingId": 1}, Thing, what="job", path="$.result.job")
+
+
+# --------------------------------------------------------------------------- unions, enums
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_enum_or_str_keeps_unknown_values(strict: bool) -> None:
+    known = read({"thingId": "a", "color": "red"}, strict=strict)
+    assert known.color is Color.RED
+    unknown = read({"thingId": "a", "color": "ultraviolet"}, strict=strict)
+    assert unknown.color == "ultraviolet"
+    assert not isinstance(unknown.color, Color)
+
+
+def test_enum_without_str_rejects_unknown_values() -> None:
+    assert read({"color": "blue"}, OnlyEnum).color is Color.BLUE
+    with pytest.raises(ProtocolError, match=r"\$\.color"):
+        read({"color": "ultraviolet"}, OnlyEnum)
+
+
+def test_class_or_str_union() -> None:
+    assert read({"thingId": "a", "box": {"image": "i"}}, strict=True).box == Box("i")
+    assert read({"thingId": "a", "box": ""}, strict=True).box == ""
+    assert read({"thingId": "a", "box": None}, strict=True).box is None
+
+
+# --------------------------------------------------------------------------- unstructure
+
+
+def test_unstructure_drops_none_and_writes_json_types() -> None:
+    t = Thing(
+        "a",
+        color=Color.BLUE,
+        box=Box("i"),
+        seen_at=datetime(2024, 1, 2, 3, 4, 5, tzinfo=UTC),
+        tags=("x",),
+    )
+    out = unstructure(conv(), t)
+    assert out == {
+        "thingId": "a",
+        "color": "blue",
+        "box": {"image": "i"},
+        "seenAt": "2024-01-02T03:04:05.000000Z",
+        "tags": ["x"],
+        "boxes": [],
+        "byName": {},
+    }
+    assert type(out["color"]) is str
+    assert type(out["tags"]) is list
+
+
+def test_structure_unstructure_round_trip_in_strict_mode() -> None:
+    t = Thing(
+        "a",
+        color="new-color",
+        box="",
+        seen_at=datetime(2024, 1, 2, tzinfo=UTC),
+        boxes=(Box("b"),),
+        by_name={"k": Box("c")},
+        count=3,
+        ratio=1.5,
+        enabled=False,
+        max_value="2",
+    )
+    assert read(conv().unstructure(t), strict=True) == t
+
+
+# --------------------------------------------------------------------------- timestamps
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (1721684073175, datetime(2024, 7, 22, 21, 34, 33, 175000, tzinfo=UTC)),
+        (1721684073175.5, datetime(2024, 7, 22, 21, 34, 33, 175500, tzinfo=UTC)),
+        (0, datetime(1970, 1, 1, tzinfo=UTC)),
+        ("2025-07-26T05:30:21.424300", datetime(2025, 7, 26, 5, 30, 21, 424300, tzinfo=UTC)),
+        ("2024-10-01T20:49:32.294130Z", datetime(2024, 10, 1, 20, 49, 32, 294130, tzinfo=UTC)),
+        ("2025-07-26T05:42:56", datetime(2025, 7, 26, 5, 42, 56, tzinfo=UTC)),
+        ("2025-07-26T05:42:56.1Z", datetime(2025, 7, 26, 5, 42, 56, 100000, tzinfo=UTC)),
+        ("2025-07-26T05:42:56.123456789Z", datetime(2025, 7, 26, 5, 42, 56, 123456, tzinfo=UTC)),
+        ("2025-07-26 05:42", datetime(2025, 7, 26, 5, 42, tzinfo=UTC)),
+        ("2025-07-26", datetime(2025, 7, 26, tzinfo=UTC)),
+        ("2025-07-26T07:42:56+02:00", datetime(2025, 7, 26, 5, 42, 56, tzinfo=UTC)),
+        ("2025-07-26T07:42:56+0200", datetime(2025, 7, 26, 5, 42, 56, tzinfo=UTC)),
+        ("2025-07-26T03:42:56-02", datetime(2025, 7, 26, 5, 42, 56, tzinfo=UTC)),
+        (datetime(2025, 1, 1), datetime(2025, 1, 1, tzinfo=UTC)),
+    ],
+)
+def test_parse_timestamp(value: Any, expected: datetime) -> None:
+    parsed = parse_timestamp(value)
+    assert parsed == expected
+    assert parsed.tzinfo is not None
+
+
+@pytest.mark.parametrize(
+    ("value", "error"),
+    [
+        (True, TypeError),
+        (None, TypeError),
+        ([1], TypeError),
+        ("yesterday", ValueError),
+        ("2025-13-40T00:00:00", ValueError),
+        (float("inf"), ValueError),
+        (10**20, ValueError),
+    ],
+)
+def test_parse_timestamp_rejects(value: Any, error: type[Exception]) -> None:
+    with pytest.raises(error):
+        parse_timestamp(value)
+
+
+def test_epoch_ms_and_iso_give_equal_aware_datetimes() -> None:
+    a = read({"thingId": "a", "seenAt": 1721684073175}, strict=True).seen_at
+    b = read({"thingId": "a", "seenAt": "2024-07-22T21:34:33.175Z"}, strict=True).seen_at
+    c = read({"thingId": "a", "seenAt": "2024-07-22T21:34:33.175000"}, strict=True).seen_at
+    assert a == b == c
+    assert type(a) is type(b) is type(c) is datetime
+    assert a.utcoffset() == b.utcoffset() == c.utcoffset() == timedelta(0)
+
+
+def test_format_timestamp() -> None:
+    assert format_timestamp(datetime(2025, 7, 23, tzinfo=UTC)) == "2025-07-23T00:00:00.000000Z"
+    assert format_timestamp(datetime(2025, 7, 23)) == "2025-07-23T00:00:00.000000Z"
+    plus2 = timezone(timedelta(hours=2))
+    assert format_timestamp(datetime(2025, 7, 23, 1, tzinfo=plus2)) == "2025-07-22T23:00:00.000000Z"
+
+
+@given(
+    st.datetimes(
+        min_value=datetime(1, 1, 2),
+        max_value=datetime(9999, 12, 30),
+        timezones=st.sampled_from([UTC, timezone(timedelta(hours=-7)), timezone(timedelta(0))]),
+    )
+)
+def test_timestamp_text_round_trip(dt: datetime) -> None:
+    assert parse_timestamp(format_timestamp(dt)) == dt
+
+
+@given(st.integers(min_value=-(10**13), max_value=10**14))
+def test_epoch_ms_round_trip(ms: int) -> None:
+    dt = parse_timestamp(ms)
+    back = (dt - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
+    assert back == ms
+
+
+def test_models_are_plain_attrs() -> None:
+    # Wire names live in the converter: the classes themselves know none.
+    assert [a.name for a in attrs.fields(Box)] == ["image", "raw"]
