@@ -33,11 +33,13 @@ __all__ = [
     "EnvironmentVariable",
     "Job",
     "JobConfig",
+    "JobOutput",
     "JobSpec",
     "JobStatus",
     "LaunchParameters",
     "LaunchedSession",
     "OutputChunk",
+    "OutputLine",
     "PlacementConstraint",
     "ResourceLimit",
     "ScriptOutput",
@@ -457,6 +459,34 @@ class OutputChunk:
     output: str
     output_source: str | None = None
     raw: Mapping[str, Any] = field(factory=dict, repr=False, eq=False)
+
+
+@frozen
+class OutputLine:
+    """One line of a job's output (without its newline), from ``jobs.lines()``."""
+
+    job_id: str
+    output_type: str
+    text: str
+
+
+@frozen
+class JobOutput:
+    """A job's whole output, from ``jobs.collect()``: ``stdout`` and ``stderr`` apart, and
+    the ``chunks`` in the order they came."""
+
+    job_id: str
+    stdout: str
+    stderr: str
+    chunks: tuple[OutputChunk, ...] = ()
+
+    @classmethod
+    def from_chunks(cls, job_id: str, chunks: Iterable[OutputChunk]) -> JobOutput:
+        """Join chunks by output type (anything not ``stderr`` counts as stdout)."""
+        kept = tuple(chunks)
+        out = "".join(c.output for c in kept if c.output_type != "stderr")
+        err = "".join(c.output for c in kept if c.output_type == "stderr")
+        return cls(job_id, out, err, kept)
 
 
 @frozen

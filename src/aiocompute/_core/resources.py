@@ -1,0 +1,187 @@
+"""What every API client and resource shares: lifetime, and the waiting methods.
+
+:class:`BaseClient` owns one :class:`~aiocompute._core.transport.Transport` and the pollers
+of its resources, and closes them together. :class:`WaitableResource` gives a resource
+``wait`` / ``wait_all`` / ``as_completed`` / ``watch`` / ``wait_token`` / ``resume_wait``
+on top of its :class:`~aiocompute._core.polling.Poller`, with the API's defaults for the
+target state and the deadline. API packages subclass both; the sync twins are generated
+from the subclasses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Collection, Iterable
+from types import TracebackType
+from typing import Any, Generic, TypeVar
+
+from .polling import (
+    OnCancel,
+    Poller,
+    PollEvent,
+    TransitionEvent,
+    Until,
+    WaitResult,
+    WaitToken,
+)
+from .transport import Transport
+
+__all__ = ["BaseClient", "WaitableResource"]
+
+R = TypeVar("R")
+Self = TypeVar("Self", bound="BaseClient")
+
+
+class BaseClient:
+    """Lifetime shared by the API clients: ``async with`` or ``await client.aclose()``.
+
+    The HTTP session is opened lazily on the first call, so a client can be built outside
+    any event loop; closing it ends waits in progress and releases every connection.
+    """
+
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
+        self._pollers: list[Poller[Any]] = []
+
+    def _poller(self, poller: Poller[R]) -> Poller[R]:
+        """Register a poller so that :meth:`aclose` closes it."""
+        self._pollers.append(poller)
+        return poller
+
+    @property
+    def closed(self) -> bool:
+        """Whether :meth:`aclose` was called."""
+        return self._transport.closed
+
+    async def aclose(self) -> None:
+        """Close the client: end waits in progress, close every connection. Idempotent."""
+        for poller in self._pollers:
+            await poller.aclose()
+        await self._transport.aclose()
+
+    async def __aenter__(self: Self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self._transport.base_url!r})"
+
+
+class WaitableResource(Generic[R]):
+    """Waiting methods for a resource with a state machine.
+
+    Subclasses set ``_waiter`` (their :class:`Poller`), ``_default_until`` and
+    ``_default_timeout``. ``until`` is a state name, a collection of names or a predicate;
+    ``timeout`` is the deadline in seconds (always finite).
+    """
+
+    _waiter: Poller[R]
+    _default_until: str | Collection[str]
+    _default_timeout: float
+
+    def _until(self, until: Until[R] | None) -> Until[R]:
+        return self._default_until if until is None else until
+
+    def _timeout(self, timeout: float | None) -> float:
+        return self._default_timeout if timeout is None else timeout
+
+    async def wait(
+        self,
+        id: str,
+        until: Until[R] | None = None,
+        *,
+        timeout: float | None = None,
+        on_transition: Callable[[TransitionEvent[R]], object] | None = None,
+        on_poll: Callable[[PollEvent[R]], object] | None = None,
+        on_cancel: OnCancel = "detach",
+    ) -> R:
+        """Wait until ``id`` reaches ``until``; return it in that state.
+
+        Raises :class:`~aiocompute.WaitTimeout` when ``timeout`` passes first, and
+        :class:`~aiocompute.UnreachableState` at once when a state is reached from which the
+        target can never come. ``on_transition`` / ``on_poll`` are called (sync or async)
+        on each change / read. ``on_cancel="cancel"`` stops the remote resource if the wait
+        times out or is cancelled (``"detach"``, the default, leaves it running).
+        """
+        return await self._waiter.wait(
+            id,
+            self._until(until),
+            timeout=self._timeout(timeout),
+            on_transition=on_transition,
+            on_poll=on_poll,
+            on_cancel=on_cancel,
+        )
+
+    async def wait_all(
+        self,
+        ids: Iterable[str],
+        until: Until[R] | None = None,
+        *,
+        timeout: float | None = None,
+        return_exceptions: bool = False,
+        on_transition: Callable[[TransitionEvent[R]], object] | None = None,
+        on_cancel: OnCancel = "detach",
+    ) -> list[Any]:
+        """Wait for every id under one deadline; results in the order of ``ids``.
+
+        All ids are polled together (one request per tick where the API allows). Without
+        ``return_exceptions`` the first failure is raised; with it, each id's error takes
+        its place in the list.
+        """
+        results: list[Any] = await self._waiter.wait_all(
+            ids,
+            self._until(until),
+            timeout=self._timeout(timeout),
+            return_exceptions=return_exceptions,  # type: ignore[call-overload]
+            on_transition=on_transition,
+            on_cancel=on_cancel,
+        )
+        return results
+
+    async def as_completed(
+        self,
+        ids: Iterable[str],
+        until: Until[R] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> AsyncIterator[WaitResult[R]]:
+        """Yield a :class:`~aiocompute.WaitResult` per id as each finishes (reaches the
+        target, fails, or times out); ``result.unwrap()`` returns the resource or raises."""
+        async for result in self._waiter.as_completed(
+            ids, self._until(until), timeout=self._timeout(timeout)
+        ):
+            yield result
+
+    async def watch(
+        self,
+        ids: Iterable[str],
+        *,
+        timeout: float | None = None,
+    ) -> AsyncIterator[TransitionEvent[R]]:
+        """Yield every change of state of ``ids`` until each has settled."""
+        async for event in self._waiter.watch(ids, timeout=self._timeout(timeout)):
+            yield event
+
+    def wait_token(
+        self,
+        ids: Iterable[str],
+        until: str | Collection[str] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> WaitToken:
+        """A JSON-serialisable token (``.to_json()``) with the ids, target and deadline, so
+        that another process can continue the wait with :meth:`resume_wait`."""
+        target = self._default_until if until is None else until
+        return self._waiter.token(ids, target, timeout=self._timeout(timeout))
+
+    async def resume_wait(self, token: WaitToken | str) -> list[R]:
+        """Continue a wait described by a token (or its JSON) until its original deadline."""
+        if isinstance(token, str):
+            token = WaitToken.from_json(token)
+        return await self._waiter.resume(token)

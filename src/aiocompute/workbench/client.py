@@ -1,0 +1,586 @@
+"""The async Posit Workbench client: ``WorkbenchClient`` and its resources.
+
+Every call goes through :meth:`WorkbenchClient._rpc`: build the request in ``_protocol``
+(validated, no I/O), send it through the shared transport (retries for reads only), read
+the answer in ``_protocol`` (status, then ``error``, then ``result``). Waiting goes through
+one :class:`~aiocompute._core.polling.Poller` per resource kind, which polls all waited
+ids with one ``get_session`` per tick; job output goes through the shared resumable
+stream (``_core.streaming``).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+from datetime import datetime, timedelta, timezone
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from .._core.config import ConfigError, resolve_setting
+from .._core.polling import PollCadence, Poller
+from .._core.resources import BaseClient, WaitableResource
+from .._core.retries import DEFAULT_RETRY, RetryPolicy
+from .._core.streaming import ResumePolicy, resumable_items
+from .._core.transport import (
+    DEFAULT_LIMITS,
+    DEFAULT_TIMEOUTS,
+    PoolLimits,
+    RateGovernor,
+    StaticAuth,
+    Timeouts,
+    Transport,
+)
+from .._exceptions import NotFoundError
+from . import _protocol as P
+from ._states import JOB_STATES, SESSION_STATES
+from .models import (
+    AuditedJob,
+    AuditedJobDetails,
+    ComputeEnvironments,
+    EnvironmentVariable,
+    Job,
+    JobOutput,
+    JobSpec,
+    LaunchedSession,
+    LaunchParameters,
+    OutputChunk,
+    OutputLine,
+    ServerVersion,
+    Session,
+    SessionHook,
+    SessionListing,
+    User,
+)
+
+__all__ = ["AuditedJobsResource", "JobsResource", "SessionsResource", "WorkbenchClient"]
+
+#: The header a client inside a Workbench session sends instead of a token.
+RPC_COOKIE_HEADER = "X-RS-Session-Server-RPC-Cookie"
+# How far back a vanished session or job is looked for in the history.
+_HISTORY_WINDOW = timedelta(days=1)
+
+
+def _read_rpc_cookie(environ: Mapping[str, str]) -> str | None:
+    """The session RPC cookie, when this process runs inside a Workbench session."""
+    cookie = environ.get("RS_SESSION_RPC_COOKIE")
+    if cookie and cookie.strip():
+        return cookie.strip()
+    runtime = environ.get("PWB_SESSION_RUNTIME_DIR")
+    if runtime:
+        path = Path(runtime) / "rpc_cookie"
+        try:
+            text = path.read_text(encoding="utf-8").strip()
+        except OSError:
+            return None
+        return text or None
+    return None
+
+
+class WorkbenchClient(BaseClient):
+    """Async client for the Posit Workbench API.
+
+    ``server`` is the Workbench address (default ``$WORKBENCH_SERVER``). Authentication is
+    a bearer API ``token`` (default ``$WORKBENCH_API_KEY``), or, inside a running Workbench
+    session, the session RPC cookie (``rpc_cookie=``, ``$RS_SESSION_RPC_COOKIE`` or
+    ``$PWB_SESSION_RUNTIME_DIR/rpc_cookie``).
+
+    ``timeouts``, ``retry`` (used for reads; launches and stops are retried only when the
+    request never left) and ``limits`` configure the transport; ``governor`` paces every
+    request of this client (polls, queries, launches) and backs off on 429; ``cadence``
+    sets how often waits poll; ``strict=True`` rejects answers with unknown fields (for
+    tests against fixtures).
+
+    Use it as ``async with WorkbenchClient(...) as wb:`` or call :meth:`aclose`.
+    """
+
+    sessions: SessionsResource
+    jobs: JobsResource
+    audited_jobs: AuditedJobsResource
+
+    def __init__(
+        self,
+        server: str | None = None,
+        *,
+        token: str | None = None,
+        rpc_cookie: str | None = None,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        limits: PoolLimits = DEFAULT_LIMITS,
+        governor: RateGovernor | None = None,
+        cadence: PollCadence | None = None,
+        strict: bool = False,
+    ) -> None:
+        environ = os.environ
+        url = resolve_setting(
+            server, ["WORKBENCH_SERVER"], what="Workbench server address", argument="server"
+        )
+        assert url is not None
+        secret = resolve_setting(
+            token,
+            ["WORKBENCH_API_KEY"],
+            what="Workbench API token",
+            argument="token",
+            required=False,
+        )
+        if secret is not None:
+            auth = StaticAuth.bearer(secret)
+        else:
+            cookie = rpc_cookie if rpc_cookie is not None else _read_rpc_cookie(environ)
+            if not cookie:
+                raise ConfigError(
+                    "Workbench credentials are required: pass token=... or set "
+                    "$WORKBENCH_API_KEY (inside a Workbench session the RPC cookie from "
+                    "$RS_SESSION_RPC_COOKIE or $PWB_SESSION_RUNTIME_DIR/rpc_cookie also works)"
+                )
+            auth = StaticAuth({RPC_COOKIE_HEADER: cookie})
+        super().__init__(
+            Transport(
+                url.rstrip("/"),
+                auth=auth,
+                timeouts=timeouts,
+                retry=retry,
+                limits=limits,
+                error_parser=P.error_parser,
+                governor=governor,
+            )
+        )
+        self._strict = strict
+        self._cadence = cadence
+        self.sessions = SessionsResource(self)
+        self.jobs = JobsResource(self)
+        self.audited_jobs = AuditedJobsResource(self)
+
+    async def _rpc(
+        self,
+        request: P.RPCRequest,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """Send one RPC and return its ``result`` (errors in the body raised as APIError)."""
+        response = await self._transport.request(
+            request.http_method,
+            request.path,
+            json=request.body if request.http_method == "POST" else None,
+            idempotent=request.idempotent,
+            retry=retry,
+            timeout=timeout,
+        )
+        return P.decode_envelope(request.method, response.status, response.body)
+
+    async def version(self) -> ServerVersion:
+        """The server's version and enabled features."""
+        return P.parse_version(await self._rpc(P.version()), strict=self._strict)
+
+    async def users(self) -> list[User]:
+        """Every user registered on the server (admin or super-admin token needed)."""
+        return P.parse_users(await self._rpc(P.get_users()), strict=self._strict)
+
+    async def compute_envs(self, user: str | None = None) -> ComputeEnvironments:
+        """Clusters and IDEs the server offers (for ``user``: admin token needed)."""
+        result = await self._rpc(P.get_compute_envs(user))
+        return P.parse_compute_envs(result, strict=self._strict)
+
+    # Shared reads behind sessions and jobs.
+
+    async def _listing(
+        self,
+        ids: Sequence[str] | None = None,
+        *,
+        user: str | None = None,
+        fields: Sequence[str] | None = None,
+        include_jobs: bool = False,
+        include_all_jobs: bool = False,
+    ) -> SessionListing:
+        request = P.get_session(
+            ids,
+            user=user,
+            fields=fields,
+            include_jobs=include_jobs,
+            include_all_jobs=include_all_jobs,
+        )
+        return P.parse_session_listing(await self._rpc(request), strict=self._strict)
+
+    async def _history(
+        self,
+        begin: datetime | str | None = None,
+        end: datetime | str | None = None,
+        *,
+        include_jobs: bool = False,
+        include_all_users: bool = False,
+    ) -> SessionListing:
+        request = P.get_historical_session(
+            begin, end, include_jobs=include_jobs, include_all_users=include_all_users
+        )
+        return P.parse_session_listing(await self._rpc(request), strict=self._strict)
+
+    async def _recent_history(self, *, include_jobs: bool) -> SessionListing:
+        begin = datetime.now(timezone.utc) - _HISTORY_WINDOW
+        return await self._history(begin, include_jobs=include_jobs)
+
+
+class SessionsResource(WaitableResource[Session]):
+    """``wb.sessions``: launch, list, read, resume, stop and wait for sessions."""
+
+    _default_until = "running"
+    _default_timeout = 600.0
+
+    def __init__(self, client: WorkbenchClient) -> None:
+        self._client = client
+        self._waiter = client._poller(
+            Poller(
+                SESSION_STATES,
+                self._fetch_many,
+                state_of=P.session_state,
+                detail_of=lambda s: s.status_detail or None,
+                on_missing=self._ended,
+                cancel_remote=self._cancel,
+                cadence=client._cadence,
+            )
+        )
+
+    async def launch(
+        self,
+        workbench: str,
+        *,
+        name: str | None = None,
+        launch_parameters: LaunchParameters | Mapping[str, Any] | None = None,
+        username: str | None = None,
+        open_file: str | None = None,
+        working_directory: str | None = None,
+        start_hooks: SessionHook | str | Sequence[SessionHook | str] | None = None,
+        stop_hooks: SessionHook | str | Sequence[SessionHook | str] | None = None,
+        environment: Mapping[str, str] | Sequence[EnvironmentVariable] | None = None,
+    ) -> LaunchedSession:
+        """Launch a session of IDE ``workbench`` (``"RStudio"``, ``"VS Code"``, ...).
+
+        ``launch_parameters`` needs ``name`` and ``cluster`` (checked before sending). Not
+        retried once the request may have reached the server (that could start a second
+        session). Returns at once; use :meth:`wait` to know when it is running.
+        """
+        request = P.launch_session(
+            workbench,
+            name=name,
+            username=username,
+            open_file=open_file,
+            working_directory=working_directory,
+            launch_parameters=launch_parameters,
+            start_hooks=start_hooks,
+            stop_hooks=stop_hooks,
+            environment=environment,
+        )
+        result = await self._client._rpc(request)
+        return P.parse_launched_session(result, strict=self._client._strict)
+
+    async def list(
+        self,
+        ids: Sequence[str] | None = None,
+        *,
+        user: str | None = None,
+        fields: Sequence[str] | None = None,
+        include_jobs: bool = False,
+    ) -> SessionListing:
+        """Live sessions (all of ``user``'s, or the given ``ids``), and their jobs if asked.
+
+        ``fields`` limits what the server sends for each session.
+        """
+        return await self._client._listing(ids, user=user, fields=fields, include_jobs=include_jobs)
+
+    async def get(self, session_id: str, *, user: str | None = None) -> Session:
+        """One live session; :class:`~aiocompute.NotFoundError` if there is none."""
+        listing = await self._client._listing([session_id], user=user)
+        found = listing.session(session_id)
+        if found is None:
+            raise NotFoundError(f"session not found: {session_id}", status=200)
+        return found
+
+    async def history(
+        self,
+        begin: datetime | str | None = None,
+        end: datetime | str | None = None,
+        *,
+        include_jobs: bool = False,
+        include_all_users: bool = False,
+    ) -> SessionListing:
+        """Sessions that ended between ``begin`` and ``end`` (either may be None)."""
+        return await self._client._history(
+            begin, end, include_jobs=include_jobs, include_all_users=include_all_users
+        )
+
+    async def resume(
+        self,
+        session_id: str,
+        *,
+        username: str | None = None,
+        launch_parameters: LaunchParameters | Mapping[str, Any] | None = None,
+    ) -> LaunchedSession:
+        """Resume a suspended session; then :meth:`wait` for it to be running again."""
+        request = P.resume_session(
+            session_id, username=username, launch_parameters=launch_parameters
+        )
+        result = await self._client._rpc(request)
+        return P.parse_launched_session(result, strict=self._client._strict)
+
+    async def stop(
+        self, session_ids: str | Sequence[str], *, force: bool = False, suspend: bool = False
+    ) -> None:
+        """Stop sessions; ``force`` kills them, ``suspend`` saves their state (RStudio)."""
+        await self._client._rpc(P.stop_session(session_ids, force_quit=force, suspend=suspend))
+
+    # Poller plumbing.
+
+    async def _fetch_many(self, ids: Sequence[str]) -> dict[str, Session]:
+        listing = await self._client._listing(ids)
+        return {s.id: s for s in listing.sessions}
+
+    async def _ended(self, ids: Sequence[str]) -> dict[str, Session]:
+        # Ended sessions leave get_session for the history, where they carry no state.
+        wanted = set(ids)
+        listing = await self._client._recent_history(include_jobs=False)
+        return {
+            s.id: attrs.evolve(s, activity_state=s.activity_state or "ended")
+            for s in listing.sessions
+            if s.id in wanted
+        }
+
+    async def _cancel(self, session_id: str) -> None:
+        await self.stop([session_id])
+
+
+def _job_failure(job: Job) -> str | None:
+    """A finished job with a non-zero exit code failed, though its status says Finished."""
+    if job.state == "Finished" and job.exit_code not in (None, 0):
+        detail = f": {job.status_message}" if job.status_message else ""
+        return f"job {job.id} finished with exit code {job.exit_code}{detail}"
+    return None
+
+
+class _JobsBase(WaitableResource[Job]):
+    """What jobs and audited jobs share: reading state, waiting, and streaming output."""
+
+    _default_until = "Finished"
+    _default_timeout = 3600.0
+    _audited = False
+    _what = "job"
+
+    # The RPCs that differ between jobs and audited jobs.
+    def _stop_rpc(self, job_id: str) -> P.RPCRequest:
+        return P.stop_job(job_id)
+
+    def _output_rpc(self, job_id: str, user: str | None) -> P.RPCRequest:
+        return P.get_job_output(job_id, user=user)
+
+    def __init__(self, client: WorkbenchClient) -> None:
+        self._client = client
+        self._waiter = client._poller(
+            Poller(
+                JOB_STATES,
+                self._fetch_many,
+                state_of=P.job_state,
+                detail_of=lambda j: j.status_message or None,
+                failed=_job_failure,
+                on_missing=self._ended,
+                cancel_remote=self._cancel,
+                cadence=client._cadence,
+                kind=f"workbench.{self._what.replace(' ', '_')}",
+            )
+        )
+
+    async def _cancel(self, job_id: str) -> None:
+        await self._client._rpc(self._stop_rpc(job_id))
+
+    async def get(self, job_id: str) -> Job:
+        """A job's current record (live first, then the recent history).
+
+        Workbench has no ``get_job``: jobs are read through ``get_session`` with
+        ``include_jobs``. :class:`~aiocompute.NotFoundError` if it is in neither.
+        """
+        found = await self._fetch_many([job_id])
+        if job_id not in found:
+            found = await self._ended([job_id])
+        if job_id not in found:
+            raise NotFoundError(f"{self._what} not found: {job_id}", status=200)
+        return found[job_id]
+
+    async def list(self) -> list[Job]:
+        """The user's jobs and audited jobs the server still reports (live and recent)."""
+        listing = await self._client._listing(
+            fields=["id"], include_jobs=True, include_all_jobs=True
+        )
+        return list(listing.jobs)
+
+    async def output(
+        self,
+        job_id: str,
+        *,
+        user: str | None = None,
+        stall_timeout: float | None = None,
+        resume: ResumePolicy | None = None,
+        follow: bool = True,
+    ) -> AsyncGenerator[OutputChunk, None]:
+        """Yield the job's output chunks live, each as soon as its last byte arrives.
+
+        The stream is not cut by the client's total timeout; ``stall_timeout`` (default
+        ``Timeouts.stall``) ends it if no byte comes for that long. If the connection
+        drops, or ends while the job still runs (``follow``), it is reopened within
+        ``resume`` and the replayed output is skipped, so no chunk is lost or repeated.
+        An error object in the stream raises the matching :class:`~aiocompute.APIError`
+        after the chunks before it. Leaving the loop closes the connection at once.
+        """
+        request = self._output_rpc(job_id, user)
+        transport = self._client._transport
+
+        def open_stream() -> Any:
+            return transport.stream(
+                request.http_method, request.path, json=request.body, stall_timeout=stall_timeout
+            )
+
+        async def still_running() -> bool:
+            try:
+                job = await self.get(job_id)
+            except NotFoundError:
+                return False
+            return not job.is_terminal
+
+        items = resumable_items(
+            open_stream,
+            parse=partial(
+                P.parse_stream_object,
+                audited=self._audited,
+                strict=self._client._strict,
+                method=request.method,
+            ),
+            channel=lambda c: c.output_type,
+            text=lambda c: c.output,
+            with_text=lambda c, t: attrs.evolve(c, output=t),
+            still_running=still_running if follow else None,
+            resume=resume if resume is not None else ResumePolicy(),
+            what=f"{self._what} {job_id} output",
+        )
+        try:
+            async for chunk in items:
+                yield chunk
+        finally:
+            await items.aclose()
+
+    async def lines(
+        self,
+        job_id: str,
+        *,
+        user: str | None = None,
+        stall_timeout: float | None = None,
+        resume: ResumePolicy | None = None,
+    ) -> AsyncIterator[OutputLine]:
+        """Yield the job's output line by line, stdout and stderr kept apart.
+
+        A line split across chunks is held until its end arrives; what is left when the
+        stream ends comes last, without a newline.
+        """
+        pending: dict[str, str] = {}
+        chunks = self.output(job_id, user=user, stall_timeout=stall_timeout, resume=resume)
+        try:
+            async for chunk in chunks:
+                text = pending.pop(chunk.output_type, "") + chunk.output
+                *complete, rest = text.split("\n")
+                for line in complete:
+                    yield OutputLine(chunk.job_id, chunk.output_type, line)
+                if rest:
+                    pending[chunk.output_type] = rest
+        finally:
+            await chunks.aclose()
+        for output_type, rest in pending.items():
+            yield OutputLine(job_id, output_type, rest)
+
+    async def collect(
+        self,
+        job_id: str,
+        *,
+        user: str | None = None,
+        stall_timeout: float | None = None,
+        resume: ResumePolicy | None = None,
+    ) -> JobOutput:
+        """Read the whole output (until the stream ends) into a :class:`JobOutput`."""
+        chunks = [
+            chunk
+            async for chunk in self.output(
+                job_id, user=user, stall_timeout=stall_timeout, resume=resume
+            )
+        ]
+        return JobOutput.from_chunks(job_id, chunks)
+
+    # Poller plumbing.
+
+    async def _fetch_many(self, ids: Sequence[str]) -> dict[str, Job]:
+        listing = await self._client._listing(
+            fields=["id"], include_jobs=True, include_all_jobs=True
+        )
+        wanted = set(ids)
+        return {j.id: j for j in listing.jobs if j.id in wanted}
+
+    async def _ended(self, ids: Sequence[str]) -> dict[str, Job]:
+        # Jobs that left the live listing: look in the recent history.
+        wanted = set(ids)
+        listing = await self._client._recent_history(include_jobs=True)
+        found: dict[str, Job] = {j.id: j for j in listing.jobs if j.id in wanted}
+        for s in listing.sessions:
+            if s.job is not None and s.job.id in wanted:
+                found.setdefault(s.job.id, s.job)
+        return found
+
+
+class JobsResource(_JobsBase):
+    """``wb.jobs``: launch, read, stream output from, stop and wait for Workbench jobs.
+
+    :meth:`wait` waits for ``Finished`` by default, and treats a ``Finished`` job with a
+    non-zero exit code (like ``Failed``, ``Killed``, ``Canceled``) as
+    :class:`~aiocompute.UnreachableState`.
+    """
+
+    async def launch(self, spec: JobSpec, *, apply_config_settings: bool | None = None) -> Job:
+        """Launch a job; returns it as the server recorded it (status ``Pending``).
+
+        Not retried once the request may have reached the server.
+        """
+        request = P.launch_job(spec, apply_config_settings=apply_config_settings)
+        return P.parse_job_launch(await self._client._rpc(request), strict=self._client._strict)
+
+    async def stop(self, job_id: str, *, force: bool = False) -> None:
+        """Stop a job (``force``: kill -9 instead of a terminate signal)."""
+        await self._client._rpc(P.stop_job(job_id, force=force))
+
+
+class AuditedJobsResource(_JobsBase):
+    """``wb.audited_jobs``: like :class:`JobsResource`, plus audit :meth:`details`.
+
+    Output of a finished audited job comes as one chunk from the audit store; a live one
+    streams like a job's.
+    """
+
+    _audited = True
+    _what = "audited job"
+
+    def _stop_rpc(self, job_id: str) -> P.RPCRequest:
+        return P.stop_audited_job(job_id)
+
+    def _output_rpc(self, job_id: str, user: str | None) -> P.RPCRequest:
+        return P.get_audited_job_output(job_id, user=user)
+
+    async def launch(
+        self, spec: JobSpec, *, apply_config_settings: bool | None = None
+    ) -> AuditedJob:
+        """Launch an audited job; returns it as the server recorded it."""
+        request = P.launch_audited_job(spec, apply_config_settings=apply_config_settings)
+        result = await self._client._rpc(request)
+        return P.parse_audited_job_launch(result, strict=self._client._strict)
+
+    async def details(self, audited_job_id: str, *, user: str | None = None) -> AuditedJobDetails:
+        """The audit details of a completed audited job."""
+        result = await self._client._rpc(P.get_audited_job_details(audited_job_id, user=user))
+        return P.parse_audited_job_details(result, strict=self._client._strict)
+
+    async def stop(self, audited_job_id: str, *, force: bool = False) -> None:
+        """Stop an audited job (``force``: kill instead of terminate)."""
+        await self._client._rpc(P.stop_audited_job(audited_job_id, force=force))
