@@ -1,5 +1,17 @@
-"""aiocompute: an async-first client SDK for remote compute platforms."""
+"""aiocompute: an async-first client SDK for remote compute platforms.
 
+The names below are the public surface; everything in a module whose name starts with an
+underscore is private. Sync twins of the clients live in :mod:`aiocompute.sync`; the
+embedded emulator in :mod:`aiocompute.emulator`.
+"""
+
+from ._core.fanout import FanOutResult, Outcome, RateGovernor, fan_out, fan_out_iter
+from ._core.jsonstream import DecodedValue, JSONStreamDecoder
+from ._core.pagination import Page, Paginator
+from ._core.polling import PollCadence, TransitionEvent, WaitResult, WaitToken
+from ._core.retries import RetryPolicy
+from ._core.streaming import ResumePolicy
+from ._core.transport import PoolLimits, Timeouts
 from ._exceptions import (
     AioComputeError,
     APIError,
@@ -15,19 +27,40 @@ from ._exceptions import (
     WaitTimeout,
 )
 from ._version import __version__
+from .workbench import JobSpec, LaunchParameters, WorkbenchClient
 
 __all__ = [
     "APIError",
     "AioComputeError",
     "AuthenticationError",
+    "DecodedValue",
+    "FanOutResult",
+    "JSONStreamDecoder",
+    "JobSpec",
+    "LaunchParameters",
     "NotFoundError",
+    "Outcome",
+    "Page",
+    "Paginator",
+    "PollCadence",
+    "PoolLimits",
     "ProtocolError",
+    "RateGovernor",
     "RateLimitError",
+    "ResumePolicy",
+    "RetryPolicy",
     "ServerError",
     "StreamDecodeError",
+    "Timeouts",
+    "TransitionEvent",
     "TransportError",
     "UnreachableState",
     "WaitError",
+    "WaitResult",
     "WaitTimeout",
+    "WaitToken",
+    "WorkbenchClient",
     "__version__",
+    "fan_out",
+    "fan_out_iter",
 ]

@@ -1,0 +1,84 @@
+"""The curated public surface: what DESIGN.md promises is there, documented, and nothing else."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+import aiocompute
+from aiocompute import workbench
+
+# DESIGN.md's contract: names users, docs and tests rely on.
+CONTRACT = {
+    "WorkbenchClient": ["version", "users", "compute_envs"],
+    "WorkbenchClient.sessions": [
+        "launch", "list", "get", "history", "resume", "stop",
+        "wait", "wait_all", "as_completed", "watch",
+    ],
+    "WorkbenchClient.jobs": ["launch", "output", "wait", "stop"],
+    "WorkbenchClient.audited_jobs": ["launch", "output", "details", "stop", "wait"],
+}  # fmt: skip
+
+ERROR_TREE = {
+    "TransportError": "AioComputeError",
+    "APIError": "AioComputeError",
+    "AuthenticationError": "APIError",
+    "NotFoundError": "APIError",
+    "RateLimitError": "APIError",
+    "ServerError": "APIError",
+    "ProtocolError": "AioComputeError",
+    "StreamDecodeError": "ProtocolError",
+    "WaitError": "AioComputeError",
+    "WaitTimeout": "WaitError",
+    "UnreachableState": "WaitError",
+}
+
+
+def test_all_is_sorted_unique_and_importable() -> None:
+    names = aiocompute.__all__
+    assert len(names) == len(set(names))
+    assert names == sorted(names)
+    for name in names:
+        assert hasattr(aiocompute, name), name
+
+
+def test_no_private_or_module_leaks_in_all() -> None:
+    for name in aiocompute.__all__:
+        if name == "__version__":
+            continue
+        assert not name.startswith("_"), name
+        assert not inspect.ismodule(getattr(aiocompute, name)), name
+
+
+@pytest.mark.parametrize("name", [n for n in aiocompute.__all__ if n != "__version__"])
+def test_every_public_name_has_a_docstring(name: str) -> None:
+    obj = getattr(aiocompute, name)
+    assert inspect.getdoc(obj), f"aiocompute.{name} has no docstring"
+
+
+@pytest.mark.parametrize(("path", "methods"), CONTRACT.items())
+def test_design_contract_methods_exist(path: str, methods: list[str]) -> None:
+    cls_name, *attrs = path.split(".")
+    cls: type = getattr(aiocompute, cls_name)
+    for attr in attrs:
+        cls = inspect.get_annotations(cls, eval_str=True)[attr]
+    for method in methods:
+        fn = getattr(cls, method, None)
+        assert fn is not None, f"{path}.{method} is missing"
+        assert inspect.getdoc(fn), f"{path}.{method} has no docstring"
+
+
+@pytest.mark.parametrize(("child", "parent"), ERROR_TREE.items())
+def test_error_tree(child: str, parent: str) -> None:
+    assert getattr(aiocompute, child).__mro__[1] is getattr(aiocompute, parent)
+
+
+def test_workbench_package_exports_documented_models() -> None:
+    for name in workbench.__all__:
+        assert inspect.getdoc(getattr(workbench, name)), name
+
+
+def test_version_is_a_string() -> None:
+    assert isinstance(aiocompute.__version__, str)
+    assert aiocompute.__version__.count(".") == 2
