@@ -1,0 +1,5 @@
+"""``python -m aiocompute.cli``: the same as the ``aiocompute`` command."""
+
+from . import main
+
+raise SystemExit(main())
