@@ -173,7 +173,7 @@ async def test_starts_serves_and_stops_leaving_no_tasks() -> None:
         assert emu.url == f"http://127.0.0.1:{emu.port}"
         assert emu.workbench_url == emu.url + "/workbench"
         async with aiohttp.ClientSession() as http, http.get(emu.url + "/") as resp:
-            assert (await resp.json())["apis"] == {"workbench": "/workbench"}
+            assert (await resp.json())["apis"]["workbench"] == "/workbench"
     assert not emu.running
     with pytest.raises(RuntimeError, match="not running"):
         _ = emu.port

@@ -5,6 +5,7 @@ underscore is private. Sync twins of the clients live in :mod:`aiocompute.sync`;
 embedded emulator in :mod:`aiocompute.emulator`.
 """
 
+from ._core.config import ConfigError
 from ._core.fanout import FanOutResult, Outcome, RateGovernor, fan_out, fan_out_iter
 from ._core.jsonstream import DecodedValue, JSONStreamDecoder
 from ._core.pagination import Page, Paginator
@@ -33,6 +34,7 @@ __all__ = [
     "APIError",
     "AioComputeError",
     "AuthenticationError",
+    "ConfigError",
     "DecodedValue",
     "FanOutResult",
     "JSONStreamDecoder",

@@ -48,14 +48,17 @@ __all__ = [
 #: How many characters of a body an error keeps.
 EXCERPT_CHARS = 200
 
+_SECRET_KEYS = (
+    r"(?:api[_-]?key|apikey|access_token|refresh_token|id_token|token|password|secret|cookie)"
+)
 # Values that look like credentials, wherever they appear in text we keep.
 _SECRET_PATTERNS = (
     re.compile(r"(?i)(authorization\s*[:=]\s*)(bearer\s+|basic\s+)?[^\s,;\"']+"),
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),
-    re.compile(
-        r"(?i)((?:api[_-]?key|apikey|token|access_token|refresh_token|password|secret|cookie)"
-        r"\"?\s*[:=]\s*\"?)[^\s,;\"'&]+"
-    ),
+    # key=value (query strings, forms, logs) and "key": "value" (JSON); not prose such as
+    # "token: set WORKBENCH_API_KEY", which holds no value to hide.
+    re.compile(rf"(?i)(\b{_SECRET_KEYS}\s*=\s*)[^\s,;\"'&]+"),
+    re.compile(rf"(?i)(\"{_SECRET_KEYS}\"\s*:\s*\")[^\"]+"),
 )
 
 # Exact secrets registered by clients at construction, scrubbed wherever they appear.

@@ -5,11 +5,16 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 
+from .._exceptions import AioComputeError
+
 __all__ = ["ConfigError", "resolve_setting"]
 
 
-class ConfigError(ValueError):
-    """A required setting was given neither as an argument nor in the environment."""
+class ConfigError(AioComputeError, ValueError):
+    """A setting is missing or empty: given neither as an argument nor in the environment.
+
+    Also a :class:`ValueError`, since it is raised for bad constructor arguments.
+    """
 
 
 def resolve_setting(

@@ -10,7 +10,8 @@ from the subclasses.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Collection, Iterable
+from collections.abc import AsyncGenerator, Callable, Collection, Iterable, Sequence
+from contextlib import aclosing
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
@@ -91,6 +92,11 @@ class WaitableResource(Generic[R]):
     def _timeout(self, timeout: float | None) -> float:
         return self._default_timeout if timeout is None else timeout
 
+    def _leaving(self, ids: Sequence[str]) -> Collection[str]:
+        """States these ids are expected to leave soon (a wait polls through them instead
+        of giving up): e.g. ``suspended`` right after this client asked to resume."""
+        return ()
+
     async def wait(
         self,
         id: str,
@@ -116,6 +122,7 @@ class WaitableResource(Generic[R]):
             on_transition=on_transition,
             on_poll=on_poll,
             on_cancel=on_cancel,
+            leaving=self._leaving([id]),
         )
 
     async def wait_all(
@@ -134,6 +141,7 @@ class WaitableResource(Generic[R]):
         ``return_exceptions`` the first failure is raised; with it, each id's error takes
         its place in the list.
         """
+        ids = list(ids)
         results: list[Any] = await self._waiter.wait_all(
             ids,
             self._until(until),
@@ -141,6 +149,7 @@ class WaitableResource(Generic[R]):
             return_exceptions=return_exceptions,  # type: ignore[call-overload]
             on_transition=on_transition,
             on_cancel=on_cancel,
+            leaving=self._leaving(ids),
         )
         return results
 
@@ -150,23 +159,34 @@ class WaitableResource(Generic[R]):
         until: Until[R] | None = None,
         *,
         timeout: float | None = None,
-    ) -> AsyncIterator[WaitResult[R]]:
+    ) -> AsyncGenerator[WaitResult[R], None]:
         """Yield a :class:`~aiocompute.WaitResult` per id as each finishes (reaches the
         target, fails, or times out); ``result.unwrap()`` returns the resource or raises."""
-        async for result in self._waiter.as_completed(
-            ids, self._until(until), timeout=self._timeout(timeout)
-        ):
-            yield result
+        # aclosing: leaving this generator early must end the poller's wait at once (and
+        # unregister its ids), not whenever the garbage collector finds the inner one.
+        ids = list(ids)
+        results = self._waiter.as_completed(
+            ids, self._until(until), timeout=self._timeout(timeout), leaving=self._leaving(ids)
+        )
+        async with aclosing(results):
+            async for result in results:
+                yield result
 
     async def watch(
         self,
         ids: Iterable[str],
+        until: str | Collection[str] | None = None,
         *,
         timeout: float | None = None,
-    ) -> AsyncIterator[TransitionEvent[R]]:
-        """Yield every change of state of ``ids`` until each has settled."""
-        async for event in self._waiter.watch(ids, timeout=self._timeout(timeout)):
-            yield event
+    ) -> AsyncGenerator[TransitionEvent[R], None]:
+        """Yield every change of state of ``ids`` until each has settled (terminal or
+        resumable) or reached ``until`` (default: the resource's usual target, e.g.
+        ``"running"`` for sessions, a state it may otherwise stay in for ever)."""
+        target = self._default_until if until is None else until
+        events = self._waiter.watch(ids, timeout=self._timeout(timeout), until=target)
+        async with aclosing(events):
+            async for event in events:
+                yield event
 
     def wait_token(
         self,

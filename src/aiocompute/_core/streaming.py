@@ -17,6 +17,7 @@ belongs to; this module does the rest:
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
@@ -35,18 +36,36 @@ T = TypeVar("T")
 log = logging.getLogger("aiocompute.stream")
 
 
+def _count(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"ResumePolicy.{attribute.name} must be an int >= 0, got {value!r}")
+
+
+def _seconds(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or value < 0
+    ):
+        raise ValueError(
+            f"ResumePolicy.{attribute.name} must be a finite number of seconds >= 0, got {value!r}"
+        )
+
+
 @attrs.frozen
 class ResumePolicy:
     """How a broken stream is reopened.
 
-    ``max_reconnects`` bounds consecutive reconnects that bring nothing new (the budget is
-    refilled whenever new output arrives, so a long tail through a flaky proxy survives);
+    ``max_reconnects`` bounds the reconnects in a row since the last new output (0: never
+    reconnect; the budget is refilled whenever new output arrives, so a long tail through a
+    flaky proxy survives);
     ``backoff_initial`` / ``backoff_max`` space the attempts (full jitter).
     """
 
-    max_reconnects: int = 5
-    backoff_initial: float = 0.1
-    backoff_max: float = 5.0
+    max_reconnects: int = attrs.field(default=5, validator=_count)
+    backoff_initial: float = attrs.field(default=0.1, validator=_seconds)
+    backoff_max: float = attrs.field(default=5.0, validator=_seconds)
 
     def delay(self, attempt: int, rng: random.Random) -> float:
         """Seconds to wait before reconnect number ``attempt`` (1-based)."""
@@ -62,22 +81,35 @@ class ReplayFilter:
     Feed every item's ``(channel, text)`` in stream order; :meth:`admit` returns the part not
     delivered before (``""`` for a full repeat). Call :meth:`restart` when a new connection
     starts replaying from the beginning.
+
+    Channel ``None`` marks an item holding every channel's text in the order it was produced
+    (e.g. a finished job's whole output in one piece): it is measured against everything
+    delivered so far, all channels together.
     """
 
     def __init__(self) -> None:
-        self._delivered: dict[str, int] = {}
-        self._seen: dict[str, int] = {}
+        self._delivered: dict[str | None, int] = {}
+        self._seen: dict[str | None, int] = {}
 
     def restart(self) -> None:
         """A new connection: the server starts again from the first character."""
         self._seen.clear()
 
-    def delivered(self, channel: str) -> int:
-        """Characters of ``channel`` already delivered."""
+    def delivered(self, channel: str | None) -> int:
+        """Characters of ``channel`` (None: of every channel) already delivered."""
+        if channel is None:
+            return sum(self._delivered.values())
         return self._delivered.get(channel, 0)
 
-    def admit(self, channel: str, text: str) -> str:
+    def admit(self, channel: str | None, text: str) -> str:
         """The new part of ``text`` (a suffix of it), recording it as delivered."""
+        if channel is None:
+            seen = sum(self._seen.values())
+            done = sum(self._delivered.values())
+            self._seen[None] = self._seen.get(None, 0) + len(text)
+            new = text[max(0, done - seen) :]
+            self._delivered[None] = self._delivered.get(None, 0) + len(new)
+            return new
         seen = self._seen.get(channel, 0)
         end = seen + len(text)
         self._seen[channel] = end
@@ -111,7 +143,7 @@ async def resumable_items(
     open_stream: Callable[[], AbstractAsyncContextManager[ByteStream]],
     *,
     parse: Callable[[Any], T],
-    channel: Callable[[T], str],
+    channel: Callable[[T], str | None],
     text: Callable[[T], str],
     with_text: Callable[[T, str], T],
     still_running: Callable[[], Awaitable[bool]] | None = None,
@@ -126,13 +158,14 @@ async def resumable_items(
     breaks (:class:`TransportError`, a truncated value) is reopened while ``resume`` allows;
     a stream that ends cleanly is reopened only if ``still_running()`` says the remote work
     goes on (a proxy may close idle streams). Items repeated by the replay are dropped;
-    a partly repeated item is yielded with only its new text (``with_text``).
+    a partly repeated item is yielded with only its new text (``with_text``). ``channel``
+    returns None for an item that holds every channel's output at once (see
+    :class:`ReplayFilter`).
     """
     rng = random.Random()
     replay = ReplayFilter()
     failures = 0
     while True:
-        progressed = False
         try:
             async with open_stream() as stream:
                 async for value in iter_json_values(stream, max_value_bytes=max_value_bytes):
@@ -140,26 +173,26 @@ async def resumable_items(
                     new = replay.admit(channel(item), text(item))
                     if not new and text(item):
                         continue
-                    progressed = True
-                    failures = 0
+                    failures = 0  # new output refills the reconnect budget
                     yield item if new == text(item) else with_text(item, new)
         except (TransportError, StreamDecodeError) as exc:
             if isinstance(exc, StreamDecodeError) and not exc.truncated:
                 raise  # garbage, not a cut: reconnecting would read the same garbage
             if isinstance(exc, TransportError) and not exc.retryable:
                 raise
-            failures = 0 if progressed else failures + 1
+            # Counts the reconnect about to happen, so max_reconnects=0 never reconnects.
+            failures += 1
             if failures > resume.max_reconnects:
                 raise
             log.debug("%s broke (%s); reconnect %d", what, exc, failures)
         else:
             if still_running is None or not await still_running():
                 return
-            failures = 0 if progressed else failures + 1
+            failures += 1
             if failures > resume.max_reconnects:
                 raise TransportError(
                     f"{what} keeps ending while the work still runs "
-                    f"({failures} reconnects brought nothing new)",
+                    f"(gave up after {failures - 1} reconnect(s) without new output)",
                     retryable=False,
                 )
             log.debug("%s ended early; reconnect %d", what, failures)

@@ -10,8 +10,10 @@ stream (``_core.streaming``).
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
+import time
+from collections.abc import AsyncGenerator, Collection, Mapping, Sequence
 from datetime import datetime, timedelta, timezone
 from functools import partial
 from pathlib import Path
@@ -61,6 +63,9 @@ __all__ = ["AuditedJobsResource", "JobsResource", "SessionsResource", "Workbench
 RPC_COOKIE_HEADER = "X-RS-Session-Server-RPC-Cookie"
 # How far back a vanished session or job is looked for in the history.
 _HISTORY_WINDOW = timedelta(days=1)
+# For how long after resume() a wait polls through a session's old "suspended" state.
+_RESUME_GRACE = 120.0
+_RESUMABLE = frozenset(SESSION_STATES.resumable)
 
 
 def _read_rpc_cookie(environ: Mapping[str, str]) -> str | None:
@@ -230,6 +235,7 @@ class SessionsResource(WaitableResource[Session]):
 
     def __init__(self, client: WorkbenchClient) -> None:
         self._client = client
+        self._resumed: dict[str, float] = {}
         self._waiter = client._poller(
             Poller(
                 SESSION_STATES,
@@ -322,7 +328,16 @@ class SessionsResource(WaitableResource[Session]):
             session_id, username=username, launch_parameters=launch_parameters
         )
         result = await self._client._rpc(request)
+        self._resumed[session_id] = time.monotonic()
         return P.parse_launched_session(result, strict=self._client._strict)
+
+    def _leaving(self, ids: Sequence[str]) -> Collection[str]:
+        # Right after resume() the server may still report "suspended" for a moment: a
+        # wait must poll through it rather than call it unreachable.
+        now = time.monotonic()
+        if any(now - self._resumed.get(i, -math.inf) < _RESUME_GRACE for i in ids):
+            return _RESUMABLE
+        return ()
 
     async def stop(
         self, session_ids: str | Sequence[str], *, force: bool = False, suspend: bool = False
@@ -356,6 +371,18 @@ def _job_failure(job: Job) -> str | None:
         detail = f": {job.status_message}" if job.status_message else ""
         return f"job {job.id} finished with exit code {job.exit_code}{detail}"
     return None
+
+
+# Where a finished audited job's output comes from: all of it, both streams, in one chunk.
+_WHOLE_OUTPUT_SOURCE = "audit_details_store"
+
+
+def _replay_channel(chunk: OutputChunk) -> str | None:
+    """The channel a resumed stream counts a chunk's characters in (None: every channel,
+    for an audited job's whole output, which may follow live chunks after a reconnect)."""
+    if chunk.output_source == _WHOLE_OUTPUT_SOURCE:
+        return None
+    return chunk.output_type
 
 
 class _JobsBase(WaitableResource[Job]):
@@ -439,11 +466,13 @@ class _JobsBase(WaitableResource[Job]):
             )
 
         async def still_running() -> bool:
-            try:
-                job = await self.get(job_id)
-            except NotFoundError:
-                return False
-            return not job.is_terminal
+            # Read as the stream's owner (``user``), or an admin's follow would never find
+            # the job. A job gone from the live listing has ended.
+            listing = await self._client._listing(
+                user=user, fields=["id"], include_jobs=True, include_all_jobs=True
+            )
+            job = listing.job(job_id)
+            return job is not None and not job.is_terminal
 
         items = resumable_items(
             open_stream,
@@ -453,7 +482,7 @@ class _JobsBase(WaitableResource[Job]):
                 strict=self._client._strict,
                 method=request.method,
             ),
-            channel=lambda c: c.output_type,
+            channel=_replay_channel,
             text=lambda c: c.output,
             with_text=lambda c, t: attrs.evolve(c, output=t),
             still_running=still_running if follow else None,
@@ -473,7 +502,7 @@ class _JobsBase(WaitableResource[Job]):
         user: str | None = None,
         stall_timeout: float | None = None,
         resume: ResumePolicy | None = None,
-    ) -> AsyncIterator[OutputLine]:
+    ) -> AsyncGenerator[OutputLine, None]:
         """Yield the job's output line by line, stdout and stderr kept apart.
 
         A line split across chunks is held until its end arrives; what is left when the
