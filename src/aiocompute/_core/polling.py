@@ -66,7 +66,7 @@ import random
 import time
 from collections import deque
 from collections.abc import (
-    AsyncIterator,
+    AsyncGenerator,
     Awaitable,
     Callable,
     Collection,
@@ -854,7 +854,7 @@ class Poller(Generic[R]):
         on_poll: Callable[[PollEvent[R]], object] | None = None,
         on_cancel: OnCancel = "detach",
         leaving: Collection[str] = (),
-    ) -> AsyncIterator[WaitResult[R]]:
+    ) -> AsyncGenerator[WaitResult[R], None]:
         """Yield one :class:`WaitResult` per distinct id, in the order they finish.
 
         Nothing is raised for a single id: a failure or the deadline comes as a result with
@@ -882,15 +882,20 @@ class Poller(Generic[R]):
         ids: Iterable[str],
         *,
         timeout: float,  # noqa: ASYNC109 (the wait's deadline, applied as a scope)
-    ) -> AsyncIterator[TransitionEvent[R]]:
+        until: str | Collection[str] | None = None,
+    ) -> AsyncGenerator[TransitionEvent[R], None]:
         """Yield every change of state of ``ids`` (the first state seen has ``old_state``
-        None), in the order seen, until each id is settled (terminal or resumable).
+        None), in the order seen, until each id is settled (terminal or resumable) or in
+        one of the ``until`` states (e.g. ``"running"``, a stable state a resource may
+        stay in for ever).
 
         Raises :class:`WaitTimeout` if the deadline passes first, and an id's read error
         (e.g. NotFoundError) as soon as it happens.
         """
         id_list = _check_ids(ids)
         group = self._group(id_list, None, timeout, None, None, None, "detach", ())
+        if until is not None:
+            group.stop_at = self._target(until).names or frozenset()
         try:
             while not group.finished:
                 done = await group.step()
@@ -1294,6 +1299,8 @@ class _Group(Generic[R]):
         self.on_poll = on_poll
         self.cancel_remote = cancel_remote
         self.leaving = leaving
+        # watch(): states besides settled ones at which an id is done (e.g. "running").
+        self.stop_at: frozenset[str] = frozenset()
         self.total = len(dict.fromkeys(ids))
         self.pending: dict[str, _Progress[R]] = {one: _Progress() for one in ids}
         self.events: deque[TransitionEvent[R]] = deque()
@@ -1352,7 +1359,8 @@ class _Group(Generic[R]):
             await _call_hook(self.on_transition, event)
         table = self.poller.table
         if self.target is None:  # watching: done once nothing more can happen
-            return self._finish(one, resource, None) if table.is_settled(state) else None
+            done = table.is_settled(state) or state in self.stop_at
+            return self._finish(one, resource, None) if done else None
         reason = self._failure(resource)
         if reason is not None:
             return self._finish(one, resource, self._unreachable(one, f"failed: {reason}"))
