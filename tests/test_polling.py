@@ -1,17 +1,22 @@
 """Tests of the waiter engine (aiocompute._core.polling) against an in-memory fake server.
 
-The fake server plays scripted timelines ("launching" at 0 s, "running" at 0.2 s...) in real
-time, so every test runs in well under a second.
+The fake server plays scripted timelines ("launching" at 0 s, "running" at 0.2 s...) on a
+virtual clock: every async test runs (``@virtual_time``) in an event loop whose time jumps
+straight to the next timer whenever nothing is ready to run. Sleeps cost no real time and
+the order of events does not depend on how busy the machine is, so the tests can check exact
+intervals, read counts and elapsed times.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import math
+import selectors
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -42,6 +47,84 @@ from aiocompute._exceptions import (
     UnreachableState,
     WaitTimeout,
 )
+
+# -- virtual time ---------------------------------------------------------------------------
+
+
+class _InstantSelector(selectors.DefaultSelector):
+    """Polls for real I/O without blocking; where the loop would sleep until its next timer,
+    moves the virtual clock forward by that much instead."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = 0.0
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        events = super().select(0)
+        if events or timeout == 0:
+            return events
+        if timeout is None:
+            # No timer at all: only another thread could still wake the loop. Give it a
+            # moment of real time, then call it a deadlock rather than hang the test run.
+            events = super().select(5.0)
+            if not events:
+                raise RuntimeError("virtual-time loop: every task waits and no timer is set")
+            return events
+        self.now += timeout
+        return events
+
+
+class VirtualTimeLoop(asyncio.SelectorEventLoop):
+    """An asyncio loop on a virtual clock (starting at 0): time moves only when every task
+    waits, and then straight to the next timer. anyio (``sleep``, ``current_time``, cancel
+    scope deadlines) reads this clock too."""
+
+    def __init__(self) -> None:
+        self._instant = _InstantSelector()
+        super().__init__(self._instant)
+
+    def time(self) -> float:
+        return self._instant.now
+
+
+def virtual_time(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Run an async test in a fresh :class:`VirtualTimeLoop` instead of pytest-asyncio's
+    real-time loop (the wrapper is a plain function, so pytest-asyncio leaves it alone;
+    overriding its ``event_loop_policy`` fixture is deprecated in pytest-asyncio 1.x).
+    Fixtures and parametrize marks work as usual."""
+
+    @functools.wraps(test)
+    def run(*args: Any, **kwargs: Any) -> None:
+        loop = VirtualTimeLoop()
+        try:
+            loop.run_until_complete(test(*args, **kwargs))
+        finally:
+            try:
+                leftovers = asyncio.all_tasks(loop)
+                for task in leftovers:
+                    task.cancel()
+                if leftovers:
+                    loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            finally:
+                loop.close()
+
+    return run
+
+
+@virtual_time
+async def test_virtual_clock_jumps_to_the_next_timer() -> None:
+    real_start = time.monotonic()
+    assert isinstance(asyncio.get_running_loop(), VirtualTimeLoop)
+    assert anyio.current_time() == 0.0
+    await anyio.sleep(3600)
+    assert anyio.current_time() == 3600.0
+    with anyio.move_on_after(0.25) as scope:
+        await anyio.sleep(10)
+    assert scope.cancelled_caught
+    assert anyio.current_time() == 3600.25
+    assert time.monotonic() - real_start < 60  # an hour of sleeping took no real hour
+
 
 # -- example tables, mirroring DESIGN.md's "State machines" (the real ones live in the APIs) --
 
@@ -98,10 +181,10 @@ class Res:
 
 
 class FakeServer:
-    """Resources follow scripted timelines; fetch_many reads them like a batch endpoint."""
+    """Resources follow scripted timelines on the loop's virtual clock; fetch_many reads them
+    like a batch endpoint (each read takes 1 ms of virtual time)."""
 
     def __init__(self) -> None:
-        self.t0 = time.monotonic()
         self.plans: dict[str, list[tuple[float, Res]]] = {}
         self.calls: list[tuple[float, list[str]]] = []
         self.faults: list[BaseException] = []
@@ -109,7 +192,10 @@ class FakeServer:
         self.max_concurrent = 0
 
     def now(self) -> float:
-        return time.monotonic() - self.t0
+        """The loop's virtual clock: seconds since the test started."""
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, VirtualTimeLoop), "async tests here need @virtual_time"
+        return loop.time()
 
     def plan(self, id: str, *steps: tuple[float, str] | tuple[float, str, dict[str, Any]]) -> None:
         """Script ``id``: ``(at_seconds, state[, extra fields])`` steps, times from now."""
@@ -308,6 +394,7 @@ def test_cadence_validation() -> None:
 # ------------------------------------------------------------------------------ basic waits
 
 
+@virtual_time
 async def test_wait_returns_the_resource_in_its_target_state(server: FakeServer) -> None:
     server.plan("s1", (0, "launching"), (0.05, "starting"), (0.1, "running"))
     poller = make_poller(server)
@@ -316,6 +403,7 @@ async def test_wait_returns_the_resource_in_its_target_state(server: FakeServer)
     assert_quiet(poller)
 
 
+@virtual_time
 async def test_history_transitions_and_attempts_in_order(server: FakeServer) -> None:
     server.plan("s1", (0, "launching"), (0.04, "pending"), (0.08, "starting"), (0.12, "running"))
     poller = make_poller(server)
@@ -339,6 +427,7 @@ async def test_history_transitions_and_attempts_in_order(server: FakeServer) -> 
     assert len(polls) >= 4
 
 
+@virtual_time
 async def test_a_failing_hook_ends_the_wait_cleanly(server: FakeServer) -> None:
     server.plan("s1", (0, "launching"), (0.05, "running"))
     poller = make_poller(server)
@@ -352,6 +441,7 @@ async def test_a_failing_hook_ends_the_wait_cleanly(server: FakeServer) -> None:
     assert_quiet(poller)
 
 
+@virtual_time
 async def test_wait_timeout_carries_last_history_attempts_elapsed(server: FakeServer) -> None:
     server.plan("s1", (0, "launching"), (0.03, "pending"))
     poller = make_poller(server)
@@ -364,13 +454,14 @@ async def test_wait_timeout_carries_last_history_attempts_elapsed(server: FakeSe
     assert [s for s, _ in err.history] == ["launching", "pending"]
     assert start <= err.history[0][1] < err.history[1][1]
     assert err.attempts == len(polls) >= 4
-    assert 0.24 <= err.elapsed < 0.6
+    assert 0.25 <= err.elapsed <= 0.26  # ends at its deadline, not before nor much after
     assert "'s1'" in str(err)
     assert "'running'" in str(err)
     assert "'pending'" in str(err)
     assert_quiet(poller)
 
 
+@virtual_time
 async def test_last_is_the_newest_read_even_without_a_state_change(server: FakeServer) -> None:
     # Reads that change nothing a wait decides on do not wake it, but still count as `last`.
     server.plan("s1", (0, "pending", {"detail": "queued"}), (0.05, "pending", {"detail": "pull"}))
@@ -382,13 +473,15 @@ async def test_last_is_the_newest_read_even_without_a_state_change(server: FakeS
     assert info.value.attempts >= 3
 
 
+@virtual_time
 async def test_unreachable_terminal_ends_at_once_with_detail(server: FakeServer) -> None:
     server.plan("s1", (0, "launching"), (0.05, "failed", {"detail": "Unknown resource profile"}))
     poller = make_poller(server)
     start = anyio.current_time()
     with pytest.raises(UnreachableState) as info:
         await poller.wait("s1", "running", timeout=30)
-    assert anyio.current_time() - start < 0.5
+    # At the first read after the move (intervals cap at 50 ms), not at the 30 s deadline.
+    assert anyio.current_time() - start <= 0.05 + QUICK.max + 0.002
     text = str(info.value)
     for part in ("workbench session", "'s1'", "'failed'", "'running'", "Unknown resource profile"):
         assert part in text
@@ -396,6 +489,7 @@ async def test_unreachable_terminal_ends_at_once_with_detail(server: FakeServer)
     assert [s for s, _ in info.value.history] == ["launching", "failed"]
 
 
+@virtual_time
 async def test_resumable_state_is_unreachable_unless_leaving(server: FakeServer) -> None:
     poller = make_poller(server)
     server.plan("s1", (0, "suspended"))
@@ -407,6 +501,7 @@ async def test_resumable_state_is_unreachable_unless_leaving(server: FakeServer)
     assert res.state == "running"
 
 
+@virtual_time
 async def test_failed_predicate_ends_wait_with_reason(server: FakeServer) -> None:
     def job_failed(res: Res) -> str | None:
         if res.state == "Finished" and res.exit_code:
@@ -437,6 +532,7 @@ async def test_failed_predicate_ends_wait_with_reason(server: FakeServer) -> Non
         )
 
 
+@virtual_time
 async def test_predicate_target_and_set_target(server: FakeServer) -> None:
     poller = make_poller(server, QISKIT_SESSION)
     server.plan(
@@ -454,6 +550,7 @@ async def test_predicate_target_and_set_target(server: FakeServer) -> None:
     assert (await poller.wait("q3", {"closed", "inactive"}, timeout=5)).state == "closed"
 
 
+@virtual_time
 async def test_normalized_states(server: FakeServer) -> None:
     poller = make_poller(server, ET_BATCH)
     server.plan("b1", (0, "SUBMITTED"), (0.05, "Running"), (0.1, "SUCCEEDED"))
@@ -461,6 +558,7 @@ async def test_normalized_states(server: FakeServer) -> None:
     assert res.state == "SUCCEEDED"  # the resource is returned as the server sent it
 
 
+@virtual_time
 async def test_unknown_states_are_tolerated_and_recorded(
     server: FakeServer, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -475,6 +573,7 @@ async def test_unknown_states_are_tolerated_and_recorded(
 
 
 @pytest.mark.parametrize("timeout", [math.inf, -1, 0, float("nan")])
+@virtual_time
 async def test_timeout_must_be_positive_and_finite(
     server: FakeServer,
     timeout: float,  # noqa: ASYNC109 (a parameter of the test, not a deadline)
@@ -485,6 +584,7 @@ async def test_timeout_must_be_positive_and_finite(
 
 
 @pytest.mark.parametrize("timeout", [None, "5", True])
+@virtual_time
 async def test_timeout_must_be_a_number(
     server: FakeServer,
     timeout: Any,  # noqa: ASYNC109 (a parameter of the test, not a deadline)
@@ -495,6 +595,7 @@ async def test_timeout_must_be_a_number(
     assert server.calls == []
 
 
+@virtual_time
 async def test_bad_arguments_are_refused_clearly(server: FakeServer) -> None:
     poller = make_poller(server)
     with pytest.raises(ValueError, match=r"no state 'Running'.*known: canceled"):
@@ -515,6 +616,7 @@ async def test_bad_arguments_are_refused_clearly(server: FakeServer) -> None:
 # ------------------------------------------------------------------------------ coalescing
 
 
+@virtual_time
 async def test_many_waits_share_one_loop(server: FakeServer) -> None:
     ids = [f"s{i}" for i in range(100)]
     more = [f"w{i}" for i in range(50)]
@@ -543,6 +645,7 @@ async def test_many_waits_share_one_loop(server: FakeServer) -> None:
     assert_quiet(poller)
 
 
+@virtual_time
 async def test_same_id_waited_twice_is_read_once_per_tick(server: FakeServer) -> None:
     server.plan("s1", (0, "launching"), (0.1, "running"))
     poller = make_poller(server)
@@ -552,6 +655,7 @@ async def test_same_id_waited_twice_is_read_once_per_tick(server: FakeServer) ->
     assert all(ids == ["s1"] for _, ids in server.calls)
 
 
+@virtual_time
 async def test_batches_respect_max_batch(server: FakeServer) -> None:
     ids = [f"s{i}" for i in range(35)]
     for one in ids:
@@ -565,6 +669,7 @@ async def test_batches_respect_max_batch(server: FakeServer) -> None:
     assert_quiet(poller)
 
 
+@virtual_time
 async def test_a_late_waiter_gets_a_fresh_read(server: FakeServer) -> None:
     slow = PollCadence(initial=0.5, max=2.0, jitter=0.0, fast=0.5, min_gap=0.005)
     server.plan("s1", (0, "running"))
@@ -576,10 +681,11 @@ async def test_a_late_waiter_gets_a_fresh_read(server: FakeServer) -> None:
         server.plan("s1", (0, "ended"))
         start = anyio.current_time()
         res = await poller.wait("s1", "ended", timeout=1)
-        assert anyio.current_time() - start < 0.2
+        assert anyio.current_time() - start < 0.05  # not at the first waiter's next read
         assert res.state == "ended"
 
 
+@virtual_time
 async def test_interval_cap_shrinks_with_the_number_of_ids(server: FakeServer) -> None:
     cadence = PollCadence(initial=0.01, max=0.2, factor=2.0, jitter=0.0, fast=0.01, min_gap=0.001)
     ids = [f"s{i}" for i in range(100)]
@@ -598,6 +704,7 @@ async def test_interval_cap_shrinks_with_the_number_of_ids(server: FakeServer) -
 # ------------------------------------------------------------------------------ cadence
 
 
+@virtual_time
 async def test_backoff_grows_then_resets_on_transition(server: FakeServer) -> None:
     cadence = PollCadence(initial=0.01, max=0.08, factor=2.0, jitter=0.0, fast=0.01, min_gap=0.001)
     server.plan("s1", (0, "launching"), (0.25, "pending"), (0.45, "running"))
@@ -614,21 +721,23 @@ async def test_backoff_grows_then_resets_on_transition(server: FakeServer) -> No
     assert len(quiet) <= 3
 
 
+@virtual_time
 async def test_fast_states_are_polled_fast(server: FakeServer) -> None:
     cadence = PollCadence(initial=0.02, max=0.2, factor=2.0, jitter=0.0, fast=0.01, min_gap=0.001)
     server.plan("s1", (0, "starting"), (0.2, "running"))
-    server.plan("s2", (0, "pending"), (0.2, "running"))
     fast_poller = make_poller(server, cadence=cadence)
     await fast_poller.wait("s1", "running", timeout=5)
     # Every interval while in "starting" is the fast one (the last tick saw "running").
     assert {round(i, 6) for i in list(fast_poller.stats.intervals)[:-1]} == {0.01}
     reads_fast = len(server.calls)
+    server.plan("s2", (0, "pending"), (0.2, "running"))  # the same 0.2 s, from now
     slow_poller = make_poller(server, cadence=cadence)
     await slow_poller.wait("s2", "running", timeout=5)
     reads_slow = len(server.calls) - reads_fast
     assert reads_fast >= 2 * reads_slow
 
 
+@virtual_time
 async def test_jitter_spreads_intervals(server: FakeServer) -> None:
     import random
 
@@ -642,6 +751,7 @@ async def test_jitter_spreads_intervals(server: FakeServer) -> None:
 
 
 @pytest.mark.parametrize("shared", [True, False])
+@virtual_time
 async def test_a_change_anywhere_resets_shared_cadence(server: FakeServer, shared: bool) -> None:
     cadence = PollCadence(initial=0.01, max=0.08, factor=2.0, jitter=0.0, fast=0.01, min_gap=0.001)
     server.plan("a", (0, "pending"), (0.2, "running"))
@@ -665,6 +775,7 @@ async def test_a_change_anywhere_resets_shared_cadence(server: FakeServer, share
 # ------------------------------------------------------------------------------ errors
 
 
+@virtual_time
 async def test_retry_after_is_honoured(server: FakeServer) -> None:
     server.plan("s1", (0, "launching"), (0.05, "running"))
     server.faults = [RateLimitError("slow down", status=429, retry_after=0.2)]
@@ -672,10 +783,11 @@ async def test_retry_after_is_honoured(server: FakeServer) -> None:
     res = await poller.wait("s1", "running", timeout=5)
     assert res.state == "running"
     first, second = server.calls[0][0], server.calls[1][0]
-    assert second - first >= 0.2
+    assert 0.2 <= second - first <= 0.21  # not before Retry-After, and promptly after it
     assert poller.stats.retried_errors == 1
 
 
+@virtual_time
 async def test_transient_errors_are_retried(
     server: FakeServer, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -693,6 +805,7 @@ async def test_transient_errors_are_retried(
     assert sum("will retry" in r.getMessage() for r in caplog.records) == 3
 
 
+@virtual_time
 async def test_persistent_transient_errors_end_in_a_timeout_that_says_so(
     server: FakeServer,
 ) -> None:
@@ -716,6 +829,7 @@ async def test_persistent_transient_errors_end_in_a_timeout_that_says_so(
         KeyError("bug in the API's decoder"),
     ],
 )
+@virtual_time
 async def test_non_retryable_errors_reach_every_waiter(
     server: FakeServer, error: Exception
 ) -> None:
@@ -740,6 +854,7 @@ async def test_non_retryable_errors_reach_every_waiter(
     assert_quiet(poller)
 
 
+@virtual_time
 async def test_bad_state_of_becomes_protocol_error(server: FakeServer) -> None:
     server.plan("s1", (0, "launching"))
     poller = Poller(WB_SESSION, server.fetch_many, state_of=lambda r: r.missing_attr, cadence=QUICK)
@@ -750,6 +865,7 @@ async def test_bad_state_of_becomes_protocol_error(server: FakeServer) -> None:
 # ------------------------------------------------------------------------------ missing ids
 
 
+@virtual_time
 async def test_missing_ids_raise_not_found_after_n_reads(server: FakeServer) -> None:
     poller = make_poller(server, missing_after=3)
     with pytest.raises(NotFoundError, match="'ghost' was not found \\(3 reads in a row\\)"):
@@ -757,14 +873,24 @@ async def test_missing_ids_raise_not_found_after_n_reads(server: FakeServer) -> 
     assert len(server.calls) == 3
 
 
+@virtual_time
 async def test_briefly_missing_ids_are_tolerated(server: FakeServer) -> None:
     poller = make_poller(server, missing_after=3)
+    got: list[Res] = []
+
+    async def waiter() -> None:
+        got.append(await poller.wait("late", "running", timeout=5))
+
     async with anyio.create_task_group() as tg:
-        tg.start_soon(lambda: poller.wait("late", "running", timeout=5))
+        tg.start_soon(waiter)
         await anyio.sleep(0.02)  # not visible for a read or two: eventual consistency
         server.plan("late", (0, "launching"), (0.02, "running"))
+    assert got == [Res("late", "running")]
+    # Two reads (at 0 and 10 ms) missed it: one short of missing_after.
+    assert len([t for t, _ in server.calls if t < 0.02]) == 2
 
 
+@virtual_time
 async def test_on_missing_maps_vanished_resources(server: FakeServer) -> None:
     asked: list[list[str]] = []
 
@@ -805,6 +931,7 @@ class Canceller:
         self.completed.append(id)
 
 
+@virtual_time
 async def test_detach_does_not_cancel_remotely(server: FakeServer) -> None:
     server.plan("s1", (0, "pending"))
     cancel = Canceller()
@@ -816,6 +943,7 @@ async def test_detach_does_not_cancel_remotely(server: FakeServer) -> None:
     assert cancel.calls == []
 
 
+@virtual_time
 async def test_cancel_policy_on_timeout_calls_cancel_remote_once(server: FakeServer) -> None:
     server.plan("s1", (0, "pending"))
     cancel = Canceller()
@@ -827,6 +955,7 @@ async def test_cancel_policy_on_timeout_calls_cancel_remote_once(server: FakeSer
     assert_quiet(poller)
 
 
+@virtual_time
 async def test_cancel_policy_when_the_task_is_cancelled(server: FakeServer) -> None:
     server.plan("s1", (0, "pending"))
     cancel = Canceller(delay=0.05)
@@ -839,6 +968,7 @@ async def test_cancel_policy_when_the_task_is_cancelled(server: FakeServer) -> N
     assert_quiet(poller)
 
 
+@virtual_time
 async def test_cancel_policy_for_wait_all_cancels_only_pending(server: FakeServer) -> None:
     server.plan("done", (0, "running"))
     server.plan("p1", (0, "pending"))
@@ -855,6 +985,7 @@ async def test_cancel_policy_for_wait_all_cancels_only_pending(server: FakeServe
     assert isinstance(results[2], WaitTimeout)
 
 
+@virtual_time
 async def test_cancel_remote_has_its_own_deadline(server: FakeServer) -> None:
     server.plan("s1", (0, "pending"))
     cancel = Canceller(delay=5)
@@ -862,10 +993,12 @@ async def test_cancel_remote_has_its_own_deadline(server: FakeServer) -> None:
     start = anyio.current_time()
     with pytest.raises(WaitTimeout, match="cancel failed: cancel did not finish in time"):
         await poller.wait("s1", "running", timeout=0.05, on_cancel="cancel")
-    assert anyio.current_time() - start < 1
+    # The wait's 0.05 s, then the cancel's 0.05 s: not the cancel's 5 s.
+    assert 0.1 <= anyio.current_time() - start <= 0.11
     assert cancel.calls == ["s1"]
 
 
+@virtual_time
 async def test_a_cancelled_driver_hands_the_loop_over(server: FakeServer) -> None:
     server.plan("a", (0, "pending"))
     server.plan("b", (0, "pending"), (0.2, "running"))
@@ -886,6 +1019,7 @@ async def test_a_cancelled_driver_hands_the_loop_over(server: FakeServer) -> Non
 # ------------------------------------------------------------------------------ wait_all
 
 
+@virtual_time
 async def test_wait_all_results_in_input_order_with_exceptions(server: FakeServer) -> None:
     server.plan("ok", (0, "launching"), (0.1, "running"))
     server.plan("bad", (0, "launching"), (0.02, "killed"))
@@ -900,6 +1034,7 @@ async def test_wait_all_results_in_input_order_with_exceptions(server: FakeServe
     assert await poller.wait_all([], "running", timeout=1) == []
 
 
+@virtual_time
 async def test_wait_all_raises_first_failure_and_merges_timeouts(server: FakeServer) -> None:
     server.plan("bad", (0, "launching"), (0.02, "killed"))
     server.plan("p1", (0, "pending"))
@@ -919,6 +1054,7 @@ async def test_wait_all_raises_first_failure_and_merges_timeouts(server: FakeSer
 # ------------------------------------------------------------------------------ as_completed
 
 
+@virtual_time
 async def test_as_completed_yields_in_completion_order(server: FakeServer) -> None:
     server.plan("a", (0, "launching"), (0.2, "running"))
     server.plan("b", (0, "launching"), (0.05, "running"))
@@ -941,6 +1077,7 @@ async def test_as_completed_yields_in_completion_order(server: FakeServer) -> No
     assert_quiet(poller)
 
 
+@virtual_time
 async def test_as_completed_left_early_detaches(server: FakeServer) -> None:
     server.plan("a", (0, "running"))
     server.plan("b", (0, "pending"))
@@ -956,6 +1093,7 @@ async def test_as_completed_left_early_detaches(server: FakeServer) -> None:
 # ------------------------------------------------------------------------------ watch
 
 
+@virtual_time
 async def test_watch_yields_every_transition_in_order(server: FakeServer) -> None:
     server.plan("j1", (0, "Pending"), (0.05, "Running"), (0.1, "Finished"))
     server.plan("j2", (0, "Pending"), (0.15, "Failed"))
@@ -971,6 +1109,7 @@ async def test_watch_yields_every_transition_in_order(server: FakeServer) -> Non
     assert_quiet(poller)
 
 
+@virtual_time
 async def test_watch_times_out_and_reports_errors(server: FakeServer) -> None:
     server.plan("j1", (0, "Running"))
     poller = make_poller(server, WB_JOB, missing_after=1)
@@ -990,6 +1129,7 @@ async def test_watch_times_out_and_reports_errors(server: FakeServer) -> None:
 # ------------------------------------------------------------------------------ tokens
 
 
+@virtual_time
 async def test_token_round_trip_and_resume(server: FakeServer) -> None:
     poller = make_poller(server, kind="workbench.session")
     token = poller.token(["s1", "s2", "s1"], "running", timeout=30)
@@ -1004,6 +1144,7 @@ async def test_token_round_trip_and_resume(server: FakeServer) -> None:
     assert [r.id for r in await other.resume(again)] == ["s1", "s2"]
 
 
+@virtual_time
 async def test_resume_checks_kind_states_and_deadline(server: FakeServer) -> None:
     poller = make_poller(server, kind="workbench.session")
     with pytest.raises(ValueError, match=r"is for 'qiskit\.session'"):
@@ -1041,6 +1182,7 @@ def test_bad_tokens_are_refused(text: str, message: str) -> None:
 # ------------------------------------------------------------------------------ per-id reads
 
 
+@virtual_time
 async def test_per_id_fetcher_caps_concurrency_and_skips_not_found(server: FakeServer) -> None:
     fetch = per_id_fetcher(server.fetch_one, concurrency=3)
     for i in range(10):
@@ -1052,6 +1194,7 @@ async def test_per_id_fetcher_caps_concurrency_and_skips_not_found(server: FakeS
         per_id_fetcher(server.fetch_one, concurrency=0)
 
 
+@virtual_time
 async def test_per_id_fetcher_prefers_non_retryable_errors() -> None:
     async def fetch_one(id: str) -> Res:
         await anyio.sleep(0.01 if id == "auth" else 0)
@@ -1063,6 +1206,7 @@ async def test_per_id_fetcher_prefers_non_retryable_errors() -> None:
         await per_id_fetcher(fetch_one, 4)(["x", "auth", "y"])
 
 
+@virtual_time
 async def test_per_id_poller_reads_only_due_ids(server: FakeServer) -> None:
     cadence = PollCadence(initial=0.01, max=0.08, factor=2.0, jitter=0.0, fast=0.01, min_gap=0.001)
     reads: list[str] = []
@@ -1086,6 +1230,7 @@ async def test_per_id_poller_reads_only_due_ids(server: FakeServer) -> None:
 # ------------------------------------------------------------------------------ lifetime
 
 
+@virtual_time
 async def test_close_ends_waits_and_refuses_new_ones(server: FakeServer) -> None:
     server.plan("s1", (0, "pending"))
     server.plan("s2", (0, "pending"))
@@ -1111,6 +1256,7 @@ async def test_close_ends_waits_and_refuses_new_ones(server: FakeServer) -> None
     assert_quiet(poller)
 
 
+@virtual_time
 async def test_no_tasks_survive_waits(server: FakeServer) -> None:
     for i in range(20):
         server.plan(f"s{i}", (0, "launching"), (0.02 * (i % 5), "running"))
