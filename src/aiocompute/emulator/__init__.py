@@ -11,22 +11,45 @@ steer timings and faults from the test::
         emu.faults.latency["workbench"] = 0.02
         ...
 
-One aiohttp application serves every API under its own path prefix (``/workbench`` for now).
-See :mod:`aiocompute.emulator.workbench` for the Workbench conventions (``emu-fail`` session
-names, ``--emu-*`` job args) and :class:`FaultConfig` for the fault switches.
+One aiohttp application serves every API under its own path prefix: ``/workbench``
+(``emu.workbench_url``), ``/qiskit`` (``emu.qiskit_url``, IAM at ``emu.qiskit_iam_url``,
+API key ``qiskit-key``), ``/lakesail`` (``emu.lakesail_url``, token ``lakesail-token``) and
+``/etengine`` (``emu.etengine_url``, key ``et-key``). Each API module documents its
+conventions (``emu-fail`` names, ``--emu-*`` job args...); :class:`FaultConfig` has the
+fault switches, shared by all.
 """
 
 from __future__ import annotations
 
-from ._config import EmulatorConfig, FaultConfig, WorkbenchEmulatorConfig
+from ._config import (
+    EmulatorConfig,
+    ETEngineEmulatorConfig,
+    FaultConfig,
+    LakeSailEmulatorConfig,
+    QiskitEmulatorConfig,
+    WorkbenchEmulatorConfig,
+)
 from ._server import Emulator, RequestRecord, Transition, serve
+from .etengine import ETBatchRecord, ETEngineState, ETJobRecord
+from .lakesail import LakeSailSessionRecord, LakeSailState
+from .qiskit import QiskitSessionRecord, QiskitState
 from .workbench import JobRecord, SessionRecord, WorkbenchState
 
 __all__ = [
+    "ETBatchRecord",
+    "ETEngineEmulatorConfig",
+    "ETEngineState",
+    "ETJobRecord",
     "Emulator",
     "EmulatorConfig",
     "FaultConfig",
     "JobRecord",
+    "LakeSailEmulatorConfig",
+    "LakeSailSessionRecord",
+    "LakeSailState",
+    "QiskitEmulatorConfig",
+    "QiskitSessionRecord",
+    "QiskitState",
     "RequestRecord",
     "SessionRecord",
     "Transition",

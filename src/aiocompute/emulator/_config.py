@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Literal
@@ -23,8 +24,11 @@ import attrs
 
 __all__ = [
     "ROLES",
+    "ETEngineEmulatorConfig",
     "EmulatorConfig",
     "FaultConfig",
+    "LakeSailEmulatorConfig",
+    "QiskitEmulatorConfig",
     "WorkbenchEmulatorConfig",
 ]
 
@@ -218,6 +222,249 @@ def _count_map(value: Mapping[str, Any]) -> dict[str, Any]:
     return dict(value)
 
 
+#: Roles of LakeSail principals: members (user tokens) with their admin level, and service
+#: accounts (service-account keys).
+LAKESAIL_ROLES = ("member", "team_admin", "org_admin", "service_account")
+
+_LAKESAIL_ID = re.compile(r"[A-Z0-9]{1,20}")
+
+_DEFAULT_LAKESAIL_TOKENS: dict[str, tuple[str, str]] = {
+    "lakesail-token": ("MALICE", "member"),
+    "lakesail-bob-token": ("MBOB", "member"),
+    "lakesail-admin-token": ("MADMIN", "org_admin"),
+    "lakesail-sa-key": ("SACIBOT", "service_account"),
+}
+
+
+def _frozen_lakesail_tokens(value: Mapping[str, Any]) -> Mapping[str, tuple[str, str]]:
+    tokens: dict[str, tuple[str, str]] = {}
+    for token, ident in dict(value).items():
+        try:
+            principal, role = ident
+        except (TypeError, ValueError):
+            raise ValueError(
+                "LakeSail tokens must map a token to a (principal id, role) pair; "
+                f"the entry for {ident!r} is not a pair"
+            ) from None
+        if role not in LAKESAIL_ROLES:
+            raise ValueError(f"LakeSail role of {principal!r} must be one of {LAKESAIL_ROLES}")
+        if not isinstance(principal, str) or _LAKESAIL_ID.fullmatch(principal) is None:
+            raise ValueError(f"LakeSail principal ids match ^[A-Z0-9]{{1,20}}$, got {principal!r}")
+        if not isinstance(token, str) or not token:
+            raise ValueError(f"LakeSail tokens must be non-empty strings ({principal!r})")
+        tokens[token] = (principal, str(role))
+    return MappingProxyType(tokens)
+
+
+def _lakesail_id(_inst: object, attribute: attrs.Attribute[Any], value: str) -> None:
+    if not isinstance(value, str) or _LAKESAIL_ID.fullmatch(value) is None:
+        raise ValueError(f"{attribute.name} must match ^[A-Z0-9]{{1,20}}$, got {value!r}")
+
+
+@attrs.frozen
+class LakeSailEmulatorConfig:
+    """How the emulated LakeSail platform behaves (see :mod:`aiocompute.emulator.lakesail`).
+
+    Identities:
+        tokens: ``Authorization: Bearer <token>`` values mapped to ``(principal id, role)``:
+            role ``"member"``, ``"team_admin"`` or ``"org_admin"`` for user tokens, and
+            ``"service_account"`` for service-account keys. Members see their own sessions,
+            team admins their team's, org admins all.
+        organization_id / team_id: the one organization and team everybody belongs to.
+
+    Timings (``(low, high)`` seconds, drawn from the seeded RNG; one number = fixed):
+        provision_delay: pending -> active (or -> failed, for names containing ``emu-fail``).
+        idle_delay: active -> idle, unless the session's ``config.idleTimeoutSeconds`` says.
+
+    Wire:
+        token_duration_seconds / max_token_duration_seconds: default and largest lifetime of
+            a session proxy token.
+        error_style: the shape of error bodies (the real one is not published):
+            ``"message"`` ``{"code", "message"}``, ``"error"`` ``{"error": {"code",
+            "message"}}``, ``"detail"`` ``{"detail": "..."}``, or ``"text"`` (plain text).
+    """
+
+    tokens: Mapping[str, tuple[str, str]] = attrs.field(
+        factory=lambda: dict(_DEFAULT_LAKESAIL_TOKENS), converter=_frozen_lakesail_tokens
+    )
+    organization_id: str = attrs.field(default="ORGACME", validator=_lakesail_id)
+    team_id: str = attrs.field(default="TEAMDATA", validator=_lakesail_id)
+    provision_delay: tuple[float, float] = attrs.field(
+        default=(0.05, 0.15), converter=_to_range, validator=_check_range
+    )
+    idle_delay: tuple[float, float] = attrs.field(
+        default=(0.5, 1.0), converter=_to_range, validator=_check_range
+    )
+    token_duration_seconds: int = attrs.field(default=3600, validator=_non_negative)
+    max_token_duration_seconds: int = attrs.field(default=86400, validator=_non_negative)
+    error_style: Literal["message", "error", "detail", "text"] = attrs.field(
+        default="message", validator=attrs.validators.in_(("message", "error", "detail", "text"))
+    )
+
+
+#: The instance CRN the Qiskit emulator knows by default.
+QISKIT_DEFAULT_INSTANCE = "crn:v1:bluemix:public:quantum-computing:us-east:a/abc::"
+
+_DEFAULT_QISKIT_KEYS: dict[str, str] = {
+    "qiskit-key": "user-alice",
+    "qiskit-key-bob": "user-bob",
+}
+
+
+def _nonempty_str_map(value: Mapping[str, str]) -> Mapping[str, str]:
+    out = {str(k): str(v) for k, v in dict(value).items()}
+    if any(not k or not v for k, v in out.items()):
+        raise ValueError("keys and values must be non-empty strings")
+    return MappingProxyType(out)
+
+
+def _fraction(_inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
+        raise ValueError(f"{attribute.name} must be a number within 0..1, got {value!r}")
+
+
+def _positive(_inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{attribute.name} must be a number > 0, got {value!r}")
+
+
+@attrs.frozen
+class QiskitEmulatorConfig:
+    """How the emulated Qiskit Runtime service and IBM Cloud IAM behave
+    (see :mod:`aiocompute.emulator.qiskit`).
+
+    Identities:
+        api_keys: IBM Cloud API keys (exchanged at the IAM endpoint) mapped to a user id.
+        instances: instance CRNs accepted in ``Service-CRN``.
+        backends: backend names a session may be created on (plus the steering names
+            ``emu_stuck`` and ``emu_offline``).
+        token_lifetime: seconds an IAM token lives (``expires_in``); make it short to test
+            refreshes.
+
+    Timings (``(low, high)`` seconds drawn from the seeded RNG; one number = fixed):
+        activate_delay: open -> active. interactive_ttl: active -> inactive.
+        pending_inactive_delay: time shown as ``pending_inactive`` on the way (0: never).
+        drain_delay: after ``accepting_jobs: false``, until closed.
+        ttl_scale: emulated seconds per second of a session's ``max_ttl`` (closing time).
+
+    Wire:
+        null_backend_while_open: ``backend_name`` is null while the session is open.
+        error_shape: ``"mixed"`` (``{"error": ...}`` for 401/403, ``{"errors": [...]}``
+            otherwise), ``"errors"`` or ``"error"`` for every error.
+    """
+
+    api_keys: Mapping[str, str] = attrs.field(
+        factory=lambda: dict(_DEFAULT_QISKIT_KEYS), converter=_nonempty_str_map
+    )
+    instances: frozenset[str] = attrs.field(
+        default=frozenset({QISKIT_DEFAULT_INSTANCE}), converter=frozenset
+    )
+    backends: tuple[str, ...] = attrs.field(
+        default=("ibm_brisbane", "ibm_kyiv", "ibm_torino", "ibm_fez"), converter=tuple
+    )
+    token_lifetime: float = attrs.field(default=3600.0, validator=_positive)
+    activate_delay: tuple[float, float] = attrs.field(
+        default=(0.05, 0.15), converter=_to_range, validator=_check_range
+    )
+    interactive_ttl: tuple[float, float] = attrs.field(
+        default=(1.0, 2.0), converter=_to_range, validator=_check_range
+    )
+    pending_inactive_delay: tuple[float, float] = attrs.field(
+        default=(0.0, 0.0), converter=_to_range, validator=_check_range
+    )
+    drain_delay: tuple[float, float] = attrs.field(
+        default=(0.05, 0.15), converter=_to_range, validator=_check_range
+    )
+    ttl_scale: float = attrs.field(default=1.0, validator=_positive)
+    null_backend_while_open: bool = True
+    error_shape: Literal["mixed", "errors", "error"] = attrs.field(
+        default="mixed", validator=attrs.validators.in_(("mixed", "errors", "error"))
+    )
+
+
+_DEFAULT_ET_KEYS: dict[str, str] = {"et-key": "user-1", "et-key-bob": "user-2"}
+_DEFAULT_ET_TOOLS: dict[str, tuple[str, str]] = {
+    "tool-hello": ("hello", "Prints hello to its log"),
+    "tool-sim": ("simulate", "Runs one simulation per argument set"),
+}
+_DEFAULT_ET_FILESYSTEMS: dict[str, str] = {"fs-data": "data", "fs-scratch": "scratch"}
+
+
+def _frozen_tools(value: Mapping[str, Any]) -> Mapping[str, tuple[str, str]]:
+    tools: dict[str, tuple[str, str]] = {}
+    for tool_id, info in dict(value).items():
+        try:
+            name, description = info
+        except (TypeError, ValueError):
+            raise ValueError(
+                f"tools must map a tool id to a (name, description) pair; {tool_id!r} does not"
+            ) from None
+        tools[str(tool_id)] = (str(name), str(description))
+    return MappingProxyType(tools)
+
+
+@attrs.frozen
+class ETEngineEmulatorConfig:
+    """How the emulated ET Engine behaves (see :mod:`aiocompute.emulator.etengine`).
+
+    Identities:
+        api_keys: keys (sent raw in ``Authorization``) mapped to a user id.
+        tools: tool ids mapped to ``(name, description)``; others answer 403.
+        filesystems: filesystem ids mapped to names, usable in a batch's hardware.
+
+    Job timings (``(low, high)`` seconds drawn from the seeded RNG; one number = fixed):
+        register_delay: invisible before the job is registered. submitting_delay: shown as
+        ``SUBMITTING`` (listed, not counted). phase_delay: each of SUBMITTED, PENDING,
+        RUNNABLE, STARTING. run_delay: RUNNING. failure_rate: share of jobs that fail.
+
+    Wire:
+        status_case: job statuses ``"upper"``, ``"lower"`` or ``"mixed"`` (per job, seeded).
+        status_shape: ``GET /batches/<id>`` as the reference's ``"flat"`` lower-case counts,
+            or ``"nested"``: a description with upper-case counts under ``submitted_jobs``.
+        job_detail_as_list: the job description as a list of one (the reference) or bare.
+        time_format: job times as ``"epoch_ms"`` (AWS Batch) or ``"iso"`` strings.
+        create_answer: the new batch id as ``"text"``, ``"json"`` or an ``"empty"`` body.
+        unknown_batch_status: the status unknown batch ids get (500, as the service).
+    """
+
+    api_keys: Mapping[str, str] = attrs.field(
+        factory=lambda: dict(_DEFAULT_ET_KEYS), converter=_nonempty_str_map
+    )
+    tools: Mapping[str, tuple[str, str]] = attrs.field(
+        factory=lambda: dict(_DEFAULT_ET_TOOLS), converter=_frozen_tools
+    )
+    filesystems: Mapping[str, str] = attrs.field(
+        factory=lambda: dict(_DEFAULT_ET_FILESYSTEMS), converter=_nonempty_str_map
+    )
+    register_delay: tuple[float, float] = attrs.field(
+        default=(0.01, 0.03), converter=_to_range, validator=_check_range
+    )
+    submitting_delay: tuple[float, float] = attrs.field(
+        default=(0.01, 0.03), converter=_to_range, validator=_check_range
+    )
+    phase_delay: tuple[float, float] = attrs.field(
+        default=(0.01, 0.04), converter=_to_range, validator=_check_range
+    )
+    run_delay: tuple[float, float] = attrs.field(
+        default=(0.03, 0.1), converter=_to_range, validator=_check_range
+    )
+    failure_rate: float = attrs.field(default=0.0, validator=_fraction)
+    status_case: Literal["upper", "lower", "mixed"] = attrs.field(
+        default="mixed", validator=attrs.validators.in_(("upper", "lower", "mixed"))
+    )
+    status_shape: Literal["flat", "nested"] = attrs.field(
+        default="flat", validator=attrs.validators.in_(("flat", "nested"))
+    )
+    job_detail_as_list: bool = True
+    time_format: Literal["epoch_ms", "iso"] = attrs.field(
+        default="epoch_ms", validator=attrs.validators.in_(("epoch_ms", "iso"))
+    )
+    create_answer: Literal["text", "json", "empty"] = attrs.field(
+        default="text", validator=attrs.validators.in_(("text", "json", "empty"))
+    )
+    unknown_batch_status: int = attrs.field(default=500, validator=attrs.validators.in_((404, 500)))
+
+
 @attrs.define
 class FaultConfig:
     """Live fault switches. Mutate ``emu.faults`` at any time; the next request sees it.
@@ -310,12 +557,18 @@ class EmulatorConfig:
 
     Attributes:
         workbench: the Posit Workbench API (served under ``/workbench``).
+        lakesail: the LakeSail platform API (served under ``/lakesail/api/v1``).
+        qiskit: Qiskit Runtime sessions and IBM Cloud IAM (served under ``/qiskit``).
+        etengine: the ET Engine batches API (served under ``/etengine/v1``).
         faults: the initial fault switches; the emulator works on a copy, ``emu.faults``.
         shutdown_timeout: seconds ``stop()`` lets in-flight handlers finish before cancelling.
         request_log_size: how many recent requests ``emu.requests`` keeps.
     """
 
     workbench: WorkbenchEmulatorConfig = attrs.field(factory=WorkbenchEmulatorConfig)
+    lakesail: LakeSailEmulatorConfig = attrs.field(factory=LakeSailEmulatorConfig)
+    qiskit: QiskitEmulatorConfig = attrs.field(factory=QiskitEmulatorConfig)
+    etengine: ETEngineEmulatorConfig = attrs.field(factory=ETEngineEmulatorConfig)
     faults: FaultConfig = attrs.field(factory=FaultConfig)
     shutdown_timeout: float = attrs.field(default=2.0, validator=_non_negative)
     request_log_size: int = attrs.field(default=10_000, validator=_non_negative)

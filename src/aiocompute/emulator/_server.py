@@ -4,6 +4,10 @@ Layout of the URL space (one loopback port)::
 
     /                     JSON index of the emulated APIs
     /workbench/api/<m>    Posit Workbench API (``workbench`` module)
+    /lakesail/api/v1/...  LakeSail platform workloads API (``lakesail`` module)
+    /qiskit/api/v1/...    Qiskit Runtime sessions API (``qiskit`` module)
+    /qiskit/iam/...       its IBM Cloud IAM token endpoint
+    /etengine/v1/...      ET Engine batches API (``etengine`` module)
 
 Each API module exposes ``PREFIX``, a state class and ``create_app(state)`` returning an
 ``aiohttp.web.Application`` whose routes are named ``"<api>.<method>"``; the fault middleware
@@ -32,6 +36,9 @@ from aiohttp import web
 from ._config import EmulatorConfig, FaultConfig
 
 if TYPE_CHECKING:
+    from .etengine import ETEngineState
+    from .lakesail import LakeSailState
+    from .qiskit import QiskitState
     from .workbench import WorkbenchState
 
 __all__ = [
@@ -498,6 +505,9 @@ class Emulator:
         requests: the most recent :class:`RequestRecord` values, oldest first.
         hooks: callables run synchronously with each :class:`RequestRecord` as it arrives.
         workbench: the simulated Workbench state (:class:`~aiocompute.emulator.WorkbenchState`).
+        lakesail: the simulated LakeSail platform (:class:`~aiocompute.emulator.LakeSailState`).
+        qiskit: the simulated Qiskit Runtime and IAM (:class:`~aiocompute.emulator.QiskitState`).
+        etengine: the simulated ET Engine (:class:`~aiocompute.emulator.ETEngineState`).
     """
 
     def __init__(
@@ -522,6 +532,14 @@ class Emulator:
         faults.check()
         self._runtime = Runtime(faults, seed, self.config.request_log_size)
         self.workbench: WorkbenchState = WorkbenchState(self.config.workbench, self._runtime)
+        from .lakesail import LakeSailState
+
+        self.lakesail: LakeSailState = LakeSailState(self.config.lakesail, self._runtime)
+        from .etengine import ETEngineState
+        from .qiskit import QiskitState
+
+        self.qiskit: QiskitState = QiskitState(self.config.qiskit, self._runtime)
+        self.etengine: ETEngineState = ETEngineState(self.config.etengine, self._runtime)
         self._requested_port = port
         self._port: int | None = None
         self._runner: web.AppRunner | None = None
@@ -584,6 +602,32 @@ class Emulator:
         """Base URL of the Workbench API (its methods live at ``<this>/api/<method>``)."""
         return self.url + "/workbench"
 
+    @property
+    def lakesail_url(self) -> str:
+        """The LakeSail API root, to pass as ``LakeSailClient(base_url=...)``: its endpoints
+        live at ``<this>/workloads/...`` (``/lakesail/api/v1`` on this server)."""
+        from . import lakesail
+
+        return self.url + lakesail.PREFIX + lakesail.API_ROOT
+
+    @property
+    def qiskit_url(self) -> str:
+        """The Qiskit API base, to pass as ``QiskitRuntimeClient(url=...)`` (sessions live at
+        ``<this>/v1/sessions``)."""
+        return self.url + "/qiskit/api"
+
+    @property
+    def qiskit_iam_url(self) -> str:
+        """The emulated IBM Cloud IAM token endpoint, for ``QiskitRuntimeClient(iam_url=...)``."""
+        from . import qiskit
+
+        return self.url + qiskit.PREFIX + qiskit.IAM_PATH
+
+    @property
+    def etengine_url(self) -> str:
+        """The ET Engine API base, to pass as ``ETEngineClient(url=...)`` (``.../v1``)."""
+        return self.url + "/etengine/v1"
+
     # -- lifecycle -----------------------------------------------------------------------
     def _build_app(self) -> web.Application:
         from . import workbench
@@ -591,10 +635,27 @@ class Emulator:
         app = web.Application(middlewares=[_make_middleware(self._runtime)])
         app.router.add_get("/", self._index)
         app.add_subapp(workbench.PREFIX, workbench.create_app(self.workbench))
+        from . import lakesail
+
+        app.add_subapp(lakesail.PREFIX, lakesail.create_app(self.lakesail))
+        from . import etengine, qiskit
+
+        app.add_subapp(qiskit.PREFIX, qiskit.create_app(self.qiskit))
+        app.add_subapp(etengine.PREFIX, etengine.create_app(self.etengine))
         return app
 
     async def _index(self, _request: web.Request) -> web.Response:
-        return web.json_response({"emulator": "aiocompute", "apis": {"workbench": "/workbench"}})
+        return web.json_response(
+            {
+                "emulator": "aiocompute",
+                "apis": {
+                    "workbench": "/workbench",
+                    "lakesail": "/lakesail/api/v1",
+                    "qiskit": "/qiskit/api",
+                    "etengine": "/etengine/v1",
+                },
+            }
+        )
 
     async def start(self) -> None:
         """Bind and start serving. Raises RuntimeError if already running."""

@@ -1,0 +1,279 @@
+"""The async ET Engine client: ``ETEngineClient`` with its ``batches`` and ``jobs`` resources.
+
+Every call builds its request in ``_protocol`` (validated, no I/O), sends it through the
+shared transport (reads retried, creates and deletes only if they never left) and reads the
+answer in ``_protocol``. Waiting on batches goes through one
+:class:`~aiocompute._core.polling.Poller` that reads one batch per request (the API has no
+bulk status read), at most ``poll_concurrency`` at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import anyio
+import attrs
+
+from .._core.config import resolve_setting
+from .._core.polling import PollCadence, Poller, per_id_fetcher
+from .._core.resources import BaseClient, WaitableResource
+from .._core.retries import DEFAULT_RETRY, RetryPolicy
+from .._core.transport import (
+    DEFAULT_LIMITS,
+    DEFAULT_TIMEOUTS,
+    PoolLimits,
+    RateGovernor,
+    Response,
+    StaticAuth,
+    Timeouts,
+    Transport,
+)
+from .._exceptions import NotFoundError, ServerError
+from . import _protocol as P
+from ._states import BATCH_STATES
+from .models import Batch, BatchJob, BatchStatus, Hardware, SubmittedBatch
+
+__all__ = ["DEFAULT_URL", "BatchesResource", "ETEngineClient", "JobsResource"]
+
+#: The ET Engine API.
+DEFAULT_URL = "https://api.exploretech.ai/v1"
+
+
+def _progress(status: BatchStatus) -> str:
+    return (
+        f"{status.done} of {status.total} jobs finished, "
+        f"{status.succeeded} succeeded, {status.failed} failed"
+    )
+
+
+class ETEngineClient(BaseClient):
+    """Async client for ET Engine batches and their jobs.
+
+    ``api_key`` (default ``$ET_ENGINE_API_KEY``) is sent raw, ``Authorization: <key>``, as
+    the vendor's client does. ``url`` is the API base (default ``$ET_ENGINE_URL``, else
+    ``https://api.exploretech.ai/v1``).
+
+    ``timeouts``, ``retry`` (reads are retried on 429, 502, 503 and 504; creating and
+    deleting batches only when the request never left) and ``limits`` configure the
+    transport; ``governor`` paces every request; ``cadence`` sets how often waits poll,
+    ``poll_concurrency`` how many batches are read at once while waiting; ``strict=True``
+    rejects answers with unknown fields.
+
+    Use it as ``async with ETEngineClient(...) as et:`` or call :meth:`aclose`.
+    """
+
+    batches: BatchesResource
+    jobs: JobsResource
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        url: str | None = None,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
+        retry: RetryPolicy = DEFAULT_RETRY,
+        limits: PoolLimits = DEFAULT_LIMITS,
+        governor: RateGovernor | None = None,
+        cadence: PollCadence | None = None,
+        poll_concurrency: int = 8,
+        strict: bool = False,
+    ) -> None:
+        key = resolve_setting(
+            api_key, ["ET_ENGINE_API_KEY"], what="ET Engine API key", argument="api_key"
+        )
+        assert key is not None  # required: resolve_setting raised ConfigError otherwise
+        base = resolve_setting(
+            url, ["ET_ENGINE_URL"], what="ET Engine API URL", argument="url", required=False
+        )
+        super().__init__(
+            Transport(
+                (base or DEFAULT_URL).rstrip("/"),
+                # The key goes raw, with no scheme: what the vendor's client sends.
+                auth=StaticAuth({"Authorization": key.strip()}),
+                timeouts=timeouts,
+                retry=retry,
+                limits=limits,
+                error_parser=P.error_parser,
+                governor=governor,
+            )
+        )
+        self._strict = strict
+        self._cadence = cadence
+        self._poll_concurrency = poll_concurrency
+        self.batches = BatchesResource(self)
+        self.jobs = JobsResource(self)
+
+    async def _call(self, request: P.Request) -> Response:
+        return await self._transport.request(
+            request.method,
+            request.path,
+            json=request.body,
+            idempotent=request.idempotent,
+        )
+
+
+class BatchesResource(WaitableResource[BatchStatus]):
+    """``et.batches``: create, list, read the status of, delete and wait for batches.
+
+    :meth:`wait` waits for ``"succeeded"`` by default and decides on
+    :attr:`BatchStatus.state`, derived from the status counts: a batch whose jobs have all
+    finished with at least one failure is ``"failed"``, so waiting for ``"succeeded"``
+    raises :class:`~aiocompute.UnreachableState`. A batch cannot be cancelled (deleting it
+    leaves its jobs running), so ``on_cancel="cancel"`` is refused.
+    """
+
+    _default_until = "succeeded"
+    _default_timeout = 3600.0
+
+    def __init__(self, client: ETEngineClient) -> None:
+        self._client = client
+        # Jobs per batch: immutable, learnt at create or from the listing, so that a batch
+        # whose jobs are not all registered yet is not taken as finished.
+        self._n_jobs: dict[str, int | None] = {}
+        self._listing_lock: anyio.Lock | None = None
+        self._waiter = client._poller(
+            Poller(
+                BATCH_STATES,
+                per_id_fetcher(self.status, client._poll_concurrency),
+                state_of=P.batch_state,
+                detail_of=_progress,
+                cadence=client._cadence,
+            )
+        )
+
+    async def create(
+        self,
+        tool_id: str,
+        *,
+        fixed_args: Mapping[str, Any] | None = None,
+        variable_args: Sequence[Mapping[str, Any]] | None = None,
+        hardware: Hardware | None = None,
+    ) -> SubmittedBatch:
+        """Run tool ``tool_id`` as a batch: one job per ``variable_args`` entry (or one job),
+        each also given ``fixed_args``, on ``hardware`` (default 1 CPU, 256 MB).
+
+        Returns the new batch's id as the server gave it (None if it answered an empty
+        body). Not retried once the request may have reached the server.
+        """
+        request = P.create_batch(
+            tool_id, fixed_args=fixed_args, variable_args=variable_args, hardware=hardware
+        )
+        response = await self._client._call(request)
+        created = P.parse_created_batch(response.body, tool_id=tool_id, n_jobs=P.n_jobs_of(request))
+        if created.batch_id is not None:
+            self._n_jobs[created.batch_id] = created.n_jobs
+        return created
+
+    async def list(self) -> list[Batch]:
+        """Every batch of the user."""
+        response = await self._client._call(P.list_batches())
+        batches = P.parse_batches(response.json(), strict=self._client._strict)
+        for batch in batches:
+            if batch.n_jobs is not None:
+                self._n_jobs[batch.batch_id] = batch.n_jobs
+        return batches
+
+    async def status(self, batch_id: str) -> BatchStatus:
+        """The status counts of a batch and its derived :attr:`~BatchStatus.state`.
+
+        ``n_jobs`` is filled from what this client learnt at create or from the listing
+        (read once if needed). The service answers an unknown batch id with a bare 500
+        "Unknown error occurred"; when the batch is then not in the listing either, that
+        is raised as :class:`~aiocompute.NotFoundError` (else as the
+        :class:`~aiocompute.ServerError` it was), so waits on a deleted batch end at once.
+        """
+        try:
+            response = await self._client._call(P.get_batch_status(batch_id))
+        except ServerError as exc:
+            if exc.status == 500 and not await self._listed(batch_id):
+                raise _not_found("batch", batch_id, exc) from None
+            raise
+        status = P.parse_batch_status(
+            response.json(), batch_id=batch_id, strict=self._client._strict
+        )
+        if status.n_jobs is None:
+            n_jobs = await self._known_n_jobs(batch_id)
+            if n_jobs is not None:
+                status = _with_n_jobs(status, n_jobs)
+        return status
+
+    async def delete(self, batch_id: str) -> None:
+        """Delete a batch's records. Its running jobs are NOT cancelled (the API has no
+        way to). Not retried once sent."""
+        await self._client._call(P.delete_batch(batch_id))
+        self._n_jobs.pop(batch_id, None)
+
+    async def delete_all(self) -> None:
+        """Delete every batch and job record of the user; running jobs keep running."""
+        await self._client._call(P.delete_all_batches())
+        self._n_jobs.clear()
+
+    async def _listed(self, batch_id: str) -> bool:
+        try:
+            batches = await self.list()
+        except Exception:
+            return True  # cannot tell: keep the original error
+        return any(b.batch_id == batch_id for b in batches)
+
+    async def _known_n_jobs(self, batch_id: str) -> int | None:
+        if batch_id in self._n_jobs:
+            return self._n_jobs[batch_id]
+        if self._listing_lock is None:
+            self._listing_lock = anyio.Lock()
+        async with self._listing_lock:  # many waits share one listing
+            if batch_id not in self._n_jobs:
+                await self.list()
+                # Not listed: don't list again on every poll of this batch.
+                self._n_jobs.setdefault(batch_id, None)
+        return self._n_jobs[batch_id]
+
+
+def _with_n_jobs(status: BatchStatus, n_jobs: int) -> BatchStatus:
+    # evolve passes raw along: the answer as sent is kept.
+    return attrs.evolve(status, n_jobs=n_jobs)
+
+
+def _not_found(what: str, ident: str, error: ServerError) -> NotFoundError:
+    return NotFoundError(
+        f"{what} not found: {ident} (the service answered {error.message!r} and does not list it)",
+        status=error.status,
+        method=error.method,
+        url=error.url,
+    )
+
+
+class JobsResource:
+    """``et.jobs``: the jobs of a batch. (There is no log endpoint.)"""
+
+    def __init__(self, client: ETEngineClient) -> None:
+        self._client = client
+
+    async def list(self, batch_id: str) -> list[BatchJob]:
+        """The jobs of a batch with their tool, log id and arguments."""
+        response = await self._client._call(P.list_jobs(batch_id))
+        return P.parse_jobs(response.json(), strict=self._client._strict)
+
+    async def get(self, batch_id: str, job_id: str) -> BatchJob:
+        """One job with its status, reason, hardware, arguments and times.
+
+        Like ``batches.status``, a bare 500 for a job the batch does not list is raised as
+        :class:`~aiocompute.NotFoundError`.
+        """
+        try:
+            response = await self._client._call(P.get_job(batch_id, job_id))
+        except ServerError as exc:
+            if exc.status == 500 and not await self._listed(batch_id, job_id):
+                raise _not_found("job", job_id, exc) from None
+            raise
+        return P.parse_job(response.json(), strict=self._client._strict)
+
+    async def _listed(self, batch_id: str, job_id: str) -> bool:
+        try:
+            jobs = await self.list(batch_id)
+        except ServerError as exc:
+            # An unknown batch answers 500 too: then the job surely does not exist.
+            return exc.status != 500 or await self._client.batches._listed(batch_id)
+        except Exception:
+            return True  # cannot tell: keep the original error
+        return any(j.job_id == job_id for j in jobs)

@@ -1,0 +1,339 @@
+"""Qiskit Runtime sessions API, sans I/O: request building and response deciphering.
+
+Plain data in, plain data or models out; no aiohttp, no anyio, no I/O, no credentials.
+
+Requests: one builder per endpoint returns a :class:`Request` (HTTP method, path under
+``/v1``, JSON body, idempotent); arguments are checked first and bad ones raise
+:class:`ValueError` / :class:`TypeError` naming the parameter.
+
+Responses: :func:`parse_session` reads a session object; ``PATCH`` and ``DELETE .../close``
+answer 204 with no body, so they have nothing to parse. :func:`error_parser` reads the two
+error shapes the service uses (``{"errors": [...], "trace"}`` and ``{"error": {...}}``),
+IBM Cloud IAM's own shape (``{"errorCode", "errorMessage"}``), and falls back to plain text.
+:func:`parse_iam_token` reads the IAM token answer.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, Literal
+from urllib.parse import quote
+
+from attrs import field, frozen
+
+from .._core.serde import WireConverter, make_converter, parse_timestamp, structure
+from .._exceptions import ProtocolError
+from .models import Session, SessionMode
+
+__all__ = [
+    "DEFAULT_MAX_TTL",
+    "IAMToken",
+    "Request",
+    "close_session",
+    "converter",
+    "create_session",
+    "error_parser",
+    "get_session",
+    "iam_token_form",
+    "parse_iam_token",
+    "parse_session",
+    "session_state",
+    "update_session",
+]
+
+#: ``max_ttl`` of a new session when none is given (8 hours, the service's default).
+DEFAULT_MAX_TTL = 28800
+
+# --------------------------------------------------------------------------- converters
+
+
+def _is_time_or_text(tp: Any) -> bool:
+    args = getattr(tp, "__args__", None)
+    return args is not None and set(args) == {datetime, str, type(None)}
+
+
+def _time_or_text(value: Any, _: Any) -> datetime | str | None:
+    """A timestamp if it reads as one; otherwise the text as sent ("" and null: None)."""
+    if value is None or value == "":
+        return None
+    try:
+        return parse_timestamp(value)
+    except (TypeError, ValueError):
+        if isinstance(value, str):
+            return value
+        raise
+
+
+def _make(strict: bool) -> WireConverter:
+    conv = make_converter(naming="snake", strict=strict)
+    # Registered last, so it wins over the generic union hook for these fields.
+    conv.register_structure_hook_func(_is_time_or_text, _time_or_text)
+    return conv
+
+
+_LENIENT = _make(strict=False)
+_STRICT = _make(strict=True)
+
+
+def converter(strict: bool = False) -> WireConverter:
+    """The Qiskit converter: lenient (default) or strict (unknown keys, wrong types raise)."""
+    return _STRICT if strict else _LENIENT
+
+
+# --------------------------------------------------------------------------- requests
+
+
+@frozen
+class Request:
+    """One HTTP call, ready for a transport.
+
+    ``path`` is relative to the API base URL (``/v1/sessions/...``); ``body`` is the JSON
+    body or None. ``idempotent`` says whether the call may be retried after it may have
+    reached the server.
+    """
+
+    method: Literal["GET", "POST", "PATCH", "DELETE"]
+    path: str
+    body: Mapping[str, Any] | None = None
+    idempotent: bool = True
+    params: Mapping[str, Any] = field(factory=dict)
+
+
+# Characters that would change the meaning of a URL path.
+_BAD_ID = re.compile(r"[/?#%\s\x00-\x1f\x7f]")
+
+
+def _text(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a string, got {type(value).__name__}")
+    if not value.strip():
+        raise ValueError(f"{what} is required and must not be empty")
+    return value
+
+
+def _session_id(value: Any) -> str:
+    text = _text(value, "session_id")
+    if _BAD_ID.search(text):
+        raise ValueError(
+            f"session_id {text!r} contains a character not allowed in an id "
+            "('/', '?', '#', '%', whitespace or a control character)"
+        )
+    return quote(text, safe="")
+
+
+def create_session(
+    backend: str,
+    *,
+    mode: SessionMode | str = SessionMode.BATCH,
+    max_ttl: int = DEFAULT_MAX_TTL,
+    instance: str | None = None,
+) -> Request:
+    """``POST /v1/sessions``: open a session on ``backend``.
+
+    ``mode`` is ``"batch"`` or ``"dedicated"``; ``max_ttl`` the most seconds the session
+    may live (subject to plan limits); ``instance`` (a CRN) is sent only when given. Not
+    idempotent: a repeated create opens a second session.
+    """
+    body: dict[str, Any] = {}
+    if isinstance(mode, SessionMode):
+        body["mode"] = mode.value
+    elif isinstance(mode, str) and mode in {m.value for m in SessionMode}:
+        body["mode"] = mode
+    else:
+        raise ValueError(f"mode must be 'batch' or 'dedicated', got {mode!r}")
+    body["backend"] = _text(backend, "backend")
+    if isinstance(max_ttl, bool) or not isinstance(max_ttl, int):
+        raise TypeError(f"max_ttl must be an int (seconds), got {type(max_ttl).__name__}")
+    if max_ttl <= 0:
+        raise ValueError(f"max_ttl must be a positive number of seconds, got {max_ttl}")
+    body["max_ttl"] = max_ttl
+    if instance is not None:
+        body["instance"] = _text(instance, "instance")
+    return Request("POST", "/v1/sessions", body=body, idempotent=False)
+
+
+def get_session(session_id: str) -> Request:
+    """``GET /v1/sessions/{id}``."""
+    return Request("GET", f"/v1/sessions/{_session_id(session_id)}")
+
+
+def update_session(session_id: str, *, accepting_jobs: bool) -> Request:
+    """``PATCH /v1/sessions/{id}`` with ``{"accepting_jobs": ...}`` (answers 204).
+
+    ``False`` lets queued jobs run and then closes the session. Idempotent: setting the
+    flag twice has the effect of setting it once, so it is retried like a read.
+    """
+    if not isinstance(accepting_jobs, bool):
+        raise TypeError(f"accepting_jobs must be True or False, got {accepting_jobs!r}")
+    return Request(
+        "PATCH",
+        f"/v1/sessions/{_session_id(session_id)}",
+        body={"accepting_jobs": accepting_jobs},
+        idempotent=True,
+    )
+
+
+def close_session(session_id: str) -> Request:
+    """``DELETE /v1/sessions/{id}/close`` (answers 204): no more queued jobs run.
+
+    Not retried once sent, like every close (the house rule for destructive calls).
+    """
+    return Request("DELETE", f"/v1/sessions/{_session_id(session_id)}/close", idempotent=False)
+
+
+# --------------------------------------------------------------------------- responses
+
+
+def _json(body: bytes | str, what: str, status: int | None = None) -> Any:
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    if not text.strip():
+        raise ProtocolError(f"{what}: expected a JSON body, got an empty one", status=status)
+    try:
+        return json.loads(text)
+    except ValueError:
+        kind = "HTML (a proxy or login page?)" if text.lstrip().startswith("<") else "invalid JSON"
+        raise ProtocolError(
+            f"{what}: expected a JSON body, got {kind}", status=status, body=text
+        ) from None
+
+
+def parse_session(data: Any, *, strict: bool = False) -> Session:
+    """A session object (plain data, or the raw body as bytes/str) -> :class:`Session`."""
+    if isinstance(data, (bytes, str)):
+        data = _json(data, "session")
+    session: Session = structure(converter(strict), data, Session, what="session")
+    return session
+
+
+def session_state(session: Session) -> str:
+    """The state a wait decides on: :attr:`Session.effective_state`."""
+    return session.effective_state
+
+
+def _errors_entry(entry: Any) -> tuple[Any, str] | None:
+    if not isinstance(entry, Mapping):
+        return (None, entry) if isinstance(entry, str) and entry else None
+    message = entry.get("message")
+    if not isinstance(message, str) or not message:
+        return None
+    more = entry.get("more_info")
+    if isinstance(more, str) and more:
+        message = f"{message} (more info: {more})"
+    return entry.get("code"), message
+
+
+def error_parser(
+    status: int, body: bytes | str | None, headers: Any = None
+) -> tuple[Any, str] | None:
+    """For the transport: ``(code, message)`` from a Qiskit (or IAM) error body.
+
+    Shapes, in order: ``{"errors": [{"code", "message", "more_info"}], "trace"}`` (every
+    message is kept, joined by ``"; "``, the first code wins); ``{"error": {"code",
+    "message"}}`` (or ``{"error": "text"}``); IAM's ``{"errorCode", "errorMessage"}``;
+    ``{"message": ...}``. A body that is none of these but plain text gives that text; an
+    HTML page or an empty body gives None (the transport then reports the status itself).
+    A 503 says the service is likely under maintenance, as IBM's own client reads it.
+    """
+    del headers
+    text = ""
+    if body:
+        text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    parsed = _error_fields(text)
+    if status == 503:
+        base = parsed[1] if parsed is not None else "service unavailable"
+        code = parsed[0] if parsed is not None else None
+        return code, f"IBM Quantum is unavailable, likely under maintenance: {base}"
+    return parsed
+
+
+def _error_fields(text: str) -> tuple[Any, str] | None:
+    stripped = text.strip()
+    if not stripped:
+        return None
+    try:
+        obj = json.loads(stripped)
+    except ValueError:
+        if stripped.startswith("<"):
+            return None  # HTML: the transport reduces it to words itself
+        return None, " ".join(stripped.split())[:500]
+    if isinstance(obj, Mapping):
+        errors = obj.get("errors")
+        if isinstance(errors, list):
+            entries = [e for e in (_errors_entry(x) for x in errors) if e is not None]
+            if entries:
+                return entries[0][0], "; ".join(m for _, m in entries)
+        error = obj.get("error")
+        if isinstance(error, Mapping):
+            message = error.get("message")
+            if isinstance(message, str) and message:
+                return error.get("code"), message
+        elif isinstance(error, str) and error:
+            description = obj.get("error_description") or obj.get("message")
+            if isinstance(description, str) and description:
+                return error, description
+            return None, error
+        iam_message = obj.get("errorMessage")
+        if isinstance(iam_message, str) and iam_message:
+            return obj.get("errorCode"), iam_message
+        message = obj.get("message")
+        if isinstance(message, str) and message:
+            return obj.get("code"), message
+    # JSON of another shape: let the transport show an excerpt.
+    return None
+
+
+# --------------------------------------------------------------------------- IAM
+
+#: The grant type IBM Cloud IAM exchanges an API key with.
+IAM_GRANT_TYPE = "urn:ibm:params:oauth:grant-type:apikey"
+
+
+def iam_token_form(api_key: str) -> dict[str, str]:
+    """The form body of ``POST <iam>/identity/token`` for an API key."""
+    return {"grant_type": IAM_GRANT_TYPE, "apikey": _text(api_key, "api key")}
+
+
+@frozen(repr=False)
+class IAMToken:
+    """An IAM access token and its lifetime in seconds (``expires_in``)."""
+
+    access_token: str
+    expires_in: float
+
+    def __repr__(self) -> str:
+        return f"IAMToken(<redacted>, expires_in={self.expires_in:g})"
+
+
+def parse_iam_token(data: Any, *, now: float | None = None) -> IAMToken:
+    """IAM's answer -> :class:`IAMToken`.
+
+    ``expires_in`` (seconds) is read; if it is missing, ``expiration`` (epoch seconds) is
+    used with ``now`` (``time.time()``-style). The token itself never appears in an error.
+    """
+    if not isinstance(data, Mapping):
+        raise ProtocolError("IAM token answer: expected a JSON object")
+    token = data.get("access_token")
+    if not isinstance(token, str) or not token.strip():
+        raise ProtocolError("IAM token answer: no 'access_token'")
+    kind = data.get("token_type")
+    if kind is not None and (not isinstance(kind, str) or kind.lower() != "bearer"):
+        raise ProtocolError(f"IAM token answer: unsupported token_type {kind!r}")
+    lifetime = data.get("expires_in")
+    if lifetime is None and now is not None:
+        expiration = data.get("expiration")
+        if isinstance(expiration, (int, float)) and not isinstance(expiration, bool):
+            lifetime = expiration - now
+    if (
+        isinstance(lifetime, bool)
+        or not isinstance(lifetime, (int, float))
+        or not math.isfinite(lifetime)
+        or lifetime <= 0
+    ):
+        raise ProtocolError(
+            f"IAM token answer: 'expires_in' must be a positive number of seconds, got {lifetime!r}"
+        )
+    return IAMToken(token.strip(), float(lifetime))

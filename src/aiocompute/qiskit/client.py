@@ -1,0 +1,242 @@
+"""The async Qiskit Runtime client: ``QiskitRuntimeClient`` and its ``sessions`` resource.
+
+Every call goes through :meth:`QiskitRuntimeClient._call`: build the request in
+``_protocol`` (validated, no I/O), make sure an IAM token is at hand, send it through the
+shared transport, read the answer in ``_protocol``. Waiting goes through one
+:class:`~aiocompute._core.polling.Poller` that reads one session per request (the API has no
+bulk read), at most ``poll_concurrency`` at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .._core.config import resolve_setting
+from .._core.polling import PollCadence, Poller, per_id_fetcher
+from .._core.resources import BaseClient, WaitableResource
+from .._core.retries import RetryPolicy
+from .._core.transport import (
+    DEFAULT_LIMITS,
+    DEFAULT_TIMEOUTS,
+    PoolLimits,
+    RateGovernor,
+    Response,
+    Timeouts,
+    Transport,
+)
+from .._exceptions import AuthenticationError
+from . import _protocol as P
+from ._auth import DEFAULT_IAM_URL, IAMAuth
+from ._states import SESSION_STATES
+from .models import Session, SessionMode
+
+__all__ = [
+    "DEFAULT_API_VERSION",
+    "DEFAULT_URL",
+    "QISKIT_RETRY",
+    "QiskitRuntimeClient",
+    "SessionsResource",
+]
+
+#: The global endpoint; regions use ``https://<region>.quantum.cloud.ibm.com/api``.
+DEFAULT_URL = "https://quantum.cloud.ibm.com/api"
+#: The ``IBM-API-Version`` sent unless told otherwise.
+DEFAULT_API_VERSION = "2025-05-01"
+
+#: The statuses IBM's own client retries (503 is maintenance), plus 429.
+QISKIT_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, 520, 521, 522, 524})
+#: The default retry policy of :class:`QiskitRuntimeClient` (see its docstring).
+QISKIT_RETRY = RetryPolicy(retry_statuses=QISKIT_RETRY_STATUSES)
+
+
+def _region_url(region: str) -> str:
+    if not region.replace("-", "").isalnum():
+        raise ValueError(f"region must look like 'eu-de', got {region!r}")
+    return f"https://{region}.quantum.cloud.ibm.com/api"
+
+
+def _check_api_version(value: str) -> str:
+    parts = value.split("-")
+    if len(parts) != 3 or not all(p.isdigit() for p in parts) or len(parts[0]) != 4:
+        raise ValueError(f"api_version must be a date such as '2025-05-01', got {value!r}")
+    return value
+
+
+class QiskitRuntimeClient(BaseClient):
+    """Async client for Qiskit Runtime sessions on IBM Quantum Platform.
+
+    ``token`` is the IBM Cloud API key (default ``$QISKIT_IBM_TOKEN``); it is exchanged at
+    ``iam_url`` for bearer tokens that are refreshed before they expire (see
+    :class:`~aiocompute.qiskit.IAMAuth`). ``instance`` is the instance CRN sent as
+    ``Service-CRN`` (default ``$QISKIT_IBM_INSTANCE``). ``url`` is the API base (default
+    ``$QISKIT_IBM_URL``, else ``https://quantum.cloud.ibm.com/api``); ``region`` picks a
+    regional endpoint instead. ``api_version`` is sent as ``IBM-API-Version``.
+
+    Retries: reads (and ``update``, which is idempotent) are retried on 429, 500, 502,
+    503, 504, 520, 521, 522 and 524 (:data:`QISKIT_RETRY`), the statuses IBM's own client
+    retries. IBM's client retries session creation (a POST) on those too; this one does
+    not: a create that may have reached the server is never repeated, because a 5xx after
+    the request arrived can mean the session exists, and a second one would hold (and bill)
+    backend time. A create, like a close, is retried only when the request surely never
+    left (connection refused, DNS). A request rejected with 401 is sent once more with a
+    freshly fetched token (the old one was revoked or expired early); that is safe for a
+    create too, since a rejected request did nothing.
+
+    ``cadence`` sets how often waits poll, ``poll_concurrency`` how many sessions are read
+    at once while waiting; ``strict=True`` rejects answers with unknown fields.
+
+    Use it as ``async with QiskitRuntimeClient(...) as q:`` or call :meth:`aclose`.
+    """
+
+    sessions: SessionsResource
+
+    def __init__(
+        self,
+        *,
+        token: str | None = None,
+        instance: str | None = None,
+        url: str | None = None,
+        region: str | None = None,
+        iam_url: str | None = None,
+        api_version: str = DEFAULT_API_VERSION,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
+        retry: RetryPolicy = QISKIT_RETRY,
+        limits: PoolLimits = DEFAULT_LIMITS,
+        governor: RateGovernor | None = None,
+        cadence: PollCadence | None = None,
+        poll_concurrency: int = 8,
+        strict: bool = False,
+    ) -> None:
+        api_key = resolve_setting(
+            token, ["QISKIT_IBM_TOKEN"], what="IBM Cloud API key", argument="token"
+        )
+        crn = resolve_setting(
+            instance,
+            ["QISKIT_IBM_INSTANCE"],
+            what="Qiskit Runtime instance CRN",
+            argument="instance",
+        )
+        # Both are required: resolve_setting raised ConfigError if either was missing.
+        assert api_key is not None
+        assert crn is not None
+        if url is not None and region is not None:
+            raise ValueError("pass url= or region=, not both")
+        base = resolve_setting(
+            url, ["QISKIT_IBM_URL"], what="Qiskit API URL", argument="url", required=False
+        )
+        if base is None:
+            base = _region_url(region) if region is not None else DEFAULT_URL
+        self._auth = IAMAuth(api_key, iam_url=iam_url or DEFAULT_IAM_URL)
+        transport = Transport(
+            base.rstrip("/"),
+            auth=self._auth,
+            timeouts=timeouts,
+            retry=retry,
+            limits=limits,
+            error_parser=P.error_parser,
+            governor=governor,
+            headers={"Service-CRN": crn, "IBM-API-Version": _check_api_version(api_version)},
+        )
+        self._auth.bind(transport)
+        super().__init__(transport)
+        self.instance = crn
+        self.api_version = api_version
+        self._strict = strict
+        self._cadence = cadence
+        self._poll_concurrency = poll_concurrency
+        self.sessions = SessionsResource(self)
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The retry policy in force for reads."""
+        return self._transport.retry
+
+    async def _call(self, request: P.Request) -> Response:
+        """Send one request with a valid token; resend once with a new token after a 401."""
+        token = await self._auth.ensure()  # IAM errors surface here, outside the retries
+        try:
+            return await self._send(request)
+        except AuthenticationError as exc:
+            if exc.status != 401:
+                raise
+            # Revoked or expired early: one fresh token, one more try.
+            self._auth.invalidate(token)
+            await self._auth.ensure()
+            return await self._send(request)
+
+    async def _send(self, request: P.Request) -> Response:
+        return await self._transport.request(
+            request.method,
+            request.path,
+            json=dict(request.body) if request.body is not None else None,
+            params=request.params or None,
+            idempotent=request.idempotent,
+        )
+
+
+class SessionsResource(WaitableResource[Session]):
+    """``q.sessions``: create, read, drain, close and wait for Qiskit Runtime sessions.
+
+    :meth:`wait` waits for ``"active"`` by default (the session has priority on its
+    backend) and decides on :attr:`Session.effective_state`: a session that no longer
+    accepts jobs counts as ``pending_closed``, from which only ``closed`` can come.
+    ``on_cancel="cancel"`` closes the session when a wait times out or is cancelled.
+    """
+
+    _default_until = "active"
+    _default_timeout = 1800.0
+
+    def __init__(self, client: QiskitRuntimeClient) -> None:
+        self._client = client
+        self._waiter = client._poller(
+            Poller(
+                SESSION_STATES,
+                per_id_fetcher(self.get, client._poll_concurrency),
+                state_of=P.session_state,
+                detail_of=lambda s: s.state_reason or None,
+                cancel_remote=self.close,
+                cadence=client._cadence,
+            )
+        )
+
+    async def create(
+        self,
+        backend: str,
+        *,
+        mode: SessionMode | str = SessionMode.BATCH,
+        max_ttl: int = P.DEFAULT_MAX_TTL,
+        instance: str | None = None,
+    ) -> Session:
+        """Open a session on ``backend``; returns it as the server recorded it (``open``).
+
+        ``mode`` is ``"batch"`` (default) or ``"dedicated"``; ``max_ttl`` the most seconds
+        it may live (default 8 h); ``instance`` (a CRN) is sent in the body when given.
+        Not retried once the request may have reached the server (see the client's
+        docstring). Use :meth:`wait` to know when it is active.
+        """
+        request = P.create_session(backend, mode=mode, max_ttl=max_ttl, instance=instance)
+        response = await self._client._call(request)
+        return P.parse_session(response.json(), strict=self._client._strict)
+
+    async def get(self, session_id: str) -> Session:
+        """One session; :class:`~aiocompute.NotFoundError` if there is none."""
+        response = await self._client._call(P.get_session(session_id))
+        return P.parse_session(response.json(), strict=self._client._strict)
+
+    async def update(self, session_id: str, *, accepting_jobs: bool = False) -> None:
+        """Set whether the session accepts new jobs.
+
+        ``accepting_jobs=False`` (the default) drains it: queued jobs still run, then it
+        closes (wait for ``"closed"``). The server answers 204 with no body.
+        """
+        await self._client._call(P.update_session(session_id, accepting_jobs=accepting_jobs))
+
+    async def close(self, session_id: str) -> None:
+        """Close the session now: jobs not yet running are not run. Answers 204."""
+        await self._client._call(P.close_session(session_id))
+
+    async def get_many(self, session_ids: Sequence[str]) -> dict[str, Session]:
+        """Read several sessions at once (one request each, ``poll_concurrency`` at a time);
+        ids that do not exist are left out."""
+        fetch = per_id_fetcher(self.get, self._client._poll_concurrency)
+        return await fetch(list(session_ids))

@@ -1,0 +1,307 @@
+"""The Qiskit Runtime + IAM emulator over real loopback HTTP, driven by a plain aiohttp client."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from aiocompute.emulator import Emulator, EmulatorConfig, QiskitEmulatorConfig
+
+CRN = "crn:v1:bluemix:public:quantum-computing:us-east:a/abc::"
+GRANT = "urn:ibm:params:oauth:grant-type:apikey"
+FAST = QiskitEmulatorConfig(activate_delay=0.05, interactive_ttl=0.1, drain_delay=0.05)
+
+
+async def until(instant: float) -> None:
+    """Sleep until an instant of the emulator clock (time.monotonic)."""
+    await asyncio.sleep(max(0.0, instant - time.monotonic()))
+
+
+class Q:
+    """A bare-bones caller, so the emulator is tested without the SDK client."""
+
+    def __init__(self, http: aiohttp.ClientSession, emu: Emulator) -> None:
+        self.http = http
+        self.emu = emu
+        self.base = emu.qiskit_url
+
+    async def token(self, key: str = "qiskit-key") -> str:
+        form = {"grant_type": GRANT, "apikey": key}
+        async with self.http.post(self.emu.qiskit_iam_url, data=form) as resp:
+            assert resp.status == 200, await resp.text()
+            body = await resp.json()
+        assert body["token_type"] == "Bearer"
+        return str(body["access_token"])
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        token: str | None,
+        crn: str | None = CRN,
+        body: Any = None,
+        version: str | None = "2025-05-01",
+    ) -> tuple[int, bytes]:
+        headers = {}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        if crn is not None:
+            headers["Service-CRN"] = crn
+        if version is not None:
+            headers["IBM-API-Version"] = version
+        async with self.http.request(method, self.base + path, json=body, headers=headers) as resp:
+            return resp.status, await resp.read()
+
+    async def create(self, token: str, **body: Any) -> dict[str, Any]:
+        body.setdefault("mode", "batch")
+        body.setdefault("backend", "ibm_kyiv")
+        status, data = await self.call("POST", "/v1/sessions", token=token, body=body)
+        assert status == 200, data
+        return json.loads(data)  # type: ignore[no-any-return]
+
+    async def get(self, token: str, sid: str) -> dict[str, Any]:
+        status, data = await self.call("GET", f"/v1/sessions/{sid}", token=token)
+        assert status == 200, data
+        return json.loads(data)  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+async def emu() -> AsyncIterator[Emulator]:
+    async with Emulator(config=EmulatorConfig(qiskit=FAST), seed=9) as server:
+        yield server
+
+
+@pytest.fixture
+async def q(emu: Emulator) -> AsyncIterator[Q]:
+    async with aiohttp.ClientSession() as http:
+        yield Q(http, emu)
+
+
+async def test_iam_issues_expiring_tokens(q: Q) -> None:
+    async with q.http.post(
+        q.emu.qiskit_iam_url, data={"grant_type": GRANT, "apikey": "qiskit-key"}
+    ) as resp:
+        body = await resp.json()
+    assert set(body) >= {"access_token", "expires_in", "expiration", "token_type"}
+    assert body["expires_in"] == 3600
+    assert isinstance(body["expiration"], int)
+    assert q.emu.qiskit.tokens[body["access_token"]].user_id == "user-alice"
+
+
+@pytest.mark.parametrize(
+    ("form", "code"),
+    [
+        ({"grant_type": GRANT, "apikey": "nope"}, "BXNIM0415E"),
+        ({"grant_type": GRANT}, "BXNIM0103E"),
+        ({"grant_type": "password", "apikey": "qiskit-key"}, "BXNIM0109E"),
+    ],
+)
+async def test_iam_errors_use_iams_shape(q: Q, form: dict[str, str], code: str) -> None:
+    async with q.http.post(q.emu.qiskit_iam_url, data=form) as resp:
+        assert resp.status == 400
+        body = await resp.json()
+    assert body["errorCode"] == code
+    assert body["errorMessage"]
+    assert "requestId" in body["context"]
+
+
+async def test_session_life_and_wire_quirks(q: Q) -> None:
+    token = await q.token()
+    created = await q.create(token, max_ttl=300)
+    assert created["state"] == "open"
+    assert created["backend_name"] is None
+    assert created["elapsed_time"] is None
+    assert created["accepting_jobs"] is True
+    assert created["max_ttl"] == 300
+    assert created["user_id"] == "user-alice"
+    assert created["started_at"].endswith("Z")
+    record = q.emu.qiskit.sessions[created["id"]]
+    await until(record.phases[1].monotonic + 0.01)
+    active = await q.get(token, created["id"])
+    assert active["state"] == "active"
+    assert active["backend_name"] == "ibm_kyiv"
+    assert isinstance(active["active_ttl"], int)
+    await until(record.phases[2].monotonic + 0.01)
+    inactive = await q.get(token, created["id"])
+    assert inactive["state"] == "inactive"
+    assert [t["status"] for t in inactive["timestamps"]] == ["open", "active", "inactive"]
+    assert [t.state for t in record.transitions] == ["open", "active", "inactive"]
+
+
+async def test_patch_and_close_answer_204_with_no_body(q: Q) -> None:
+    token = await q.token()
+    sid = (await q.create(token))["id"]
+    await until(q.emu.qiskit.sessions[sid].phases[1].monotonic + 0.01)
+    status, body = await q.call(
+        "PATCH", f"/v1/sessions/{sid}", token=token, body={"accepting_jobs": False}
+    )
+    assert (status, body) == (204, b"")
+    draining = await q.get(token, sid)
+    assert (draining["state"], draining["accepting_jobs"]) == ("pending_closed", False)
+    await until(q.emu.qiskit.sessions[sid].phases[-1].monotonic + 0.01)
+    closed = await q.get(token, sid)
+    assert closed["state"] == "closed"
+    assert isinstance(closed["elapsed_time"], float)
+    assert closed["closed_at"] is not None
+    # PATCH true on a closed session is a conflict; close stays 204.
+    status, body = await q.call(
+        "PATCH", f"/v1/sessions/{sid}", token=token, body={"accepting_jobs": True}
+    )
+    assert status == 409
+    assert json.loads(body)["errors"][0]["message"] == "The session is closed."
+    status, body = await q.call("DELETE", f"/v1/sessions/{sid}/close", token=token)
+    assert (status, body) == (204, b"")
+
+
+async def test_reaccepting_jobs_cancels_the_drain() -> None:
+    config = QiskitEmulatorConfig(drain_delay=5.0)
+    async with (
+        Emulator(config=EmulatorConfig(qiskit=config)) as emu,
+        aiohttp.ClientSession() as http,
+    ):
+        q = Q(http, emu)
+        token = await q.token()
+        sid = (await q.create(token, backend="emu_stuck"))["id"]
+        record = emu.qiskit.sessions[sid]
+        path = f"/v1/sessions/{sid}"
+        await q.call("PATCH", path, token=token, body={"accepting_jobs": False})
+        assert (await q.get(token, sid))["accepting_jobs"] is False
+        assert record.state_at(time.monotonic() + 6) == "closed"  # drain scheduled
+        status, _ = await q.call("PATCH", path, token=token, body={"accepting_jobs": True})
+        assert status == 204
+        again = await q.get(token, sid)
+        assert (again["state"], again["accepting_jobs"]) == ("open", True)
+        assert record.state_at(time.monotonic() + 6) == "open"  # drain called off
+
+
+async def test_close_is_immediate(q: Q) -> None:
+    token = await q.token()
+    sid = (await q.create(token))["id"]
+    status, _ = await q.call("DELETE", f"/v1/sessions/{sid}/close", token=token)
+    assert status == 204
+    closed = await q.get(token, sid)
+    assert (closed["state"], closed["state_reason"]) == ("closed", "Closed by the user")
+    assert closed["accepting_jobs"] is False
+
+
+async def test_errors_come_in_both_shapes(q: Q) -> None:
+    token = await q.token()
+    status, body = await q.call("GET", "/v1/sessions/nope", token=token)
+    assert status == 404
+    errors = json.loads(body)
+    assert set(errors) == {"errors", "trace"}
+    assert set(errors["errors"][0]) == {"code", "message", "more_info"}
+    status, body = await q.call("GET", "/v1/sessions/nope", token=None)
+    assert status == 401
+    assert set(json.loads(body)) == {"error"}
+    status, body = await q.call("GET", "/v1/sessions/nope", token=token, crn="crn:other")
+    assert status == 403
+    assert json.loads(body)["error"]["message"] == "Instance not found or not accessible"
+    status, body = await q.call("GET", "/v1/sessions/nope", token=token, crn=None)
+    assert status == 400
+    status, body = await q.call("GET", "/v1/sessions/nope", token=token, version="latest")
+    assert status == 400
+    assert "IBM-API-Version" in json.loads(body)["errors"][0]["message"]
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "text"),
+    [
+        ({"mode": "batch"}, 400, "backend is required"),
+        ({"backend": "ibm_kyiv", "mode": "shared"}, 400, "mode must be"),
+        ({"backend": "ibm_kyiv", "max_ttl": -1}, 400, "max_ttl"),
+        ({"backend": "ibm_kyiv", "colour": "red"}, 400, "Unknown properties: colour"),
+        ({"backend": "ibm_nowhere"}, 404, "Backend ibm_nowhere not found."),
+        ({"backend": "ibm_kyiv", "instance": "crn:x"}, 400, "instance does not match"),
+    ],
+)
+async def test_create_validates_its_body(
+    q: Q, body: dict[str, Any], status: int, text: str
+) -> None:
+    token = await q.token()
+    got, data = await q.call("POST", "/v1/sessions", token=token, body=body)
+    assert got == status
+    assert text in json.loads(data)["errors"][0]["message"]
+
+
+async def test_sessions_are_private_to_their_user(q: Q) -> None:
+    alice = await q.token()
+    bob = await q.token("qiskit-key-bob")
+    sid = (await q.create(alice))["id"]
+    status, _ = await q.call("GET", f"/v1/sessions/{sid}", token=bob)
+    assert status == 404
+
+
+async def test_expired_tokens_get_401() -> None:
+    config = QiskitEmulatorConfig(token_lifetime=0.3)
+    async with (
+        Emulator(config=EmulatorConfig(qiskit=config)) as emu,
+        aiohttp.ClientSession() as http,
+    ):
+        q = Q(http, emu)
+        token = await q.token()
+        sid = (await q.create(token))["id"]
+        await asyncio.sleep(0.32)
+        status, body = await q.call("GET", f"/v1/sessions/{sid}", token=token)
+        assert status == 401
+        assert "expired" in json.loads(body)["error"]["message"]
+        fresh = await q.token()
+        assert (await q.get(fresh, sid))["id"] == sid
+
+
+async def test_revoked_tokens_get_401(q: Q) -> None:
+    token = await q.token()
+    sid = (await q.create(token))["id"]
+    other = await q.token()
+    assert q.emu.qiskit.revoke_tokens() == 2
+    assert q.emu.qiskit.revoke_tokens() == 0
+    for used in (token, other):
+        status, body = await q.call("GET", f"/v1/sessions/{sid}", token=used)
+        assert status == 401
+        assert json.loads(body)["error"]["message"] == "Invalid bearer token"
+    assert (await q.get(await q.token(), sid))["id"] == sid
+
+
+async def test_error_shape_can_be_forced_and_routes_are_counted() -> None:
+    config = QiskitEmulatorConfig(error_shape="errors")
+    async with (
+        Emulator(config=EmulatorConfig(qiskit=config)) as emu,
+        aiohttp.ClientSession() as http,
+    ):
+        q = Q(http, emu)
+        status, body = await q.call("GET", "/v1/sessions/x", token="bad-token")
+        assert status == 401
+        assert set(json.loads(body)) == {"errors", "trace"}
+        assert emu.stats["qiskit.get_session"] == 1
+        assert emu.stats["qiskit"] == 1
+        async with http.get(emu.url + "/") as resp:
+            index = await resp.json()
+        assert index["apis"]["qiskit"] == "/qiskit/api"
+        assert index["apis"]["etengine"] == "/etengine/v1"
+
+
+async def test_faults_apply_to_qiskit_routes(q: Q) -> None:
+    token = await q.token()
+    q.emu.faults.error_status = 520
+    q.emu.faults.error_next["qiskit.get_session"] = 1
+    status, _ = await q.call("GET", "/v1/sessions/x", token=token)
+    assert status == 520
+    assert q.emu.stats["faults.error"] == 1
+
+
+def test_config_is_validated() -> None:
+    with pytest.raises(ValueError, match="token_lifetime"):
+        QiskitEmulatorConfig(token_lifetime=0)
+    with pytest.raises(ValueError, match="error_shape"):
+        QiskitEmulatorConfig(error_shape="json")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="activate_delay"):
+        QiskitEmulatorConfig(activate_delay=(2, 1))
+    with pytest.raises(ValueError, match="non-empty"):
+        QiskitEmulatorConfig(api_keys={"": "u"})

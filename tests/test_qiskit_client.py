@@ -1,0 +1,448 @@
+"""QiskitRuntimeClient against the emulator over real loopback HTTP: sessions, IAM tokens
+(refresh, single-flight, revocation), retries, error shapes, configuration, and secrets."""
+
+from __future__ import annotations
+
+import logging
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import pytest
+
+from aiocompute import (
+    APIError,
+    AuthenticationError,
+    NotFoundError,
+    PollCadence,
+    RetryPolicy,
+    ServerError,
+    TransportError,
+    UnreachableState,
+    WaitTimeout,
+)
+from aiocompute._core.config import ConfigError
+from aiocompute._core.retries import should_retry
+from aiocompute.emulator import Emulator, EmulatorConfig, QiskitEmulatorConfig
+from aiocompute.qiskit import QISKIT_RETRY, QiskitRuntimeClient, Session, SessionState
+
+CRN = "crn:v1:bluemix:public:quantum-computing:us-east:a/abc::"
+KEY = "qiskit-key"
+FAST = QiskitEmulatorConfig(
+    activate_delay=0.05, interactive_ttl=0.4, drain_delay=0.1, pending_inactive_delay=0.0
+)
+QUICK_POLL = PollCadence(initial=0.02, max=0.05, fast=0.02, min_gap=0.01, jitter=0.0)
+QUICK_RETRY = QISKIT_RETRY.replace(backoff_initial=0.01, backoff_max=0.02, retry_after_max=0.1)
+
+
+def client(emu: Emulator, **kwargs: Any) -> QiskitRuntimeClient:
+    kwargs.setdefault("token", KEY)
+    kwargs.setdefault("instance", CRN)
+    kwargs.setdefault("cadence", QUICK_POLL)
+    kwargs.setdefault("retry", QUICK_RETRY)
+    return QiskitRuntimeClient(url=emu.qiskit_url, iam_url=emu.qiskit_iam_url, **kwargs)
+
+
+@pytest.fixture
+async def emu() -> AsyncIterator[Emulator]:
+    async with Emulator(config=EmulatorConfig(qiskit=FAST), seed=3) as server:
+        yield server
+
+
+@pytest.fixture
+async def q(emu: Emulator) -> AsyncIterator[QiskitRuntimeClient]:
+    async with client(emu) as c:
+        yield c
+
+
+# -- sessions -----------------------------------------------------------------------------
+
+
+async def test_create_get_and_wait_until_active(q: QiskitRuntimeClient, emu: Emulator) -> None:
+    created = await q.sessions.create("ibm_kyiv", max_ttl=600)
+    assert created.state is SessionState.OPEN
+    assert created.backend_name is None  # null while open
+    assert created.max_ttl == 600
+    assert created.elapsed_time is None
+    record = emu.qiskit.sessions[created.id]
+    assert (record.backend, record.mode, record.instance) == ("ibm_kyiv", "batch", CRN)
+
+    active = await q.sessions.wait(created.id, timeout=5)
+    assert active.state is SessionState.ACTIVE
+    assert active.ready
+    assert active.backend_name == "ibm_kyiv"
+    assert active.activated_at is not None
+    assert [t.status for t in active.timestamps] == [SessionState.OPEN, SessionState.ACTIVE]
+    got = await q.sessions.get(created.id)
+    assert got.id == created.id
+    # The headers every API call carried.
+    assert emu.qiskit.api_versions == {"2025-05-01"}
+
+
+async def test_drain_then_wait_until_closed(q: QiskitRuntimeClient, emu: Emulator) -> None:
+    s = await q.sessions.create("ibm_fez", mode="dedicated")
+    await q.sessions.wait(s.id, "active", timeout=5)
+    await q.sessions.update(s.id)  # accepting_jobs=False by default
+    drained = await q.sessions.get(s.id)
+    assert drained.accepting_jobs is False
+    assert drained.effective_state == "pending_closed"
+    # Draining: "active" can no longer come back, so waiting for it fails at once.
+    with pytest.raises(UnreachableState, match="pending_closed"):
+        await q.sessions.wait(s.id, "inactive", timeout=5)
+    closed = await q.sessions.wait(s.id, "closed", timeout=5)
+    assert closed.is_closed
+    assert isinstance(closed.elapsed_time, float)
+    assert closed.state_reason is not None
+    assert "accepting_jobs" in closed.state_reason
+    states = [t.state for t in emu.qiskit.sessions[s.id].transitions]
+    assert states == ["open", "active", "pending_closed", "closed"]
+
+
+async def test_close_is_immediate_and_wait_for_active_is_unreachable(
+    q: QiskitRuntimeClient, emu: Emulator
+) -> None:
+    s = await q.sessions.create("ibm_torino")
+    await q.sessions.close(s.id)
+    assert emu.qiskit.sessions[s.id].state == "closed"
+    with pytest.raises(UnreachableState) as info:
+        await q.sessions.wait(s.id, timeout=5)
+    error = info.value
+    assert "'closed'" in str(error)
+    assert "Closed by the user" in str(error)  # the server's state_reason
+    assert isinstance(error.last, Session)
+    assert error.last.is_closed
+    await q.sessions.close(s.id)  # closing a closed session is fine
+    assert emu.stats["qiskit.close_session"] == 2
+
+
+async def test_offline_backend_closes_the_session(q: QiskitRuntimeClient) -> None:
+    s = await q.sessions.create("emu_offline")
+    with pytest.raises(UnreachableState, match="went offline") as info:
+        await q.sessions.wait(s.id, "active", timeout=5)
+    assert [state for state, _ in info.value.history][-1] == "closed"
+
+
+async def test_wait_timeout_and_cancel_on_timeout(q: QiskitRuntimeClient, emu: Emulator) -> None:
+    s = await q.sessions.create("emu_stuck")
+    with pytest.raises(WaitTimeout) as info:
+        await q.sessions.wait(s.id, timeout=0.3)
+    assert "'open'" in str(info.value)
+    assert info.value.attempts >= 2
+    assert emu.qiskit.sessions[s.id].state == "open"  # detached: left alone
+    with pytest.raises(WaitTimeout):
+        await q.sessions.wait(s.id, timeout=0.2, on_cancel="cancel")
+    assert emu.qiskit.sessions[s.id].state == "closed"
+
+
+async def test_wait_all_reads_one_session_per_request_under_a_cap(emu: Emulator) -> None:
+    async with client(emu, poll_concurrency=2) as q:
+        ids = [(await q.sessions.create("ibm_kyiv")).id for _ in range(6)]
+        in_flight = 0
+        peak = 0
+        request = q._transport.request
+
+        async def counting(*args: Any, **kwargs: Any) -> Any:
+            nonlocal in_flight, peak
+            in_flight += 1
+            peak = max(peak, in_flight)
+            try:
+                await anyio.sleep(0.01)
+                return await request(*args, **kwargs)
+            finally:
+                in_flight -= 1
+
+        q._transport.request = counting  # type: ignore[method-assign]
+        sessions = await q.sessions.wait_all(ids, timeout=5)
+        assert [s.id for s in sessions] == ids
+        assert all(s.state is SessionState.ACTIVE for s in sessions)
+        assert peak == 2
+        done = [r.id async for r in q.sessions.as_completed(ids, "active", timeout=5)]
+        assert sorted(done) == sorted(ids)
+        many = await q.sessions.get_many([*ids[:2], "0" * 20])
+        assert set(many) == set(ids[:2])
+
+
+async def test_watch_sees_each_state(emu: Emulator) -> None:
+    config = QiskitEmulatorConfig(
+        activate_delay=0.1, interactive_ttl=0.15, pending_inactive_delay=0.1, ttl_scale=0.001
+    )
+    async with (
+        Emulator(config=EmulatorConfig(qiskit=config), seed=1) as server,
+        client(server) as q,
+    ):
+        first = await q.sessions.create("ibm_kyiv", max_ttl=500)  # closes after 0.5 s
+        # By default a watch ends at the usual target, "active".
+        to_active = [e.new_state async for e in q.sessions.watch([first.id], timeout=5)]
+        assert to_active == ["open", "active"]
+        s = await q.sessions.create("ibm_kyiv", max_ttl=500)
+        events = [e async for e in q.sessions.watch([s.id], "closed", timeout=5)]
+    states = [e.new_state for e in events]
+    assert states == ["open", "active", "pending_inactive", "inactive", "closed"]
+    assert events[0].old_state is None
+
+
+async def test_unknown_session_is_not_found(q: QiskitRuntimeClient) -> None:
+    with pytest.raises(NotFoundError) as info:
+        await q.sessions.get("f" * 20)
+    assert info.value.status == 404
+    assert info.value.code == 1217
+    assert "Session not found." in info.value.message
+    assert "more info" in info.value.message
+    with pytest.raises(NotFoundError, match="not found"):
+        await q.sessions.wait("f" * 20, timeout=5)
+
+
+async def test_both_error_shapes_become_messages(emu: Emulator) -> None:
+    config = QiskitEmulatorConfig(error_shape="error")
+    async with Emulator(config=EmulatorConfig(qiskit=config)) as server, client(server) as q:
+        with pytest.raises(NotFoundError, match="Session not found"):
+            await q.sessions.get("f" * 20)
+    async with client(emu, instance="crn:v1:bluemix:public:quantum-computing:us-east:a/zzz::") as q:
+        with pytest.raises(AuthenticationError) as info:
+            await q.sessions.create("ibm_kyiv")
+        assert info.value.status == 403
+        assert info.value.message == "Instance not found or not accessible"
+        assert info.value.code == "forbidden"
+
+
+async def test_bad_arguments_are_refused_before_any_request(
+    q: QiskitRuntimeClient, emu: Emulator
+) -> None:
+    with pytest.raises(ValueError, match="mode"):
+        await q.sessions.create("ibm_kyiv", mode="shared")
+    with pytest.raises(ValueError, match="session_id"):
+        await q.sessions.get("../admin")
+    assert emu.stats["total"] == 0
+    with pytest.raises(APIError, match="Backend nope not found"):
+        await q.sessions.create("nope")
+
+
+# -- IAM tokens -----------------------------------------------------------------------------
+
+
+async def test_token_is_fetched_once_and_cached(q: QiskitRuntimeClient, emu: Emulator) -> None:
+    s = await q.sessions.create("ibm_kyiv")
+    for _ in range(3):
+        await q.sessions.get(s.id)
+    assert emu.stats["qiskit.iam_token"] == 1
+    assert q._auth.fetches == 1
+
+
+async def test_due_token_is_refreshed_once_for_many_concurrent_calls() -> None:
+    config = QiskitEmulatorConfig(token_lifetime=0.5, activate_delay=0.05)
+    async with Emulator(config=EmulatorConfig(qiskit=config)) as emu, client(emu) as q:
+        s = await q.sessions.create("ibm_kyiv")
+        assert emu.stats["qiskit.iam_token"] == 1
+        await anyio.sleep(0.42)  # past 80% of the lifetime: due, not yet expired
+        results: list[Session] = []
+
+        async def read() -> None:
+            results.append(await q.sessions.get(s.id))
+
+        async with anyio.create_task_group() as tg:
+            for _ in range(20):
+                tg.start_soon(read)
+        assert len(results) == 20
+        assert emu.stats["qiskit.iam_token"] == 2
+        await anyio.sleep(0.55)  # the first token has expired by now: never sent again
+        await q.sessions.get(s.id)
+        assert emu.stats["qiskit.iam_token"] == 3
+        assert emu.stats["qiskit.get_session"] == 21  # no request was rejected
+
+
+async def test_revoked_token_is_replaced_once_and_the_calls_go_through(
+    q: QiskitRuntimeClient, emu: Emulator
+) -> None:
+    s = await q.sessions.create("ibm_kyiv")
+    assert emu.qiskit.revoke_tokens() == 1
+    results: list[Session] = []
+
+    async def read() -> None:
+        results.append(await q.sessions.get(s.id))
+
+    async with anyio.create_task_group() as tg:
+        for _ in range(10):
+            tg.start_soon(read)
+    assert len(results) == 10
+    assert emu.stats["qiskit.iam_token"] == 2  # one refresh for ten 401s
+    assert emu.stats["qiskit.get_session"] == 20
+    # A create rejected with 401 did nothing, so it is sent again with the new token.
+    emu.qiskit.revoke_tokens()
+    again = await q.sessions.create("ibm_fez")
+    assert emu.stats["qiskit.create_session"] == 3
+    assert len(emu.qiskit.sessions) == 2
+    assert again.id in emu.qiskit.sessions
+
+
+async def test_wrong_api_key_is_an_authentication_error(emu: Emulator) -> None:
+    async with client(emu, token="not-a-real-key") as q:
+        with pytest.raises(AuthenticationError) as info:
+            await q.sessions.get("abc")
+    assert "IBM Cloud IAM refused the API key" in str(info.value)
+    assert "could not be found" in str(info.value)
+    assert info.value.status == 400
+    assert emu.stats["qiskit.iam_token"] == 1  # not retried
+    assert emu.stats["qiskit.get_session"] == 0
+
+
+async def test_secrets_never_leak(
+    emu: Emulator, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    secret_key = "qiskit-super-secret-api-key-42"
+    config = QiskitEmulatorConfig(api_keys={secret_key: "user-z"}, activate_delay=0.05)
+    errors: list[BaseException] = []
+    texts: list[str] = []
+    async with Emulator(config=EmulatorConfig(qiskit=config)) as server:
+        async with client(server, token=secret_key) as q:
+            s = await q.sessions.create("ibm_kyiv")
+            stuck = await q.sessions.create("emu_stuck")
+            server.faults.error_next["qiskit.get_session"] = 1
+            await q.sessions.get(s.id)
+            server.faults.error_status = 500
+            server.faults.error_next["qiskit.create_session"] = 1
+            for call in (
+                lambda: q.sessions.get("0" * 20),
+                lambda: q.sessions.create("ibm_kyiv"),
+                lambda: q.sessions.wait(stuck.id, timeout=0.15),
+            ):
+                try:
+                    await call()
+                except Exception as exc:
+                    errors.append(exc)
+            server.qiskit.revoke_tokens()
+            await q.sessions.get(s.id)
+            texts += [repr(q), str(q), repr(q._auth)]
+        async with client(server, token=secret_key + "-wrong") as bad:
+            try:
+                await bad.sessions.get(s.id)
+            except Exception as exc:
+                errors.append(exc)
+        tokens = list(server.qiskit.tokens)
+    monkeypatch.delenv("QISKIT_IBM_TOKEN", raising=False)
+    try:
+        QiskitRuntimeClient(token="  ", instance=CRN)
+    except Exception as exc:
+        errors.append(exc)
+    kinds = {type(e) for e in errors}
+    assert {NotFoundError, ServerError, WaitTimeout, AuthenticationError, ConfigError} <= kinds
+    for exc in errors:
+        texts += [str(exc), repr(exc), repr(vars(exc))]
+    texts += [r.getMessage() for r in caplog.records]
+    assert any("sessions" in r.getMessage() for r in caplog.records)  # logging did happen
+    assert len(tokens) == 2
+    for text in texts:
+        for secret in (secret_key, *tokens):
+            assert secret not in text
+
+
+# -- retries ------------------------------------------------------------------------------
+
+
+async def test_reads_are_retried_on_the_vendor_statuses(
+    q: QiskitRuntimeClient, emu: Emulator
+) -> None:
+    s = await q.sessions.create("ibm_kyiv")
+    for status in (500, 520, 524, 502):
+        emu.faults.error_status = status
+        emu.faults.error_next["qiskit.get_session"] = 1
+        before = emu.stats["qiskit.get_session"]
+        assert (await q.sessions.get(s.id)).id == s.id
+        assert emu.stats["qiskit.get_session"] == before + 2
+    # PATCH is idempotent: retried too.
+    emu.faults.error_status = 503
+    emu.faults.error_next["qiskit.update_session"] = 1
+    await q.sessions.update(s.id, accepting_jobs=False)
+    assert emu.stats["qiskit.update_session"] == 2
+
+
+@pytest.mark.parametrize("status", [500, 503, 520])
+async def test_create_and_close_are_not_retried_once_sent(
+    q: QiskitRuntimeClient, emu: Emulator, status: int
+) -> None:
+    emu.faults.error_status = status
+    emu.faults.error_next["qiskit.create_session"] = 1
+    with pytest.raises(ServerError) as info:
+        await q.sessions.create("ibm_kyiv")
+    assert info.value.status == status
+    assert emu.stats["qiskit.create_session"] == 1
+    assert not emu.qiskit.sessions
+    s = await q.sessions.create("ibm_kyiv")
+    emu.faults.bad_gateway_next["qiskit.close_session"] = 1
+    with pytest.raises(ServerError):
+        await q.sessions.close(s.id)
+    assert emu.stats["qiskit.close_session"] == 1
+
+
+def test_create_is_retried_only_when_it_never_left() -> None:
+    never_left = TransportError("connection refused", sent=False)
+    maybe_arrived = TransportError("connection reset", sent=True)
+    maintenance = ServerError("down", status=503)
+    policy = QISKIT_RETRY
+    assert policy.retry_statuses == {429, 500, 502, 503, 504, 520, 521, 522, 524}
+    assert should_retry(policy, attempt=1, idempotent=False, error=never_left)
+    assert not should_retry(policy, attempt=1, idempotent=False, error=maybe_arrived)
+    assert not should_retry(policy, attempt=1, idempotent=False, error=maintenance)
+    assert should_retry(policy, attempt=1, idempotent=True, error=maintenance)
+
+
+async def test_create_to_a_dead_server_is_retried(emu: Emulator) -> None:
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}/api"
+    retries: list[int] = []
+    async with QiskitRuntimeClient(
+        token=KEY, instance=CRN, url=dead, iam_url=emu.qiskit_iam_url, retry=QUICK_RETRY
+    ) as q:
+        q._transport._on_retry = lambda attempt, error, delay: retries.append(attempt)
+        with pytest.raises(TransportError) as info:
+            await q.sessions.create("ibm_kyiv")
+    assert info.value.sent is False
+    assert retries == [1, 2, 3]
+
+
+async def test_503_says_maintenance(q: QiskitRuntimeClient, emu: Emulator) -> None:
+    emu.faults.error_status = 503
+    emu.faults.error_next["qiskit.get_session"] = 10
+    async with client(emu, retry=RetryPolicy(max_attempts=1)) as once:
+        with pytest.raises(ServerError, match="maintenance") as info:
+            await once.sessions.get("a" * 20)
+    assert info.value.status == 503
+
+
+# -- configuration --------------------------------------------------------------------------
+
+
+async def test_settings_from_the_environment(
+    emu: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("QISKIT_IBM_TOKEN", KEY)
+    monkeypatch.setenv("QISKIT_IBM_INSTANCE", CRN)
+    monkeypatch.setenv("QISKIT_IBM_URL", emu.qiskit_url)
+    async with QiskitRuntimeClient(iam_url=emu.qiskit_iam_url, api_version="2024-01-01") as q:
+        s = await q.sessions.create("ibm_kyiv")
+        assert s.id in emu.qiskit.sessions
+        assert q.instance == CRN
+    assert emu.qiskit.api_versions == {"2024-01-01"}
+
+
+def test_missing_settings_name_argument_and_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("QISKIT_IBM_TOKEN", raising=False)
+    monkeypatch.delenv("QISKIT_IBM_INSTANCE", raising=False)
+    monkeypatch.delenv("QISKIT_IBM_URL", raising=False)
+    with pytest.raises(ConfigError, match=r"token=.*\$QISKIT_IBM_TOKEN"):
+        QiskitRuntimeClient(instance=CRN)
+    with pytest.raises(ConfigError, match=r"instance=.*\$QISKIT_IBM_INSTANCE"):
+        QiskitRuntimeClient(token=KEY)
+    assert repr(QiskitRuntimeClient(token=KEY, instance=CRN)) == (
+        "QiskitRuntimeClient('https://quantum.cloud.ibm.com/api')"
+    )
+    regional = QiskitRuntimeClient(token=KEY, instance=CRN, region="eu-de")
+    assert "https://eu-de.quantum.cloud.ibm.com/api" in repr(regional)
+    with pytest.raises(ValueError, match="not both"):
+        QiskitRuntimeClient(token=KEY, instance=CRN, region="eu-de", url="https://x/api")
+    with pytest.raises(ValueError, match="api_version"):
+        QiskitRuntimeClient(token=KEY, instance=CRN, api_version="v2")
+    with pytest.raises(ValueError, match="region"):
+        QiskitRuntimeClient(token=KEY, instance=CRN, region="eu/de")
