@@ -7,7 +7,7 @@ import inspect
 import pytest
 
 import aiocompute
-from aiocompute import workbench
+from aiocompute import etengine, lakesail, qiskit, workbench
 
 # DESIGN.md's contract: names users, docs and tests rely on.
 CONTRACT = {
@@ -18,6 +18,16 @@ CONTRACT = {
     ],
     "WorkbenchClient.jobs": ["launch", "output", "wait", "stop"],
     "WorkbenchClient.audited_jobs": ["launch", "output", "details", "stop", "wait"],
+    "QiskitRuntimeClient.sessions": [
+        "create", "get", "update", "close", "wait", "wait_all", "as_completed", "watch",
+    ],
+    "LakeSailClient.sessions": [
+        "list", "create", "get", "close", "token", "relaunch",
+        "wait", "wait_all", "as_completed", "watch",
+    ],
+    "LakeSailClient.workload_configs": ["list", "create", "get"],
+    "ETEngineClient.batches": ["list", "status", "delete", "delete_all", "wait"],
+    "ETEngineClient.jobs": ["list", "get"],
 }  # fmt: skip
 
 ERROR_TREE = {
@@ -74,9 +84,10 @@ def test_error_tree(child: str, parent: str) -> None:
     assert getattr(aiocompute, child).__mro__[1] is getattr(aiocompute, parent)
 
 
-def test_workbench_package_exports_documented_models() -> None:
-    for name in workbench.__all__:
-        assert inspect.getdoc(getattr(workbench, name)), name
+@pytest.mark.parametrize("package", [workbench, qiskit, lakesail, etengine])
+def test_api_packages_export_documented_names(package: object) -> None:
+    for name in package.__all__:  # type: ignore[attr-defined]
+        assert inspect.getdoc(getattr(package, name)), name
 
 
 def test_version_is_a_string() -> None:

@@ -28,6 +28,9 @@ from ._exceptions import (
     WaitTimeout,
 )
 from ._version import __version__
+from .etengine import ETEngineClient
+from .lakesail import LakeSailClient
+from .qiskit import QiskitRuntimeClient
 from .workbench import JobSpec, LaunchParameters, WorkbenchClient
 
 __all__ = [
@@ -36,9 +39,11 @@ __all__ = [
     "AuthenticationError",
     "ConfigError",
     "DecodedValue",
+    "ETEngineClient",
     "FanOutResult",
     "JSONStreamDecoder",
     "JobSpec",
+    "LakeSailClient",
     "LaunchParameters",
     "NotFoundError",
     "Outcome",
@@ -47,6 +52,7 @@ __all__ = [
     "PollCadence",
     "PoolLimits",
     "ProtocolError",
+    "QiskitRuntimeClient",
     "RateGovernor",
     "RateLimitError",
     "ResumePolicy",
