@@ -9,7 +9,7 @@ from ._core.config import ConfigError
 from ._core.fanout import FanOutResult, Outcome, RateGovernor, fan_out, fan_out_iter
 from ._core.jsonstream import DecodedValue, JSONStreamDecoder
 from ._core.pagination import Page, Paginator
-from ._core.polling import PollCadence, TransitionEvent, WaitResult, WaitToken
+from ._core.polling import PollCadence, PollEvent, TransitionEvent, WaitResult, WaitToken
 from ._core.retries import RetryPolicy
 from ._core.streaming import ResumePolicy
 from ._core.transport import PoolLimits, Timeouts
@@ -50,6 +50,7 @@ __all__ = [
     "Page",
     "Paginator",
     "PollCadence",
+    "PollEvent",
     "PoolLimits",
     "ProtocolError",
     "QiskitRuntimeClient",
