@@ -549,7 +549,7 @@ def test_demo_quick(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_demo_full_json(capsys: pytest.CaptureFixture[str]) -> None:
-    """The demo users run (~10 s): 24 sessions, 20 jobs, a 12-line log."""
+    """The demo users run (~12 s): 24 sessions, 20 jobs, 4 batches, a 12-line log."""
     report = run_json(capsys, "demo")
     assert report["ok"] is True
     assert report["seconds"] < 30
@@ -564,6 +564,11 @@ def test_demo_full_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert steps["jobs.wait"]["requests"] < 2 * steps["jobs.get"]["requests"]
     assert report["tail"]["stdout_lines"] == 9
     assert report["tail"]["stderr_lines"] == 3
+    # ET Engine batches in the fan-out part: 4 batches of 6 jobs, one job failing.
+    batches = report["fan_out"]["etengine"]
+    assert batches["expected"] is True
+    assert batches["steps"]["jobs.get"]["ok"] == batches["jobs"] == 24
+    assert batches["steps"]["batches.wait"]["failed"] == 1
 
 
 def _console_script() -> list[str]:

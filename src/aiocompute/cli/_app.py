@@ -56,12 +56,15 @@ Handler = Callable[[argparse.Namespace, Output], Awaitable[int]]
 #: ``register(tree: CommandTree) -> None``. One line per API group.
 COMMAND_GROUPS: tuple[str, ...] = (
     "aiocompute.cli._workbench",
+    "aiocompute.cli._qiskit",
+    "aiocompute.cli._lakesail",
+    "aiocompute.cli._etengine",
     "aiocompute.cli._emulator",
     "aiocompute.cli._demo",
 )
 
 #: Options whose value is a credential (registered for redaction before parsing).
-_SECRET_OPTIONS = ("--token",)
+_SECRET_OPTIONS = ("--token", "--key")
 
 
 class UsageError(Exception):
@@ -178,10 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="aiocompute",
         description=(
             "Launch and watch compute sessions, fan out job queries and tail live job logs\n"
-            "on remote compute platforms (Posit Workbench), or try it all against the\n"
-            "built-in emulator.\n\n"
+            "on remote compute platforms (Posit Workbench, Qiskit Runtime, LakeSail,\n"
+            "ET Engine), or try it all against the built-in emulator.\n\n"
             "Configuration comes from options first, then environment variables\n"
-            "(WORKBENCH_SERVER, WORKBENCH_API_KEY)."
+            "(WORKBENCH_SERVER, WORKBENCH_API_KEY; QISKIT_IBM_TOKEN, QISKIT_IBM_INSTANCE;\n"
+            "LAKESAIL_API_TOKEN; ET_ENGINE_API_KEY)."
         ),
         epilog=_epilog(["aiocompute demo", "aiocompute workbench sessions list --json"]),
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -1,7 +1,9 @@
 """``aiocompute demo``: the three things aiocompute is for, against the built-in emulator.
 
 1. launch many sessions at once and watch them become ready (one of them fails on purpose);
-2. fan out job queries with bounded concurrency, counting the HTTP requests they cost;
+2. fan out job queries with bounded concurrency, counting the HTTP requests they cost: Posit
+   Workbench jobs, then ET Engine batches (status, job list and job reads, then waits; one
+   batch has a failing job on purpose);
 3. tail a live job log, stdout and stderr told apart.
 
 Everything runs in this process: the emulator listens on a free loopback port and the SDK
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import random
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -24,11 +27,14 @@ from rich.text import Text
 
 from .._core.fanout import FanOutResult, fan_out
 from .._exceptions import UnreachableState
-from ..emulator import Emulator, EmulatorConfig, WorkbenchEmulatorConfig
+from ..emulator import Emulator, EmulatorConfig, ETEngineEmulatorConfig, WorkbenchEmulatorConfig
+from ..etengine.client import ETEngineClient
+from ..etengine.models import BatchJob, BatchStatus, SubmittedBatch
 from ..workbench._states import SESSION_STATES
 from ..workbench.client import WorkbenchClient
 from ..workbench.models import Job, JobSpec, LaunchedSession, LaunchParameters
 from ._app import EXIT_API, EXIT_OK, CommandTree
+from ._etengine import batch_counts_table
 from ._output import Output, StateBoard, error_data, fmt_seconds, one_line
 from ._workbench import session_state
 
@@ -39,6 +45,9 @@ R = TypeVar("R")
 
 #: The emulator's demo token for user alice.
 _TOKEN = "user-token"
+#: The emulator's demo ET Engine key, and the tool the demo's batches run.
+_ET_KEY = "et-key"
+_ET_TOOL = "tool-sim"
 #: No wait of the demo may take longer than this (they take a few seconds).
 _WAIT_TIMEOUT = 30.0
 
@@ -56,6 +65,10 @@ class _Plan:
     concurrency: int
     tail_chunks: int
     tail_interval: float
+    batches: int
+    batch_jobs: int
+    batch_phase: tuple[float, float]
+    batch_run: tuple[float, float]
 
     def emulator_config(self) -> EmulatorConfig:
         launch, pending, starting = self.session_delays
@@ -64,7 +77,15 @@ class _Plan:
                 session_launch_delay=launch,
                 session_pending_delay=pending,
                 session_starting_delay=starting,
-            )
+            ),
+            # Jobs are listed as soon as their batch exists (register_delay 0), so the
+            # demo's jobs.list finds every job of a batch it has just submitted.
+            etengine=ETEngineEmulatorConfig(
+                register_delay=0.0,
+                submitting_delay=self.batch_phase,
+                phase_delay=self.batch_phase,
+                run_delay=self.batch_run,
+            ),
         )
 
 
@@ -78,6 +99,10 @@ _FULL = _Plan(
     concurrency=8,
     tail_chunks=12,
     tail_interval=0.25,
+    batches=4,
+    batch_jobs=6,
+    batch_phase=(0.05, 0.25),
+    batch_run=(0.4, 1.2),
 )
 # Small and fast, for tests (hidden --quick).
 _QUICK = _Plan(
@@ -90,11 +115,19 @@ _QUICK = _Plan(
     concurrency=3,
     tail_chunks=5,
     tail_interval=0.04,
+    batches=3,
+    batch_jobs=2,
+    batch_phase=(0.01, 0.03),
+    batch_run=(0.02, 0.06),
 )
 
 
 def _requests(emu: Emulator, key: str = "workbench") -> int:
     return int(emu.stats[key])
+
+
+#: One line of a fan-out table: label, result, seconds, calls in flight, HTTP requests.
+_Row = tuple[str, FanOutResult[Any, Any], float, int, int]
 
 
 # --------------------------------------------------------------------------- progress
@@ -259,13 +292,19 @@ def _job_specs(plan: _Plan, rng: random.Random) -> list[JobSpec]:
 
 
 async def _fanout_part(
-    out: Output, emu: Emulator, wb: WorkbenchClient, plan: _Plan, rng: random.Random
+    out: Output,
+    emu: Emulator,
+    wb: WorkbenchClient,
+    et: ETEngineClient,
+    plan: _Plan,
+    rng: random.Random,
 ) -> dict[str, Any]:
     n, c = plan.jobs, plan.concurrency
-    out.print(Rule(f"2 · Fan out {n} job queries, at most {c} in flight"))
+    out.print(Rule(f"2 · Fan out job queries, at most {c} in flight"))
+    out.info(Text(f"Posit Workbench: {n} jobs", style="bold"))
     specs = _job_specs(plan, rng)
     steps = _Steps(out)
-    rows: list[tuple[str, FanOutResult[Any, Any], float, int, int]] = []
+    rows: list[_Row] = []
 
     async def wait(job_id: str) -> Job:
         return await wb.jobs.wait(job_id, timeout=_WAIT_TIMEOUT)
@@ -285,20 +324,7 @@ async def _fanout_part(
         waited, seconds = await steps.run("jobs.wait", wait, ids, concurrency=len(ids))
         rows.append(("jobs.wait", waited, seconds, len(ids), _requests(emu) - before))
 
-    table = out.table(
-        "CALLS", "COUNT", "OK", "FAILED", "IN FLIGHT", "HTTP REQUESTS", "TIME", title="fan-out"
-    )
-    for label, result, seconds, in_flight, requests in rows:
-        table.add_row(
-            label,
-            str(len(result)),
-            Text(str(result.succeeded), style="green"),
-            Text(str(result.failed), style="red" if result.failed else "green"),
-            str(in_flight),
-            str(requests),
-            fmt_seconds(seconds),
-        )
-    out.print(table)
+    _steps_table(out, rows, "Workbench fan-out")
     wait_requests = rows[2][4]
     out.info(
         f"{len(ids)} jobs.get calls cost one request each; {len(ids)} concurrent jobs.wait "
@@ -312,20 +338,190 @@ async def _fanout_part(
                 style="red",
             )
         )
+    batches = await _batches_part(out, emu, et, plan)
     return {
         "jobs": n,
         "concurrency": c,
-        "steps": {
-            label: {
-                "calls": len(result),
-                "ok": result.succeeded,
-                "failed": result.failed,
-                "requests": requests,
-                "seconds": round(seconds, 3),
-            }
-            for label, result, seconds, _, requests in rows
-        },
-        "expected": launched.failed == 0 and got.failed == 0 and waited.failed == 1,
+        "steps": _steps_data(rows),
+        "etengine": batches,
+        "expected": launched.failed == 0
+        and got.failed == 0
+        and waited.failed == 1
+        and bool(batches["expected"]),
+    }
+
+
+def _steps_data(rows: Sequence[_Row]) -> dict[str, dict[str, Any]]:
+    return {
+        label: {
+            "calls": len(result),
+            "ok": result.succeeded,
+            "failed": result.failed,
+            "requests": requests,
+            "seconds": round(seconds, 3),
+        }
+        for label, result, seconds, _, requests in rows
+    }
+
+
+def _steps_table(out: Output, rows: Sequence[_Row], title: str) -> None:
+    table = out.table(
+        "CALLS", "COUNT", "OK", "FAILED", "IN FLIGHT", "HTTP REQUESTS", "TIME", title=title
+    )
+    for label, result, seconds, in_flight, requests in rows:
+        table.add_row(
+            label,
+            str(len(result)),
+            Text(str(result.succeeded), style="green"),
+            Text(str(result.failed), style="red" if result.failed else "green"),
+            str(in_flight),
+            str(requests),
+            fmt_seconds(seconds),
+        )
+    out.print(table)
+
+
+def _batch_args(plan: _Plan) -> list[list[dict[str, Any]]]:
+    """The jobs of each batch (one job per entry); one job of one batch fails on purpose."""
+    fail_at = min(1, plan.batches - 1)
+    batches = []
+    for b in range(plan.batches):
+        jobs: list[dict[str, Any]] = [
+            {"seed": b * plan.batch_jobs + j, "steps": 1000} for j in range(plan.batch_jobs)
+        ]
+        if b == fail_at:
+            jobs[-1]["emu-fail"] = True  # the emulator fails jobs whose arguments say so
+        batches.append(jobs)
+    return batches
+
+
+def _seen(states: Sequence[str]) -> str:
+    return ", ".join(f"{state} {n}" for state, n in Counter(states).most_common()) or "-"
+
+
+async def _batches_part(
+    out: Output, emu: Emulator, et: ETEngineClient, plan: _Plan
+) -> dict[str, Any]:
+    n, c = plan.batches, plan.concurrency
+    n_jobs = n * plan.batch_jobs
+    out.info(Text(f"ET Engine: {n} batches of {plan.batch_jobs} jobs ({_ET_TOOL})", style="bold"))
+    steps = _Steps(out)
+    rows: list[_Row] = []
+    started = _requests(emu, "etengine")
+
+    async def create(jobs: list[dict[str, Any]]) -> SubmittedBatch:
+        return await et.batches.create(_ET_TOOL, variable_args=jobs)
+
+    async def get_job(pair: tuple[str, str]) -> BatchJob:
+        return await et.jobs.get(*pair)
+
+    async def wait(batch_id: str) -> BatchStatus:
+        return await et.batches.wait(batch_id, timeout=_WAIT_TIMEOUT)
+
+    with steps.running():
+        before = _requests(emu, "etengine")
+        created, seconds = await steps.run(
+            "batches.create", create, _batch_args(plan), concurrency=c
+        )
+        rows.append(
+            ("batches.create", created, seconds, min(c, n), _requests(emu, "etengine") - before)
+        )
+        ids = [o.unwrap().batch_id for o in created.outcomes if o.ok]
+        batch_ids = [one for one in ids if one is not None]
+
+        before = _requests(emu, "etengine")
+        statuses, seconds = await steps.run(
+            "batches.status", et.batches.status, batch_ids, concurrency=c
+        )
+        in_flight = min(c, len(batch_ids))
+        rows.append(
+            ("batches.status", statuses, seconds, in_flight, _requests(emu, "etengine") - before)
+        )
+
+        before = _requests(emu, "etengine")
+        listed, seconds = await steps.run("jobs.list", et.jobs.list, batch_ids, concurrency=c)
+        rows.append(("jobs.list", listed, seconds, in_flight, _requests(emu, "etengine") - before))
+        pairs = [(o.item, job.job_id) for o in listed.outcomes if o.ok for job in o.unwrap()]
+
+        before = _requests(emu, "etengine")
+        got, seconds = await steps.run("jobs.get", get_job, pairs, concurrency=c)
+        rows.append(
+            ("jobs.get", got, seconds, min(c, len(pairs)), _requests(emu, "etengine") - before)
+        )
+
+        before = _requests(emu, "etengine")
+        every = max(1, len(batch_ids))  # every wait at once: they share one poller
+        waited, seconds = await steps.run("batches.wait", wait, batch_ids, concurrency=every)
+        rows.append(("batches.wait", waited, seconds, every, _requests(emu, "etengine") - before))
+
+    _steps_table(out, rows, "ET Engine fan-out")
+    out.info(
+        f"While the batches ran, batches.status saw: "
+        f"{_seen([o.unwrap().state for o in statuses.outcomes if o.ok])}; "
+        f"jobs.get saw: {_seen([o.unwrap().state for o in got.outcomes if o.ok])} "
+        "(job statuses come in upper or lower case; the SDK reads them alike)."
+    )
+    finals: list[tuple[str, BatchStatus | None, BaseException | None]] = []
+    unreachable: list[tuple[str, BaseException]] = []
+    others: list[tuple[str, BaseException]] = []
+    for outcome in waited.outcomes:
+        error = outcome.error
+        if error is None:
+            finals.append((outcome.item, outcome.value, None))
+            continue
+        last = getattr(error, "last", None)
+        finals.append((outcome.item, last if isinstance(last, BatchStatus) else None, error))
+        (unreachable if isinstance(error, UnreachableState) else others).append(
+            (outcome.item, error)
+        )
+    out.print(batch_counts_table(out, finals, title="ET Engine batches, once finished"))
+    succeeded = sum(s.succeeded for _, s, _ in finals if s is not None)
+    failed = sum(s.failed for _, s, _ in finals if s is not None)
+    seen = Counter(
+        {
+            method: count
+            for key, count in emu.stats.items()
+            if key.startswith("etengine.")
+            for method in [key.split(".", 1)[1]]
+        }
+    )
+    requests = _requests(emu, "etengine") - started
+    out.info(
+        Text.assemble(
+            f"{len(batch_ids)} batches, {len(pairs)} jobs: ",
+            (f"{succeeded} succeeded", "green"),
+            ", ",
+            (f"{failed} failed", "red" if failed else "green"),
+            f". The emulator saw {requests} ET Engine requests ("
+            + ", ".join(f"{method} {count}" for method, count in sorted(seen.items()))
+            + "). There is no bulk status read: each wait polls its own batch. The wait "
+            "for the batch with a failed job ended as soon as that was known, not at its "
+            "deadline.",
+        )
+    )
+    for batch_id, problem in unreachable:
+        out.info(Text(f"  {batch_id}: UnreachableState: {one_line(str(problem))}", style="red"))
+    for batch_id, problem in others:
+        out.problem(f"{batch_id}: {type(problem).__name__}: {problem}")
+    return {
+        "batches": n,
+        "jobs": n_jobs,
+        "steps": _steps_data(rows),
+        "succeeded_jobs": succeeded,
+        "failed_jobs": failed,
+        "unreachable": len(unreachable),
+        "requests": requests,
+        "requests_by_method": dict(seen),
+        "expected": created.failed == 0
+        and len(batch_ids) == n
+        and statuses.failed == 0
+        and listed.failed == 0
+        and len(pairs) == n_jobs
+        and got.failed == 0
+        and waited.failed == 1
+        and len(unreachable) == 1
+        and failed == 1
+        and succeeded == n_jobs - 1,
     }
 
 
@@ -386,16 +582,20 @@ async def _demo(args: argparse.Namespace, out: Output) -> int:
         out.info(
             Text.assemble(
                 ("aiocompute demo", "bold"),
-                f": emulator on {emu.workbench_url} (Posit Workbench API), token {_TOKEN!r}",
+                f": emulator on {emu.url} (Posit Workbench API, token {_TOKEN!r}; "
+                f"ET Engine API, key {_ET_KEY!r})",
             )
         )
-        async with WorkbenchClient(emu.workbench_url, token=_TOKEN) as wb:
+        async with (
+            WorkbenchClient(emu.workbench_url, token=_TOKEN) as wb,
+            ETEngineClient(api_key=_ET_KEY, url=emu.etengine_url) as et,
+        ):
             report = {
                 "sessions": await _sessions_part(out, emu, wb, plan),
-                "fan_out": await _fanout_part(out, emu, wb, plan, rng),
+                "fan_out": await _fanout_part(out, emu, wb, et, plan, rng),
                 "tail": await _tail_part(out, wb, plan),
             }
-        total_requests = _requests(emu)
+        total_requests = _requests(emu) + _requests(emu, "etengine")
     elapsed = time.monotonic() - started
     ok = all(part["expected"] for part in report.values())
     out.emit({**report, "requests": total_requests, "seconds": round(elapsed, 3), "ok": ok})
@@ -420,7 +620,8 @@ def register(tree: CommandTree) -> None:
             "  1. many sessions launched at once, watched until they are ready\n"
             "     (one fails on purpose);\n"
             "  2. job queries fanned out with bounded concurrency, and what they cost\n"
-            "     in HTTP requests;\n"
+            "     in HTTP requests: Posit Workbench jobs, then ET Engine batches\n"
+            "     (one of them has a failing job on purpose);\n"
             "  3. a live job log, stdout and stderr told apart.\n"
             "Needs no server and no credentials."
         ),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
+from collections.abc import Iterable
 
 from rich.text import Text
 
@@ -16,16 +17,38 @@ __all__ = ["describe", "register"]
 
 def describe(emu: Emulator) -> dict[str, object]:
     """What a user needs to point a client at ``emu``: its URLs and its (demo) tokens."""
-    tokens = {
+    config = emu.config
+    workbench = {
         token: {"user": user, "role": role}
-        for token, (user, role) in emu.config.workbench.tokens.items()
+        for token, (user, role) in config.workbench.tokens.items()
+    }
+    lakesail = {
+        token: {"principal": principal, "role": role}
+        for token, (principal, role) in config.lakesail.tokens.items()
     }
     return {
         "url": emu.url,
-        "apis": {"workbench": emu.workbench_url},
-        "tokens": {"workbench": tokens},
+        "apis": {
+            "workbench": emu.workbench_url,
+            "qiskit": emu.qiskit_url,
+            "qiskit_iam": emu.qiskit_iam_url,
+            "lakesail": emu.lakesail_url,
+            "etengine": emu.etengine_url,
+        },
+        "tokens": {
+            "workbench": workbench,
+            "qiskit": {key: {"user": user} for key, user in config.qiskit.api_keys.items()},
+            "lakesail": lakesail,
+            "etengine": {key: {"user": user} for key, user in config.etengine.api_keys.items()},
+        },
+        "qiskit_instances": sorted(config.qiskit.instances),
+        "etengine_tools": sorted(config.etengine.tools),
         "seed": emu.seed,
     }
+
+
+def _first(keys: Iterable[str], default: str) -> str:
+    return next(iter(keys), default)
 
 
 def _print_ready(out: Output, emu: Emulator) -> None:
@@ -33,17 +56,44 @@ def _print_ready(out: Output, emu: Emulator) -> None:
     out.emit(info)
     if out.json_mode:
         return
+    config = emu.config
     out.info(Text.assemble(("aiocompute emulator", "bold"), f" listening on {emu.url}"))
-    out.info(f"  Workbench API   {emu.workbench_url}")
-    table = out.table("TOKEN", "USER", "ROLE", title="Demo tokens (they only work here)")
-    for token, (user, role) in emu.config.workbench.tokens.items():
-        table.add_row(token, user, role)
+    out.info(f"  Workbench API    {emu.workbench_url}")
+    out.info(f"  Qiskit Runtime   {emu.qiskit_url}  (IAM: {emu.qiskit_iam_url})")
+    out.info(f"  LakeSail         {emu.lakesail_url}")
+    out.info(f"  ET Engine        {emu.etengine_url}")
+    table = out.table("API", "TOKEN", "USER", "ROLE", title="Demo tokens (they only work here)")
+    for token, (user, role) in config.workbench.tokens.items():
+        table.add_row("workbench", token, user, role)
+    for key, user in config.qiskit.api_keys.items():
+        table.add_row("qiskit", key, user, "-")
+    for token, (principal, role) in config.lakesail.tokens.items():
+        table.add_row("lakesail", token, principal, role)
+    for key, user in config.etengine.api_keys.items():
+        table.add_row("etengine", key, user, "-")
     out.print(table)
-    token = next(iter(emu.config.workbench.tokens), "user-token")
+    instance = _first(sorted(config.qiskit.instances), "")
+    exports = [
+        ("WORKBENCH_SERVER", emu.workbench_url),
+        ("WORKBENCH_API_KEY", _first(config.workbench.tokens, "user-token")),
+        ("QISKIT_IBM_URL", emu.qiskit_url),
+        ("QISKIT_IBM_IAM_URL", emu.qiskit_iam_url),
+        ("QISKIT_IBM_TOKEN", _first(config.qiskit.api_keys, "qiskit-key")),
+        ("QISKIT_IBM_INSTANCE", instance),
+        ("LAKESAIL_BASE_URL", emu.lakesail_url),
+        ("LAKESAIL_API_TOKEN", _first(config.lakesail.tokens, "lakesail-token")),
+        ("ET_ENGINE_URL", emu.etengine_url),
+        ("ET_ENGINE_API_KEY", _first(config.etengine.api_keys, "et-key")),
+    ]
+    tools = config.etengine.tools
+    tool = "tool-sim" if "tool-sim" in tools else _first(sorted(tools), "tool-sim")
     out.info("Try, in another terminal:")
-    out.info(f"  export WORKBENCH_SERVER={shlex.quote(emu.workbench_url)}")
-    out.info(f"  export WORKBENCH_API_KEY={shlex.quote(token)}")
+    for name, value in exports:
+        out.info(f"  export {name}={shlex.quote(value)}")
     out.info("  aiocompute workbench sessions launch 'VS Code' --name try --wait")
+    out.info("  aiocompute qiskit sessions create ibm_brisbane --wait")
+    out.info("  aiocompute lakesail sessions create --name try --wait")
+    out.info(f"  aiocompute etengine batches submit {tool} --var seed:=1 --var seed:=2 --wait")
     out.info("Press Ctrl-C to stop.")
     out.flush()
 
@@ -83,8 +133,9 @@ def register(tree: CommandTree) -> None:
         help="serve the built-in API emulator (for trying things and for tests)",
         description=(
             "Serve the emulator: a local server that speaks the compute APIs (Posit\n"
-            "Workbench) with realistic timings, until Ctrl-C. Prints its URLs and the demo\n"
-            "tokens it accepts. Port 0 picks a free port."
+            "Workbench, Qiskit Runtime, LakeSail, ET Engine) with realistic timings, until\n"
+            "Ctrl-C. Prints its URLs, the demo tokens it accepts and the environment\n"
+            "variables that point the aiocompute commands at it. Port 0 picks a free port."
         ),
         example="aiocompute emulator --port 8000 --seed 7",
         handler=_emulator,

@@ -1,0 +1,489 @@
+"""``aiocompute etengine ...``: ET Engine batches and their jobs from the command line.
+
+The API key comes from ``--key`` or (preferably) ``$ET_ENGINE_API_KEY``, the API base from
+``--url`` or ``$ET_ENGINE_URL`` (default: ET Engine's).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+from .._core.config import ConfigError
+from .._core.fanout import fan_out
+from ..etengine._states import BATCH_STATES
+from ..etengine.client import DEFAULT_URL, ETEngineClient
+from ..etengine.models import BatchJob, BatchStatus, Hardware
+from ._app import EXIT_API, EXIT_OK, CommandTree, UsageError
+from ._output import Output, one_line, state_style
+from ._qiskit import (
+    exit_for,
+    for_each,
+    setting,
+    shown,
+    timeout_option,
+    user_input,
+    wait_and_show,
+    waited_data,
+)
+from ._workbench import _count, _dedupe, _target
+
+__all__ = ["batch_counts_table", "connect", "parse_args_pairs", "register"]
+
+KEY_ENV = "ET_ENGINE_API_KEY"
+URL_ENV = "ET_ENGINE_URL"
+
+_BATCH_TIMEOUT = 3600.0
+#: Status reads in flight at once (``batches status``), unless --concurrency says.
+_STATUS_CONCURRENCY = 8
+_DONE = frozenset({"succeeded", "failed"})
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def _connection_options(parser: argparse.ArgumentParser) -> None:
+    # SUPPRESS: accepted at any level (etengine, batches, submit) without being reset.
+    parser.add_argument(
+        "--url",
+        metavar="URL",
+        default=argparse.SUPPRESS,
+        help=f"API base (default: ${URL_ENV}, else {DEFAULT_URL})",
+    )
+    parser.add_argument(
+        "--key",
+        metavar="API_KEY",
+        default=argparse.SUPPRESS,
+        help=(
+            f"API key; prefer setting ${KEY_ENV} instead, since command-line arguments are "
+            "visible to other users and kept in shell history"
+        ),
+    )
+
+
+def connect(args: argparse.Namespace) -> ETEngineClient:
+    """A client from ``--url`` / ``--key``, else ``$ET_ENGINE_URL`` / ``$ET_ENGINE_API_KEY``;
+    :class:`UsageError` (exit 2) naming what is missing."""
+    key = setting(args, "key", KEY_ENV, "--key")
+    if key is None:
+        raise UsageError(
+            f"the ET Engine API key is missing; set {KEY_ENV} (or pass --key, which other "
+            "users can see in the process list)"
+        )
+    url = setting(args, "url", URL_ENV, "--url")
+    try:
+        return ETEngineClient(api_key=key, url=url)
+    except ConfigError as exc:  # not expected: the key was checked above
+        raise UsageError(one_line(str(exc))) from None
+    except ValueError as exc:  # a malformed address
+        raise UsageError(f"invalid ET Engine API address: {one_line(str(exc))}") from None
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def parse_args_pairs(values: Sequence[str] | None, option: str) -> list[tuple[str, Any]]:
+    """``NAME=VALUE`` (a string) or ``NAME:=JSON`` (a number, true, a list...) pairs."""
+    pairs: list[tuple[str, Any]] = []
+    for item in values or ():
+        name, sep, value = item.partition("=")
+        if not sep or not name or name == ":":
+            raise UsageError(f"{option} expects NAME=VALUE or NAME:=JSON, got {item!r}")
+        if name.endswith(":"):
+            name = name[:-1]
+            try:
+                parsed: Any = json.loads(value)
+            except ValueError:
+                raise UsageError(
+                    f'{option} {name}:= must be followed by JSON (e.g. 3, true, "text"), '
+                    f"got {value!r}"
+                ) from None
+            pairs.append((name, parsed))
+        else:
+            pairs.append((name, value))
+    return pairs
+
+
+def _variable_args(values: Sequence[str] | None) -> list[dict[str, Any]]:
+    """One job per value: the n-th ``--var`` of each name goes to job n."""
+    columns: dict[str, list[Any]] = {}
+    for name, value in parse_args_pairs(values, "--var"):
+        columns.setdefault(name, []).append(value)
+    if not columns:
+        return []
+    sizes = {name: len(vals) for name, vals in columns.items()}
+    if len(set(sizes.values())) > 1:
+        counts = ", ".join(f"{name} {n}" for name, n in sizes.items())
+        raise UsageError(
+            f"every --var name needs one value per job, but the counts differ ({counts})"
+        )
+    n_jobs = next(iter(sizes.values()))
+    return [{name: vals[i] for name, vals in columns.items()} for i in range(n_jobs)]
+
+
+def _state(status: BatchStatus | None) -> str | None:
+    return None if status is None else status.state
+
+
+def batch_counts_table(
+    out: Output,
+    rows: Sequence[tuple[str, BatchStatus | None, BaseException | None]],
+    *,
+    title: str | None = None,
+) -> Table:
+    """A table of the job counts of batches: one row per ``(batch id, status, error)``.
+
+    Unfinished jobs are summed up by phase (``running 3, pending 1``) to keep it narrow."""
+    table = out.table("BATCH", "STATE", "JOBS", "SUCCEEDED", "FAILED", "UNFINISHED", title=title)
+    for batch_id, status, error in rows:
+        if status is None:
+            reason = type(error).__name__ if error is not None else "-"
+            table.add_row(batch_id, Text(reason, style="red"), "-", "-", "-", "-")
+            continue
+        unfinished = [(name, n) for name, n in status.counts.items() if n and name not in _DONE]
+        if status.total > status.counted:
+            unfinished.append(("not registered yet", status.total - status.counted))
+        table.add_row(
+            batch_id,
+            Text(status.state, style=state_style(status.state)),
+            str(status.total),
+            Text(str(status.succeeded), style="green" if status.succeeded else "dim"),
+            Text(str(status.failed), style="red" if status.failed else "dim"),
+            ", ".join(f"{name} {n}" for name, n in unfinished) or "-",
+        )
+    return table
+
+
+def _status_data(status: BatchStatus) -> dict[str, Any]:
+    return {
+        "state": status.state,
+        "counts": status.counts,
+        "done": status.done,
+        "total": status.total,
+        "n_jobs": status.n_jobs,
+    }
+
+
+# --------------------------------------------------------------------------- batches
+
+
+async def _batches_list(args: argparse.Namespace, out: Output) -> int:
+    async with connect(args) as et:
+        batches = await et.batches.list()
+    out.emit({"batches": batches})
+    if not batches:
+        out.info("no batches")
+        return EXIT_OK
+    table = out.table("BATCH", "TOOL", "JOBS", "CPU", "MEMORY (MB)", "FILESYSTEMS")
+    for b in batches:
+        hw = b.hardware
+        table.add_row(
+            b.batch_id,
+            shown(b.tool),
+            shown(b.n_jobs),
+            shown(hw.cpu if hw else None),
+            shown(hw.memory if hw else None),
+            ", ".join(hw.filesystem_ids) if hw and hw.filesystem_ids else "-",
+        )
+    out.print(table)
+    return EXIT_OK
+
+
+async def _batches_status(args: argparse.Namespace, out: Output) -> int:
+    ids = _dedupe(args.ids)
+    async with connect(args) as et:
+        result = await fan_out(et.batches.status, ids, concurrency=min(args.concurrency, len(ids)))
+    rows: list[tuple[str, BatchStatus | None, BaseException | None]] = []
+    entries: list[dict[str, Any]] = []
+    for outcome in result.outcomes:
+        status = outcome.value if outcome.ok else None
+        rows.append((outcome.item, status, outcome.error))
+        entry: dict[str, Any] = {"id": outcome.item, "error": outcome.error}
+        entry.update(_status_data(status) if status is not None else {"state": None})
+        entries.append(entry)
+    out.emit({"batches": entries})
+    out.print(batch_counts_table(out, rows))
+    for batch_id, error in result.errors:
+        out.problem(f"{batch_id}: {type(error).__name__}: {error}")
+    return exit_for(error for _, error in result.errors)
+
+
+async def _batches_wait(args: argparse.Namespace, out: Output) -> int:
+    target = _target(BATCH_STATES, args.until, "batch")
+    ids = _dedupe(args.ids)
+    async with connect(args) as et:
+        waited = await wait_and_show(
+            out,
+            et.batches,
+            [(one, "") for one in ids],
+            table=BATCH_STATES,
+            until=target,
+            timeout=args.timeout,
+            state_of=_state,
+            title=f"waiting for {len(ids)} batch(es) to be {target}",
+        )
+    entries = [waited_data(w, "status") for w in waited]
+    out.emit({"batches": entries})
+    return exit_for(w.error for w in waited)
+
+
+async def _batches_delete(args: argparse.Namespace, out: Output) -> int:
+    ids = _dedupe(args.ids)
+    async with connect(args) as et:
+        done, failed = await for_each(out, ids, et.batches.delete, what="delete")
+    out.emit({"deleted": done, "errors": failed})
+    if done:
+        out.info(
+            f"deleted the records of {len(done)} batch(es): {', '.join(done)} "
+            "(jobs still running go on: the API cannot cancel them)"
+        )
+    return exit_for(failed.values())
+
+
+async def _batches_submit(args: argparse.Namespace, out: Output) -> int:
+    fixed = dict(parse_args_pairs(args.arg, "--arg"))
+    variable = _variable_args(args.var)
+    with user_input():
+        hardware = Hardware(cpu=args.cpu, memory=args.memory, filesystems=args.filesystem or ())
+    async with connect(args) as et:
+        with user_input():
+            batch = await et.batches.create(
+                args.tool_id, fixed_args=fixed, variable_args=variable, hardware=hardware
+            )
+        if batch.batch_id is None:
+            out.emit({"batch": batch, "state": None, "error": None})
+            out.problem(
+                f"the batch of {batch.n_jobs} job(s) was submitted, but the server did not "
+                "say its id: find it with 'aiocompute etengine batches list'"
+            )
+            return EXIT_API if args.wait else EXIT_OK
+        if not args.wait:
+            out.emit({"batch": batch, "state": None, "error": None})
+            out.info(f"batch {batch.batch_id} submitted: {batch.n_jobs} job(s) of {args.tool_id}")
+            return EXIT_OK
+        out.info(f"batch {batch.batch_id} submitted: {batch.n_jobs} job(s) of {args.tool_id}")
+        waited = await wait_and_show(
+            out,
+            et.batches,
+            [(batch.batch_id, args.tool_id)],
+            table=BATCH_STATES,
+            until="succeeded",
+            timeout=args.timeout,
+            state_of=_state,
+            title="waiting for the batch to finish",
+        )
+    entry = waited[0]
+    status: BatchStatus | None = entry.resource
+    if status is not None:
+        out.print(batch_counts_table(out, [(batch.batch_id, status, entry.error)]))
+    out.emit(
+        {
+            "batch": batch,
+            "state": entry.state,
+            "status": _status_data(status) if status is not None else None,
+            "error": entry.error,
+        }
+    )
+    return exit_for([entry.error])
+
+
+# --------------------------------------------------------------------------- jobs
+
+
+async def _jobs_list(args: argparse.Namespace, out: Output) -> int:
+    async with connect(args) as et:
+        with user_input():
+            jobs = await et.jobs.list(args.batch_id)
+    out.emit({"batch_id": args.batch_id, "jobs": jobs})
+    if not jobs:
+        out.info(f"batch {args.batch_id} lists no jobs (yet)")
+        return EXIT_OK
+    table = out.table("JOB", "TOOL", "LOG", "ARGUMENTS", title=f"jobs of batch {args.batch_id}")
+    for job in jobs:
+        tool = job.job_tool.tool_id if job.job_tool is not None else job.tool_id
+        table.add_row(job.job_id, shown(tool), shown(job.log), _arguments(job))
+    out.print(table)
+    return EXIT_OK
+
+
+def _arguments(job: BatchJob) -> str:
+    args = job.arguments
+    if not args:
+        return "-"
+    return ", ".join(
+        f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in args.items()
+    )
+
+
+async def _jobs_get(args: argparse.Namespace, out: Output) -> int:
+    async with connect(args) as et:
+        with user_input():
+            job = await et.jobs.get(args.batch_id, args.job_id)
+    out.emit({"batch_id": args.batch_id, "job": job, "state": job.state})
+    table = out.table("FIELD", "VALUE", title=f"job {job.job_id}")
+    table.add_row("status", Text(job.state, style=state_style(job.state)))
+    table.add_row("reason", shown(job.reason))
+    table.add_row("arguments", _arguments(job))
+    if job.hardware is not None:
+        hw = job.hardware
+        table.add_row("hardware", f"{shown(hw.cpu)} CPU, {shown(hw.memory)} MB")
+        table.add_row("filesystems", ", ".join(hw.filesystems) or "-")
+    table.add_row("log", shown(job.log))
+    table.add_row("created", shown(job.create_time))
+    table.add_row("started", shown(job.start_time))
+    table.add_row("stopped", shown(job.stop_time))
+    out.print(table)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- the tree
+
+
+def register(tree: CommandTree) -> None:
+    """Add ``aiocompute etengine ...`` to the command tree."""
+    etengine = tree.group(
+        "etengine",
+        help="ET Engine: submit, watch and query batches of jobs",
+        description=(
+            "ET Engine batches (a tool run once per set of arguments) and their jobs.\n\n"
+            f"The API key comes from ${KEY_ENV} (or --key, which other users can see);\n"
+            f"the API base from --url or ${URL_ENV} (default: ET Engine's)."
+        ),
+        example="aiocompute etengine batches submit tool-sim --var seed=1 --var seed=2 --wait",
+        options=[_connection_options],
+    )
+    batches = etengine.group(
+        "batches",
+        help="submit, list, read, wait for and delete batches",
+        description=(
+            "A batch's state comes from its job counts: the furthest phase an unfinished\n"
+            "job has reached, then succeeded (no job failed) or failed."
+        ),
+        example="aiocompute etengine batches status 5b1e0c2a-7f3d-4a9b-a1c4-2e8f6d0b9a73",
+    )
+    p = batches.command(
+        "list",
+        help="list your batches",
+        description="List your batches with their tool, job count and hardware.",
+        example="aiocompute etengine batches list --json",
+        handler=_batches_list,
+    )
+
+    p = batches.command(
+        "status",
+        help="show the job counts of batches (read concurrently)",
+        description=(
+            "Read the status of every batch, a few at a time, and show how many of its\n"
+            "jobs are in each phase. Exit code 1 if a batch could not be read."
+        ),
+        example="aiocompute etengine batches status 5b1e0c2a-7f3d-4a9b-a1c4-2e8f6d0b9a73 --json",
+        handler=_batches_status,
+    )
+    p.add_argument("ids", nargs="+", metavar="ID", help="batch ids")
+    p.add_argument(
+        "--concurrency",
+        type=_count,
+        default=_STATUS_CONCURRENCY,
+        metavar="N",
+        help=f"reads in flight at once (default {_STATUS_CONCURRENCY})",
+    )
+
+    p = batches.command(
+        "wait",
+        help="wait until batches finish",
+        description=(
+            "Wait until every batch reaches a state (default succeeded), showing progress.\n"
+            "Exit code 3 if one times out or cannot get there (a job failed)."
+        ),
+        example=(
+            "aiocompute etengine batches wait 5b1e0c2a-7f3d-4a9b-a1c4-2e8f6d0b9a73 --timeout 60"
+        ),
+        handler=_batches_wait,
+    )
+    p.add_argument("ids", nargs="+", metavar="ID", help="batch ids")
+    p.add_argument(
+        "--until",
+        default="succeeded",
+        metavar="STATE",
+        help="submitted, pending, runnable, starting, running, succeeded or failed "
+        "(default succeeded)",
+    )
+    timeout_option(p, _BATCH_TIMEOUT, "if a batch has not finished by then")
+
+    p = batches.command(
+        "delete",
+        help="delete the records of batches",
+        description=(
+            "Delete batches' records. Their running jobs are NOT stopped: the API has\n"
+            "no way to cancel a job."
+        ),
+        example="aiocompute etengine batches delete 5b1e0c2a-7f3d-4a9b-a1c4-2e8f6d0b9a73",
+        handler=_batches_delete,
+    )
+    p.add_argument("ids", nargs="+", metavar="ID", help="batch ids")
+
+    p = batches.command(
+        "submit",
+        help="run a tool as a batch of jobs",
+        description=(
+            "Run a tool as a batch: one job per value of the --var options (the n-th\n"
+            "--var of each name goes to job n; give every name the same number of\n"
+            "values), or a single job without any. --arg values go to every job.\n"
+            "NAME=VALUE passes a string; NAME:=JSON a number, true/false, a list...\n"
+            "With --wait, watch it until every job has finished (exit code 3 if one\n"
+            "failed)."
+        ),
+        example=[
+            "aiocompute etengine batches submit tool-sim --var seed:=1 --var seed:=2 --wait",
+            "aiocompute etengine batches submit tool-hello --arg greeting=hi --cpu 2",
+        ],
+        handler=_batches_submit,
+    )
+    p.add_argument("tool_id", metavar="TOOL_ID", help="the tool to run")
+    p.add_argument(
+        "--var",
+        action="append",
+        metavar="NAME=VALUE",
+        help="an argument of one job (repeatable: one job per value)",
+    )
+    p.add_argument("--arg", action="append", metavar="NAME=VALUE", help="an argument of every job")
+    p.add_argument("--cpu", type=_count, default=1, help="CPUs per job (default 1)")
+    p.add_argument("--memory", type=_count, default=256, metavar="MB", help="default 256")
+    p.add_argument(
+        "--filesystem", action="append", metavar="ID", help="mount a filesystem (repeatable)"
+    )
+    p.add_argument("--wait", action="store_true", help="wait until every job has finished")
+    timeout_option(p, _BATCH_TIMEOUT, "if the batch has not finished by then")
+
+    jobs = etengine.group(
+        "jobs",
+        help="list and read the jobs of a batch",
+        description="The jobs of a batch: their arguments, status and times (no logs).",
+        example="aiocompute etengine jobs list 5b1e0c2a-7f3d-4a9b-a1c4-2e8f6d0b9a73",
+    )
+    p = jobs.command(
+        "list",
+        help="list the jobs of a batch",
+        description="List a batch's jobs with their tool, log id and arguments.",
+        example="aiocompute etengine jobs list 5b1e0c2a-7f3d-4a9b-a1c4-2e8f6d0b9a73 --json",
+        handler=_jobs_list,
+    )
+    p.add_argument("batch_id", metavar="BATCH_ID", help="batch id")
+
+    p = jobs.command(
+        "get",
+        help="show one job",
+        description="Show a job: its status (and why it failed), arguments, hardware and times.",
+        example=(
+            "aiocompute etengine jobs get 5b1e0c2a-7f3d-4a9b-a1c4-2e8f6d0b9a73 "
+            "c4a1e9d2-0b7f-4e3a-9d5c-6f2b8a1e0d47"
+        ),
+        handler=_jobs_get,
+    )
+    p.add_argument("batch_id", metavar="BATCH_ID", help="batch id")
+    p.add_argument("job_id", metavar="JOB_ID", help="job id")

@@ -1,0 +1,385 @@
+"""``aiocompute lakesail ...``: LakeSail sessions and compute configs from the command line.
+
+The API token (a user token or a service-account key) comes from ``--token`` or (preferably)
+``$LAKESAIL_API_TOKEN``; the API root from ``--url`` or ``$LAKESAIL_BASE_URL`` (default: the
+platform's).
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from rich.text import Text
+
+from .._core.config import ConfigError
+from ..lakesail._protocol import DEFAULT_BASE_URL, MAX_LIMIT
+from ..lakesail._states import READY_STATES, SESSION_STATES
+from ..lakesail.client import BASE_URL_ENV, TOKEN_ENV, LakeSailClient
+from ..lakesail.models import Session
+from ._app import EXIT_OK, CommandTree, UsageError
+from ._output import Output, one_line, state_style
+from ._qiskit import (
+    exit_for,
+    for_each,
+    setting,
+    shown,
+    timeout_option,
+    user_input,
+    wait_and_show,
+    waited_data,
+)
+from ._workbench import _count, _dedupe, _target
+
+__all__ = ["connect", "register"]
+
+_SESSION_TIMEOUT = 900.0
+#: What ``--until`` calls "compute up" (active or idle), the default target.
+_READY = "ready"
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def _connection_options(parser: argparse.ArgumentParser) -> None:
+    # SUPPRESS: accepted at any level (lakesail, sessions, create) without being reset.
+    parser.add_argument(
+        "--url",
+        metavar="URL",
+        default=argparse.SUPPRESS,
+        help=f"API root (default: ${BASE_URL_ENV}, else {DEFAULT_BASE_URL})",
+    )
+    parser.add_argument(
+        "--token",
+        metavar="TOKEN",
+        default=argparse.SUPPRESS,
+        help=(
+            f"API token or service-account key; prefer setting ${TOKEN_ENV} instead, since "
+            "command-line arguments are visible to other users and kept in shell history"
+        ),
+    )
+
+
+def connect(args: argparse.Namespace) -> LakeSailClient:
+    """A client from ``--url`` / ``--token``, else ``$LAKESAIL_BASE_URL`` /
+    ``$LAKESAIL_API_TOKEN``; :class:`UsageError` (exit 2) naming what is missing."""
+    token = setting(args, "token", TOKEN_ENV, "--token")
+    if token is None:
+        raise UsageError(
+            f"the LakeSail API token is missing; set {TOKEN_ENV} (or pass --token, which "
+            "other users can see in the process list)"
+        )
+    url = setting(args, "url", BASE_URL_ENV, "--url")
+    try:
+        return LakeSailClient(token, base_url=url)
+    except ConfigError as exc:  # not expected: the token was checked above
+        raise UsageError(one_line(str(exc))) from None
+    except ValueError as exc:  # a malformed address
+        raise UsageError(f"invalid LakeSail API address: {one_line(str(exc))}") from None
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _state(session: Session | None) -> str | None:
+    return None if session is None else session.state
+
+
+def _until(value: str) -> str | frozenset[str]:
+    if value.strip().lower() == _READY:
+        return READY_STATES
+    try:
+        return _target(SESSION_STATES, value, "session")
+    except UsageError:
+        known = ", ".join(sorted(SESSION_STATES.states))
+        raise UsageError(
+            f"unknown session state {value!r}; expected {_READY} (active or idle) or one of: "
+            f"{known}"
+        ) from None
+
+
+def _until_text(until: str | frozenset[str]) -> str:
+    return until if isinstance(until, str) else " or ".join(sorted(until))
+
+
+def _session_table(out: Output, session: Session, title: str) -> None:
+    table = out.table("FIELD", "VALUE", title=title)
+    table.add_row("status", Text(session.state, style=state_style(session.state)))
+    table.add_row("name", shown(session.name))
+    table.add_row("endpoint", shown(session.endpoint_type))
+    table.add_row("message", shown(session.status_message))
+    table.add_row("termination", shown(session.termination_reason))
+    table.add_row("team", shown(session.team_id))
+    table.add_row("workload", shown(session.workload_id))
+    if session.connection_info is not None:
+        info = session.connection_info
+        table.add_row("grpc endpoint", shown(info.grpc_endpoint))
+        table.add_row("proxy auth url", shown(info.proxy_auth_url))
+    table.add_row("created", shown(session.created_at))
+    table.add_row("closed", shown(session.closed_at))
+    out.print(table)
+
+
+async def _wait(
+    out: Output,
+    ls: LakeSailClient,
+    items: list[tuple[str, str]],
+    until: str | frozenset[str],
+    timeout: float,
+) -> list[dict[str, Any]]:
+    waited = await wait_and_show(
+        out,
+        ls.sessions,
+        items,
+        table=SESSION_STATES,
+        until=until,
+        timeout=timeout,
+        state_of=_state,
+        title=f"waiting for {len(items)} session(s) to be {_until_text(until)}",
+    )
+    return [waited_data(w, "session") for w in waited]
+
+
+# --------------------------------------------------------------------------- sessions
+
+
+async def _sessions_list(args: argparse.Namespace, out: Output) -> int:
+    limit: int | None = args.limit
+    async with connect(args) as ls:
+        with user_input():
+            sessions = await ls.sessions.list(
+                status=args.status,
+                limit=None if limit is None else min(limit, MAX_LIMIT),
+                max_items=limit,
+            )
+    out.emit({"sessions": sessions})
+    if not sessions:
+        out.info("no sessions")
+        return EXIT_OK
+    table = out.table("ID", "NAME", "STATUS", "ENDPOINT", "CREATED")
+    for s in sessions:
+        table.add_row(
+            s.id,
+            shown(s.name),
+            Text(s.state, style=state_style(s.state)),
+            shown(s.endpoint_type),
+            shown(s.created_at),
+        )
+    out.print(table)
+    return EXIT_OK
+
+
+async def _after_create(
+    args: argparse.Namespace, out: Output, ls: LakeSailClient, session: Session, verb: str
+) -> int:
+    """Report a new session (created or relaunched); with ``--wait``, wait until it is ready."""
+    if not args.wait:
+        out.emit({"session": session, "state": session.state, "error": None})
+        out.info(
+            Text.assemble(
+                f"session {session.id} {verb}: ", (session.state, state_style(session.state))
+            )
+        )
+        return EXIT_OK
+    out.info(f"session {session.id} {verb}")
+    entries = await _wait(out, ls, [(session.id, session.name or "")], READY_STATES, args.timeout)
+    entry = entries[0]
+    out.emit(
+        {"session": entry["session"] or session, "state": entry["state"], "error": entry["error"]}
+    )
+    return exit_for([entry["error"]])
+
+
+async def _sessions_create(args: argparse.Namespace, out: Output) -> int:
+    async with connect(args) as ls:
+        with user_input():
+            session = await ls.sessions.create(
+                name=args.name, workload_config_id=args.workload_config
+            )
+        return await _after_create(args, out, ls, session, "created")
+
+
+async def _sessions_get(args: argparse.Namespace, out: Output) -> int:
+    async with connect(args) as ls:
+        with user_input():
+            session = await ls.sessions.get(args.id)
+    out.emit({"session": session})
+    _session_table(out, session, f"session {session.id}")
+    return EXIT_OK
+
+
+async def _sessions_close(args: argparse.Namespace, out: Output) -> int:
+    ids = _dedupe(args.ids)
+    async with connect(args) as ls:
+        done, failed = await for_each(out, ids, ls.sessions.close, what="close")
+    out.emit({"closed": done, "errors": failed})
+    if done:
+        out.info(f"closed {len(done)} session(s): {', '.join(done)}")
+    return exit_for(failed.values())
+
+
+async def _sessions_relaunch(args: argparse.Namespace, out: Output) -> int:
+    async with connect(args) as ls:
+        with user_input():
+            session = await ls.sessions.relaunch(args.id)
+        out.info(f"{args.id} relaunched as a new session, {session.id}")
+        return await _after_create(args, out, ls, session, "created")
+
+
+async def _sessions_wait(args: argparse.Namespace, out: Output) -> int:
+    until = _until(args.until)
+    ids = _dedupe(args.ids)
+    async with connect(args) as ls:
+        entries = await _wait(out, ls, [(one, "") for one in ids], until, args.timeout)
+    out.emit({"sessions": entries})
+    return exit_for(e["error"] for e in entries)
+
+
+# --------------------------------------------------------------------------- configs
+
+
+async def _configs_list(args: argparse.Namespace, out: Output) -> int:
+    limit: int | None = args.limit
+    async with connect(args) as ls:
+        with user_input():
+            configs = await ls.workload_configs.list(
+                limit=None if limit is None else min(limit, MAX_LIMIT), max_items=limit
+            )
+    out.emit({"workload_configs": configs})
+    if not configs:
+        out.info("no workload configs")
+        return EXIT_OK
+    table = out.table("ID", "NAME", "TYPE", "TEAM", "ENDPOINT LIMITS", "CREATED")
+    for c in configs:
+        limits = ", ".join(f"{k} {v}" for k, v in c.endpoint_limits.items())
+        table.add_row(
+            c.id,
+            shown(c.name),
+            shown(c.workload_type),
+            shown(c.team_id),
+            limits or "-",
+            shown(c.created_at),
+        )
+    out.print(table)
+    return EXIT_OK
+
+
+# --------------------------------------------------------------------------- the tree
+
+
+def register(tree: CommandTree) -> None:
+    """Add ``aiocompute lakesail ...`` to the command tree."""
+    lakesail = tree.group(
+        "lakesail",
+        help="LakeSail: list, create, wait for, close and relaunch sessions",
+        description=(
+            "LakeSail platform workloads: Spark Connect sessions and compute configs.\n\n"
+            f"The API token comes from ${TOKEN_ENV} (or --token, which other users can\n"
+            f"see); the API root from --url or ${BASE_URL_ENV} (default: the platform's)."
+        ),
+        example="aiocompute lakesail sessions create --name etl --wait",
+        options=[_connection_options],
+    )
+    sessions = lakesail.group(
+        "sessions",
+        help="list, create, read, close, relaunch and wait for sessions",
+        description=(
+            "Sessions are pending until their compute is up, then active or idle;\n"
+            "closed and failed are final (relaunch makes a new session like it)."
+        ),
+        example="aiocompute lakesail sessions list --status active",
+    )
+    p = sessions.command(
+        "list",
+        help="list sessions",
+        description="List the sessions you can see, newest first.",
+        example="aiocompute lakesail sessions list --status active --limit 20 --json",
+        handler=_sessions_list,
+    )
+    p.add_argument(
+        "--status", metavar="STATUS", help="only these: pending, active, idle, closed or failed"
+    )
+    p.add_argument("--limit", type=_count, metavar="N", help="show at most N sessions")
+
+    p = sessions.command(
+        "create",
+        help="create a session",
+        description=(
+            "Create a Spark Connect session. With --wait, watch it until its compute is\n"
+            "up (active or idle); exit code 3 if it times out or fails first."
+        ),
+        example="aiocompute lakesail sessions create --name etl --wait",
+        handler=_sessions_create,
+    )
+    p.add_argument("--name", help="session name")
+    p.add_argument(
+        "--workload-config", metavar="ID", help="the compute config to use (default: the team's)"
+    )
+    p.add_argument("--wait", action="store_true", help="wait until it is active or idle")
+    timeout_option(p, _SESSION_TIMEOUT, "if it is not ready by then")
+
+    p = sessions.command(
+        "get",
+        help="show a session",
+        description="Show a session: its status, why it ended, how to connect (owner only).",
+        example="aiocompute lakesail sessions get S8K2M4Q9",
+        handler=_sessions_get,
+    )
+    p.add_argument("id", metavar="ID", help="session id")
+
+    p = sessions.command(
+        "close",
+        help="close sessions",
+        description="Close sessions now (their compute is cleaned up in the background).",
+        example="aiocompute lakesail sessions close S8K2M4Q9",
+        handler=_sessions_close,
+    )
+    p.add_argument("ids", nargs="+", metavar="ID", help="session ids")
+
+    p = sessions.command(
+        "relaunch",
+        help="start a new session like a closed or failed one",
+        description=(
+            "Start a brand-new session (new id) with the workload configuration of a\n"
+            "closed or failed one; the old one stays as it is. --wait waits for it."
+        ),
+        example="aiocompute lakesail sessions relaunch S8K2M4Q9 --wait",
+        handler=_sessions_relaunch,
+    )
+    p.add_argument("id", metavar="ID", help="id of the closed or failed session")
+    p.add_argument("--wait", action="store_true", help="wait until it is active or idle")
+    timeout_option(p, _SESSION_TIMEOUT, "if it is not ready by then")
+
+    p = sessions.command(
+        "wait",
+        help="wait until sessions reach a state",
+        description=(
+            "Wait until every session reaches a state (default ready: active or idle),\n"
+            "showing progress. Exit code 3 if one times out or can no longer get there."
+        ),
+        example="aiocompute lakesail sessions wait S8K2M4Q9 T3B7N1X5 --timeout 300",
+        handler=_sessions_wait,
+    )
+    p.add_argument("ids", nargs="+", metavar="ID", help="session ids")
+    p.add_argument(
+        "--until",
+        default=_READY,
+        metavar="STATE",
+        help="ready (active or idle, the default), pending, active, idle, closed or failed",
+    )
+    timeout_option(p, _SESSION_TIMEOUT, "if a session is not there by then")
+
+    configs = lakesail.group(
+        "configs",
+        help="list compute (workload) configs",
+        description="Named, reusable compute configurations of teams.",
+        example="aiocompute lakesail configs list",
+    )
+    p = configs.command(
+        "list",
+        help="list workload configs",
+        description="List the named workload (compute) configs you can see.",
+        example="aiocompute lakesail configs list --json",
+        handler=_configs_list,
+    )
+    p.add_argument("--limit", type=_count, metavar="N", help="show at most N configs")

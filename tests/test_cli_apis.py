@@ -1,0 +1,607 @@
+"""The ``aiocompute qiskit / lakesail / etengine`` command groups, run in-process with
+``main([...])`` against an emulator serving from a background thread; plus the emulator
+command's listing of those APIs and the ET Engine part of the demo."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from aiocompute.cli import main
+from aiocompute.cli._app import UsageError, build_parser
+from aiocompute.cli._etengine import parse_args_pairs
+from aiocompute.emulator import (
+    Emulator,
+    EmulatorConfig,
+    ETEngineEmulatorConfig,
+    LakeSailEmulatorConfig,
+    QiskitEmulatorConfig,
+)
+
+# Credentials only this emulator accepts; no captured output may ever contain one.
+QISKIT_KEY = "qk-secret-Hv27-apikey"
+LAKESAIL_TOKEN = "ls-secret-Pw55-token"
+ET_KEY = "et-secret-Rb48-apikey"
+WRONG = "wrong-secret-Kq61-value"
+SECRETS = (QISKIT_KEY, LAKESAIL_TOKEN, ET_KEY, WRONG)
+INSTANCE = "crn:v1:bluemix:public:quantum-computing:us-east:a/cli::"
+
+QISKIT_ENV = ("QISKIT_IBM_TOKEN", "QISKIT_IBM_INSTANCE", "QISKIT_IBM_URL", "QISKIT_IBM_IAM_URL")
+LAKESAIL_ENV = ("LAKESAIL_API_TOKEN", "LAKESAIL_BASE_URL")
+ET_ENV = ("ET_ENGINE_API_KEY", "ET_ENGINE_URL")
+
+
+@pytest.fixture(scope="module")
+def emu() -> Iterator[Emulator]:
+    """An emulator on its own thread and loop (``main()`` runs its own ``asyncio.run``)."""
+    config = EmulatorConfig(
+        qiskit=QiskitEmulatorConfig(
+            api_keys={QISKIT_KEY: "user-alice"}, instances=frozenset({INSTANCE})
+        ),
+        lakesail=LakeSailEmulatorConfig(tokens={LAKESAIL_TOKEN: ("MALICE", "member")}),
+        # Batches take about half a second: long enough for a short --timeout to pass first.
+        etengine=ETEngineEmulatorConfig(api_keys={ET_KEY: "user-1"}, run_delay=(0.3, 0.4)),
+    )
+    ready = threading.Event()
+    holder: dict[str, Any] = {}
+
+    async def serve() -> None:
+        async with Emulator(config=config, seed=5) as server:
+            holder["emu"], holder["loop"] = server, asyncio.get_running_loop()
+            holder["stop"] = stop = asyncio.Event()
+            ready.set()
+            await stop.wait()
+
+    thread = threading.Thread(target=lambda: asyncio.run(serve()), daemon=True)
+    thread.start()
+    assert ready.wait(10), "the emulator did not start"
+    yield holder["emu"]
+    holder["loop"].call_soon_threadsafe(holder["stop"].set)
+    thread.join(10)
+
+
+@pytest.fixture
+def env(emu: Emulator, monkeypatch: pytest.MonkeyPatch) -> Emulator:
+    """Every API configured through the environment, as users are told to do."""
+    values = {
+        "QISKIT_IBM_TOKEN": QISKIT_KEY,
+        "QISKIT_IBM_INSTANCE": INSTANCE,
+        "QISKIT_IBM_URL": emu.qiskit_url,
+        "QISKIT_IBM_IAM_URL": emu.qiskit_iam_url,
+        "LAKESAIL_API_TOKEN": LAKESAIL_TOKEN,
+        "LAKESAIL_BASE_URL": emu.lakesail_url,
+        "ET_ENGINE_API_KEY": ET_KEY,
+        "ET_ENGINE_URL": emu.etengine_url,
+    }
+    for name, value in values.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("COLUMNS", raising=False)
+    return emu
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    """Run the command; check that no credential leaked into what it printed."""
+    code = main(list(argv))
+    captured = capsys.readouterr()
+    for secret in SECRETS:
+        assert secret not in captured.out
+        assert secret not in captured.err
+    assert "Traceback" not in captured.err
+    return code, captured.out, captured.err
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *argv: str, code: int = 0) -> Any:
+    got, out, err = run(capsys, *argv, "--json")
+    assert got == code, (out, err)
+    return json.loads(out)  # exactly one JSON document
+
+
+# --------------------------------------------------------------------------- help
+
+
+def _walk(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> Iterator[Any]:
+    yield path, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _walk(sub, (*path, name))
+
+
+NEW_COMMANDS = {
+    "qiskit sessions create",
+    "qiskit sessions get",
+    "qiskit sessions close",
+    "qiskit sessions drain",
+    "qiskit sessions wait",
+    "lakesail sessions list",
+    "lakesail sessions create",
+    "lakesail sessions get",
+    "lakesail sessions close",
+    "lakesail sessions relaunch",
+    "lakesail sessions wait",
+    "lakesail configs list",
+    "etengine batches list",
+    "etengine batches status",
+    "etengine batches wait",
+    "etengine batches delete",
+    "etengine batches submit",
+    "etengine jobs list",
+    "etengine jobs get",
+}
+
+
+def test_every_new_command_has_help_with_an_example() -> None:
+    commands = {" ".join(path): parser for path, parser in _walk(build_parser())}
+    assert set(commands) >= NEW_COMMANDS
+    for path, parser in commands.items():
+        if path.split(" ")[0] not in ("qiskit", "lakesail", "etengine"):
+            continue
+        text = parser.format_help()
+        assert "Example" in text, path
+        assert "--json" in text, path
+        # The example is a real command line of this very command.
+        assert "aiocompute " + path in text.split("Example", 1)[1], path
+
+
+@pytest.mark.parametrize(
+    ("group", "names"),
+    [
+        ("qiskit", ("QISKIT_IBM_TOKEN", "QISKIT_IBM_INSTANCE", "--iam-url", "--instance")),
+        ("lakesail", ("LAKESAIL_API_TOKEN", "LAKESAIL_BASE_URL", "--token")),
+        ("etengine", ("ET_ENGINE_API_KEY", "ET_ENGINE_URL", "--key")),
+    ],
+)
+def test_group_help_names_flags_and_env_vars(
+    capsys: pytest.CaptureFixture[str], group: str, names: tuple[str, ...]
+) -> None:
+    code, out, _ = run(capsys, group, "--help")
+    assert code == 0
+    for name in names:
+        assert name in out
+
+
+# --------------------------------------------------------------------------- qiskit
+
+
+def test_qiskit_create_wait_get_drain_and_close(
+    env: Emulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = env.stats["qiskit.create_session"]
+    data = run_json(capsys, "qiskit", "sessions", "create", "ibm_kyiv", "--wait")
+    assert env.stats["qiskit.create_session"] - before == 1
+    assert data["state"] == "active"
+    assert data["error"] is None
+    session = data["session"]
+    assert session["backend_name"] == "ibm_kyiv"
+    assert session["mode"] == "batch"
+    assert "raw" not in session
+    sid = session["id"]
+
+    got = run_json(capsys, "qiskit", "sessions", "get", sid)["session"]
+    assert got["id"] == sid
+    code, out, _ = run(capsys, "qiskit", "sessions", "get", sid)
+    assert code == 0
+    assert "ibm_kyiv" in out
+    assert "accepting jobs" in out
+
+    assert run_json(capsys, "qiskit", "sessions", "drain", sid) == {"drained": [sid], "errors": {}}
+    waited = run_json(capsys, "qiskit", "sessions", "wait", sid, "--until", "CLOSED")
+    assert waited["sessions"][0]["state"] == "closed"
+    assert waited["sessions"][0]["error"] is None
+
+    other = run_json(
+        capsys, "qiskit", "sessions", "create", "ibm_fez", "--mode", "dedicated", "--max-ttl", "60"
+    )["session"]
+    assert other["mode"] == "dedicated"
+    assert other["max_ttl"] == 60
+    code, out, _ = run(capsys, "qiskit", "sessions", "close", other["id"])
+    assert code == 0
+    assert "closed 1 session(s)" in out
+    assert env.qiskit.sessions[other["id"]].state == "closed"
+
+
+def test_qiskit_human_create_shows_progress(
+    env: Emulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run(capsys, "qiskit", "sessions", "create", "ibm_torino", "--wait")
+    assert code == 0
+    assert "open -> active" in out
+    assert "RESULT" in out
+    assert "\x1b[" not in out  # no terminal escapes when stdout is not a terminal
+
+
+def test_qiskit_wait_timeout_and_unreachable_exit_3(
+    env: Emulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stuck = run_json(capsys, "qiskit", "sessions", "create", "emu_stuck")["session"]["id"]
+    code, out, err = run(capsys, "qiskit", "sessions", "wait", stuck, "--timeout", "0.3")
+    assert code == 3
+    assert "timed out" in out
+    assert "WaitTimeout" in err
+    data = run_json(
+        capsys, "qiskit", "sessions", "create", "emu_offline", "--wait", "--timeout", "10", code=3
+    )
+    assert data["state"] == "closed"
+    assert data["error"]["type"] == "UnreachableState"
+    run(capsys, "qiskit", "sessions", "close", stuck)
+
+
+def test_qiskit_errors(
+    env: Emulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An unknown session: the API says no.
+    code, _, err = run(capsys, "qiskit", "sessions", "get", "nosuchsession")
+    assert code == 1
+    assert "NotFoundError" in err
+    data = run_json(capsys, "qiskit", "sessions", "close", "nosuchsession", code=1)
+    assert data["closed"] == []
+    assert data["errors"]["nosuchsession"]["type"] == "NotFoundError"
+    # A malformed id is refused before anything is sent.
+    code, _, err = run(capsys, "qiskit", "sessions", "get", "a/b")
+    assert code == 2
+    assert "session_id" in err
+    code, _, err = run(capsys, "qiskit", "sessions", "wait", "x", "--until", "ready")
+    assert code == 2
+    assert "pending_closed" in err  # the valid states are listed
+    code, _, err = run(capsys, "qiskit", "sessions", "create", "ibm_kyiv", "--mode", "shared")
+    assert code == 2
+    # A wrong API key: IAM refuses it (exit 1), without showing it.
+    code, out, err = run(capsys, "qiskit", "--token", WRONG, "sessions", "get", "abc")
+    assert code == 1
+    assert out == ""
+    assert "AuthenticationError" in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_qiskit_missing_configuration_exits_2(
+    env: Emulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("QISKIT_IBM_TOKEN")
+    code, out, err = run(capsys, "qiskit", "sessions", "get", "abc")
+    assert (code, out) == (2, "")
+    assert "QISKIT_IBM_TOKEN" in err
+    error = run_json(capsys, "qiskit", "sessions", "get", "abc", code=2)["error"]
+    assert "QISKIT_IBM_TOKEN" in error["message"]
+    monkeypatch.delenv("QISKIT_IBM_INSTANCE")
+    code, _, err = run(capsys, "qiskit", "sessions", "get", "abc", "--token", QISKIT_KEY)
+    assert code == 2
+    assert "QISKIT_IBM_INSTANCE" in err
+
+
+def test_qiskit_flags_instead_of_env(
+    env: Emulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in QISKIT_ENV:
+        monkeypatch.delenv(name)
+    data = run_json(
+        capsys,
+        "qiskit",
+        "--url",
+        env.qiskit_url,
+        "--iam-url",
+        env.qiskit_iam_url,
+        "sessions",
+        f"--token={QISKIT_KEY}",
+        "--instance",
+        INSTANCE,
+        "create",
+        "ibm_brisbane",
+    )
+    assert data["session"]["id"]
+
+
+# --------------------------------------------------------------------------- lakesail
+
+
+def test_lakesail_sessions_lifecycle(env: Emulator, capsys: pytest.CaptureFixture[str]) -> None:
+    data = run_json(capsys, "lakesail", "sessions", "create", "--name", "cli-etl", "--wait")
+    assert data["state"] in ("active", "idle")
+    assert data["error"] is None
+    sid = data["session"]["id"]
+    assert data["session"]["name"] == "cli-etl"
+
+    other = run_json(capsys, "lakesail", "sessions", "create", "--name", "cli-two")["session"]
+    assert other["status"] == "pending"
+    waited = run_json(capsys, "lakesail", "sessions", "wait", sid, other["id"])["sessions"]
+    assert [w["id"] for w in waited] == [sid, other["id"]]
+    assert all(w["state"] in ("active", "idle") and w["error"] is None for w in waited)
+
+    listed = run_json(capsys, "lakesail", "sessions", "list")["sessions"]
+    assert {sid, other["id"]} <= {s["id"] for s in listed}
+    assert len(run_json(capsys, "lakesail", "sessions", "list", "--limit", "1")["sessions"]) == 1
+    code, out, _ = run(capsys, "lakesail", "sessions", "list")
+    assert code == 0
+    assert "cli-two" in out
+
+    got = run_json(capsys, "lakesail", "sessions", "get", sid)["session"]
+    assert got["id"] == sid
+    code, out, _ = run(capsys, "lakesail", "sessions", "get", sid)
+    assert code == 0
+    assert "grpc endpoint" in out
+
+    assert run_json(capsys, "lakesail", "sessions", "close", sid) == {
+        "closed": [sid],
+        "errors": {},
+    }
+    closed = run_json(capsys, "lakesail", "sessions", "list", "--status", "closed")["sessions"]
+    assert sid in {s["id"] for s in closed}
+    assert all(s["status"] == "closed" for s in closed)
+    waited = run_json(capsys, "lakesail", "sessions", "wait", sid, "--until", "closed")
+    assert waited["sessions"][0]["state"] == "closed"
+
+    relaunched = run_json(capsys, "lakesail", "sessions", "relaunch", sid, "--wait")
+    assert relaunched["session"]["id"] != sid
+    assert relaunched["state"] in ("active", "idle")
+    run(capsys, "lakesail", "sessions", "close", other["id"], relaunched["session"]["id"])
+
+
+def test_lakesail_configs_list(env: Emulator, capsys: pytest.CaptureFixture[str]) -> None:
+    configs = run_json(capsys, "lakesail", "configs", "list")["workload_configs"]
+    assert configs
+    assert all("raw" not in c for c in configs)
+    code, out, _ = run(capsys, "lakesail", "configs", "list")
+    assert code == 0
+    assert configs[0]["id"] in out
+    # A session on a named config.
+    session = run_json(
+        capsys, "lakesail", "sessions", "create", "--workload-config", configs[0]["id"]
+    )["session"]
+    assert env.lakesail.sessions[session["id"]].workload_config_id == configs[0]["id"]
+    run(capsys, "lakesail", "sessions", "close", session["id"])
+
+
+def test_lakesail_waits_exit_3(env: Emulator, capsys: pytest.CaptureFixture[str]) -> None:
+    data = run_json(
+        capsys, "lakesail", "sessions", "create", "--name", "cli-emu-fail", "--wait", code=3
+    )
+    assert data["state"] == "failed"
+    assert data["error"]["type"] == "UnreachableState"
+    stuck = run_json(capsys, "lakesail", "sessions", "create", "--name", "cli-emu-stuck")
+    sid = stuck["session"]["id"]
+    code, out, err = run(capsys, "lakesail", "sessions", "wait", sid, "--timeout", "0.3")
+    assert code == 3
+    assert "timed out" in out
+    assert "WaitTimeout" in err
+    run(capsys, "lakesail", "sessions", "close", sid)
+
+
+def test_lakesail_errors(
+    env: Emulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, _, err = run(capsys, "lakesail", "sessions", "get", "lowercase")
+    assert code == 2
+    assert "session_id" in err
+    code, _, err = run(capsys, "lakesail", "sessions", "wait", "S1", "--until", "running")
+    assert code == 2
+    assert "ready" in err
+    code, _, err = run(capsys, "lakesail", "sessions", "get", "SNOSUCH")
+    assert code == 1
+    assert "NotFoundError" in err
+    code, _, err = run(capsys, "lakesail", "sessions", "list", "--token", WRONG)
+    assert code == 1
+    assert "AuthenticationError" in err
+    monkeypatch.delenv("LAKESAIL_API_TOKEN")
+    code, out, err = run(capsys, "lakesail", "sessions", "list")
+    assert (code, out) == (2, "")
+    assert "LAKESAIL_API_TOKEN" in err
+    assert run_json(capsys, "lakesail", "configs", "list", code=2)["error"]["type"] == "UsageError"
+
+
+# --------------------------------------------------------------------------- etengine
+
+
+def _submit(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, Any]:
+    data = run_json(capsys, "etengine", "batches", "submit", "tool-sim", *argv)
+    batch: dict[str, Any] = data["batch"]
+    assert batch["batch_id"]
+    return batch
+
+
+def test_etengine_submit_status_jobs_and_wait(
+    env: Emulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    batch = _submit(
+        capsys, "--var", "seed:=1", "--var", "seed:=2", "--var", "name=a", "--var", "name=b"
+    )
+    batch_id = batch["batch_id"]
+    assert batch["n_jobs"] == 2
+    jobs = env.etengine.batches[batch_id].jobs
+    assert [j.args for j in jobs] == [{"seed": 1, "name": "a"}, {"seed": 2, "name": "b"}]
+
+    failing = _submit(capsys, "--var", "emu-fail:=false", "--var", "emu-fail:=true")["batch_id"]
+
+    # Status reads of several batches are fanned out (one request each).
+    before = env.stats["etengine.get_batch"]
+    data = run_json(capsys, "etengine", "batches", "status", batch_id, failing)
+    assert env.stats["etengine.get_batch"] - before == 2
+    entries = {e["id"]: e for e in data["batches"]}
+    assert entries[batch_id]["total"] == 2
+    assert set(entries[batch_id]["counts"]) >= {"running", "succeeded", "failed"}
+    code, out, _ = run(capsys, "etengine", "batches", "status", batch_id)
+    assert code == 0
+    assert "SUCCEEDED" in out
+    assert batch_id in out
+
+    listed = run_json(capsys, "etengine", "batches", "list")["batches"]
+    assert {batch_id, failing} <= {b["batch_id"] for b in listed}
+    code, out, _ = run(capsys, "etengine", "batches", "list")
+    assert code == 0
+    assert "tool-sim" in out
+
+    job_list = run_json(capsys, "etengine", "jobs", "list", batch_id)["jobs"]
+    assert len(job_list) == 2
+    job_id = job_list[0]["job_id"]
+    code, out, _ = run(capsys, "etengine", "jobs", "list", batch_id)
+    assert code == 0
+    assert "seed=1" in out
+
+    waited = run_json(capsys, "etengine", "batches", "wait", batch_id, failing, code=3)
+    by_id = {w["id"]: w for w in waited["batches"]}
+    assert by_id[batch_id]["state"] == "succeeded"
+    assert by_id[batch_id]["error"] is None
+    assert by_id[failing]["state"] == "failed"
+    assert by_id[failing]["error"]["type"] == "UnreachableState"
+    assert run(capsys, "etengine", "batches", "wait", batch_id)[0] == 0
+
+    job = run_json(capsys, "etengine", "jobs", "get", batch_id, job_id)
+    assert job["state"] == "succeeded"
+    assert job["job"]["job_id"] == job_id
+    code, out, _ = run(capsys, "etengine", "jobs", "get", batch_id, job_id)
+    assert code == 0
+    assert "succeeded" in out
+    assert "seed=1" in out
+
+
+def test_etengine_submit_wait_and_delete(env: Emulator, capsys: pytest.CaptureFixture[str]) -> None:
+    ok = run_json(
+        capsys, "etengine", "batches", "submit", "tool-hello", "--arg", "greeting=hi", "--wait"
+    )
+    assert ok["state"] == "succeeded"
+    assert ok["status"]["counts"]["succeeded"] == 1
+    batch_id = ok["batch"]["batch_id"]
+    assert env.etengine.batches[batch_id].jobs[0].args == {"greeting": "hi"}
+
+    failed = run_json(
+        capsys,
+        "etengine",
+        "batches",
+        "submit",
+        "tool-sim",
+        "--var",
+        "emu-fail:=true",
+        "--wait",
+        code=3,
+    )
+    assert failed["state"] == "failed"
+    assert failed["error"]["type"] == "UnreachableState"
+
+    slow = _submit(capsys, "--cpu", "2", "--memory", "512")["batch_id"]
+    code, out, err = run(capsys, "etengine", "batches", "wait", slow, "--timeout", "0.1")
+    assert code == 3
+    assert "timed out" in out
+    assert "WaitTimeout" in err
+
+    data = run_json(capsys, "etengine", "batches", "delete", batch_id, slow)
+    assert data == {"deleted": [batch_id, slow], "errors": {}}
+    assert batch_id not in env.etengine.batches
+    code, _, err = run(capsys, "etengine", "batches", "status", batch_id)
+    assert code == 1
+    assert "NotFoundError" in err
+
+
+def test_etengine_errors(
+    env: Emulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, _, err = run(
+        capsys,
+        "etengine",
+        "batches",
+        "submit",
+        "tool-sim",
+        "--var",
+        "a=1",
+        "--var",
+        "b=1",
+        "--var",
+        "b=2",
+    )
+    assert code == 2
+    assert "--var" in err
+    code, _, err = run(capsys, "etengine", "batches", "submit", "tool-sim", "--var", "a:=oops")
+    assert code == 2
+    assert "JSON" in err
+    code, _, err = run(capsys, "etengine", "batches", "submit", "tool-sim", "--arg", "novalue")
+    assert code == 2
+    assert "NAME=VALUE" in err
+    code, _, err = run(capsys, "etengine", "batches", "wait", "b1", "--until", "done")
+    assert code == 2
+    assert "succeeded" in err
+    code, _, err = run(capsys, "etengine", "jobs", "get", "nosuchbatch", "nosuchjob")
+    assert code == 1
+    assert "NotFoundError" in err
+    # A wrong key: the API says no (exit 1), in one line, without the key.
+    code, out, err = run(capsys, "etengine", "batches", "list", "--key", WRONG)
+    assert (code, out) == (1, "")
+    assert "AuthenticationError" in err
+    assert len(err.strip().splitlines()) == 1
+    # Given where it does not belong, argparse would quote it back: it is scrubbed.
+    code, _, err = run(capsys, "version", f"--key={ET_KEY}")
+    assert code == 2
+    assert "***" in err
+    monkeypatch.delenv("ET_ENGINE_API_KEY")
+    code, out, err = run(capsys, "etengine", "batches", "list")
+    assert (code, out) == (2, "")
+    assert "ET_ENGINE_API_KEY" in err
+    error = run_json(capsys, "etengine", "jobs", "list", "b1", code=2)["error"]
+    assert "ET_ENGINE_API_KEY" in error["message"]
+
+
+def test_parse_args_pairs() -> None:
+    assert parse_args_pairs(["a=1", "b:=1", "c:=[1, 2]", "d=x=y", "e="], "--var") == [
+        ("a", "1"),
+        ("b", 1),
+        ("c", [1, 2]),
+        ("d", "x=y"),
+        ("e", ""),
+    ]
+    for bad in ("=1", "noequals", ":=1"):
+        with pytest.raises(UsageError):
+            parse_args_pairs([bad], "--var")
+
+
+# --------------------------------------------------------------------------- emulator and demo
+
+
+def test_emulator_lists_every_api(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "emulator", "--port", "0", "--duration", "0.1")
+    assert code == 0
+    for text in (
+        "/qiskit/api",
+        "/qiskit/iam/identity/token",
+        "/lakesail/api/v1",
+        "/etengine/v1",
+        "QISKIT_IBM_IAM_URL",
+        "QISKIT_IBM_INSTANCE",
+        "LAKESAIL_API_TOKEN",
+        "ET_ENGINE_API_KEY",
+        "qiskit-key",
+        "lakesail-token",
+        "et-key",
+    ):
+        assert text in out, text
+    data = run_json(capsys, "emulator", "--port", "0", "--duration", "0.1")
+    apis = data["apis"]
+    assert apis["qiskit"].endswith("/qiskit/api")
+    assert apis["qiskit_iam"].endswith("/qiskit/iam/identity/token")
+    assert apis["lakesail"].endswith("/lakesail/api/v1")
+    assert apis["etengine"].endswith("/etengine/v1")
+    assert data["tokens"]["etengine"]["et-key"] == {"user": "user-1"}
+    assert data["tokens"]["lakesail"]["lakesail-token"]["principal"] == "MALICE"
+    assert data["tokens"]["qiskit"]["qiskit-key"] == {"user": "user-alice"}
+    assert data["qiskit_instances"]
+
+
+def test_demo_fans_out_etengine_batches(capsys: pytest.CaptureFixture[str]) -> None:
+    report = run_json(capsys, "demo", "--quick")
+    assert report["ok"] is True
+    et = report["fan_out"]["etengine"]
+    assert et["expected"] is True
+    steps = et["steps"]
+    assert steps["batches.create"]["ok"] == et["batches"] == 3
+    assert steps["batches.status"]["requests"] == 3
+    assert steps["jobs.get"]["ok"] == et["jobs"] == 6
+    assert steps["batches.wait"]["failed"] == 1
+    assert (et["succeeded_jobs"], et["failed_jobs"], et["unreachable"]) == (5, 1, 1)
+    assert et["requests"] == sum(et["requests_by_method"].values())
+    assert et["requests_by_method"]["create_batch"] == 3
+    code, out, _ = run(capsys, "demo", "--quick")
+    assert code == 0
+    for text in ("ET Engine fan-out", "batches.status", "jobs.get", "UnreachableState"):
+        assert text in out
+    assert "\x1b[" not in out
