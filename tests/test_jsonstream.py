@@ -786,3 +786,29 @@ def test_an_error_found_after_values_is_raised_by_close() -> None:
         decoder.close()
     assert info.value.offset == 6
     assert "UTF-8" in str(info.value)
+
+
+def test_depth_limit_inside_a_long_value_parsed_at_once() -> None:
+    deep = b"[" * 513 + b"]" * 513
+    value = b'{"s": "' + b"x" * 100_000 + b'", "d": ' + deep + b"}"
+    err = error_of(value)  # one chunk: the decoded value itself is walked
+    assert err.offset == value.index(b"[") + 511  # the object is the first level
+    ok = b'{"s": "' + b"[{" * 50_000 + b'", "d": ' + b"[" * 500 + b"]" * 500 + b"}"
+    assert len(decode(ok)) == 1
+
+
+def test_depth_limit_on_a_value_held_across_feeds() -> None:
+    decoder = JSONStreamDecoder(max_depth=50)
+    assert decoder.feed(b'{"a": ' + b"[" * 30) == []
+    with pytest.raises(StreamDecodeError) as info:
+        decoder.feed(b"[" * 40)
+    assert info.value.offset == 6 + 49
+
+
+def test_close_raises_an_error_found_after_a_last_value() -> None:
+    decoder = JSONStreamDecoder()
+    assert decoder.feed(b"12\xe2\x82") == []  # a number, then a cut UTF-8 character
+    with pytest.raises(StreamDecodeError) as info:
+        decoder.close()
+    assert info.value.offset == 2
+    assert "UTF-8" in str(info.value)

@@ -161,6 +161,23 @@ def _shape(data: bytes, in_str: bool, esc: bool) -> _Shape:
     return _Shape(quotes, -closes, opens + passes, opens - closes, in_str, esc)
 
 
+def _nests_deeper(value: Any, limit: int, budget: int) -> bool | None:
+    """Whether the decoded ``value`` nests more than ``limit`` arrays/objects deep, or None if
+    that takes looking at more than ``budget`` items."""
+    todo = [(value, 1)]
+    seen = 0
+    while todo:
+        item, depth = todo.pop()
+        if depth > limit:
+            return True
+        children = item.values() if type(item) is dict else item
+        seen += len(children)
+        if seen > budget:
+            return None
+        todo.extend((c, depth + 1) for c in children if type(c) is dict or type(c) is list)
+    return False
+
+
 def _locate_depth(
     data: bytes | bytearray, i: int, depth: int, in_str: bool, esc: bool, limit: int
 ) -> int | None:
@@ -263,6 +280,9 @@ class JSONStreamDecoder:
         "_depth",
         "_error",
         "_esc",
+        "_held_counted",
+        "_held_opens",
+        "_held_start",
         "_in_str",
         "_long_held",
         "_long_value",
@@ -305,6 +325,11 @@ class JSONStreamDecoder:
         self._closed = False
         # (message, offset, excerpt, truncated) of the error that ended decoding.
         self._error: tuple[str, int, str, bool] | None = None
+        # Opening brackets counted in the held value starting at stream offset _held_start,
+        # over its first _held_counted bytes.
+        self._held_start = -1
+        self._held_opens = 0
+        self._held_counted = 0
         # The error was found after values that feed() returned: not raised yet.
         self._deferred = False
         # Bytes handed to an O(n) pass (decode, parse, count): lets tests check linearity.
@@ -520,7 +545,7 @@ class JSONStreamDecoder:
         try:
             self._parse_into(out, final, first_checked)
         except StreamDecodeError:
-            if not out:
+            if not out or final:  # close() has no next call to raise it
                 raise
             self._deferred = True
         return out
@@ -627,7 +652,9 @@ class JSONStreamDecoder:
                 shift += len(text[pos:end].encode("utf-8")) - (end - pos)
                 origin = base + shift
             if end - pos > long_value:
-                self._check_value(text, pos, end, start - base, end + shift, first_checked)
+                # (A value that was counted chunk by chunk had its nesting checked then.)
+                counted = first_checked and start == base
+                self._check_value(value, text, pos, end, start - base, end + shift, counted)
             append(new_tuple(decoded_value, (value, start, origin + end)))
             pos = end
             if end < n and text[end] == "\n":  # NDJSON: step over the newline at once
@@ -639,37 +666,51 @@ class JSONStreamDecoder:
         if pos < n:
             self._checked = checked
             if len(buf) - bpos > self._long_held:
-                self._check_held(text, pos, bpos)
+                self._check_held(bpos)
         else:
             self._checked = True
         if bpos:
             del buf[:bpos]
             self._base = base + bpos
 
-    def _check_held(self, text: str, pos: int, bpos: int) -> None:
-        """Refuse the incomplete value at ``text[pos:]`` (``buf[bpos:]``) if already too big
-        or too deep."""
-        held = len(self._buf) - bpos
+    def _check_held(self, bpos: int) -> None:
+        """Refuse the incomplete value at ``buf[bpos:]`` if already too big or too deep."""
+        buf = self._buf
+        held = len(buf) - bpos
         if held > self._max_value_bytes:
-            self._raise_too_big(self._base + bpos, self._buf, self._base)
+            self._raise_too_big(self._base + bpos, buf, self._base)
+        # Opening brackets (even in strings) bound the nesting. A value held again after more
+        # data came is counted only past what was counted before: linear work in all.
+        start = self._base + bpos
+        if start != self._held_start:
+            self._held_start, self._held_opens, self._held_counted = start, 0, 0
+        since = bpos + self._held_counted
+        self._held_opens += buf.count(b"[", since) + buf.count(b"{", since)
+        self._held_counted = held
         limit = self._max_depth
-        if held > limit and text.count("[", pos) + text.count("{", pos) > limit:
+        if self._held_opens > limit:
             self._work += held
-            if _shape(bytes(self._buf[bpos:]), False, False).high > limit:
-                self._check_depth(self._buf, bpos, self._base)
+            if _shape(bytes(buf[bpos:]), False, False).high > limit:
+                self._check_depth(buf, bpos, self._base)
 
     def _check_value(
-        self, text: str, pos: int, end: int, bpos: int, bend: int, first_checked: bool
+        self, value: Any, text: str, pos: int, end: int, bpos: int, bend: int, counted: bool
     ) -> None:
-        """Refuse a long complete value (``buf[bpos:bend]``) over max_value_bytes or max_depth."""
+        """Refuse a long complete value (``buf[bpos:bend]``) over max_value_bytes or max_depth.
+
+        ``counted``: its nesting was already checked while it arrived.
+        """
         if bend - bpos > self._max_value_bytes:
             self._raise_too_big(self._base + bpos, self._buf, self._base)
-        if first_checked and not bpos:
-            return  # its nesting was checked chunk by chunk
         limit = self._max_depth
-        if end - pos <= 2 * limit:
+        if counted or end - pos <= 2 * limit:
+            return  # too short to nest that deep
+        # Walking the decoded value is cheapest when it holds few containers (a big string,
+        # say); past a budget, counting brackets in its text is.
+        deeper = _nests_deeper(value, limit, (end - pos) // 128)
+        if deeper is False:
             return
-        if text.count("[", pos, end) + text.count("{", pos, end) <= limit:
+        if deeper is None and text.count("[", pos, end) + text.count("{", pos, end) <= limit:
             return
         self._work += bend - bpos
         if _shape(bytes(self._buf[bpos:bend]), False, False).high > limit:
@@ -690,6 +731,7 @@ class JSONStreamDecoder:
         # Control characters (other than whitespace) are shown escaped, not dropped.
         around = _CONTROL_RE.sub(lambda m: f"\\x{ord(m.group()):02x}", around)
         self._error = (message, offset, excerpt(around, 80), truncated)
+        self._base += len(self._buf)  # the held bytes are dropped, not forgotten by offset
         self._buf = bytearray()
         self._mode = _DEAD
         return self._failed_again(again=False)
