@@ -1,0 +1,691 @@
+"""Sync twins (``aiocompute.sync``): parity with every async client, the generator, the
+runtime adapters, and behaviour against the emulator (run in its own thread: the tests
+themselves are plain sync functions, like the code the twins are for)."""
+
+from __future__ import annotations
+
+import _thread
+import asyncio
+import gc
+import importlib.util
+import inspect
+import subprocess
+import sys
+import threading
+import time
+import typing
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
+from pathlib import Path
+from types import ModuleType
+from typing import Any, TypeVar
+
+import anyio
+import anyio.lowlevel
+import attrs
+import pytest
+from anyio.from_thread import start_blocking_portal
+
+import aiocompute.sync as sync
+from aiocompute import NotFoundError, WaitTimeout
+from aiocompute._core.config import ConfigError
+from aiocompute._core.pagination import Page, Paginator
+from aiocompute._core.polling import PollCadence, TransitionEvent, WaitResult
+from aiocompute._core.resources import BaseClient, WaitableResource
+from aiocompute._core.transport import PoolLimits, Timeouts, Transport
+from aiocompute.emulator import Emulator, EmulatorConfig, WorkbenchEmulatorConfig
+from aiocompute.workbench import Job, JobSpec, OutputChunk, ServerVersion, Session
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load_generator() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("gen_sync", ROOT / "tools" / "gen_sync.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("gen_sync", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+gen = _load_generator()
+CLIENTS = gen.discover_clients()
+
+# ============================================================================================
+# Parity: every async method has a twin with the same name and parameters
+# ============================================================================================
+
+LIFECYCLE = {name for name in vars(BaseClient) if not name.startswith("_")}
+
+
+def _needs_twin(attr: Any) -> bool:
+    return isinstance(attr, property) or inspect.isfunction(attr)
+
+
+def _public_members(cls: type, skip: set[str]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for klass in cls.__mro__:
+        for name in vars(klass):
+            if name.startswith("_") or name in skip or name in found:
+                continue
+            attr = inspect.getattr_static(cls, name)
+            if _needs_twin(attr):
+                found[name] = attr
+    return found
+
+
+def _params(func: Any) -> list[tuple[str, Any, Any]]:
+    sig = inspect.signature(func)
+    return [(p.name, p.kind, p.default) for p in sig.parameters.values()][1:]
+
+
+def _async_resources(cls: type) -> dict[str, type]:
+    hints = typing.get_type_hints(cls)
+    return {
+        name: tp
+        for name, tp in hints.items()
+        if not name.startswith("_")
+        and isinstance(tp, type)
+        and any(
+            inspect.iscoroutinefunction(getattr(tp, n, None))
+            or inspect.isasyncgenfunction(getattr(tp, n, None))
+            for n in dir(tp)
+            if not n.startswith("_")
+        )
+    }
+
+
+def parity_problems(async_cls: type, sync_cls: type, skip: set[str]) -> list[str]:
+    """What the sync class lacks or gets wrong, compared with the async class."""
+    problems = []
+    for name, attr in _public_members(async_cls, skip).items():
+        twin = inspect.getattr_static(sync_cls, name, None)
+        where = f"{sync_cls.__name__}.{name}"
+        if twin is None:
+            problems.append(f"{where} is missing")
+        elif isinstance(attr, property):
+            if not isinstance(twin, property):
+                problems.append(f"{where} should be a property")
+        elif not inspect.isfunction(twin):
+            problems.append(f"{where} is not a method")
+        elif _params(attr) != _params(twin):
+            problems.append(f"{where}{inspect.signature(twin)} != {inspect.signature(attr)}")
+    return problems
+
+
+def _twin_resources(sync_cls: type) -> dict[str, type]:
+    return {
+        name: tp
+        for name, tp in typing.get_type_hints(sync_cls).items()
+        if isinstance(tp, type) and issubclass(tp, sync.SyncResource)
+    }
+
+
+def test_every_api_package_client_is_discovered() -> None:
+    names = {c.__name__ for c in CLIENTS}
+    assert "WorkbenchClient" in names
+    assert all(issubclass(c, BaseClient) for c in CLIENTS)
+
+
+@pytest.mark.parametrize("async_cls", CLIENTS, ids=lambda c: c.__name__)
+def test_every_async_method_has_a_sync_twin_with_the_same_signature(async_cls: type) -> None:
+    sync_cls = getattr(sync, async_cls.__name__, None)
+    assert sync_cls is not None, f"aiocompute.sync.{async_cls.__name__} is missing"
+    assert issubclass(sync_cls, sync.SyncClient)
+    assert async_cls.__name__ in sync.__all__
+    assert _params(async_cls.__init__) == _params(sync_cls.__init__)
+    problems = parity_problems(async_cls, sync_cls, LIFECYCLE)
+    async_resources = _async_resources(async_cls)
+    twins = _twin_resources(sync_cls)
+    assert async_resources, f"{async_cls.__name__} has no resources?"
+    assert set(twins) == set(async_resources)
+    for name, resource in async_resources.items():
+        problems += parity_problems(resource, twins[name], set())
+    assert not problems, "\n".join(problems)
+    # aclose / async with have their own twins.
+    for name in ("close", "closed", "__enter__", "__exit__"):
+        assert hasattr(sync_cls, name)
+
+
+def test_the_parity_check_catches_a_missing_or_different_twin() -> None:
+    class Async:
+        async def a(self, x: int, *, y: int = 1) -> int:
+            return x
+
+        async def b(self) -> None:
+            pass
+
+    class Sync:
+        def a(self, x: int, *, y: int = 2) -> int:
+            return x
+
+    problems = parity_problems(Async, Sync, set())
+    assert any("Sync.b is missing" in p for p in problems)
+    assert any(p.startswith("Sync.a(") for p in problems)
+
+
+def test_type_variables_are_resolved_in_the_generated_annotations() -> None:
+    hints = typing.get_type_hints(sync.WorkbenchSessionsResource.wait)
+    assert hints["return"] is Session
+    assert typing.get_type_hints(sync.WorkbenchJobsResource.wait)["return"] is Job
+    as_completed = typing.get_type_hints(sync.WorkbenchJobsResource.as_completed)["return"]
+    assert as_completed == sync.SyncIterator[WaitResult[Job]]
+    output = typing.get_type_hints(sync.WorkbenchJobsResource.output)["return"]
+    assert output == sync.SyncIterator[OutputChunk]
+
+
+def test_generated_file_is_up_to_date() -> None:
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "tools" / "gen_sync.py"), "--check"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+
+
+# ============================================================================================
+# The generator on a fake client: every shape, end to end (generate, load, run)
+# ============================================================================================
+
+
+@attrs.frozen
+class Item:
+    """A fake resource."""
+
+    id: str
+    state: str = "done"
+
+
+DEFAULT_PAGE = 2
+RUNS: dict[str, Any] = {}
+
+
+class FakeInner:
+    """A nested resource."""
+
+    async def ping(self) -> str:
+        return "pong"
+
+
+class _FakeBase(WaitableResource[Item]):
+    """The type variable is bound here, one class above the resource."""
+
+    _default_until = "done"
+    _default_timeout = 1.0
+
+
+class FakeThings(_FakeBase):
+    """Things, with one method of each shape."""
+
+    inner: FakeInner
+
+    def __init__(self) -> None:
+        self.inner = FakeInner()
+        self.fetched: list[str | None] = []
+
+    async def get(self, thing_id: str, /, *, loud: bool = False) -> Item:
+        """One thing."""
+        return Item(thing_id.upper() if loud else thing_id)
+
+    def list(self, *, page_size: int = DEFAULT_PAGE, total: int = 5) -> Paginator[Item]:
+        """A paginated listing."""
+
+        async def fetch(marker: str | None) -> Page[Item]:
+            self.fetched.append(marker)
+            start = int(marker or 0)
+            end = min(total, start + page_size)
+            items = [Item(str(i)) for i in range(start, end)]
+            return Page(items, str(end) if end < total else None)
+
+        return Paginator(fetch)
+
+    async def stream(self, count: int) -> AsyncIterator[int]:
+        """Count, noting when the generator is closed."""
+        RUNS["closed"] = False
+        try:
+            for i in range(count):
+                await anyio.lowlevel.checkpoint()
+                yield i
+        finally:
+            # Closing takes a while: only a close that is waited for is seen at once.
+            await anyio.sleep(0.05)
+            RUNS["closed"] = True
+
+    @asynccontextmanager
+    async def opened(self, name: str) -> AsyncIterator[str]:
+        """An async context manager."""
+        RUNS["opened"] = name
+        try:
+            yield f"<{name}>"
+        finally:
+            RUNS["opened"] = None
+
+    def describe(self) -> str:
+        """A plain method: runs in the loop thread."""
+        asyncio.get_running_loop()  # raises outside the loop thread
+        return f"thread {threading.get_ident()}"
+
+    @property
+    def size(self) -> int:
+        """A property."""
+        return 3
+
+    async def combine(self, *parts: str, sep: str = "-", **extra: int) -> str:
+        return sep.join(parts) + "".join(f"|{k}={v}" for k, v in sorted(extra.items()))
+
+    async def slow(self, seconds: float) -> str:
+        try:
+            await anyio.sleep(seconds)
+        finally:
+            RUNS["slow_unwound"] = True
+        return "slept"
+
+    async def fail(self, exc_type: str) -> None:
+        raise {"value": ValueError("bad thing"), "timeout": TimeoutError("own timeout")}[exc_type]
+
+
+class FakeClient(BaseClient):
+    """A fake client that never talks to a server."""
+
+    things: FakeThings
+
+    def __init__(self, base_url: str = "http://127.0.0.1:9", *, label: str = "fake") -> None:
+        super().__init__(Transport(base_url))
+        self.label = label
+        self.built_in = threading.get_ident()
+        self.things = FakeThings()
+
+    async def hello(self, name: str = "world") -> str:
+        return f"hello {name} from {self.label}"
+
+
+@pytest.fixture(scope="module")
+def fake_twins() -> dict[str, Any]:
+    source = gen.generate([FakeClient])
+    namespace: dict[str, Any] = {"__name__": "fake_generated"}
+    exec(compile(source, "<generated>", "exec"), namespace)
+    return namespace
+
+
+@pytest.fixture
+def fake(fake_twins: dict[str, Any]) -> Iterator[Any]:
+    with fake_twins["FakeClient"](label="twin") as client:
+        yield client
+
+
+def test_fake_twins_have_the_async_signatures(fake_twins: dict[str, Any]) -> None:
+    twin = fake_twins["FakeClient"]
+    assert parity_problems(FakeClient, twin, LIFECYCLE) == []
+    assert parity_problems(FakeThings, fake_twins["FakeThings"], set()) == []
+    assert parity_problems(FakeInner, fake_twins["FakeInner"], set()) == []
+    hints = typing.get_type_hints(fake_twins["FakeThings"].wait, fake_twins)
+    assert hints["return"] is Item  # bound through _FakeBase
+    assert "def get(self, thing_id: str, /, *, loud: bool = False) -> Item:" in (
+        gen.format_source(gen.generate([FakeClient]))
+    )
+
+
+def test_fake_twins_run_every_shape(fake: Any) -> None:
+    assert fake.hello() == "hello world from twin"
+    assert fake._async.built_in != threading.get_ident()  # built in the loop thread
+    assert fake.things.get("a", loud=True) == Item("A")
+    assert fake.things.inner.ping() == "pong"
+    assert fake.things.size == 3
+    assert fake.things.describe() != f"thread {threading.get_ident()}"
+    assert fake.things.combine("a", "b", sep="+", z=1, y=2) == "a+b|y=2|z=1"
+    with fake.things.opened("x") as value:
+        assert value == "<x>"
+        assert RUNS["opened"] == "x"
+    assert RUNS["opened"] is None
+
+
+def test_paginator_twin_is_lazy_iterable_and_has_all(fake: Any) -> None:
+    things = fake.things
+    pages = things.list(page_size=2, total=5)
+    assert isinstance(pages, sync.SyncPaginator)
+    assert things._async.fetched == []  # nothing fetched yet
+    assert pages.all() == [Item(str(i)) for i in range(5)]
+    assert things._async.fetched == [None, "2", "4"]
+    assert [i.id for i in pages] == ["0", "1", "2", "3", "4"]  # starts again
+    assert [list(p.items) for p in pages.pages()][-1] == [Item("4")]
+    things._async.fetched.clear()
+    for item in things.list(page_size=2, total=100):
+        if item.id == "2":
+            break
+    assert things._async.fetched == [None, "2"]  # no page beyond the one that was needed
+
+
+def test_iterator_twin_closes_the_async_generator(fake: Any) -> None:
+    for i in fake.things.stream(1000):
+        if i == 3:
+            break
+    assert RUNS["closed"] is True  # the dropped iterator closed it at once
+    with fake.things.stream(1000) as numbers:
+        assert next(numbers) == 0
+        assert RUNS["closed"] is False
+    assert RUNS["closed"] is True
+    numbers = fake.things.stream(1000)
+    assert next(numbers) == 0
+    numbers.close()
+    assert RUNS["closed"] is True
+    assert list(numbers) == []  # a closed iterator is exhausted
+    assert list(fake.things.stream(3)) == [0, 1, 2]
+    # Closing the client closes the iterators still open.
+    kept = fake.things.stream(1000)
+    assert next(kept) == 0
+    fake.close()
+    assert RUNS["closed"] is True
+
+
+def test_errors_cross_unchanged(fake: Any) -> None:
+    with pytest.raises(ValueError, match="bad thing"):
+        fake.things.fail("value")
+    started = time.monotonic()
+    # A TimeoutError raised by the call itself is not mistaken for a waiting slice.
+    with pytest.raises(TimeoutError, match="own timeout"):
+        fake.things.fail("timeout")
+    assert time.monotonic() - started < 1.0
+
+
+def test_sync_methods_refuse_to_run_in_their_own_loop_thread(fake: Any) -> None:
+    with pytest.raises(RuntimeError, match="own event-loop thread"):
+        fake._runner.call_sync(fake.hello)
+
+
+def test_a_call_cancelled_before_it_starts_is_settled(fake: Any) -> None:
+    from aiocompute.sync._runtime import _Call
+
+    runner = fake._runner
+    call = _Call(anyio.sleep(10))
+
+    def start_and_cancel() -> None:  # both in one loop turn: the task has not run yet
+        call.start(runner._loop)
+        call.cancel(runner._loop)
+
+    runner._loop.call_soon_threadsafe(start_and_cancel)
+    assert call.wait(2.0)
+    with pytest.raises(sync.ClientClosedError):
+        call.outcome()
+
+
+def test_ctrl_c_cancels_the_call_and_lets_it_unwind_first(fake: Any) -> None:
+    RUNS["slow_unwound"] = False
+    timer = threading.Timer(0.2, _thread.interrupt_main)
+    timer.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            fake.things.slow(30)
+    finally:
+        timer.cancel()
+    assert time.monotonic() - started < 2.0
+    assert RUNS["slow_unwound"] is True  # cancelled in the loop before the re-raise
+    assert fake.hello() == "hello world from twin"  # the client still works
+
+
+class BadShapeClient(BaseClient):
+    async def numbers(self) -> AsyncIterator[int]:  # awaited, then iterated: no twin
+        return _agen()
+
+
+async def _agen() -> AsyncIterator[int]:
+    yield 1
+
+
+T = TypeVar("T")
+
+
+class UnboundThings(WaitableResource[T]):
+    async def get(self) -> int:
+        return 1
+
+
+class UnboundClient(BaseClient):
+    things: UnboundThings  # type: ignore[type-arg]
+
+
+class BoundByAnnotationClient(BaseClient):
+    things: UnboundThings[Item]
+
+
+class ClashClient(BaseClient):
+    async def close(self) -> None:
+        pass
+
+
+def test_type_variables_can_be_bound_by_the_resource_annotation() -> None:
+    namespace: dict[str, Any] = {"__name__": "bound_generated"}
+    exec(compile(gen.generate([BoundByAnnotationClient]), "<generated>", "exec"), namespace)
+    wait = namespace["BoundByAnnotationUnboundThings"].wait
+    assert typing.get_type_hints(wait, namespace)["return"] is Item
+
+
+@pytest.mark.parametrize(
+    ("cls", "message"),
+    [
+        (BadShapeClient, "BadShapeClient.numbers: an `async def` returning AsyncIterator"),
+        (UnboundClient, "type variable T is not bound"),
+        (ClashClient, "would hide the sync client's own close()"),
+    ],
+)
+def test_generator_refuses_shapes_it_cannot_twin(cls: type, message: str) -> None:
+    with pytest.raises(gen.GenerationError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        gen.generate([cls])
+
+
+# ============================================================================================
+# Against the emulator
+# ============================================================================================
+
+FAST = WorkbenchEmulatorConfig(
+    session_launch_delay=0.02,
+    session_pending_delay=0.02,
+    session_starting_delay=0.02,
+    session_stop_delay=0.01,
+    session_kill_delay=0.01,
+    job_pending_delay=0.01,
+    job_chunk_count=3,
+    job_chunk_interval=0.01,
+)
+CADENCE = PollCadence(initial=0.02, max=0.1, fast=0.02, min_gap=0.01)
+LP = {"name": "t", "cluster": "Local"}
+
+
+@pytest.fixture(scope="module")
+def emu() -> Iterator[Emulator]:
+    """One emulator for the module, served by its own event-loop thread."""
+    with start_blocking_portal() as portal:
+        server = Emulator(config=EmulatorConfig(workbench=FAST), seed=5)
+        portal.call(server.start)
+        try:
+            yield server
+        finally:
+            portal.call(server.stop)
+
+
+def _client(emu: Emulator, **kwargs: Any) -> sync.WorkbenchClient:
+    return sync.WorkbenchClient(emu.workbench_url, token="user-token", cadence=CADENCE, **kwargs)
+
+
+@pytest.fixture
+def wb(emu: Emulator) -> Iterator[sync.WorkbenchClient]:
+    with _client(emu) as client:
+        yield client
+
+
+def test_version_and_errors(wb: sync.WorkbenchClient) -> None:
+    version = wb.version()
+    assert isinstance(version, ServerVersion)
+    assert version.features
+    with pytest.raises(NotFoundError):
+        wb.sessions.get("no-such-session")
+
+
+def test_launch_and_wait_all(wb: sync.WorkbenchClient) -> None:
+    ids = [wb.sessions.launch("VS Code", name=f"s{i}", launch_parameters=LP).id for i in range(3)]
+    sessions = wb.sessions.wait_all(ids, timeout=5)
+    assert [s.id for s in sessions] == ids
+    assert all(s.activity_state == "running" for s in sessions)
+    stuck = wb.sessions.launch("VS Code", name="emu-stuck", launch_parameters=LP)
+    with pytest.raises(WaitTimeout):
+        wb.sessions.wait(stuck.id, timeout=0.2)
+
+
+def test_watch_and_as_completed(wb: sync.WorkbenchClient) -> None:
+    sid = wb.sessions.launch("VS Code", name="w", launch_parameters=LP).id
+    events = []
+    for event in wb.sessions.watch([sid], timeout=5):  # runs until settled: leave early
+        events.append(event)
+        if event.new_state == "running":
+            break
+    assert all(isinstance(e, TransitionEvent) for e in events)
+    assert events[0].old_state is None
+    assert events[-1].new_state == "running"
+    jobs = [wb.jobs.launch(JobSpec(name=f"j{i}", cluster="Local", exe="R")).id for i in range(2)]
+    done = {r.id: r.unwrap() for r in wb.jobs.as_completed(jobs, timeout=5)}
+    assert set(done) == set(jobs)
+    assert all(j.state == "Finished" for j in done.values())
+
+
+def test_job_output_break_releases_the_connection(emu: Emulator) -> None:
+    # One pooled connection only: a stream left open would block the next request.
+    with _client(emu, limits=PoolLimits(max_connections=1), timeouts=Timeouts(total=2)) as wb:
+        job = wb.jobs.launch(
+            JobSpec(name="long", cluster="Local", exe="R", args=["--emu-chunks=500"])
+        )
+        seen = []
+        for chunk in wb.jobs.output(job.id):
+            seen.append(chunk)
+            if len(seen) == 2:
+                break
+        assert all(isinstance(c, OutputChunk) for c in seen)
+        streamed = emu.stats["workbench.bytes_streamed"]
+        started = time.monotonic()
+        assert isinstance(wb.version(), ServerVersion)  # the connection is free again
+        assert time.monotonic() - started < 1.0
+        time.sleep(0.1)
+        assert emu.stats["workbench.bytes_streamed"] == streamed  # the server stopped sending
+        chunks = wb.jobs.output(job.id)
+        assert next(chunks).job_id
+        chunks.close()
+        assert isinstance(wb.version(), ServerVersion)
+
+
+def test_ctrl_c_during_a_wait_cancels_it(wb: sync.WorkbenchClient, emu: Emulator) -> None:
+    sid = wb.sessions.launch("VS Code", name="emu-stuck", launch_parameters=LP).id
+    stops = emu.stats["workbench.stop_session"]
+    timer = threading.Timer(0.3, _thread.interrupt_main)
+    timer.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            wb.sessions.wait(sid, timeout=10, on_cancel="cancel")
+    finally:
+        timer.cancel()
+    assert time.monotonic() - started < 3.0
+    # The wait unwound in the loop (and asked the server to stop) before the re-raise...
+    assert emu.stats["workbench.stop_session"] == stops + 1
+    # ...and no longer polls.
+    polls = emu.stats["workbench.get_session"]
+    time.sleep(0.3)
+    assert emu.stats["workbench.get_session"] == polls
+
+
+def test_ctrl_c_during_a_stream_closes_it(emu: Emulator) -> None:
+    with _client(emu, limits=PoolLimits(max_connections=1), timeouts=Timeouts(total=2)) as wb:
+        job = wb.jobs.launch(
+            JobSpec(
+                name="slow",
+                cluster="Local",
+                exe="R",
+                args=["--emu-chunks=3", "--emu-interval=5"],
+            )
+        )
+        chunks = wb.jobs.output(job.id)
+        timer = threading.Timer(0.3, _thread.interrupt_main)
+        timer.start()
+        try:
+            with pytest.raises(KeyboardInterrupt):
+                next(chunks)  # the first chunk is 5 s away
+        finally:
+            timer.cancel()
+        assert "closed" in repr(chunks)
+        started = time.monotonic()
+        assert isinstance(wb.version(), ServerVersion)  # the stream's connection was released
+        assert time.monotonic() - started < 1.0
+
+
+def test_paginator_twin_against_the_emulator(emu: Emulator) -> None:
+    with sync.LakeSailClient("lakesail-token", base_url=emu.lakesail_url) as ls:
+        ids = {ls.sessions.create(name=f"p{i}").id for i in range(5)}
+        listing = ls.sessions.list(limit=2)
+        assert isinstance(listing, sync.SyncPaginator)
+        before = emu.stats["lakesail.list_sessions"]
+        assert ids <= {s.id for s in listing.all()}
+        pages = emu.stats["lakesail.list_sessions"] - before
+        assert pages >= 3  # 5 sessions or more, 2 per page
+        before = emu.stats["lakesail.list_sessions"]
+        for seen, _session in enumerate(listing, 1):
+            if seen == 3:
+                break
+        assert emu.stats["lakesail.list_sessions"] - before == 2  # the pages needed, no more
+
+
+def test_sync_client_inside_a_running_event_loop(emu: Emulator) -> None:
+    async def notebook_cell() -> ServerVersion:
+        with _client(emu) as wb:
+            return wb.version()
+
+    assert isinstance(asyncio.run(notebook_cell()), ServerVersion)
+
+
+def test_one_client_shared_by_threads(wb: sync.WorkbenchClient) -> None:
+    with ThreadPoolExecutor(4) as pool:
+        versions = list(pool.map(lambda _: wb.version(), range(20)))
+    assert len({v.release_name for v in versions}) == 1
+
+
+def test_close_stops_the_thread(emu: Emulator) -> None:
+    baseline = threading.active_count()
+    client = _client(emu)
+    assert threading.active_count() == baseline + 1
+    client.version()
+    thread = client._runner.thread
+    client.close()
+    assert not thread.is_alive()
+    assert threading.active_count() == baseline
+    assert client.closed
+    client.close()  # idempotent
+    with pytest.raises(sync.ClientClosedError):
+        client.version()
+    with _client(emu) as other:
+        other.version()
+    assert threading.active_count() == baseline
+
+
+def test_unclosed_client_warns_and_stops_its_thread(emu: Emulator) -> None:
+    baseline = threading.active_count()
+    held = [_client(emu)]
+    held[0].version()
+    thread = held[0]._runner.thread
+    with pytest.warns(ResourceWarning, match="unclosed sync"):
+        held.clear()  # the last reference: the finalizer runs now
+    gc.collect()
+    thread.join(2)
+    assert not thread.is_alive()
+    assert threading.active_count() == baseline
+
+
+def test_bad_arguments_leave_no_thread(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("WORKBENCH_SERVER", "WORKBENCH_API_KEY", "RS_SESSION_RPC_COOKIE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv("PWB_SESSION_RUNTIME_DIR", raising=False)
+    baseline = threading.active_count()
+    with pytest.raises(ConfigError):
+        sync.WorkbenchClient("http://127.0.0.1:9")
+    assert threading.active_count() == baseline
