@@ -1,0 +1,321 @@
+"""Benchmark: waiting for 1,000 sessions to start, ``wait_all`` against naive polling.
+
+Run from the repository root::
+
+    python -m benchmarks.bench_waits            # 1,000 sessions (about 20 s)
+    python -m benchmarks.bench_waits --quick    # 40 sessions, a few seconds
+
+The emulator runs in its own process (see ``benchmarks/_common.py``) and is configured so
+that a session goes launching -> pending -> starting -> running in U(1, 3) s in total
+(launching U(0.8, 2.8) s, pending 0.1 s, starting 0.1 s). For each contender a fresh
+emulator (same seed, so the same start delays in launch order; ``--quick`` shares one) gets
+N sessions launched at once (through the client, 100 in flight), then the client waits for
+all of them:
+
+* ``wait_all``: ``wb.sessions.wait_all(ids, timeout=...)``: one shared, coalescing poller;
+* ``naive 1 s``: one task per session, ``wb.sessions.get(id)`` then ``sleep(1)`` until
+  running (N concurrent tasks);
+* ``naive 0.1 s``: the same with ``sleep(0.1)``; its run is bounded (``--bound``) because
+  N tasks polling ten times a second can overload a 2-core machine: that is a finding.
+
+Measured per contender, over the waiting phase only (launches excluded):
+
+* wall: from the start of the wait to the moment the client knew the last session was
+  running; ``over slowest``: that moment minus the emulator's time for the last session to
+  enter running (the floor any waiter has);
+* requests: ``get_session`` calls counted by the emulator (plus any other call made while
+  waiting, e.g. ``get_historical_session``);
+* detection lag: for each session, the time the client learned it was running (the
+  ``on_transition`` callback for ``wait_all``, the return of the ``get`` for naive polling,
+  both ``time.time()``) minus the wall time the emulator recorded for its entering running,
+  or minus the start of the wait for the few sessions already running by then (launching
+  1,000 sessions takes a moment, and a session cannot be detected before anyone looks);
+* CPU seconds of the client and of the emulator process during the wait.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from aiocompute import AioComputeError, TransitionEvent, WorkbenchClient, fan_out
+from aiocompute.workbench.models import Session
+
+from ._common import (
+    TOKEN,
+    EmulatorProcess,
+    Report,
+    add_common_args,
+    cpu_seconds,
+    percentile,
+)
+
+#: Emulator timings: launching + pending + starting = U(1, 3) s.
+FULL_TIMINGS = {
+    "session_launch_delay": (0.8, 2.8),
+    "session_pending_delay": 0.1,
+    "session_starting_delay": 0.1,
+}
+QUICK_TIMINGS = {
+    "session_launch_delay": (0.2, 0.6),
+    "session_pending_delay": 0.05,
+    "session_starting_delay": 0.05,
+}
+#: Sessions launched at once by the client (its connection pool holds 100).
+LAUNCH_CONCURRENCY = 100
+
+
+async def launch_sessions(wb: WorkbenchClient, count: int) -> list[str]:
+    """Launch ``count`` sessions at once; their ids in launch order."""
+
+    async def launch(index: int) -> str:
+        name = f"bench-{index}"
+        launched = await wb.sessions.launch(
+            "VS Code", name=name, launch_parameters={"name": name, "cluster": "Local"}
+        )
+        return launched.id
+
+    result = await fan_out(launch, range(count), concurrency=LAUNCH_CONCURRENCY)
+    return result.values()
+
+
+async def wait_with_wait_all(
+    wb: WorkbenchClient, ids: list[str], timeout: float
+) -> tuple[dict[str, float], int]:
+    """``wait_all``; returns when each id was learned running, and how many waits failed
+    (timed out: the run is then reported as incomplete)."""
+    learned: dict[str, float] = {}
+
+    def on_transition(event: TransitionEvent[Session]) -> None:
+        if event.new_state == "running":
+            learned.setdefault(event.id, time.time())
+
+    results = await wb.sessions.wait_all(
+        ids, timeout=timeout, on_transition=on_transition, return_exceptions=True
+    )
+    return learned, sum(1 for r in results if isinstance(r, BaseException))
+
+
+async def wait_naively(
+    wb: WorkbenchClient, ids: list[str], interval: float, bound: float
+) -> tuple[dict[str, float], int]:
+    """One task per id: ``get`` then ``sleep(interval)`` until running, for at most ``bound``
+    seconds. Returns when each id was learned running, and how many reads failed."""
+    learned: dict[str, float] = {}
+    errors = 0
+
+    async def poll(sid: str) -> None:
+        nonlocal errors
+        while True:
+            try:
+                session = await wb.sessions.get(sid)
+            except AioComputeError:
+                errors += 1  # what a naive loop does: try again next time
+            else:
+                if session.activity_state == "running":
+                    learned[sid] = time.time()
+                    return
+            await asyncio.sleep(interval)
+
+    tasks = [asyncio.create_task(poll(sid)) for sid in ids]
+    _done, pending = await asyncio.wait(tasks, timeout=bound)
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    return learned, errors
+
+
+async def run_contender(
+    url: str, emu: EmulatorProcess, name: str, count: int, bound: float
+) -> dict[str, Any]:
+    """Launch ``count`` sessions, wait for them the ``name`` way, measure."""
+    async with WorkbenchClient(url, token=TOKEN) as wb:
+        ids = await launch_sessions(wb, count)
+        before = emu.stats()
+        server_cpu = emu.cpu()
+        client_cpu = cpu_seconds()
+        started = time.time()
+        if name == "wait_all":
+            learned, errors = await wait_with_wait_all(wb, ids, timeout=bound)
+            records = wb.sessions._waiter.stats.ids_fetched  # sessions read, all requests
+        else:
+            interval = 1.0 if name == "naive 1 s" else 0.1
+            learned, errors = await wait_naively(wb, ids, interval, bound)
+            records = None
+        ended = time.time()
+        client_cpu = cpu_seconds() - client_cpu
+    server_cpu = emu.cpu() - server_cpu
+    after = emu.stats()
+    running = emu.running_walls(ids)
+    get_session = after.get("workbench.get_session", 0) - before.get("workbench.get_session", 0)
+    total = after.get("workbench", 0) - before.get("workbench", 0)
+    # A session already running when the wait began can only be learned from then on.
+    lags = [learned[sid] - max(running[sid], started) for sid in learned if sid in running]
+    complete = len(learned) == len(ids)
+    last_learned = max(learned.values()) if learned else None
+    slowest = max(running.values()) if running else None
+    return {
+        "name": name,
+        "sessions": len(ids),
+        "detected": len(learned),
+        "complete": complete,
+        "wall": (last_learned - started) if complete and last_learned else ended - started,
+        "slowest_start": (slowest - started) if slowest else None,
+        "over_slowest": (last_learned - slowest) if complete and last_learned and slowest else None,
+        "get_session": get_session,
+        "requests": total,
+        "session_records": records if records is not None else get_session,
+        "lag_p50_ms": percentile(lags, 50) * 1000,
+        "lag_p99_ms": percentile(lags, 99) * 1000,
+        "lag_max_ms": max(lags) * 1000 if lags else None,
+        "errors": errors,
+        "client_cpu": client_cpu,
+        "server_cpu": server_cpu,
+    }
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Run the benchmark and print its report."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_common_args(parser)
+    parser.add_argument("--sessions", type=int, help="sessions per contender (default 1000)")
+    parser.add_argument(
+        "--bound", type=float, help="longest wait per contender, seconds (default 20)"
+    )
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(args_list)
+    count = args.sessions or (40 if args.quick else 1000)
+    bound = args.bound or (8.0 if args.quick else 20.0)
+    timings = QUICK_TIMINGS if args.quick else FULL_TIMINGS
+
+    report = Report("bench_waits", args_list)
+    results: list[dict[str, Any]] = []
+    contenders = ("wait_all", "naive 1 s", "naive 0.1 s")
+    if args.quick:
+        # One emulator for all: starting three processes would cost more than the run.
+        with EmulatorProcess(timings, seed=args.seed) as emu:
+            for name in contenders:
+                results.append(asyncio.run(run_contender(emu.url, emu, name, count, bound)))
+    else:
+        for name in contenders:
+            with EmulatorProcess(timings, seed=args.seed) as emu:
+                results.append(asyncio.run(run_contender(emu.url, emu, name, count, bound)))
+
+    report.table(
+        f"Waiting for {count:,} sessions to be running (start delay "
+        f"U({_low(timings)}, {_high(timings)}) s)",
+        [
+            "contender",
+            "detected",
+            "wall s",
+            "slowest start s",
+            "over slowest s",
+            "get_session",
+            "sessions read",
+            "lag p50 ms",
+            "lag p99 ms",
+            "lag max ms",
+            "client CPU s",
+            "server CPU s",
+        ],
+        [
+            [
+                r["name"],
+                f"{r['detected']}/{r['sessions']}",
+                r["wall"],
+                r["slowest_start"],
+                r["over_slowest"],
+                r["get_session"],
+                r["session_records"],
+                r["lag_p50_ms"],
+                r["lag_p99_ms"],
+                r["lag_max_ms"],
+                r["client_cpu"],
+                r["server_cpu"],
+            ]
+            for r in results
+        ],
+    )
+    by = {r["name"]: r for r in results}
+    wa, n1, n01 = by["wait_all"], by["naive 1 s"], by["naive 0.1 s"]
+
+    def ratio(a: float | None, b: float | None) -> float | None:
+        return a / b if a is not None and b else None
+
+    def shown(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    report.table(
+        "Ratios (wait_all / naive)",
+        ["measure", "vs naive 1 s", "vs naive 0.1 s", "target"],
+        [
+            [
+                "requests",
+                shown(ratio(wa["get_session"], n1["get_session"])),
+                shown(ratio(wa["get_session"], n01["get_session"])),
+                "<= 0.05 of naive 1 s",
+            ],
+            [
+                "lag p99",
+                shown(ratio(wa["lag_p99_ms"], n1["lag_p99_ms"])),
+                shown(ratio(wa["lag_p99_ms"], n01["lag_p99_ms"])),
+                "wait_all p99 <= 300 ms",
+            ],
+            [
+                "wall",
+                shown(ratio(wa["wall"], n1["wall"])),
+                shown(ratio(wa["wall"], n01["wall"])),
+                "wait_all <= slowest + 0.5 s",
+            ],
+            [
+                "client CPU",
+                shown(ratio(wa["client_cpu"], n1["client_cpu"])),
+                shown(ratio(wa["client_cpu"], n01["client_cpu"])),
+                "",
+            ],
+        ],
+    )
+    checks = [
+        ("requests <= 5% of naive 1 s", ratio(wa["get_session"], n1["get_session"]), 0.05),
+        ("lag p99 <= 300 ms", wa["lag_p99_ms"], 300.0),
+        ("wall <= slowest start + 0.5 s", wa["over_slowest"], 0.5),
+    ]
+    for label, value, limit in checks:
+        verdict = "met" if value is not None and value <= limit else "MISSED"
+        report.note(f"target {label}: {verdict} ({value if value is None else round(value, 3)})")
+    if args.quick:
+        report.note("(--quick: the targets are meant for the full run of 1,000 sessions)")
+    for r in results:
+        if not r["complete"]:
+            report.note(
+                f"{r['name']}: only {r['detected']} of {r['sessions']} sessions detected "
+                f"within the {bound:g} s bound"
+            )
+        if r["errors"]:
+            report.note(f"{r['name']}: {r['errors']} reads failed (and were retried)")
+    report.note(
+        "'sessions read' counts session records in the answers (wait_all asks for many ids "
+        "per request; its poller's counter). Lags: client time.time() minus the emulator's "
+        "recorded wall time of entering 'running' (or minus the start of the wait, if later)."
+    )
+    report.values = {"results": results, "count": count, "bound": bound}
+    report.emit(json_path=args.json, markdown=args.markdown)
+
+
+def _low(timings: dict[str, Any]) -> str:
+    low = timings["session_launch_delay"][0]
+    return f"{low + timings['session_pending_delay'] + timings['session_starting_delay']:g}"
+
+
+def _high(timings: dict[str, Any]) -> str:
+    high = timings["session_launch_delay"][1]
+    return f"{high + timings['session_pending_delay'] + timings['session_starting_delay']:g}"
+
+
+if __name__ == "__main__":
+    main()
