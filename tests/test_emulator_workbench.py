@@ -6,7 +6,7 @@ import asyncio
 import itertools
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 
 from aiocompute.emulator import (
+    ChunkWrite,
     Emulator,
     EmulatorConfig,
     FaultConfig,
@@ -189,9 +190,11 @@ async def test_stop_cuts_live_streams_and_leaves_no_tasks() -> None:
         resp = await wb.stream(job_id=job["id"])
         first = await resp.content.readline()
         assert b"line 0 of job" in first
+        assert emu.open_streams == 1
         started = time.monotonic()
         await emu.stop()
         assert time.monotonic() - started < 1.0
+        assert emu.open_streams == 0
         with pytest.raises(aiohttp.ClientPayloadError):
             await resp.read()
         resp.release()
@@ -799,3 +802,213 @@ async def test_faults_config_is_copied_per_emulator() -> None:
     assert faults.latency == {"workbench": 0.5}
     emu.faults.reset()
     assert emu.faults == FaultConfig()
+
+
+# -- stream hooks: write times, split lines, clean closes, open streams ------------------
+
+
+def ndjson_size(record: Any, index: int) -> int:
+    """Bytes of chunk ``index`` of a job's output stream on the wire (NDJSON framing)."""
+    kind, text = record.chunk(index)
+    value = {"jobId": record.launcher_id, "outputType": kind, "output": text}
+    return len(json.dumps(value, separators=(",", ":"))) + 1
+
+
+async def until(predicate: Callable[[], bool], timeout: float = 2.0) -> None:
+    """Wait (bounded) for a condition the server reaches on its own."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
+async def test_chunk_writes_are_recorded_when_written(emu: Emulator, wb: WB) -> None:
+    seen: list[ChunkWrite] = []
+    emu.on_chunk_written.append(seen.append)
+    job = await wb.launch_job("--emu-chunks=4", "--emu-interval=0.05", "--emu-pending=0")
+    record = emu.workbench.jobs[job["id"]]
+    arrivals: list[tuple[float, float, int]] = []
+    async with await wb.stream(job_id=job["id"]) as resp:
+        async for line in resp.content:
+            arrivals.append((time.monotonic(), time.time(), len(line)))
+    writes = list(record.writes)
+    assert seen == writes
+    assert [(w.job_id, w.stream_seq, w.chunk_index) for w in writes] == [
+        (job["id"], 0, i) for i in range(4)
+    ]
+    offset = time.time() - time.monotonic()
+    for i, (write, (mono, wall, size)) in enumerate(zip(writes, arrivals, strict=True)):
+        assert write.nbytes == size == ndjson_size(record, i)
+        # Written once due, and before the client had it, on both clocks.
+        assert record.chunk_time(i) <= write.monotonic <= mono
+        assert write.wall_time <= wall + 0.001
+        assert write.wall_time - write.monotonic == pytest.approx(offset, abs=0.01)
+    assert writes[0].monotonic < record.end_time  # written live, not at the job's end
+    # A replay is a new stream of the same job: stream 1, chunks 0.. again.
+    async with await wb.stream(job_id=job["id"]) as resp:
+        await resp.read()
+    assert record.streams_opened == 2
+    assert [(w.stream_seq, w.chunk_index) for w in list(record.writes)[4:]] == [
+        (1, i) for i in range(4)
+    ]
+    assert seen == list(record.writes)
+
+
+async def test_chunk_write_log_is_bounded_and_skips_cut_values() -> None:
+    async with make_emulator(job_write_log_size=3) as emu, aiohttp.ClientSession() as http:
+        wb = WB(http, emu)
+        seen: list[ChunkWrite] = []
+        emu.on_chunk_written.append(seen.append)
+        job = await wb.launch_job("--emu-chunks=5", "--emu-interval=0")
+        await wb.wait_job(job["id"])
+        record = emu.workbench.jobs[job["id"]]
+        async with await wb.stream(job_id=job["id"]) as resp:
+            await resp.read()
+        assert [w.chunk_index for w in seen] == [0, 1, 2, 3, 4]
+        assert [w.chunk_index for w in record.writes] == [2, 3, 4]  # the most recent 3
+        # A value cut by a fault was not written in full: not reported.
+        emu.faults.drop_stream_after_bytes = ndjson_size(record, 0) + 5
+        resp = await wb.stream(job_id=job["id"])
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await resp.read()
+        resp.release()
+        assert [(w.stream_seq, w.chunk_index) for w in seen[5:]] == [(1, 0)]
+
+
+def channel_lines(record: Any, kind: str) -> list[str]:
+    """A job's lines on one channel, newlines included."""
+    return [text for k, text in map(record.line, range(record.chunk_count)) if k == kind]
+
+
+async def test_split_lines_cut_chunks_at_seeded_points(emu: Emulator, wb: WB) -> None:
+    args = ("--emu-chunks=9", "--emu-stderr-every=3", "--emu-interval=0", "--emu-split-lines")
+    job = await wb.launch_job(*args)
+    record = emu.workbench.jobs[job["id"]]
+    async with await wb.stream(job_id=job["id"]) as resp:
+        values = decode_values(await resp.read())
+    chunks = [(v["outputType"], v["output"]) for v in values]
+    # Same count, channels and order of chunks as without the option; the texts are cut.
+    assert [kind for kind, _ in chunks] == ["stdout", "stdout", "stderr"] * 3
+    assert chunks == [record.chunk(i) for i in range(9)]
+    assert chunks != [record.line(i) for i in range(9)]
+    for kind in ("stdout", "stderr"):
+        lines = channel_lines(record, kind)
+        pieces = [text for k, text in chunks if k == kind]
+        # The lines, a blank line after the first, no newline after the last.
+        assert "".join(pieces) == record.channel_text(kind)
+        assert record.channel_text(kind) == (lines[0] + "\n" + "".join(lines[1:]))[:-1]
+        assert all(pieces)
+        # Some chunk ends mid-line, the next chunk of the channel continuing that line.
+        assert any(a[-1] != "\n" and b[0] != "\n" for a, b in itertools.pairwise(pieces)), pieces
+    # Some chunk carries several lines.
+    assert any(sum(1 for seg in text.split("\n")[:-1] if seg) >= 2 for _, text in chunks)
+    # Every replay, and every emulator of the same seed, cuts the same way.
+    async with await wb.stream(job_id=job["id"]) as resp:
+        assert decode_values(await resp.read()) == values
+    async with make_emulator() as twin, aiohttp.ClientSession() as http:
+        twin_job = await WB(http, twin).launch_job(*args)
+        assert twin_job["id"] == job["id"]
+        assert [twin.workbench.jobs[job["id"]].chunk(i) for i in range(9)] == chunks
+    error = await wb.error(
+        "launch_job", job={"name": "j", "exe": "R", "args": ["--emu-split-lines=yes"]}
+    )
+    assert error["code"] == 400
+    assert "takes no value" in error["message"]
+
+
+async def test_split_lines_keep_their_promises_for_any_job(emu: Emulator, wb: WB) -> None:
+    for count in range(1, 13):
+        for stderr_every in (0, 2, 3):
+            job = await wb.launch_job(
+                f"--emu-chunks={count}", f"--emu-stderr-every={stderr_every}", "--emu-split-lines"
+            )
+            record = emu.workbench.jobs[job["id"]]
+            chunks = [record.chunk(i) for i in range(count)]
+            assert [k for k, _ in chunks] == [record.line(i)[0] for i in range(count)]
+            for kind in ("stdout", "stderr"):
+                pieces = [text for k, text in chunks if k == kind]
+                assert "".join(pieces) == record.channel_text(kind)
+                assert all(pieces)
+                if len(pieces) >= 2:
+                    assert any(
+                        a[-1] != "\n" and b[0] != "\n" for a, b in itertools.pairwise(pieces)
+                    )
+                if len(pieces) >= 3:
+                    assert any(sum(1 for s in p.split("\n")[:-1] if s) >= 2 for p in pieces)
+
+
+async def test_close_stream_after_bytes_ends_cleanly_while_the_job_runs(
+    emu: Emulator, wb: WB
+) -> None:
+    job = await wb.launch_job("--emu-chunks=6", "--emu-interval=0.05", "--emu-pending=0")
+    record = emu.workbench.jobs[job["id"]]
+    first = ndjson_size(record, 0)
+    emu.faults.close_stream_after_bytes = first + 20  # inside the second value
+    emu.faults.close_stream_count = 2
+    async with await wb.stream(job_id=job["id"]) as resp:
+        assert resp.headers["Transfer-Encoding"] == "chunked"
+        data = await resp.read()  # no ClientPayloadError: the chunked body ended properly
+        ended = time.monotonic()
+    assert len(data) == first + 20
+    assert record.status_at(ended) == "Running"
+    assert decode_values(data[:first]) == [
+        {"jobId": job["id"], "outputType": "stdout", "output": record.chunk(0)[1]}
+    ]
+    # The second stream it applies to, at a value boundary this time.
+    emu.faults.close_stream_after_bytes = first
+    async with await wb.stream(job_id=job["id"]) as resp:
+        assert await resp.read() == data[:first]
+    assert record.status_at(time.monotonic()) == "Running"
+    assert emu.stats["faults.close_stream"] == 2
+    # Chunk 0 was written in full by both streams (the second ended right after it); the
+    # piece of chunk 1 the first one wrote is not reported.
+    assert [(w.stream_seq, w.chunk_index) for w in record.writes] == [(0, 0), (1, 0)]
+    assert emu.faults.close_stream_count == 0
+    # Its count spent, the next stream runs to the job's end.
+    async with await wb.stream(job_id=job["id"]) as resp:
+        assert len(decode_values(await resp.read())) == 6
+    assert emu.stats["faults.close_stream"] == 2
+    assert emu.stats["faults.drop_stream"] == 0
+    with pytest.raises(ValueError, match=r"faults\.close_stream_after_bytes"):
+        Emulator(config=EmulatorConfig(faults=FaultConfig(close_stream_after_bytes=-1)))
+
+
+async def test_close_stream_for_every_stream_from_the_first_byte(emu: Emulator, wb: WB) -> None:
+    job = await wb.launch_job("--emu-chunks=2", "--emu-interval=0")
+    emu.faults.close_stream_after_bytes = 0
+    emu.faults.close_stream_count = None
+    for _ in range(3):
+        async with await wb.stream(job_id=job["id"]) as resp:
+            assert resp.status == 200
+            assert await resp.read() == b""
+    assert emu.stats["faults.close_stream"] == 3
+
+
+async def test_open_streams_counts_streams_being_served(emu: Emulator, wb: WB) -> None:
+    assert emu.open_streams == 0
+    assert emu.open_streams_by_api == {}
+    job = await wb.launch_job("--emu-chunks=200", "--emu-interval=0.02", "--emu-pending=0")
+    first = await wb.stream(job_id=job["id"])
+    second = await wb.stream(job_id=job["id"])
+    await first.content.readline()
+    await second.content.readline()
+    assert emu.open_streams == 2
+    assert emu.open_streams_by_api == {"workbench": 2}
+    first.close()  # the client leaves: the server notices at its next write
+    await until(lambda: emu.open_streams == 1)
+    await wb.result("stop_job", job_id=job["id"], force_quit=True)
+    await asyncio.wait_for(second.read(), 1.0)  # the job ended, so did its stream
+    second.release()
+    await until(lambda: emu.open_streams == 0)
+    assert emu.open_streams_by_api == {}
+    # Streams ended by faults are no longer open either.
+    emu.faults.drop_stream_after_bytes = 10
+    resp = await wb.stream(job_id=job["id"])
+    with pytest.raises(aiohttp.ClientPayloadError):
+        await resp.read()
+    resp.release()
+    emu.faults.close_stream_after_bytes = 10
+    async with await wb.stream(job_id=job["id"]) as resp:
+        assert len(await resp.read()) == 10
+    await until(lambda: emu.open_streams == 0)
+    assert emu.stats["streams_opened"] == 4

@@ -84,26 +84,21 @@ async def drain(stream: AsyncIterator[OutputChunk], into: list[OutputChunk]) -> 
         into.append(chunk)
 
 
-def idle(wb: WorkbenchClient) -> int:
-    """Connections kept open in the client's pool for reuse (private, test only)."""
-    session = wb._transport._session
-    assert session is not None
-    pool = session.connector._conns  # type: ignore[union-attr]
-    return sum(len(conns) for conns in pool.values())
-
-
-async def server_sees_no_streams(emu: Emulator, wb: WorkbenchClient) -> bool:
-    """Whether the emulator's open connections are only the client's idle pooled ones. The
-    server notices a closed stream at its next write, so give it a moment (bounded)."""
-    runner = emu._runner  # private, test only
-    assert runner is not None
-    server = runner.server
-    assert server is not None
+async def server_serves_no_stream(emu: Emulator) -> bool:
+    """Whether the emulator has stopped serving every output stream. It notices a client
+    gone at its next write, so give it a moment (bounded)."""
     for _ in range(100):
-        if len(server.connections) <= idle(wb):
+        if emu.open_streams == 0:
             return True
         await anyio.sleep(0.02)
     return False
+
+
+def ndjson_size(record: JobRecord, index: int) -> int:
+    """Bytes of chunk ``index`` of a job's output stream on the wire (NDJSON framing)."""
+    kind, text = record.chunk(index)
+    value = {"jobId": record.launcher_id, "outputType": kind, "output": text}
+    return len(json.dumps(value, separators=(",", ":"))) + 1
 
 
 async def settle() -> None:
@@ -312,65 +307,46 @@ async def test_admin_reads_another_users_output(wb: WorkbenchClient, emu: Emulat
     assert collected.stdout == emu.workbench.jobs[job.id].full_output()
 
 
-class _FirstRead:
-    """A byte stream that ends cleanly after its first read, like a proxy closing it."""
-
-    def __init__(self, stream: AsyncIterator[bytes]) -> None:
-        self._stream = stream
-        self._done = False
-
-    def __aiter__(self) -> _FirstRead:
-        return self
-
-    async def __anext__(self) -> bytes:
-        if self._done:
-            raise StopAsyncIteration
-        self._done = True
-        return await self._stream.__anext__()
-
-
-def end_first_stream_early(wb: WorkbenchClient, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Make the first output stream end cleanly after one read while the job still runs:
-    the emulator has no switch for that (private seam, test only)."""
-    transport = wb._transport
-    real = transport.stream
-    opened = 0
-
-    @contextlib.asynccontextmanager
-    async def stream(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-        nonlocal opened
-        opened += 1
-        async with real(*args, **kwargs) as body:
-            yield _FirstRead(body) if opened == 1 else body
-
-    monkeypatch.setattr(transport, "stream", stream)
+def close_first_stream_after_first_chunk(emu: Emulator, record: JobRecord) -> None:
+    """End the job's next output stream cleanly right after its first chunk, while the job
+    still runs, as a proxy timing out a long stream does."""
+    emu.faults.close_stream_after_bytes = ndjson_size(record, 0)
+    emu.faults.close_stream_count = 1
 
 
 @pytest.mark.parametrize("token", ["user-token", "admin-token"])
-async def test_stream_that_ends_while_the_job_runs_is_followed(
-    emu: Emulator, monkeypatch: pytest.MonkeyPatch, token: str
-) -> None:
+async def test_stream_that_ends_while_the_job_runs_is_followed(emu: Emulator, token: str) -> None:
     async with WorkbenchClient(emu.workbench_url, token="user-token") as alice:
         job = await alice.jobs.launch(
             job_spec("--emu-pending=0", "--emu-chunks=5", "--emu-interval=0.05")
         )
+    record = emu.workbench.jobs[job.id]
+    close_first_stream_after_first_chunk(emu, record)
     user = "alice" if token == "admin-token" else None  # an admin reads alice's job
     async with WorkbenchClient(emu.workbench_url, token=token) as wb:
-        end_first_stream_early(wb, monkeypatch)
         collected = await wb.jobs.collect(job.id, user=user, resume=RESUME)
-    assert collected.stdout == emu.workbench.jobs[job.id].full_output()
+    assert emu.stats["faults.close_stream"] == 1
+    # The first stream ended cleanly after chunk 0, while the job ran...
+    first = [w for w in record.writes if w.stream_seq == 0]
+    assert [w.chunk_index for w in first] == [0]
+    assert first[0].monotonic < record.end_time
+    # ...so the client asked whether the job still runs, and reconnected once.
+    assert emu.stats["workbench.get_session"] >= 1
     assert emu.stats["workbench.get_job_output"] == 2
-    assert emu.stats["workbench.get_session"] >= 1  # asked whether the job still runs
+    assert [w.chunk_index for w in record.writes if w.stream_seq == 1] == list(range(5))
+    # Nothing lost, nothing repeated.
+    assert pairs(list(collected.chunks)) == expected(record)
+    assert collected.stdout == record.full_output()
 
 
-async def test_stream_that_ends_early_without_follow(
-    wb: WorkbenchClient, emu: Emulator, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_stream_that_ends_early_without_follow(wb: WorkbenchClient, emu: Emulator) -> None:
     job = await wb.jobs.launch(job_spec("--emu-pending=0", "--emu-chunks=5", "--emu-interval=0.05"))
-    end_first_stream_early(wb, monkeypatch)
+    record = emu.workbench.jobs[job.id]
+    close_first_stream_after_first_chunk(emu, record)
     chunks = [c async for c in wb.jobs.output(job.id, follow=False)]
-    assert 1 <= len(chunks) < 5
-    assert pairs(chunks) == expected(emu.workbench.jobs[job.id])[: len(chunks)]
+    assert record.status == "Running"  # the stream ended, the job did not
+    assert pairs(chunks) == expected(record)[:1]
+    assert emu.stats["faults.close_stream"] == 1
     assert emu.stats["workbench.get_job_output"] == 1
 
 
@@ -444,7 +420,9 @@ async def test_break_releases_the_connection(wb: WorkbenchClient, emu: Emulator)
         await settle()
         assert acquired(wb) == 0
     assert emu.stats["workbench.get_job_output"] == 100
-    assert await server_sees_no_streams(emu, wb)
+    assert await server_serves_no_stream(emu)
+    assert emu.stats["streams_opened"] == 100
+    assert acquired(wb) == 0
     await wb.jobs.stop(job_id, force=True)
 
 
@@ -457,6 +435,7 @@ async def test_aclose_releases_the_connection(wb: WorkbenchClient, emu: Emulator
         assert acquired(wb) == 1
         await stream.aclose()
         assert acquired(wb) == 0  # at once, no finalizer needed
+    assert await server_serves_no_stream(emu)
     await wb.jobs.stop(job_id, force=True)
 
 
@@ -481,7 +460,7 @@ async def test_cancellation_releases_the_connection(wb: WorkbenchClient, emu: Em
             pass
     await settle()
     assert acquired(wb) == 0
-    assert await server_sees_no_streams(emu, wb)
+    assert await server_serves_no_stream(emu)
     await wb.jobs.stop(job_id, force=True)
 
 
@@ -493,6 +472,7 @@ async def test_closing_the_client_ends_a_stream(emu: Emulator) -> None:
     await stream.aclose()
     await wb.aclose()
     assert wb.closed
+    assert await server_serves_no_stream(emu)
 
 
 # -- lines and collect --------------------------------------------------------------------
@@ -516,34 +496,56 @@ async def test_lines_keep_channels_apart(wb: WorkbenchClient, emu: Emulator) -> 
     assert texts == audited_record.full_output().splitlines()
 
 
-async def test_lines_join_lines_split_across_chunks(
-    wb: WorkbenchClient, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The emulator always ends a chunk with a newline, so feed lines() split chunks directly.
-    pieces = [
-        ("stdout", "alpha be"),
-        ("stderr", "warn"),
-        ("stdout", "ta\ngam"),
-        ("stderr", "ing 1\nwarning 2\n"),
-        ("stdout", "ma\n\ndelta"),
-        ("stderr", "tail"),
-    ]
+def ends_of_lines(chunks: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The complete lines of a chunk sequence, per channel, in the order their newlines come."""
+    held: dict[str, str] = {}
+    out: list[tuple[str, str]] = []
+    for kind, text in chunks:
+        *complete, held[kind] = (held.get(kind, "") + text).split("\n")
+        out.extend((kind, line) for line in complete)
+    return out
 
-    async def fake_output(job_id: str, **_: Any) -> AsyncIterator[OutputChunk]:
-        for kind, text in pieces:
-            yield OutputChunk(job_id, kind, text)
 
-    monkeypatch.setattr(wb.jobs, "output", fake_output)
-    lines = [line async for line in wb.jobs.lines("j1")]
-    assert lines == [
-        OutputLine("j1", "stdout", "alpha beta"),
-        OutputLine("j1", "stderr", "warning 1"),
-        OutputLine("j1", "stderr", "warning 2"),
-        OutputLine("j1", "stdout", "gamma"),
-        OutputLine("j1", "stdout", ""),
-        OutputLine("j1", "stdout", "delta"),
-        OutputLine("j1", "stderr", "tail"),
-    ]
+async def test_lines_join_lines_split_across_chunks(wb: WorkbenchClient, emu: Emulator) -> None:
+    # --emu-split-lines: chunks end mid-line and carry several lines, a blank line follows
+    # each channel's first line, and each channel's last line has no newline.
+    job = await wb.jobs.launch(
+        job_spec("--emu-chunks=9", "--emu-stderr-every=3", "--emu-split-lines")
+    )
+    record = emu.workbench.jobs[job.id]
+    chunks = pairs([c async for c in wb.jobs.output(job.id)])
+    lines = [line async for line in wb.jobs.lines(job.id)]
+    assert chunks == expected(record)
+
+    # What the stream really held: a line continued in the next chunk of its channel after
+    # a chunk of the other channel came in between, and chunks of several lines.
+    def continued_across(channel: str) -> bool:
+        for i, (kind, text) in enumerate(chunks):
+            if kind != channel or text.endswith("\n"):
+                continue
+            rest = chunks[i + 1 :]
+            j = next((n for n, (k, _) in enumerate(rest) if k == channel), None)
+            if j is not None and j > 0:
+                return True
+        return False
+
+    assert continued_across("stdout")
+    assert any(sum(1 for seg in text.split("\n")[:-1] if seg) >= 2 for _, text in chunks)
+
+    # Each channel's lines whole, in order, the blank one included; the unterminated last
+    # lines come when the stream ends.
+    want: dict[str, list[str]] = {}
+    for kind in ("stdout", "stderr"):
+        texts = [text[:-1] for k, text in map(record.line, range(9)) if k == kind]
+        want[kind] = [texts[0], "", *texts[1:]]
+        assert [x.text for x in lines if x.output_type == kind] == want[kind]
+    assert [(x.output_type, x.text) for x in lines[:-2]] == ends_of_lines(chunks)
+    assert {(x.output_type, x.text) for x in lines[-2:]} == {
+        ("stdout", want["stdout"][-1]),
+        ("stderr", want["stderr"][-1]),
+    }
+    assert {x.job_id for x in lines} == {job.id}
+    assert all(isinstance(x, OutputLine) for x in lines)
 
 
 async def test_collect_joins_stdout_and_stderr(wb: WorkbenchClient, emu: Emulator) -> None:

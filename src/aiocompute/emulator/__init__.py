@@ -17,6 +17,11 @@ API key ``qiskit-key``), ``/lakesail`` (``emu.lakesail_url``, token ``lakesail-t
 ``/etengine`` (``emu.etengine_url``, key ``et-key``). Each API module documents its
 conventions (``emu-fail`` names, ``--emu-*`` job args...); :class:`FaultConfig` has the
 fault switches, shared by all.
+
+Streams can be watched from the test: ``emu.open_streams`` counts the streamed responses
+being served now, and each streamed value written in full is reported as a
+:class:`ChunkWrite` (with its write instant) to ``emu.on_chunk_written`` and kept per job in
+``emu.workbench.jobs[job_id].writes``.
 """
 
 from __future__ import annotations
@@ -29,13 +34,14 @@ from ._config import (
     QiskitEmulatorConfig,
     WorkbenchEmulatorConfig,
 )
-from ._server import Emulator, RequestRecord, Transition, serve
+from ._server import ChunkWrite, Emulator, RequestRecord, Transition, serve
 from .etengine import ETBatchRecord, ETEngineState, ETJobRecord
 from .lakesail import LakeSailSessionRecord, LakeSailState
 from .qiskit import QiskitSessionRecord, QiskitState
 from .workbench import JobRecord, SessionRecord, WorkbenchState
 
 __all__ = [
+    "ChunkWrite",
     "ETBatchRecord",
     "ETEngineEmulatorConfig",
     "ETEngineState",

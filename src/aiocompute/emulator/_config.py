@@ -148,6 +148,8 @@ class WorkbenchEmulatorConfig:
         job_chunk_bytes: the output produced while Running; the job finishes with its last
         chunk. job_exit_code: exitCode when Finished. job_stderr_every: every n-th chunk goes
         to stderr (0: never). job_stop_delay: grace between stop_job and Killed (force: none).
+        job_write_log_size: how many chunk writes each job remembers in ``writes`` (the most
+        recent; see the ``workbench`` module).
 
     Wire quirks:
         job_result_nesting: ``"double"`` answers launch_job as the reference shows,
@@ -203,6 +205,7 @@ class WorkbenchEmulatorConfig:
     job_exit_code: int = 0
     job_stderr_every: int = attrs.field(default=0, validator=_non_negative)
     job_stop_delay: float = attrs.field(default=0.02, validator=_non_negative)
+    job_write_log_size: int = attrs.field(default=10_000, validator=_non_negative)
 
     job_result_nesting: Literal["double", "single"] = attrs.field(
         default="double", validator=attrs.validators.in_(("double", "single"))
@@ -465,6 +468,19 @@ class ETEngineEmulatorConfig:
     unknown_batch_status: int = attrs.field(default=500, validator=attrs.validators.in_((404, 500)))
 
 
+#: The stream fault switches holding a byte / value count or a count of streams.
+_STREAM_FAULT_INTS = (
+    "drop_stream_after_bytes",
+    "drop_stream_count",
+    "close_stream_after_bytes",
+    "close_stream_count",
+    "stall_stream_after_bytes",
+    "stall_stream_count",
+    "stream_error_after_chunks",
+    "stream_error_count",
+)
+
+
 @attrs.define
 class FaultConfig:
     """Live fault switches. Mutate ``emu.faults`` at any time; the next request sees it.
@@ -492,6 +508,10 @@ class FaultConfig:
 
         drop_stream_after_bytes / drop_stream_count: cut the connection abruptly (no clean
             chunked end) once this many body bytes were sent, so a client has to resume.
+        close_stream_after_bytes / close_stream_count: end the stream cleanly (a proper
+            chunked terminator, the connection kept alive) once this many body bytes were
+            sent, while the job still runs: what a proxy that times out long streams does.
+            The client cannot tell it from the end of the output except by asking.
         stall_stream_after_bytes / stall_seconds / stall_stream_count: stop sending for
             ``stall_seconds`` once this many body bytes were sent.
         stream_error_after_chunks / stream_error_count: after this many objects, send
@@ -511,6 +531,8 @@ class FaultConfig:
 
     drop_stream_after_bytes: int | None = None
     drop_stream_count: int | None = 1
+    close_stream_after_bytes: int | None = None
+    close_stream_count: int | None = 1
     stall_stream_after_bytes: int | None = None
     stall_seconds: float = 1.0
     stall_stream_count: int | None = 1
@@ -545,6 +567,12 @@ class FaultConfig:
                 raise ValueError(
                     f"faults.malformed[{key!r}] must be one of {MALFORMED_KINDS}: {kind!r}"
                 )
+        for name in _STREAM_FAULT_INTS:
+            value = getattr(self, name)
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 0
+            ):
+                raise ValueError(f"faults.{name} must be None or an int >= 0: {value!r}")
         if not 400 <= self.error_status <= 599:
             raise ValueError(
                 f"faults.error_status must be an HTTP error status: {self.error_status!r}"

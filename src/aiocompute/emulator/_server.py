@@ -17,6 +17,18 @@ Adding an API means adding a module of that shape, creating its state in
 
 This module also holds what the API modules share at run time (:class:`Runtime`): the clock,
 the live fault switches, request accounting, wakeable sleeps and fault-aware streams.
+
+Streams are observable from the test side:
+
+- ``emu.open_streams`` counts the streamed responses being served right now
+  (``emu.open_streams_by_api`` per API). A stream stays open until its handler is done: the
+  output ended, a fault ended it, or the server noticed at its next write that the client
+  had gone. A test that a client releases its connections waits for it to reach 0.
+- Every streamed value whose bytes were all written to the transport is reported as a
+  :class:`ChunkWrite` (job id, stream number, chunk index, size, and the write instant on
+  both clocks) to the callables in ``emu.on_chunk_written``; the Workbench emulator also
+  keeps the most recent ones per job (``emu.workbench.jobs[job_id].writes``). Benchmarks
+  subtract them from their own ``time.time()`` to measure delivery latency.
 """
 
 from __future__ import annotations
@@ -42,6 +54,7 @@ if TYPE_CHECKING:
     from .workbench import WorkbenchState
 
 __all__ = [
+    "ChunkWrite",
     "Emulator",
     "RequestRecord",
     "Runtime",
@@ -65,6 +78,26 @@ class Transition(NamedTuple):
     """
 
     state: str
+    wall_time: float
+    monotonic: float
+
+
+class ChunkWrite(NamedTuple):
+    """One streamed value handed to the transport in full.
+
+    ``job_id`` is the job's id (for an audited job, its audited id); ``stream_seq`` numbers
+    the output streams opened for that job, from 0 (a reconnect replays the output, so one
+    chunk may be written once per stream); ``chunk_index`` is the chunk's index in the job's
+    output; ``nbytes`` the value's size on the wire, framing included. ``monotonic`` is
+    ``time.monotonic()`` right after the last byte was written, ``wall_time`` the same instant
+    as ``time.time()`` (converted like :class:`Transition` times). A value cut short by a
+    fault is not reported.
+    """
+
+    job_id: str
+    stream_seq: int
+    chunk_index: int
+    nbytes: int
     wall_time: float
     monotonic: float
 
@@ -140,6 +173,8 @@ class Runtime:
         self.stats: collections.Counter[str] = collections.Counter()
         self.requests: collections.deque[RequestRecord] = collections.deque(maxlen=log_size)
         self.hooks: list[Callable[[RequestRecord], object]] = []
+        self.chunk_hooks: list[Callable[[ChunkWrite], object]] = []
+        self.open_streams: collections.Counter[str] = collections.Counter()
         self.closing = False
         self.closed_signal = Signal()
         self._fault_rng = random.Random(f"faults:{seed}")
@@ -221,8 +256,16 @@ class Runtime:
         key: str,
         encode: Callable[[object], bytes],
     ) -> StreamSink:
-        """A :class:`StreamSink` for a prepared streaming response, with its faults drawn now."""
+        """A :class:`StreamSink` for a prepared streaming response, with its faults drawn now.
+
+        The stream counts as open (:attr:`open_streams`) until :meth:`StreamSink.close`.
+        """
         return StreamSink(self, request, response, key, encode)
+
+    def chunk_written(self, write: ChunkWrite) -> None:
+        """Report a :class:`ChunkWrite` to every ``on_chunk_written`` callable, in order."""
+        for hook in list(self.chunk_hooks):
+            hook(write)
 
     def _draw_stream_fault(self, after: int | None, count_attr: str) -> int | None:
         if after is None:
@@ -245,8 +288,11 @@ class StreamSink:
     """A streamed response body that honours the live stream faults and the server's shutdown.
 
     API modules write whole values through :meth:`send`; it returns False once the stream
-    must end (cut by a fault, ended by an injected error or a truncation, client gone,
-    server stopping). :attr:`cut` tells an abrupt end (no clean chunked terminator) apart.
+    must end (cut by a fault, ended by an injected error, a truncation or a clean close,
+    client gone, server stopping). :attr:`cut` tells an abrupt end (no clean chunked
+    terminator) apart. The stream counts in :attr:`Runtime.open_streams` from creation until
+    :meth:`close` (or the end of a ``with`` block): API modules close it when their handler
+    is done.
     """
 
     def __init__(
@@ -266,6 +312,9 @@ class StreamSink:
         self._drop_after = runtime._draw_stream_fault(
             faults.drop_stream_after_bytes, "drop_stream_count"
         )
+        self._close_after = runtime._draw_stream_fault(
+            faults.close_stream_after_bytes, "close_stream_count"
+        )
         self._stall_after = runtime._draw_stream_fault(
             faults.stall_stream_after_bytes, "stall_stream_count"
         )
@@ -279,9 +328,36 @@ class StreamSink:
         self.sent_values = 0
         self.cut = False
         self.ended = False
+        self.closed = False
+        self._written_at = 0.0
+        self._value_bytes = 0
+        runtime.open_streams[self._api] += 1
+        runtime.stats["streams_opened"] += 1
 
-    async def send(self, value: object) -> bool:
-        """Write one value; False once the stream must end."""
+    def close(self) -> None:
+        """Stop counting this stream as open (idempotent). Does not touch the connection."""
+        if self.closed:
+            return
+        self.closed = True
+        counts = self._runtime.open_streams
+        counts[self._api] -= 1
+        if counts[self._api] <= 0:
+            del counts[self._api]
+
+    def __enter__(self) -> StreamSink:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    async def send(
+        self, value: object, *, written: Callable[[int, float], object] | None = None
+    ) -> bool:
+        """Write one value; False once the stream must end.
+
+        ``written`` is called with the value's size in bytes and the ``time.monotonic()``
+        instant its last byte was written, once it was written in full.
+        """
         if self.cut or self.ended:
             return False
         if self._runtime.closing:
@@ -299,7 +375,11 @@ class StreamSink:
             await self._write(data[: max(1, len(data) // 2)])
             self.ended = True
             return False
-        if not await self._write(data):
+        ok = await self._write(data)
+        # Reported even when a fault ends the stream right after the value's last byte.
+        if written is not None and self._value_bytes == len(data):
+            written(len(data), self._written_at)
+        if not ok:
             return False
         self.sent_values += 1
         if self._malformed in ("garbage", "html") and self.sent_values == 1:
@@ -309,10 +389,13 @@ class StreamSink:
 
     async def _write(self, data: bytes) -> bool:
         pos = 0
+        self._value_bytes = 0
         while pos < len(data) or self._due_fault():
             limit = len(data)
             if self._drop_after is not None:
                 limit = min(limit, pos + max(0, self._drop_after - self.sent_bytes))
+            if self._close_after is not None:
+                limit = min(limit, pos + max(0, self._close_after - self.sent_bytes))
             if self._stall_after is not None and not self._stalled:
                 limit = min(limit, pos + max(0, self._stall_after - self.sent_bytes))
             piece = data[pos:limit]
@@ -323,12 +406,20 @@ class StreamSink:
                 except ConnectionError:
                     self.cut = True
                     return False
+                # Taken before any stall below: the instant these bytes reached the transport.
+                self._written_at = self._runtime.now()
+                self._value_bytes += len(piece)
                 self.sent_bytes += len(piece)
                 self._runtime.stats["bytes_streamed"] += len(piece)
                 self._runtime.stats[f"{self._api}.bytes_streamed"] += len(piece)
             if self._drop_after is not None and self.sent_bytes >= self._drop_after:
                 self._runtime.stats["faults.drop_stream"] += 1
                 self.abort()
+                return False
+            if self._close_after is not None and self.sent_bytes >= self._close_after:
+                # Returning lets the handler finish: aiohttp sends the chunked terminator.
+                self._runtime.stats["faults.close_stream"] += 1
+                self.ended = True
                 return False
             if (
                 self._stall_after is not None
@@ -346,6 +437,8 @@ class StreamSink:
     def _due_fault(self) -> bool:
         # A byte threshold already reached (e.g. 0) fires even before any byte is written.
         if self._drop_after is not None and self.sent_bytes >= self._drop_after:
+            return True
+        if self._close_after is not None and self.sent_bytes >= self._close_after:
             return True
         return (
             self._stall_after is not None
@@ -501,9 +594,12 @@ class Emulator:
     Attributes:
         faults: the live :class:`FaultConfig` (a copy of ``config.faults``); mutate it freely.
         stats: request counters: ``"total"``, per API (``"workbench"``), per method
-            (``"workbench.get_session"``), ``"bytes_streamed"``, ``"faults.<kind>"``.
+            (``"workbench.get_session"``), ``"bytes_streamed"``, ``"streams_opened"``,
+            ``"faults.<kind>"``.
         requests: the most recent :class:`RequestRecord` values, oldest first.
         hooks: callables run synchronously with each :class:`RequestRecord` as it arrives.
+        on_chunk_written: callables run synchronously with each :class:`ChunkWrite`.
+        open_streams: how many streamed responses are being served now.
         workbench: the simulated Workbench state (:class:`~aiocompute.emulator.WorkbenchState`).
         lakesail: the simulated LakeSail platform (:class:`~aiocompute.emulator.LakeSailState`).
         qiskit: the simulated Qiskit Runtime and IAM (:class:`~aiocompute.emulator.QiskitState`).
@@ -569,6 +665,24 @@ class Emulator:
     def hooks(self) -> list[Callable[[RequestRecord], object]]:
         """Per-request callbacks, run in arrival order."""
         return self._runtime.hooks
+
+    @property
+    def on_chunk_written(self) -> list[Callable[[ChunkWrite], object]]:
+        """Callbacks run with each :class:`ChunkWrite`, right after its bytes were written.
+
+        They run inside the stream's handler: keep them quick; an exception ends the stream.
+        """
+        return self._runtime.chunk_hooks
+
+    @property
+    def open_streams(self) -> int:
+        """How many streamed responses (job output streams) are being served right now."""
+        return sum(self._runtime.open_streams.values())
+
+    @property
+    def open_streams_by_api(self) -> dict[str, int]:
+        """:attr:`open_streams` per API (``{"workbench": 2}``); APIs with none are absent."""
+        return {api: n for api, n in self._runtime.open_streams.items() if n > 0}
 
     def reset_stats(self) -> None:
         """Zero :attr:`stats` and forget :attr:`requests`."""

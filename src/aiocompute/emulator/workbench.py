@@ -26,18 +26,37 @@ Job args (``launch_job`` / ``launch_audited_job``), echoed back untouched in ``a
 ``--emu-chunks=N``         number of output chunks (default ``job_chunk_count``)
 ``--emu-interval=S``       seconds between chunks (default ``job_chunk_interval``)
 ``--emu-duration=S``       total running time; spreads the chunks evenly over it
-``--emu-bytes=N``          size of each chunk in bytes (default ``job_chunk_bytes``)
+``--emu-bytes=N``          size of each chunk (of each line with --emu-split-lines) in
+                           bytes (default ``job_chunk_bytes``)
 ``--emu-stderr-every=N``   every N-th chunk goes to stderr
 ``--emu-exit=N``           exitCode when the job finishes (default ``job_exit_code``)
 ``--emu-fail``             the job ends ``Failed`` (exitCode from --emu-exit, else 1)
 ``--emu-pending=S``        seconds spent ``Pending`` before ``Running``
+``--emu-split-lines``      chunks cut the output at seeded points instead of at line ends
+                           (see below)
 =========================  =============================================================
 
-Chunk ``i`` (0-based) has the text ``"<stdout|stderr> line <i> of job <id>: <padding>\\n"``,
-padding derived from the seed, the job id and ``i``, so a reader can check that nothing was
-lost or repeated. Chunk ``i`` is produced ``(i + 1) * interval`` after the job starts running;
-the job ends with its last chunk. ``get_job_output`` replays the output from the first chunk
-on every request, keeps the stream open while the job runs and closes it when the job ends.
+Chunk ``i`` (0-based) has the text ``"<stdout|stderr> line <i> of job <id>: <padding>\\n"``
+(:meth:`JobRecord.line`), padding derived from the seed, the job id and ``i``, so a reader
+can check that nothing was lost or repeated. Chunk ``i`` is produced ``(i + 1) * interval``
+after the job starts running; the job ends with its last chunk. ``get_job_output`` replays
+the output from the first chunk on every request, keeps the stream open while the job runs
+and closes it when the job ends.
+
+With ``--emu-split-lines`` the job writes the same lines, as the same number of chunks with
+the same ``outputType`` and timing, but each channel's text is cut at points drawn from the
+seed and the job id (the same on every replay): a chunk may end mid-line, the next chunk of
+that channel continuing it (possibly after chunks of the other channel), and some chunks
+carry several lines. A channel of two lines or more has a chunk that ends mid-line; one of
+three lines or more also has a chunk holding the ends of two non-blank lines. The text also
+has the shapes line readers get wrong: a blank line after each channel's first line (when
+it has two or more), and its last line without a newline. :meth:`JobRecord.chunk` gives
+the chunks as written; :meth:`JobRecord.channel_text` a channel's whole text. Meant for
+jobs of test size: the cut output is computed at once and kept.
+
+Every chunk written in full to a stream is recorded with its write instant: see
+:class:`~aiocompute.emulator.ChunkWrite`, ``JobRecord.writes`` (the most recent
+``job_write_log_size`` of the job, over all its streams) and ``emu.on_chunk_written``.
 
 Audited jobs carry two ids, as the reference shows: the audited job id (``id``, used by every
 ``*_audited_job*`` method and in the finished output) and the launcher job id, which the live
@@ -49,7 +68,9 @@ reference only says "an empty result message").
 
 from __future__ import annotations
 
+import collections
 import hashlib
+import itertools
 import json
 import math
 import random
@@ -61,7 +82,7 @@ import attrs
 from aiohttp import web
 
 from ._config import WorkbenchEmulatorConfig
-from ._server import Runtime, Signal, Transition
+from ._server import ChunkWrite, Runtime, Signal, Transition
 
 __all__ = [
     "API",
@@ -274,6 +295,10 @@ class JobRecord:
 
     Pending from ``submitted``, Running from ``running_at``, then Finished / Failed at
     ``natural_end``, unless stopped first (Killed, or Canceled if it never ran).
+
+    ``writes`` holds the most recent :class:`~aiocompute.emulator.ChunkWrite` records of the
+    job's output streams (bounded by ``job_write_log_size``); ``streams_opened`` counts its
+    output streams so far (the next one's ``stream_seq``).
     """
 
     id: str
@@ -293,10 +318,18 @@ class JobRecord:
     pid: int
     seed: int
     _runtime: Runtime = attrs.field(repr=False)
+    split_lines: bool = False
     signal: Signal = attrs.field(factory=Signal, repr=False)
     stopped_at: float | None = None
     stop_status: str = "Killed"
     stop_exit_code: int | None = None
+    writes: collections.deque[ChunkWrite] = attrs.field(
+        factory=lambda: collections.deque(maxlen=10_000), repr=False
+    )
+    streams_opened: int = 0
+    _split: list[tuple[Literal["stdout", "stderr"], str]] | None = attrs.field(
+        default=None, init=False, repr=False
+    )
 
     @property
     def end_time(self) -> float:
@@ -394,7 +427,53 @@ class JobRecord:
         return min(self.total_chunks, self._count_until(now))
 
     def chunk(self, index: int) -> tuple[Literal["stdout", "stderr"], str]:
-        """``(outputType, output)`` of chunk ``index``: deterministic from seed, id, index."""
+        """``(outputType, output)`` of chunk ``index`` as written to the stream.
+
+        It is :meth:`line` ``(index)``, or with ``split_lines`` the index-th piece of the cut
+        output (its ``outputType`` is line ``index``'s all the same).
+        """
+        if not self.split_lines:
+            return self.line(index)
+        if not 0 <= index < self.chunk_count:
+            raise IndexError(f"job {self.id} has no chunk {index} ({self.chunk_count} chunks)")
+        return self._split_chunks()[index]
+
+    def channel_text(self, kind: str) -> str:
+        """Everything the whole job writes to ``kind`` (``"stdout"`` / ``"stderr"``), from its
+        lines: what the chunks of that channel add up to when the job is not stopped early."""
+        lines = [text for k, text in map(self.line, range(self.chunk_count)) if k == kind]
+        return _ragged(lines) if self.split_lines else "".join(lines)
+
+    def _split_chunks(self) -> list[tuple[Literal["stdout", "stderr"], str]]:
+        if self._split is None:
+            kinds = [self.line(i)[0] for i in range(self.chunk_count)]
+            pieces = {
+                kind: iter(
+                    _cut(
+                        self.channel_text(kind),
+                        kinds.count(kind),
+                        random.Random(f"split-lines:{self.seed}:{self.id}:{kind}"),
+                    )
+                )
+                for kind in dict.fromkeys(kinds)
+            }
+            self._split = [(kind, next(pieces[kind])) for kind in kinds]
+        return self._split
+
+    def record_write(self, stream_seq: int, index: int, nbytes: int, monotonic: float) -> None:
+        """Remember that chunk ``index`` was written in full by stream ``stream_seq``, and
+        report it to the emulator's ``on_chunk_written`` callables."""
+        write = ChunkWrite(
+            self.id, stream_seq, index, nbytes, self._runtime.wall(monotonic), monotonic
+        )
+        self.writes.append(write)
+        self._runtime.chunk_written(write)
+
+    def line(self, index: int) -> tuple[Literal["stdout", "stderr"], str]:
+        """``(outputType, text)`` of line ``index``: deterministic from seed, id, index.
+
+        Without ``split_lines`` it is also chunk ``index``.
+        """
         kind: Literal["stdout", "stderr"] = "stdout"
         if self.stderr_every and (index + 1) % self.stderr_every == 0:
             kind = "stderr"
@@ -407,8 +486,47 @@ class JobRecord:
         return kind, head + pad + "\n"
 
     def full_output(self) -> str:
-        """Everything the job wrote, both streams in order."""
+        """Everything the job wrote, both streams, in the order the chunks were written."""
         return "".join(self.chunk(i)[1] for i in range(self.total_chunks))
+
+
+def _ragged(lines: list[str]) -> str:
+    """A channel's ``--emu-split-lines`` text: its lines, a blank line after the first (when
+    there are two or more), and no newline after the last."""
+    if len(lines) >= 2:
+        lines = [lines[0], "\n", *lines[1:]]
+    return "".join(lines)[:-1]
+
+
+def _ragged_enough(text: str, cuts: list[int], pieces: list[str]) -> bool:
+    """Whether a cut shows what ``--emu-split-lines`` promises: a chunk ending mid-line (for
+    two chunks or more) and one ending two non-blank lines (for three or more)."""
+    mid_line = len(pieces) < 2 or any(text[cut - 1] != "\n" and text[cut] != "\n" for cut in cuts)
+    several = len(pieces) < 3 or any(
+        sum(1 for segment in piece.split("\n")[:-1] if segment) >= 2 for piece in pieces
+    )
+    return mid_line and several
+
+
+def _cut(text: str, count: int, rng: random.Random) -> list[str]:
+    """``text`` cut into ``count`` non-empty pieces at seeded points, ragged enough."""
+    if count <= 1:
+        return [text][:count]
+    size = len(text)
+    if size < count:  # lines are ~40 characters at least, so never in practice
+        raise ValueError(f"cannot cut {size} characters into {count} non-empty chunks")
+    for _ in range(64):
+        cuts = sorted(rng.sample(range(1, size), count - 1))
+        pieces = [text[a:b] for a, b in itertools.pairwise([0, *cuts, size])]
+        if _ragged_enough(text, cuts, pieces):
+            return pieces
+    # Unlucky draws: the first chunk takes the first line, the blank line, the second line
+    # and one character of the third; the rest is cut evenly.
+    starts = [i + 1 for i, char in enumerate(text) if char == "\n"]
+    first = starts[2] + 1 if count >= 3 and len(starts) >= 3 else max(1, len(text) // count)
+    step = (size - first) / (count - 1)
+    cuts = [first, *(first + round(k * step) for k in range(1, count - 1))]
+    return [text[a:b] for a, b in itertools.pairwise([0, *cuts, size])]
 
 
 # -- the state and the API -----------------------------------------------------------------
@@ -418,13 +536,16 @@ def _emu_options(args: list[str]) -> dict[str, float | int | bool]:
     """Parse the ``--emu-*`` job args (see module docs)."""
     ints = {"chunks", "bytes", "stderr-every", "exit"}
     floats = {"interval", "duration", "pending"}
+    flags = {"fail", "split-lines"}
     out: dict[str, float | int | bool] = {}
     for arg in args:
         if not arg.startswith("--emu-"):
             continue
         name, has_value, value = arg[len("--emu-") :].partition("=")
-        if name == "fail" and not has_value:
-            out["fail"] = True
+        if name in flags:
+            if has_value:
+                raise RpcError(400, f"emulator option {arg!r} takes no value")
+            out[name] = True
             continue
         if name not in ints and name not in floats:
             raise RpcError(400, f"unknown emulator option {arg!r} in job args")
@@ -1033,6 +1154,8 @@ class WorkbenchState:
             pid=self._ids.randint(1000, 999_999),
             seed=self._rt.seed,
             runtime=self._rt,
+            split_lines=bool(opts.get("split-lines", False)),
+            writes=collections.deque(maxlen=cfg.job_write_log_size),
         )
         table[job_id] = record
         self._jobs_by_owner.setdefault(target, []).append(record)
@@ -1083,27 +1206,33 @@ class WorkbenchState:
         response.content_type = "application/json"
         response.enable_chunked_encoding()
         await response.prepare(request)
-        sink = self._rt.open_stream(request, response, key, self._encode)
+        seq = job.streams_opened
+        job.streams_opened += 1
         rt = self._rt
         index = 0
-        while True:
-            now = rt.now()
-            available = job.chunks_at(now)
-            while index < available:
-                kind, text = job.chunk(index)
-                value = {"jobId": job.launcher_id, "outputType": kind, "output": text, **extra}
-                if not await sink.send(value):
+
+        def written(nbytes: int, monotonic: float) -> None:
+            job.record_write(seq, index, nbytes, monotonic)
+
+        with rt.open_stream(request, response, key, self._encode) as sink:
+            while True:
+                now = rt.now()
+                available = job.chunks_at(now)
+                while index < available:
+                    kind, text = job.chunk(index)
+                    value = {"jobId": job.launcher_id, "outputType": kind, "output": text, **extra}
+                    if not await sink.send(value, written=written):
+                        return response
+                    index += 1
+                if now >= job.end_time and index >= job.total_chunks:
                     return response
-                index += 1
-            if now >= job.end_time and index >= job.total_chunks:
-                return response
-            wake = job.end_time
-            if index < job.total_chunks:
-                wake = min(wake, job.chunk_time(index))
-            await rt.sleep(wake - rt.now(), job.signal)
-            if rt.closing:
-                sink.abort()
-                return response
+                wake = job.end_time
+                if index < job.total_chunks:
+                    wake = min(wake, job.chunk_time(index))
+                await rt.sleep(wake - rt.now(), job.signal)
+                if rt.closing:
+                    sink.abort()
+                    return response
 
     async def get_job_output(
         self, ident: Identity, kw: dict[str, Any], request: web.Request
