@@ -161,6 +161,33 @@ def test_usage_errors_exit_2(env: Emulator, capsys: pytest.CaptureFixture[str]) 
     assert "--exe" in err
 
 
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (["sessions", "stop", ""], "session_ids[0]"),
+        (["sessions", "wait", ""], "ids must be non-empty"),
+        (["sessions", "launch", "", "--name", "x"], "workbench is required"),
+        (["jobs", "launch", "--name", "", "--exe", "R"], "job.name"),
+        (["jobs", "tail", ""], "job_id"),
+        (["jobs", "wait", ""], "ids must be non-empty"),
+        (["jobs", "stop", ""], "job_id"),
+    ],
+)
+def test_arguments_the_sdk_refuses_exit_2(
+    env: Emulator, capsys: pytest.CaptureFixture[str], argv: list[str], said: str
+) -> None:
+    """What the SDK refuses before sending anything (an empty id or name) is a usage error
+    in one line, not a crash."""
+    code, out, err = run(capsys, "workbench", *argv)
+    assert code == 2, err
+    assert said in err
+    assert out == ""
+    # The error is the document's, or (for launches, which go on past one) the session's.
+    data = run_json(capsys, "workbench", *argv, code=2)
+    error = data["error"] if "error" in data else data["sessions"][0]["error"]
+    assert said in error["message"]
+
+
 def test_missing_configuration_exits_2_naming_the_variable(
     env: Emulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -499,6 +526,12 @@ def test_jobs_tail_list_wait_and_stop(env: Emulator, capsys: pytest.CaptureFixtu
         "--emu-chunks=200",
         "--emu-interval=0.1",
     )["job"]["id"]
+    # Stopped while still Pending (20-80 ms here) a job ends Canceled, not Killed: make sure
+    # it runs first, as a person would, rather than count on the commands below being slow.
+    running = run_json(
+        capsys, "workbench", "jobs", "wait", long_id, "--until", "running", "--timeout", "5"
+    )
+    assert running["jobs"][0]["state"] == "Running"
     listed = run_json(capsys, "workbench", "jobs", "list")["jobs"]
     assert {job_id, long_id} <= {j["id"] for j in listed}
     code, out, _ = run(capsys, "workbench", "jobs", "list")

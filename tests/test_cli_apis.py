@@ -296,6 +296,44 @@ def test_qiskit_flags_instead_of_env(
     assert data["session"]["id"]
 
 
+def test_qiskit_iam_url_setting(
+    env: Emulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # $QISKIT_IBM_IAM_URL is read by the SDK's client, as for any program using it: a
+    # malformed one is a usage error of the command, naming the setting.
+    monkeypatch.setenv("QISKIT_IBM_IAM_URL", "iam.example.com/token")
+    code, out, err = run(capsys, "qiskit", "sessions", "get", "abc")
+    assert (code, out) == (2, "")
+    assert "invalid Qiskit Runtime setting: iam_url must be an absolute" in err
+    # --iam-url wins over it.
+    data = run_json(
+        capsys, "qiskit", "--iam-url", env.qiskit_iam_url, "sessions", "create", "ibm_brisbane"
+    )
+    assert data["session"]["id"]
+    # Given empty, it is refused rather than silently replaced.
+    code, _, err = run(capsys, "qiskit", "sessions", "get", "abc", "--iam-url", " ")
+    assert code == 2
+    assert "the --iam-url option is empty; set QISKIT_IBM_IAM_URL instead" in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["qiskit", "sessions", "wait", ""],
+        ["lakesail", "sessions", "wait", ""],
+        ["etengine", "batches", "wait", ""],
+    ],
+)
+def test_waiting_for_an_empty_id_exits_2(
+    env: Emulator, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    code, out, err = run(capsys, *argv)
+    assert (code, out) == (2, "")
+    assert "ids must be non-empty strings" in err
+    error = run_json(capsys, *argv, code=2)["error"]
+    assert "ids must be non-empty strings" in error["message"]
+
+
 # --------------------------------------------------------------------------- lakesail
 
 

@@ -427,10 +427,48 @@ async def test_settings_from_the_environment(
     assert emu.qiskit.api_versions == {"2024-01-01"}
 
 
+async def test_iam_url_from_the_environment(emu: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Without iam_url=, tokens come from $QISKIT_IBM_IAM_URL.
+    monkeypatch.setenv("QISKIT_IBM_IAM_URL", emu.qiskit_iam_url)
+    async with QiskitRuntimeClient(token=KEY, instance=CRN, url=emu.qiskit_url) as q:
+        assert q._auth.iam_url == emu.qiskit_iam_url
+        s = await q.sessions.create("ibm_kyiv")
+        assert s.id in emu.qiskit.sessions
+    assert emu.stats["qiskit.iam_token"] == 1
+
+    # iam_url= wins over the variable, which here points where nobody listens.
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{sock.getsockname()[1]}/identity/token"
+    monkeypatch.setenv("QISKIT_IBM_IAM_URL", dead)
+    async with client(emu) as q:
+        assert q._auth.iam_url == emu.qiskit_iam_url
+        await q.sessions.create("ibm_kyiv")
+    assert emu.stats["qiskit.iam_token"] == 2
+    # ...and without it, the variable is used: the token fetch fails there.
+    async with QiskitRuntimeClient(
+        token=KEY, instance=CRN, url=emu.qiskit_url, retry=QUICK_RETRY
+    ) as q:
+        with pytest.raises(TransportError):
+            await q.sessions.create("ibm_kyiv")
+    assert emu.stats["qiskit.iam_token"] == 2
+
+    # A blank variable means unset (IBM Cloud's endpoint); a malformed one is refused.
+    monkeypatch.setenv("QISKIT_IBM_IAM_URL", "  ")
+    default = QiskitRuntimeClient(token=KEY, instance=CRN)
+    assert default._auth.iam_url == "https://iam.cloud.ibm.com/identity/token"
+    monkeypatch.setenv("QISKIT_IBM_IAM_URL", "iam.example.com/token")
+    with pytest.raises(ValueError, match="iam_url must be an absolute"):
+        QiskitRuntimeClient(token=KEY, instance=CRN)
+    with pytest.raises(ConfigError, match="'iam_url' argument is empty"):
+        QiskitRuntimeClient(token=KEY, instance=CRN, iam_url="")
+
+
 def test_missing_settings_name_argument_and_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("QISKIT_IBM_TOKEN", raising=False)
     monkeypatch.delenv("QISKIT_IBM_INSTANCE", raising=False)
     monkeypatch.delenv("QISKIT_IBM_URL", raising=False)
+    monkeypatch.delenv("QISKIT_IBM_IAM_URL", raising=False)
     with pytest.raises(ConfigError, match=r"token=.*\$QISKIT_IBM_TOKEN"):
         QiskitRuntimeClient(instance=CRN)
     with pytest.raises(ConfigError, match=r"instance=.*\$QISKIT_IBM_INSTANCE"):

@@ -14,24 +14,30 @@ from typing import Any
 from rich.table import Table
 from rich.text import Text
 
-from .._core.config import ConfigError
 from .._core.fanout import fan_out
 from ..etengine._states import BATCH_STATES
 from ..etengine.client import DEFAULT_URL, ETEngineClient
 from ..etengine.models import BatchJob, BatchStatus, Hardware
 from ._app import EXIT_API, EXIT_OK, CommandTree, UsageError
-from ._output import Output, one_line, state_style
-from ._qiskit import (
+from ._common import (
+    at_least_one,
+    connection_option,
+    dedupe,
     exit_for,
     for_each,
+    new_client,
+    report_each,
+    secret,
+    secret_option,
     setting,
     shown,
+    target_state,
     timeout_option,
     user_input,
     wait_and_show,
     waited_data,
 )
-from ._workbench import _count, _dedupe, _target
+from ._output import Output, state_style
 
 __all__ = ["batch_counts_table", "connect", "parse_args_pairs", "register"]
 
@@ -48,40 +54,20 @@ _DONE = frozenset({"succeeded", "failed"})
 
 
 def _connection_options(parser: argparse.ArgumentParser) -> None:
-    # SUPPRESS: accepted at any level (etengine, batches, submit) without being reset.
-    parser.add_argument(
-        "--url",
-        metavar="URL",
-        default=argparse.SUPPRESS,
-        help=f"API base (default: ${URL_ENV}, else {DEFAULT_URL})",
+    connection_option(
+        parser, "--url", metavar="URL", help=f"API base (default: ${URL_ENV}, else {DEFAULT_URL})"
     )
-    parser.add_argument(
-        "--key",
-        metavar="API_KEY",
-        default=argparse.SUPPRESS,
-        help=(
-            f"API key; prefer setting ${KEY_ENV} instead, since command-line arguments are "
-            "visible to other users and kept in shell history"
-        ),
-    )
+    secret_option(parser, "--key", metavar="API_KEY", what="API key", env=KEY_ENV)
 
 
 def connect(args: argparse.Namespace) -> ETEngineClient:
     """A client from ``--url`` / ``--key``, else ``$ET_ENGINE_URL`` / ``$ET_ENGINE_API_KEY``;
     :class:`UsageError` (exit 2) naming what is missing."""
-    key = setting(args, "key", KEY_ENV, "--key")
-    if key is None:
-        raise UsageError(
-            f"the ET Engine API key is missing; set {KEY_ENV} (or pass --key, which other "
-            "users can see in the process list)"
-        )
+    key = secret(args, "key", KEY_ENV, "--key", what="ET Engine API key")
     url = setting(args, "url", URL_ENV, "--url")
-    try:
+    # A ConfigError is not expected (the key was checked above).
+    with new_client("invalid ET Engine API address"):
         return ETEngineClient(api_key=key, url=url)
-    except ConfigError as exc:  # not expected: the key was checked above
-        raise UsageError(one_line(str(exc))) from None
-    except ValueError as exc:  # a malformed address
-        raise UsageError(f"invalid ET Engine API address: {one_line(str(exc))}") from None
 
 
 # --------------------------------------------------------------------------- helpers
@@ -195,7 +181,7 @@ async def _batches_list(args: argparse.Namespace, out: Output) -> int:
 
 
 async def _batches_status(args: argparse.Namespace, out: Output) -> int:
-    ids = _dedupe(args.ids)
+    ids = dedupe(args.ids)
     async with connect(args) as et:
         result = await fan_out(et.batches.status, ids, concurrency=min(args.concurrency, len(ids)))
     rows: list[tuple[str, BatchStatus | None, BaseException | None]] = []
@@ -214,8 +200,8 @@ async def _batches_status(args: argparse.Namespace, out: Output) -> int:
 
 
 async def _batches_wait(args: argparse.Namespace, out: Output) -> int:
-    target = _target(BATCH_STATES, args.until, "batch")
-    ids = _dedupe(args.ids)
+    target = target_state(BATCH_STATES, args.until, "batch")
+    ids = dedupe(args.ids)
     async with connect(args) as et:
         waited = await wait_and_show(
             out,
@@ -233,16 +219,14 @@ async def _batches_wait(args: argparse.Namespace, out: Output) -> int:
 
 
 async def _batches_delete(args: argparse.Namespace, out: Output) -> int:
-    ids = _dedupe(args.ids)
+    ids = dedupe(args.ids)
     async with connect(args) as et:
         done, failed = await for_each(out, ids, et.batches.delete, what="delete")
-    out.emit({"deleted": done, "errors": failed})
-    if done:
-        out.info(
-            f"deleted the records of {len(done)} batch(es): {', '.join(done)} "
-            "(jobs still running go on: the API cannot cancel them)"
-        )
-    return exit_for(failed.values())
+    said = (
+        "deleted the records of {n} batch(es): {ids} "
+        "(jobs still running go on: the API cannot cancel them)"
+    )
+    return report_each(out, "deleted", done, failed, said)
 
 
 async def _batches_submit(args: argparse.Namespace, out: Output) -> int:
@@ -387,7 +371,7 @@ def register(tree: CommandTree) -> None:
     p.add_argument("ids", nargs="+", metavar="ID", help="batch ids")
     p.add_argument(
         "--concurrency",
-        type=_count,
+        type=at_least_one(),
         default=_STATUS_CONCURRENCY,
         metavar="N",
         help=f"reads in flight at once (default {_STATUS_CONCURRENCY})",
@@ -452,8 +436,8 @@ def register(tree: CommandTree) -> None:
         help="an argument of one job (repeatable: one job per value)",
     )
     p.add_argument("--arg", action="append", metavar="NAME=VALUE", help="an argument of every job")
-    p.add_argument("--cpu", type=_count, default=1, help="CPUs per job (default 1)")
-    p.add_argument("--memory", type=_count, default=256, metavar="MB", help="default 256")
+    p.add_argument("--cpu", type=at_least_one(), default=1, help="CPUs per job (default 1)")
+    p.add_argument("--memory", type=at_least_one(), default=256, metavar="MB", help="default 256")
     p.add_argument(
         "--filesystem", action="append", metavar="ID", help="mount a filesystem (repeatable)"
     )

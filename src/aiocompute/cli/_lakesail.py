@@ -12,24 +12,30 @@ from typing import Any
 
 from rich.text import Text
 
-from .._core.config import ConfigError
 from ..lakesail._protocol import DEFAULT_BASE_URL, MAX_LIMIT
 from ..lakesail._states import READY_STATES, SESSION_STATES
 from ..lakesail.client import BASE_URL_ENV, TOKEN_ENV, LakeSailClient
 from ..lakesail.models import Session
 from ._app import EXIT_OK, CommandTree, UsageError
-from ._output import Output, one_line, state_style
-from ._qiskit import (
+from ._common import (
+    at_least_one,
+    connection_option,
+    dedupe,
     exit_for,
     for_each,
+    new_client,
+    report_each,
+    secret,
+    secret_option,
     setting,
     shown,
+    target_state,
     timeout_option,
     user_input,
     wait_and_show,
     waited_data,
 )
-from ._workbench import _count, _dedupe, _target
+from ._output import Output, state_style
 
 __all__ = ["connect", "register"]
 
@@ -42,40 +48,25 @@ _READY = "ready"
 
 
 def _connection_options(parser: argparse.ArgumentParser) -> None:
-    # SUPPRESS: accepted at any level (lakesail, sessions, create) without being reset.
-    parser.add_argument(
+    connection_option(
+        parser,
         "--url",
         metavar="URL",
-        default=argparse.SUPPRESS,
         help=f"API root (default: ${BASE_URL_ENV}, else {DEFAULT_BASE_URL})",
     )
-    parser.add_argument(
-        "--token",
-        metavar="TOKEN",
-        default=argparse.SUPPRESS,
-        help=(
-            f"API token or service-account key; prefer setting ${TOKEN_ENV} instead, since "
-            "command-line arguments are visible to other users and kept in shell history"
-        ),
+    secret_option(
+        parser, "--token", metavar="TOKEN", what="API token or service-account key", env=TOKEN_ENV
     )
 
 
 def connect(args: argparse.Namespace) -> LakeSailClient:
     """A client from ``--url`` / ``--token``, else ``$LAKESAIL_BASE_URL`` /
     ``$LAKESAIL_API_TOKEN``; :class:`UsageError` (exit 2) naming what is missing."""
-    token = setting(args, "token", TOKEN_ENV, "--token")
-    if token is None:
-        raise UsageError(
-            f"the LakeSail API token is missing; set {TOKEN_ENV} (or pass --token, which "
-            "other users can see in the process list)"
-        )
+    token = secret(args, "token", TOKEN_ENV, "--token", what="LakeSail API token")
     url = setting(args, "url", BASE_URL_ENV, "--url")
-    try:
+    # A ConfigError is not expected (the token was checked above).
+    with new_client("invalid LakeSail API address"):
         return LakeSailClient(token, base_url=url)
-    except ConfigError as exc:  # not expected: the token was checked above
-        raise UsageError(one_line(str(exc))) from None
-    except ValueError as exc:  # a malformed address
-        raise UsageError(f"invalid LakeSail API address: {one_line(str(exc))}") from None
 
 
 # --------------------------------------------------------------------------- helpers
@@ -89,7 +80,7 @@ def _until(value: str) -> str | frozenset[str]:
     if value.strip().lower() == _READY:
         return READY_STATES
     try:
-        return _target(SESSION_STATES, value, "session")
+        return target_state(SESSION_STATES, value, "session")
     except UsageError:
         known = ", ".join(sorted(SESSION_STATES.states))
         raise UsageError(
@@ -209,13 +200,10 @@ async def _sessions_get(args: argparse.Namespace, out: Output) -> int:
 
 
 async def _sessions_close(args: argparse.Namespace, out: Output) -> int:
-    ids = _dedupe(args.ids)
+    ids = dedupe(args.ids)
     async with connect(args) as ls:
         done, failed = await for_each(out, ids, ls.sessions.close, what="close")
-    out.emit({"closed": done, "errors": failed})
-    if done:
-        out.info(f"closed {len(done)} session(s): {', '.join(done)}")
-    return exit_for(failed.values())
+    return report_each(out, "closed", done, failed, "closed {n} session(s): {ids}")
 
 
 async def _sessions_relaunch(args: argparse.Namespace, out: Output) -> int:
@@ -228,7 +216,7 @@ async def _sessions_relaunch(args: argparse.Namespace, out: Output) -> int:
 
 async def _sessions_wait(args: argparse.Namespace, out: Output) -> int:
     until = _until(args.until)
-    ids = _dedupe(args.ids)
+    ids = dedupe(args.ids)
     async with connect(args) as ls:
         entries = await _wait(out, ls, [(one, "") for one in ids], until, args.timeout)
     out.emit({"sessions": entries})
@@ -299,7 +287,7 @@ def register(tree: CommandTree) -> None:
     p.add_argument(
         "--status", metavar="STATUS", help="only these: pending, active, idle, closed or failed"
     )
-    p.add_argument("--limit", type=_count, metavar="N", help="show at most N sessions")
+    p.add_argument("--limit", type=at_least_one(), metavar="N", help="show at most N sessions")
 
     p = sessions.command(
         "create",
@@ -382,4 +370,4 @@ def register(tree: CommandTree) -> None:
         example="aiocompute lakesail configs list --json",
         handler=_configs_list,
     )
-    p.add_argument("--limit", type=_count, metavar="N", help="show at most N configs")
+    p.add_argument("--limit", type=at_least_one(), metavar="N", help="show at most N configs")

@@ -17,7 +17,6 @@ from typing import Any
 import anyio
 from rich.text import Text
 
-from .._core.config import ConfigError
 from .._core.fanout import fan_out
 from .._core.polling import StateTable
 from .._core.resources import WaitableResource
@@ -25,61 +24,63 @@ from .._exceptions import AioComputeError, WaitError, WaitTimeout
 from ..workbench._states import JOB_STATES, SESSION_STATES
 from ..workbench.client import WorkbenchClient
 from ..workbench.models import Job, JobSpec, LaunchedSession, LaunchParameters, Session
-from ._app import EXIT_API, EXIT_OK, EXIT_WAIT, CommandTree, UsageError
-from ._output import Output, StateBoard, one_line, state_style
+from ._app import EXIT_OK, EXIT_WAIT, CommandTree, UsageError
+from ._common import (
+    at_least_one,
+    connection_option,
+    dedupe,
+    exit_for,
+    given,
+    missing_secret,
+    new_client,
+    secret_option,
+    target_state,
+    timeout_option,
+    user_input,
+    wait_and_show,
+)
+from ._output import Output, state_style
 
 __all__ = ["connect", "register", "session_state"]
 
 _SESSION_TIMEOUT = 600.0
 _JOB_TIMEOUT = 3600.0
 _LAUNCH_CONCURRENCY = 16
+_SERVER_ENV = "WORKBENCH_SERVER"
+#: Read by the SDK's client (which also falls back to a session's RPC cookie), not here.
+_TOKEN_ENV = "WORKBENCH_API_KEY"
 
 
 # --------------------------------------------------------------------------- configuration
 
 
 def _connection_options(parser: argparse.ArgumentParser) -> None:
-    # SUPPRESS: accepted at any level (workbench, sessions, launch) without being reset.
-    parser.add_argument(
+    connection_option(
+        parser,
         "--server",
         metavar="URL",
-        default=argparse.SUPPRESS,
-        help="Workbench address, e.g. https://workbench.example.com (default: $WORKBENCH_SERVER)",
+        help=f"Workbench address, e.g. https://workbench.example.com (default: ${_SERVER_ENV})",
     )
-    parser.add_argument(
-        "--token",
-        metavar="TOKEN",
-        default=argparse.SUPPRESS,
-        help=(
-            "API token; prefer setting $WORKBENCH_API_KEY instead, since command-line "
-            "arguments are visible to other users and kept in shell history"
-        ),
-    )
+    secret_option(parser, "--token", metavar="TOKEN", what="API token", env=_TOKEN_ENV)
 
 
 def connect(args: argparse.Namespace) -> WorkbenchClient:
     """A client from ``--server`` / ``--token``, else ``$WORKBENCH_SERVER`` /
     ``$WORKBENCH_API_KEY``; :class:`UsageError` (exit 2) naming what is missing."""
-    server = getattr(args, "server", None) or os.environ.get("WORKBENCH_SERVER", "").strip()
+    server = _server(args)
     if not server:
-        raise UsageError("no Workbench server address: set WORKBENCH_SERVER (or pass --server URL)")
-    token = getattr(args, "token", None)
-    if token is not None and not token.strip():
-        raise UsageError("the --token option is empty; set WORKBENCH_API_KEY instead")
-    try:
+        raise UsageError(f"no Workbench server address: set {_SERVER_ENV} (or pass --server URL)")
+    token = given(args, "token", "--token", instead=_TOKEN_ENV)
+    # The client reads $WORKBENCH_API_KEY itself; its ConfigError means no token at all.
+    # Worded so that redact() finds nothing that looks like "token: <value>" in it.
+    missing = missing_secret("Workbench API token", _TOKEN_ENV, "--token")
+    with new_client("invalid Workbench server address", missing=missing):
         return WorkbenchClient(server, token=token)
-    except ConfigError:
-        # Worded so that redact() finds nothing that looks like "token: <value>" in it.
-        raise UsageError(
-            "the Workbench API token is missing; set WORKBENCH_API_KEY (or pass --token, "
-            "which other users can see in the process list)"
-        ) from None
-    except ValueError as exc:  # a malformed address, reported by the transport
-        raise UsageError(f"invalid Workbench server address: {one_line(str(exc))}") from None
 
 
 def _server(args: argparse.Namespace) -> str:
-    server = getattr(args, "server", None) or os.environ.get("WORKBENCH_SERVER", "")
+    """``--server``, else ``$WORKBENCH_SERVER``, without a trailing slash ("" if neither)."""
+    server = getattr(args, "server", None) or os.environ.get(_SERVER_ENV, "")
     return str(server).strip().rstrip("/")
 
 
@@ -98,43 +99,6 @@ def _job_state(job: Job | None) -> str | None:
     return None if job is None else job.state
 
 
-def _target(table: StateTable, value: str, what: str) -> str:
-    """The table's spelling of a state typed by the user (case-insensitive)."""
-    known = {state.lower(): state for state in table.reaches}
-    found = known.get(value.strip().lower())
-    if found is None:
-        choices = ", ".join(sorted(table.reaches))
-        raise UsageError(f"unknown {what} state {value!r}; expected one of: {choices}")
-    return found
-
-
-def _positive(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {value!r}") from None
-    if not number > 0 or number == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {value!r}")
-    return number
-
-
-def _count(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value!r}")
-    return number
-
-
-def _exit_for(errors: Sequence[BaseException]) -> int:
-    """1 if any error is not a wait error, else 3 if there is any, else 0."""
-    if any(not isinstance(e, WaitError) for e in errors):
-        return EXIT_API
-    return EXIT_WAIT if errors else EXIT_OK
-
-
 async def _wait_many(
     out: Output,
     resource: WaitableResource[Any],
@@ -148,57 +112,31 @@ async def _wait_many(
     title: str,
 ) -> tuple[list[dict[str, Any]], list[BaseException]]:
     """Wait for every id with live progress; print the summary; return JSON entries, errors."""
-    board = StateBoard(out, items, table=table, targets=frozenset({target}), title=title)
-    async with board:
-        results = await resource.wait_all(
-            [one for one, _ in items],
-            until=target,
-            timeout=wait_timeout,
-            return_exceptions=True,
-            on_transition=board.on_transition,
-        )
-    entries: list[dict[str, Any]] = []
-    errors: list[BaseException] = []
-    for (one, label), result in zip(items, results, strict=True):
-        if isinstance(result, BaseException):
-            last = result.last if isinstance(result, WaitError) else None
-            board.finish(one, state_of(last), result)
-            errors.append(result)
-            entries.append(
-                {
-                    "id": one,
-                    "name": label or _name_of(last),
-                    "state": state_of(last),
-                    key: last,
-                    "error": result,
-                }
-            )
-        else:
-            board.finish(one, state_of(result), None)
-            entries.append(
-                {
-                    "id": one,
-                    "name": label or _name_of(result),
-                    "state": state_of(result),
-                    key: result,
-                    "error": None,
-                }
-            )
-    out.print(board.summary())
-    if not out.json_mode:
-        for entry in entries:
-            if entry["error"] is not None:
-                error = entry["error"]
-                out.problem(f"{entry['id']}: {type(error).__name__}: {error}")
-    return entries, errors
+    waited = await wait_and_show(
+        out,
+        resource,
+        items,
+        table=table,
+        until=target,
+        timeout=wait_timeout,
+        state_of=state_of,
+        title=title,
+    )
+    entries = [
+        {
+            "id": w.id,
+            "name": w.label or _name_of(w.resource),
+            "state": w.state,
+            key: w.resource,
+            "error": w.error,
+        }
+        for w in waited
+    ]
+    return entries, [w.error for w in waited if w.error is not None]
 
 
 def _name_of(resource: Session | Job | None) -> str:
     return (resource.name or "") if resource is not None else ""
-
-
-def _dedupe(ids: Sequence[str]) -> list[str]:
-    return list(dict.fromkeys(ids))
 
 
 # --------------------------------------------------------------------------- workbench version
@@ -274,12 +212,13 @@ async def _sessions_launch(args: argparse.Namespace, out: Output) -> int:
                 table.add_row(session.id, name, entries[name]["url"])
             out.print(table)
     out.emit({"sessions": list(entries.values())})
-    return _exit_for(errors)
+    return exit_for(errors)
 
 
 async def _sessions_list(args: argparse.Namespace, out: Output) -> int:
     async with connect(args) as wb:
-        listing = await wb.sessions.list(user=args.user)
+        with user_input():
+            listing = await wb.sessions.list(user=args.user)
     out.emit({"sessions": listing.sessions})
     if not listing.sessions:
         out.info("no live sessions")
@@ -300,29 +239,51 @@ async def _sessions_list(args: argparse.Namespace, out: Output) -> int:
     return EXIT_OK
 
 
-async def _sessions_wait(args: argparse.Namespace, out: Output) -> int:
-    target = _target(SESSION_STATES, args.until, "session")
-    ids = _dedupe(args.ids)
+async def _wait_ids(
+    args: argparse.Namespace,
+    out: Output,
+    resource: Callable[[WorkbenchClient], WaitableResource[Any]],
+    *,
+    table: StateTable,
+    state_of: Callable[[Any], str | None],
+    key: str,
+) -> int:
+    """``sessions wait`` / ``jobs wait``: every ``args.ids`` until ``args.until``; the
+    document is ``{<key>s: [entry per id]}``."""
+    target = target_state(table, args.until, key)
+    ids = dedupe(args.ids)
     async with connect(args) as wb:
         entries, errors = await _wait_many(
             out,
-            wb.sessions,
+            resource(wb),
             [(one, "") for one in ids],
-            table=SESSION_STATES,
+            table=table,
             target=target,
             wait_timeout=args.timeout,
-            state_of=session_state,
-            key="session",
-            title=f"waiting for {len(ids)} session(s) to be {target}",
+            state_of=state_of,
+            key=key,
+            title=f"waiting for {len(ids)} {key}(s) to be {target}",
         )
-    out.emit({"sessions": entries})
-    return _exit_for(errors)
+    out.emit({f"{key}s": entries})
+    return exit_for(errors)
+
+
+async def _sessions_wait(args: argparse.Namespace, out: Output) -> int:
+    return await _wait_ids(
+        args,
+        out,
+        lambda wb: wb.sessions,
+        table=SESSION_STATES,
+        state_of=session_state,
+        key="session",
+    )
 
 
 async def _sessions_stop(args: argparse.Namespace, out: Output) -> int:
-    ids = _dedupe(args.ids)
+    ids = dedupe(args.ids)
     async with connect(args) as wb:
-        await wb.sessions.stop(ids, force=args.force, suspend=args.suspend)
+        with user_input():
+            await wb.sessions.stop(ids, force=args.force, suspend=args.suspend)
     how = "force quit" if args.force else "suspend" if args.suspend else "stop"
     out.emit({"stopped": ids, "force": args.force, "suspend": args.suspend})
     out.info(f"{how} requested for {len(ids)} session(s): {', '.join(ids)}")
@@ -367,17 +328,19 @@ async def _jobs_launch(args: argparse.Namespace, out: Output) -> int:
     job_args = list(args.job_args)
     if job_args[:1] == ["--"]:  # some Python versions keep the separator
         job_args = job_args[1:]
-    spec = JobSpec(
-        name=args.name,
-        cluster=args.cluster,
-        exe=args.exe,
-        command=args.command,
-        args=job_args,
-        environment=_env_pairs(args.env) or None,
-        container_image=args.image,
-    )
+    with user_input():
+        spec = JobSpec(
+            name=args.name,
+            cluster=args.cluster,
+            exe=args.exe,
+            command=args.command,
+            args=job_args,
+            environment=_env_pairs(args.env) or None,
+            container_image=args.image,
+        )
     async with connect(args) as wb:
-        job = await wb.jobs.launch(spec)
+        with user_input():
+            job = await wb.jobs.launch(spec)
         if not (args.wait or args.tail):
             out.emit({"job": job})
             out.info(_job_summary(job))
@@ -410,7 +373,7 @@ async def _jobs_launch(args: argparse.Namespace, out: Output) -> int:
                     )
                     document.update(job=entries[0]["job"] or job, error=entries[0]["error"])
                     out.emit(document)
-                    return _exit_for(errors)
+                    return exit_for(errors)
         except TimeoutError:
             error: AioComputeError = WaitTimeout(
                 f"job {job.id} did not finish within {args.timeout:g} s"
@@ -432,13 +395,14 @@ async def _jobs_launch(args: argparse.Namespace, out: Output) -> int:
 
 async def _jobs_tail(args: argparse.Namespace, out: Output) -> int:
     async with connect(args) as wb:
-        if out.json_mode:
-            collected = await wb.jobs.collect(args.job_id)
-            out.emit(
-                {"job_id": args.job_id, "stdout": collected.stdout, "stderr": collected.stderr}
-            )
-            return EXIT_OK
-        await _follow(wb, args.job_id, out)
+        with user_input():
+            if out.json_mode:
+                collected = await wb.jobs.collect(args.job_id)
+                out.emit(
+                    {"job_id": args.job_id, "stdout": collected.stdout, "stderr": collected.stderr}
+                )
+                return EXIT_OK
+            await _follow(wb, args.job_id, out)
     return EXIT_OK
 
 
@@ -464,29 +428,17 @@ async def _jobs_list(args: argparse.Namespace, out: Output) -> int:
 
 
 async def _jobs_wait(args: argparse.Namespace, out: Output) -> int:
-    target = _target(JOB_STATES, args.until, "job")
-    ids = _dedupe(args.ids)
-    async with connect(args) as wb:
-        entries, errors = await _wait_many(
-            out,
-            wb.jobs,
-            [(one, "") for one in ids],
-            table=JOB_STATES,
-            target=target,
-            wait_timeout=args.timeout,
-            state_of=_job_state,
-            key="job",
-            title=f"waiting for {len(ids)} job(s) to be {target}",
-        )
-    out.emit({"jobs": entries})
-    return _exit_for(errors)
+    return await _wait_ids(
+        args, out, lambda wb: wb.jobs, table=JOB_STATES, state_of=_job_state, key="job"
+    )
 
 
 async def _jobs_stop(args: argparse.Namespace, out: Output) -> int:
-    ids = _dedupe(args.ids)
+    ids = dedupe(args.ids)
     async with connect(args) as wb:
-        for one in ids:
-            await wb.jobs.stop(one, force=args.force)
+        with user_input():
+            for one in ids:
+                await wb.jobs.stop(one, force=args.force)
     out.emit({"stopped": ids, "force": args.force})
     how = "kill" if args.force else "stop"
     out.info(f"{how} requested for {len(ids)} job(s): {', '.join(ids)}")
@@ -494,16 +446,6 @@ async def _jobs_stop(args: argparse.Namespace, out: Output) -> int:
 
 
 # --------------------------------------------------------------------------- the tree
-
-
-def _timeout_option(parser: argparse.ArgumentParser, default: float, what: str) -> None:
-    parser.add_argument(
-        "--timeout",
-        type=_positive,
-        default=default,
-        metavar="SECONDS",
-        help=f"give up waiting after this long (default {default:g}); exit code 3 {what}",
-    )
 
 
 def register(tree: CommandTree) -> None:
@@ -550,9 +492,9 @@ def register(tree: CommandTree) -> None:
     p.add_argument("--name", required=True, help="session name (prefix with --count)")
     p.add_argument("--cluster", default="Local", help="compute environment (default Local)")
     p.add_argument("--image", help="container image (clusters that run containers)")
-    p.add_argument("--count", type=_count, default=1, help="how many to launch (default 1)")
+    p.add_argument("--count", type=at_least_one(), default=1, help="how many to launch (default 1)")
     p.add_argument("--wait", action="store_true", help="wait until they are running")
-    _timeout_option(p, _SESSION_TIMEOUT, "if a session is not running by then")
+    timeout_option(p, _SESSION_TIMEOUT, "if a session is not running by then")
 
     p = sessions.command(
         "list",
@@ -575,7 +517,7 @@ def register(tree: CommandTree) -> None:
     )
     p.add_argument("ids", nargs="+", metavar="ID", help="session ids")
     p.add_argument("--until", default="running", metavar="STATE", help="default running")
-    _timeout_option(p, _SESSION_TIMEOUT, "if a session is not there by then")
+    timeout_option(p, _SESSION_TIMEOUT, "if a session is not there by then")
 
     p = sessions.command(
         "stop",
@@ -616,7 +558,7 @@ def register(tree: CommandTree) -> None:
     p.add_argument("--image", help="container image (clusters that run containers)")
     p.add_argument("--wait", action="store_true", help="wait until the job finishes")
     p.add_argument("--tail", action="store_true", help="print the job's output live")
-    _timeout_option(p, _JOB_TIMEOUT, "if the job has not finished by then")
+    timeout_option(p, _JOB_TIMEOUT, "if the job has not finished by then")
     p.add_argument("job_args", nargs="*", metavar="ARG", help="the job's arguments (after --)")
 
     p = jobs.command(
@@ -651,7 +593,7 @@ def register(tree: CommandTree) -> None:
     )
     p.add_argument("ids", nargs="+", metavar="JOB_ID", help="job ids")
     p.add_argument("--until", default="Finished", metavar="STATUS", help="default Finished")
-    _timeout_option(p, _JOB_TIMEOUT, "if a job has not finished by then")
+    timeout_option(p, _JOB_TIMEOUT, "if a job has not finished by then")
 
     p = jobs.command(
         "stop",

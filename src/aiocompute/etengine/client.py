@@ -16,6 +16,7 @@ import anyio
 import attrs
 
 from .._core.config import resolve_setting
+from .._core.fanout import RateGovernor as AIMDGovernor
 from .._core.polling import PollCadence, Poller, per_id_fetcher
 from .._core.resources import BaseClient, WaitableResource
 from .._core.retries import DEFAULT_RETRY, RetryPolicy
@@ -56,7 +57,9 @@ class ETEngineClient(BaseClient):
 
     ``timeouts``, ``retry`` (reads are retried on 429, 502, 503 and 504; creating and
     deleting batches only when the request never left) and ``limits`` configure the
-    transport; ``governor`` paces every request; ``cadence`` sets how often waits poll,
+    transport; ``governor`` paces every request (default: a
+    :class:`~aiocompute.RateGovernor` of its own, unlimited until the first 429);
+    ``cadence`` sets how often waits poll,
     ``poll_concurrency`` how many batches are read at once while waiting; ``strict=True``
     rejects answers with unknown fields.
 
@@ -95,7 +98,7 @@ class ETEngineClient(BaseClient):
                 retry=retry,
                 limits=limits,
                 error_parser=P.error_parser,
-                governor=governor,
+                governor=governor if governor is not None else AIMDGovernor(),
             )
         )
         self._strict = strict

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .._core.config import resolve_setting
+from .._core.fanout import RateGovernor as AIMDGovernor
 from .._core.pagination import Page, Paginator
 from .._core.polling import PollCadence, Poller, per_id_fetcher
 from .._core.resources import BaseClient, WaitableResource
@@ -60,7 +61,8 @@ class LakeSailClient(BaseClient):
 
     ``timeouts``, ``retry`` (used for reads; creates, closes, relaunches and token issues
     are retried only when the request never left) and ``limits`` configure the transport;
-    ``governor`` paces every request of this client; ``cadence`` sets how often waits poll;
+    ``governor`` paces every request of this client (default: a :class:`~aiocompute.RateGovernor`
+    of its own, unlimited until the first 429); ``cadence`` sets how often waits poll;
     ``strict=True`` rejects answers with unknown fields (for tests against fixtures).
 
     Use it as ``async with LakeSailClient(...) as ls:`` or call :meth:`aclose`.
@@ -98,7 +100,7 @@ class LakeSailClient(BaseClient):
                 retry=retry,
                 limits=limits,
                 error_parser=P.error_parser,
-                governor=governor,
+                governor=governor if governor is not None else AIMDGovernor(),
             )
         )
         self._strict = strict

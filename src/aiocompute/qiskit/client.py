@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .._core.config import resolve_setting
+from .._core.fanout import RateGovernor as AIMDGovernor
 from .._core.polling import PollCadence, Poller, per_id_fetcher
 from .._core.resources import BaseClient, WaitableResource
 from .._core.retries import RetryPolicy
@@ -66,7 +67,8 @@ class QiskitRuntimeClient(BaseClient):
     """Async client for Qiskit Runtime sessions on IBM Quantum Platform.
 
     ``token`` is the IBM Cloud API key (default ``$QISKIT_IBM_TOKEN``); it is exchanged at
-    ``iam_url`` for bearer tokens that are refreshed before they expire (see
+    ``iam_url`` (default ``$QISKIT_IBM_IAM_URL``, else IBM Cloud IAM's token endpoint) for
+    bearer tokens that are refreshed before they expire (see
     :class:`~aiocompute.qiskit.IAMAuth`). ``instance`` is the instance CRN sent as
     ``Service-CRN`` (default ``$QISKIT_IBM_INSTANCE``). ``url`` is the API base (default
     ``$QISKIT_IBM_URL``, else ``https://quantum.cloud.ibm.com/api``); ``region`` picks a
@@ -126,7 +128,14 @@ class QiskitRuntimeClient(BaseClient):
         )
         if base is None:
             base = _region_url(region) if region is not None else DEFAULT_URL
-        self._auth = IAMAuth(api_key, iam_url=iam_url or DEFAULT_IAM_URL)
+        token_url = resolve_setting(
+            iam_url,
+            ["QISKIT_IBM_IAM_URL"],
+            what="IBM Cloud IAM token endpoint",
+            argument="iam_url",
+            required=False,
+        )
+        self._auth = IAMAuth(api_key, iam_url=token_url or DEFAULT_IAM_URL)
         transport = Transport(
             base.rstrip("/"),
             auth=self._auth,
@@ -134,7 +143,7 @@ class QiskitRuntimeClient(BaseClient):
             retry=retry,
             limits=limits,
             error_parser=P.error_parser,
-            governor=governor,
+            governor=governor if governor is not None else AIMDGovernor(),
             headers={"Service-CRN": crn, "IBM-API-Version": _check_api_version(api_version)},
         )
         self._auth.bind(transport)

@@ -284,7 +284,9 @@ class ETEngineClient(SyncClient):
 
     ``timeouts``, ``retry`` (reads are retried on 429, 502, 503 and 504; creating and
     deleting batches only when the request never left) and ``limits`` configure the
-    transport; ``governor`` paces every request; ``cadence`` sets how often waits poll,
+    transport; ``governor`` paces every request (default: a
+    :class:`~aiocompute.RateGovernor` of its own, unlimited until the first 429);
+    ``cadence`` sets how often waits poll,
     ``poll_concurrency`` how many batches are read at once while waiting; ``strict=True``
     rejects answers with unknown fields.
 
@@ -628,7 +630,8 @@ class LakeSailClient(SyncClient):
 
     ``timeouts``, ``retry`` (used for reads; creates, closes, relaunches and token issues
     are retried only when the request never left) and ``limits`` configure the transport;
-    ``governor`` paces every request of this client; ``cadence`` sets how often waits poll;
+    ``governor`` paces every request of this client (default: a :class:`~aiocompute.RateGovernor`
+    of its own, unlimited until the first 429); ``cadence`` sets how often waits poll;
     ``strict=True`` rejects answers with unknown fields (for tests against fixtures).
 
     Use it as ``async with LakeSailClient(...) as ls:`` or call :meth:`aclose`.
@@ -837,7 +840,8 @@ class QiskitRuntimeClient(SyncClient):
     Async client for Qiskit Runtime sessions on IBM Quantum Platform.
 
     ``token`` is the IBM Cloud API key (default ``$QISKIT_IBM_TOKEN``); it is exchanged at
-    ``iam_url`` for bearer tokens that are refreshed before they expire (see
+    ``iam_url`` (default ``$QISKIT_IBM_IAM_URL``, else IBM Cloud IAM's token endpoint) for
+    bearer tokens that are refreshed before they expire (see
     :class:`~aiocompute.qiskit.IAMAuth`). ``instance`` is the instance CRN sent as
     ``Service-CRN`` (default ``$QISKIT_IBM_INSTANCE``). ``url`` is the API base (default
     ``$QISKIT_IBM_URL``, else ``https://quantum.cloud.ibm.com/api``); ``region`` picks a
@@ -1520,7 +1524,8 @@ class WorkbenchClient(SyncClient):
 
     ``timeouts``, ``retry`` (used for reads; launches and stops are retried only when the
     request never left) and ``limits`` configure the transport; ``governor`` paces every
-    request of this client (polls, queries, launches) and backs off on 429; ``cadence``
+    request of this client (polls, queries, launches) and backs off on 429 (default: a
+    :class:`~aiocompute.RateGovernor` of its own, unlimited until the first 429); ``cadence``
     sets how often waits poll; ``strict=True`` rejects answers with unknown fields (for
     tests against fixtures).
 

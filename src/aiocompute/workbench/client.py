@@ -22,6 +22,7 @@ from typing import Any
 import attrs
 
 from .._core.config import ConfigError, resolve_setting
+from .._core.fanout import RateGovernor as AIMDGovernor
 from .._core.polling import PollCadence, Poller
 from .._core.resources import BaseClient, WaitableResource
 from .._core.retries import DEFAULT_RETRY, RetryPolicy
@@ -94,7 +95,8 @@ class WorkbenchClient(BaseClient):
 
     ``timeouts``, ``retry`` (used for reads; launches and stops are retried only when the
     request never left) and ``limits`` configure the transport; ``governor`` paces every
-    request of this client (polls, queries, launches) and backs off on 429; ``cadence``
+    request of this client (polls, queries, launches) and backs off on 429 (default: a
+    :class:`~aiocompute.RateGovernor` of its own, unlimited until the first 429); ``cadence``
     sets how often waits poll; ``strict=True`` rejects answers with unknown fields (for
     tests against fixtures).
 
@@ -149,7 +151,7 @@ class WorkbenchClient(BaseClient):
                 retry=retry,
                 limits=limits,
                 error_parser=P.error_parser,
-                governor=governor,
+                governor=governor if governor is not None else AIMDGovernor(),
             )
         )
         self._strict = strict

@@ -1,0 +1,40 @@
+"""Each client paces every request with a RateGovernor of its own by default: polls,
+queries and launches feed it, and a 429 from the server slows the whole client down."""
+
+from __future__ import annotations
+
+from aiocompute import RateGovernor, WorkbenchClient
+from aiocompute.emulator import Emulator
+
+LP = {"name": "g", "cluster": "Local"}
+
+
+async def test_every_client_gets_its_own_governor_by_default() -> None:
+    one = WorkbenchClient("http://127.0.0.1:9", token="t" * 10)
+    two = WorkbenchClient("http://127.0.0.1:9", token="t" * 10)
+    mine = RateGovernor()
+    three = WorkbenchClient("http://127.0.0.1:9", token="t" * 10, governor=mine)
+    try:
+        assert isinstance(one._transport._governor, RateGovernor)
+        assert one._transport._governor is not two._transport._governor
+        assert three._transport._governor is mine
+    finally:
+        for client in (one, two, three):
+            await client.aclose()
+
+
+async def test_polls_queries_and_launches_share_the_governor_and_429_slows_it() -> None:
+    async with Emulator() as emu, WorkbenchClient(emu.workbench_url, token="user-token") as wb:
+        governor = wb._transport._governor
+        assert isinstance(governor, RateGovernor)
+        assert governor.rate is None  # unlimited until the server pushes back
+        launched = await wb.sessions.launch("VS Code", name="g", launch_parameters=LP)
+        await wb.version()
+        emu.faults.rate_limit_next["workbench.get_session"] = 2
+        await wb.sessions.wait(launched.id, timeout=10)  # polls ride through the 429s
+        stats = governor.stats
+        assert stats.throttled == 2
+        assert 1 <= stats.decreases <= stats.throttled
+        assert governor.rate is not None
+        # launch + version + every poll went through it
+        assert stats.acquired >= 3 + emu.stats["workbench.get_session"] - 2
