@@ -97,7 +97,9 @@ class Block:
 
 
 def _pages() -> list[Path]:
-    return sorted(p for p in DOCS.rglob("*.md") if "_ext" not in p.parts)
+    # The README's examples are held to the same checks as the guides'.
+    docs = sorted(p for p in DOCS.rglob("*.md") if "_ext" not in p.parts)
+    return [ROOT / "README.md", *docs]
 
 
 def _blocks(path: Path) -> Iterator[Block]:
@@ -107,7 +109,7 @@ def _blocks(path: Path) -> Iterator[Block]:
         before = text[: match.start()].rstrip("\n ").rsplit("\n", 1)[-1]
         found = _MARKER.search(before)
         yield Block(
-            page=path.relative_to(DOCS).as_posix(),
+            page=path.relative_to(DOCS).as_posix() if DOCS in path.parents else path.name,
             line=line,
             lang=match.group("lang"),
             code=textwrap.dedent(match.group("body")),
