@@ -19,6 +19,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from aiocompute._core import retries as retries_module
 from aiocompute._core.retries import (
     DEFAULT_RETRY,
     NO_RETRY,
@@ -487,3 +488,32 @@ def test_driver_never_exceeds_attempts_or_budget(
     assert len(fake.sleeps) == calls[0] - 1  # one wait between two tries, none after
     # No wait ever started that would end past the budget (time of the tries included).
     assert all(end <= total + 1e-9 for end in sleep_ends)
+
+
+def test_driver_without_an_rng_makes_one_only_for_a_retry(monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[random.Random] = []
+
+    class Counting(random.Random):
+        def __init__(self) -> None:
+            super().__init__(0)
+            made.append(self)
+
+    monkeypatch.setattr(retries_module.random, "Random", Counting)
+    fake = FakeTime()
+
+    def go(fn: Callable[[], Awaitable[str]]) -> str:
+        return run(
+            call_with_retries(
+                fn, RetryPolicy(), idempotent=True, sleep=fake.sleep, clock=fake.clock
+            )
+        )
+
+    ok, _ = failing([])
+    assert go(ok) == "ok"
+    assert made == []  # success at once: no generator seeded
+    flaky, calls = failing([status_error(503), status_error(503)])
+    assert go(flaky) == "ok"
+    assert calls[0] == 3
+    assert len(made) == 1  # one for the whole call, however many retries
+    assert len(fake.sleeps) == 2
+    assert all(0 <= s <= RetryPolicy().backoff_max for s in fake.sleeps)

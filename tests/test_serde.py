@@ -400,3 +400,289 @@ def test_epoch_ms_round_trip(ms: int) -> None:
 def test_models_are_plain_attrs() -> None:
     # Wire names live in the converter: the classes themselves know none.
     assert [a.name for a in attrs.fields(Box)] == ["image", "raw"]
+
+
+# --------------------------------------------------------------------------- fast paths
+# Lenient converters structure attrs classes and arrays through plainer twins of cattrs'
+# functions, and fall back to cattrs' own when anything is off. Both ways must agree on
+# every input: same objects, same errors.
+
+
+@frozen
+class Flat:
+    """Only plain defaults: built with positional arguments by the fast path."""
+
+    name: str
+    color: Color | str | None = None
+    seen_at: datetime | None = None
+    when: datetime = datetime(2020, 1, 1, tzinfo=UTC)
+    count: int | None = None
+    ratio: float | None = None
+    enabled: bool | None = None
+    tags: tuple[str, ...] = ()
+    boxes: tuple[Box, ...] = ()
+    box: Box | None = None
+    names: list[str] = attrs.Factory(list)
+    raw: Mapping[str, Any] = field(factory=dict, repr=False, eq=False)
+
+
+@frozen
+class Painted:
+    """A required enum: cattrs gives it str's hook, which must still make members."""
+
+    shade: Color
+    count: int = 0
+    raw: Mapping[str, Any] = field(factory=dict, repr=False, eq=False)
+
+
+@frozen
+class KeywordOnly:
+    first: str | None = None
+    second: int = field(default=0, kw_only=True)
+    third: str = "x"
+
+
+def slow_conv(monkeypatch: pytest.MonkeyPatch, **kwargs: Any) -> Any:
+    from aiocompute._core import serde
+
+    with monkeypatch.context() as m:
+        m.setattr(serde, "_FAST_PATHS", False)
+        return conv(**kwargs)
+
+
+def outcome(converter: Any, data: Any, cls: Any) -> tuple[str, Any]:
+    try:
+        value = structure(converter, data, cls, what="thing")
+    except ProtocolError as exc:
+        return "error", str(exc)
+    return "ok", value
+
+
+def same_outcome(a: tuple[str, Any], b: tuple[str, Any]) -> None:
+    assert a[0] == b[0], (a, b)
+    if a[0] == "error":
+        assert a[1] == b[1]
+        return
+    assert a[1] == b[1]
+    same_objects(a[1], b[1])
+
+
+def same_objects(x: Any, y: Any) -> None:
+    """== ignores raw and does not tell an enum member from its value: look closer."""
+    assert type(x) is type(y)
+    if isinstance(x, (list, tuple)):
+        for i, j in zip(x, y, strict=True):
+            same_objects(i, j)
+    elif attrs.has(type(x)):
+        for field_ in attrs.fields(type(x)):
+            if field_.name == "raw":
+                assert x.raw is y.raw
+            else:
+                same_objects(getattr(x, field_.name), getattr(y, field_.name))
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**16), max_value=10**16)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.sampled_from(["", "red", "blue", "x", "12", "true", "2024-05-01T10:00:00Z", "0.5"]),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(["image", "q"]), inner, max_size=2)
+    ),
+    max_leaves=6,
+)
+FLAT_KEYS = [
+    "name",
+    "color",
+    "seen_at",
+    "when",
+    "count",
+    "ratio",
+    "enabled",
+    "tags",
+    "boxes",
+    "box",
+    "names",
+    "extra",
+]
+THING_KEYS = [
+    "thingId",
+    "color",
+    "box",
+    "seenAt",
+    "tags",
+    "boxes",
+    "byName",
+    "count",
+    "ratio",
+    "enabled",
+    "maxValue",
+    "max_value",
+    "maxVal",
+]
+
+
+@given(st.dictionaries(st.sampled_from(FLAT_KEYS), JSON_VALUES, max_size=8))
+def test_fast_path_agrees_with_cattrs_on_any_input(data: dict[str, Any]) -> None:
+    from aiocompute._core import serde
+
+    serde._FAST_PATHS = False
+    try:
+        slow = make_converter(naming="snake")
+    finally:
+        serde._FAST_PATHS = True
+    fast = make_converter(naming="snake")
+    same_outcome(outcome(fast, data, Flat), outcome(slow, data, Flat))
+    same_outcome(outcome(fast, [data, data], list[Flat]), outcome(slow, [data, data], list[Flat]))
+
+
+@given(st.dictionaries(st.sampled_from(THING_KEYS), JSON_VALUES, max_size=8))
+def test_fast_path_agrees_with_cattrs_with_aliases_and_factories(data: dict[str, Any]) -> None:
+    from aiocompute._core import serde
+
+    serde._FAST_PATHS = False
+    try:
+        slow = conv()
+    finally:
+        serde._FAST_PATHS = True
+    same_outcome(outcome(conv(), data, Thing), outcome(slow, data, Thing))
+    same_outcome(outcome(conv(), data, SubThing), outcome(slow, data, SubThing))
+
+
+def test_fast_path_results_on_typical_input(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = {
+        "name": "n",
+        "color": "red",
+        "seen_at": 1_700_000_000_123,
+        "when": "2024-05-01T10:00:00Z",
+        "count": 3,
+        "ratio": 2,
+        "enabled": True,
+        "tags": [],
+        "boxes": [{"image": "a"}, {"image": "b", "q": 1}],
+        "box": None,
+        "names": ["x"],
+    }
+    flat = read(data, Flat)
+    assert flat == Flat(
+        name="n",
+        color=Color.RED,
+        seen_at=datetime(2023, 11, 14, 22, 13, 20, 123000, tzinfo=UTC),
+        when=datetime(2024, 5, 1, 10, tzinfo=UTC),
+        count=3,
+        ratio=2.0,
+        enabled=True,
+        boxes=(Box("a"), Box("b")),
+        names=["x"],
+    )
+    assert flat.raw is data
+    assert flat.boxes[1].raw == {"image": "b", "q": 1}
+    assert isinstance(flat.ratio, float)
+    assert type(flat.tags) is tuple
+    assert read({"name": "n", "color": "green"}, Flat).color == "green"
+    assert (
+        same_outcome(outcome(conv(), data, Flat), outcome(slow_conv(monkeypatch), data, Flat))
+        is None
+    )
+
+
+def test_fast_path_errors_are_cattrs_errors() -> None:
+    # The fast twin fails, cattrs' function runs and says where: same messages as ever.
+    with pytest.raises(ProtocolError) as info:
+        read({"name": "n", "boxes": [{"image": "a"}, {"image": []}], "count": "many"}, Flat)
+    message = str(info.value)
+    assert "$.boxes[1].image: expected a string, got array (Box.image)" in message
+    assert "$.count: expected an integer, got 'many'" in message
+    with pytest.raises(ProtocolError, match=r"\$\.name: required key missing \(Flat\.name\)"):
+        read({}, Flat)
+    with pytest.raises(ProtocolError, match="epoch-ms timestamp out of range"):
+        read({"name": "n", "seen_at": 10**20}, Flat)
+
+
+@given(
+    st.fixed_dictionaries(
+        {"shade": JSON_VALUES}, optional={"count": JSON_VALUES, "other": JSON_VALUES}
+    )
+)
+def test_fast_path_agrees_with_cattrs_on_required_enums(data: dict[str, Any]) -> None:
+    from aiocompute._core import serde
+
+    serde._FAST_PATHS = False
+    try:
+        slow = make_converter(naming="snake")
+    finally:
+        serde._FAST_PATHS = True
+    same_outcome(
+        outcome(make_converter(naming="snake"), data, Painted), outcome(slow, data, Painted)
+    )
+
+
+def test_a_required_enum_is_an_enum_member() -> None:
+    got = read({"shade": "red"}, Painted)
+    assert got.shade is Color.RED
+    with pytest.raises(ProtocolError, match="unknown Color value 'green'"):
+        read({"shade": "green"}, Painted)
+
+
+def test_keyword_only_attributes_are_passed_by_name() -> None:
+    assert read({"first": "a", "second": 2, "third": "c"}, KeywordOnly) == KeywordOnly(
+        "a", second=2, third="c"
+    )
+    assert read({}, KeywordOnly) == KeywordOnly()
+
+
+def test_a_class_with_its_own_init_gets_omitted_arguments_omitted() -> None:
+    @attrs.define(init=False)
+    class Custom:
+        a: str = "wire default"
+        b: int = 0
+
+        def __init__(self, a: str = "own default", b: int = 7) -> None:
+            self.a, self.b = a, b
+
+    got = read({"b": "3"}, Custom)
+    assert (got.a, got.b) == ("own default", 3)  # as cattrs would: a is not passed at all
+
+
+def test_hooks_registered_after_make_converter_are_honoured() -> None:
+    # Other API packages register hooks on their converter after make_converter: optional
+    # attributes of that type must use them, not the primitive shortcut.
+    c = make_converter(naming="snake")
+    c.register_structure_hook(str, lambda v, _: f"<{v}>")
+    got = structure(c, {"name": "n", "color": "zz", "tags": ["t"]}, Flat, what="flat")
+    assert got.name == "<n>"
+    assert got.tags == ("<t>",)
+
+
+def test_the_fast_path_is_taken_where_it_should_be() -> None:
+    from aiocompute._core.serde import _fast_structure_fn
+
+    c = conv()
+    for cls in (Flat, KeywordOnly, Thing, Box):
+        assert _fast_structure_fn(c, cls) is not None, cls
+    # Strict converters keep cattrs' functions (they also report unknown keys).
+    hook = conv(strict=True).get_structure_hook(Flat)
+    assert all(
+        getattr(cell.cell_contents, "__name__", "") != "structure_fast"
+        for cell in hook.__closure__ or ()
+    )
+
+
+@frozen
+class Node:
+    name: str
+    children: tuple[Node, ...] = ()
+    parent: Node | None = None
+
+
+def test_recursive_classes_read_the_same_both_ways(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = {"name": "a", "children": [{"name": "b", "children": [{"name": 3}]}], "parent": {}}
+    fast, slow = conv(), slow_conv(monkeypatch)
+    same_outcome(outcome(fast, data, Node), outcome(slow, data, Node))
+    data["parent"] = {"name": "p"}
+    got = outcome(fast, data, Node)
+    assert got[0] == "ok"
+    assert got[1].children[0].children[0] == Node(name="3")
+    same_outcome(got, outcome(slow, data, Node))

@@ -20,9 +20,12 @@ import anyio
 import pytest
 from aiohttp import web
 from aioresponses import aioresponses
+from hypothesis import example, given
+from hypothesis import strategies as st
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from aiocompute import _exceptions
 from aiocompute._core.retries import NO_RETRY, RetryPolicy
 from aiocompute._core.transport import (
     ByteStream,
@@ -42,6 +45,8 @@ from aiocompute._exceptions import (
     RateLimitError,
     ServerError,
     TransportError,
+    redact,
+    register_secret,
 )
 
 BASE = "https://api.example.com/api"
@@ -465,6 +470,14 @@ async def test_credentials_in_urls_are_redacted(mocked: aioresponses) -> None:
     assert "hunter2" not in str(info.value)
 
 
+async def test_response_url_has_no_user_info(mocked: aioresponses) -> None:
+    async with Transport("https://user:hunter2-pass@api.example.com/api") as t:
+        mocked.get(re.compile(r"^https://.*/api/ok"), payload={}, repeat=True)
+        first = await t.request("GET", "ok", idempotent=True)
+        second = await t.request("GET", "ok", idempotent=True)
+    assert first.url == second.url == "https://api.example.com/api/ok"
+
+
 async def test_raw_api_key_never_in_errors(mocked: aioresponses) -> None:
     async with Transport(BASE, auth=StaticAuth({"Authorization": RAW_KEY})) as t:
         mocked.get(f"{BASE}/x", status=403, body=f"Access denied for key {RAW_KEY}")
@@ -493,6 +506,54 @@ async def test_refreshed_tokens_from_a_provider_are_redacted_too(mocked: aioresp
     assert "iam-token-number-0001" not in str(info.value)
 
 
+# Every request's URL goes through redact(), which skips its regexes for text that cannot
+# match them and remembers short clean texts. It must still give what the regexes give.
+
+REDACT_SECRET = "registered-secret-3f9c1d"
+register_secret(REDACT_SECRET)
+
+
+def redact_reference(text: str) -> str:
+    """redact() as the regexes alone define it."""
+    text = _exceptions._URL_USERINFO.sub(r"\1***@", text)
+    for secret in _exceptions._known_secrets:
+        if secret in text:
+            text = text.replace(secret, "***")
+    for pattern in _exceptions._SECRET_PATTERNS:
+        text = pattern.sub(lambda m: m.group(1) + "***", text)
+    return text
+
+
+REDACT_PIECES = st.sampled_from(
+    [
+        "https://", "http://h.example:8443", "/api/get_session", "?", "&", "=", "@", ":",
+        "user:pw@", "token", "TOKEN", "api_key", "Api-Key", "apikey", "password", "secret",
+        "cookie", "Authorization", "authorization: ", "Bearer ", "bearer ", "basic ", "\"",
+        "id_token", "access_token=", " ", "\n", "abc123", "x", "ſecret=", "K", "tоken",
+        "\u212aey=", "é", REDACT_SECRET, "registered", "-secret",
+    ]
+)  # fmt: skip
+
+
+@given(st.lists(REDACT_PIECES, max_size=12).map("".join))
+@example("https://user:pw@h.example/api?x=1")
+@example("ſecret=abc and \u212aey=v")
+@example(f"http://h/{REDACT_SECRET}/x")
+@example("Authorization: Basic abc, cookie=1")
+def test_redact_gives_what_its_regexes_give(text: str) -> None:
+    expected = redact_reference(text)
+    assert redact(text) == expected
+    assert redact(text) == expected  # the second time may come from the clean-text cache
+
+
+def test_a_clean_text_is_redacted_once_its_secret_is_registered() -> None:
+    url = "https://api.example.com/api/jobs/run-77aa1c9e0b"
+    assert redact(url) == url
+    assert redact(url) == url
+    register_secret("run-77aa1c9e0b")
+    assert redact(url) == "https://api.example.com/api/jobs/***"
+
+
 # ---------------------------------------------------------------- request building
 
 
@@ -512,6 +573,50 @@ async def test_headers_url_joining_and_user_agent(
     assert headers["User-Agent"] == default_user_agent()
     assert headers["Authorization"] == f"Bearer {TOKEN}"
     assert headers["IBM-API-Version"] == "2025-05-01"
+
+
+async def test_fixed_headers_are_reused_and_never_mixed_between_requests(
+    transport: Transport, mocked: aioresponses
+) -> None:
+    mocked.post(f"{BASE}/a", payload={}, repeat=True)
+    mocked.get(f"{BASE}/b", payload={}, repeat=True)
+    for extra in (None, {"X-Trace": "t1"}, None):
+        await transport.request("POST", "a", json={"x": 1}, headers=extra, idempotent=False)
+    await transport.request("GET", "b", idempotent=True)
+    await transport.request("GET", "b", idempotent=True, authenticate=False)
+    await transport.request(
+        "GET", "b", headers={"accept": "text/plain", "X-Trace": "t2"}, idempotent=True
+    )
+    posts = [dict(sent_kwargs(mocked, "POST", f"{BASE}/a", i)["headers"]) for i in range(3)]
+    expected = {
+        "User-Agent": default_user_agent(),
+        "Accept": "application/json",
+        "Content-Type": "application/json",
+        "Authorization": f"Bearer {TOKEN}",
+    }
+    assert posts[0] == posts[2] == expected
+    assert posts[1] == {**expected, "X-Trace": "t1"}
+    gets = [sent_kwargs(mocked, "GET", f"{BASE}/b", i)["headers"] for i in range(3)]
+    assert dict(gets[0]) == {k: v for k, v in expected.items() if k != "Content-Type"}
+    assert "Authorization" not in gets[1]
+    assert gets[2]["Accept"] == "text/plain"  # a request's own headers win
+    assert len(gets[2].getall("Accept")) == 1
+    assert gets[2]["X-Trace"] == "t2"
+    assert "X-Trace" not in gets[0]
+
+
+async def test_json_bodies_are_compact_utf8_and_refuse_nan(
+    transport: Transport, mocked: aioresponses
+) -> None:
+    mocked.post(f"{BASE}/a", payload={}, repeat=True)
+    await transport.request("POST", "a", json={"name": "Zoë", "n": [1, 2.5]}, idempotent=False)
+    assert sent_kwargs(mocked, "POST", f"{BASE}/a")["data"] == '{"name":"Zoë","n":[1,2.5]}'.encode()
+    with pytest.raises(ValueError, match="JSON body cannot be encoded"):
+        await transport.request("POST", "a", json={"x": float("nan")}, idempotent=False)
+    loop: dict[str, Any] = {}
+    loop["self"] = loop
+    with pytest.raises(ValueError, match="Circular reference"):
+        await transport.request("POST", "a", json=loop, idempotent=False)
 
 
 async def test_json_and_form_bodies(transport: Transport, mocked: aioresponses) -> None:
@@ -624,6 +729,7 @@ class Server:
         app.router.add_get("/trickle", self.trickle)
         app.router.add_get("/forever", self.forever)
         app.router.add_get("/busy-stream", self.busy_stream)
+        app.router.add_get("/redirect", self.redirect)
         return app
 
     def count(self, request: web.Request) -> None:
@@ -684,6 +790,9 @@ class Server:
         self.count(request)
         return web.json_response({"error": "warming up"}, status=503)
 
+    async def redirect(self, request: web.Request) -> web.Response:
+        raise web.HTTPFound(f"/json?api_key={RAW_KEY}")
+
 
 @pytest.fixture
 async def server() -> AsyncIterator[Server]:
@@ -714,6 +823,43 @@ async def test_per_call_timeout_overrides_total(server: Server) -> None:
                 await t.request("GET", "/slow-answer", idempotent=True, timeout=0.2, retry=NO_RETRY)
     assert info.value.sent is True
     assert info.value.retryable is True
+
+
+async def test_without_a_per_call_timeout_the_total_applies(server: Server) -> None:
+    async with Transport(server.url, timeouts=Timeouts(total=0.2)) as t:
+        with anyio.fail_after(5):
+            with pytest.raises(TransportError, match=r"timed out after 0.2 s") as info:
+                await t.request("GET", "/slow-answer", idempotent=True, retry=NO_RETRY)
+        # ...and a per-call timeout still wins over it.
+        assert (await t.request("GET", "/json", idempotent=True, timeout=3)).json() == {"ok": True}
+    assert info.value.sent is True
+
+
+async def test_read_timeout_is_enforced_on_requests(server: Server) -> None:
+    async with Transport(server.url, timeouts=Timeouts(read=0.2, total=5)) as t:
+        with anyio.fail_after(4):
+            with pytest.raises(TransportError, match="timed out reading the response") as info:
+                await t.request("GET", "/slow-answer", idempotent=True, retry=NO_RETRY)
+    assert (info.value.sent, info.value.retryable) == (True, True)
+
+
+async def test_response_url_is_the_final_url_redacted(server: Server) -> None:
+    async with Transport(server.url) as t:
+        r = await t.request("GET", "/redirect", idempotent=True)
+        plain = await t.request("GET", "/json?x=1", idempotent=True)
+    assert r.json() == {"ok": True}
+    assert r.url == f"{server.url}/json?api_key=***"
+    assert RAW_KEY not in repr(r)
+    assert plain.url == f"{server.url}/json?x=1"
+
+
+async def test_response_urls_honour_secrets_registered_later(server: Server) -> None:
+    async with Transport(server.url) as t:
+        before = await t.request("GET", "/json?run=zz-9f8e7d6c5b", idempotent=True)
+        register_secret("zz-9f8e7d6c5b")
+        after = await t.request("GET", "/json?run=zz-9f8e7d6c5b", idempotent=True)
+    assert before.url == f"{server.url}/json?run=zz-9f8e7d6c5b"
+    assert after.url == f"{server.url}/json?run=***"
 
 
 async def test_stream_yields_chunks_as_they_arrive(server: Server) -> None:

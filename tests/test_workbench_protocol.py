@@ -755,3 +755,122 @@ def test_state_helpers() -> None:
     assert wp.session_state(Session(id="s")) == "unknown"
     assert wp.session_state(Session(id="s", job=Job(id="j"))) == "ended"
     assert wp.job_state(Job(id="j", status="Running")) == "Running"
+
+
+# --------------------------------------------------------------------------- fast paths
+# Listings are read on every poll and every sessions.get: the converter takes plainer
+# twins of cattrs' functions. They must give the very same models and errors.
+
+
+def slow_converter() -> Any:
+    from aiocompute._core import serde
+
+    serde._FAST_PATHS = False
+    try:
+        return wp._make(strict=False)
+    finally:
+        serde._FAST_PATHS = True
+
+
+SLOW = slow_converter()
+LISTINGS = [
+    "current.get_session.result.json",
+    "preview.get_session.result.json",
+    "current.get_historical_session.result.json",
+]
+
+
+def read_both(result: Any) -> tuple[Any, Any]:
+    def one(read: Any) -> Any:
+        try:
+            return read()
+        except ProtocolError as exc:
+            return ("error", str(exc))
+
+    fast = one(lambda: wp.parse_session_listing(result))
+    slow = one(
+        lambda: wp.structure(SLOW, result, SessionListing, what="session listing", path="$.result")
+    )
+    return fast, slow
+
+
+def assert_same_models(x: Any, y: Any) -> None:
+    assert type(x) is type(y)
+    if isinstance(x, (list, tuple)):
+        assert len(x) == len(y)
+        for i, j in zip(x, y, strict=True):
+            assert_same_models(i, j)
+    elif attrs.has(type(x)):
+        for a in attrs.fields(type(x)):
+            if a.name == "raw":
+                assert x.raw is y.raw
+            else:
+                assert_same_models(getattr(x, a.name), getattr(y, a.name))
+    else:
+        assert x == y
+
+
+@pytest.mark.parametrize("name", LISTINGS)
+def test_listings_read_the_same_both_ways(name: str) -> None:
+    result = load(name)["result"]
+    fast, slow = read_both(result)
+    assert isinstance(fast, SessionListing)
+    assert_same_models(fast, slow)
+    assert fast.sessions  # the fixture has sessions: the comparison saw real models
+
+
+ODD_VALUES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**17), max_value=10**17),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from(["", "running", "Finished", "x", "12", "2025-07-23T00:00:00Z", "true"]),
+    st.lists(st.sampled_from(["a", 1, None]), max_size=2),
+    st.dictionaries(
+        st.sampled_from(["id", "name", "value"]), st.sampled_from(["v", 2]), max_size=2
+    ),
+)
+
+
+@given(
+    st.sampled_from(LISTINGS),
+    st.lists(st.tuples(st.integers(min_value=0, max_value=60), ODD_VALUES), max_size=4),
+)
+def test_altered_listings_read_the_same_both_ways(
+    name: str, changes: list[tuple[int, Any]]
+) -> None:
+    result = load(name)["result"]
+    session = result["sessions"][0]
+    # Replace some of the session's (or its job's, or launch parameters') values.
+    targets = [session]
+    for key in ("job", "launch_parameters"):
+        if isinstance(session.get(key), dict):
+            targets.append(session[key])
+    for index, value in changes:
+        target = targets[index % len(targets)]
+        keys = sorted(target)
+        target[keys[index % len(keys)]] = value
+    fast, slow = read_both(result)
+    if isinstance(fast, tuple):
+        assert fast == slow
+    else:
+        assert_same_models(fast, slow)
+
+
+def test_session_ids_edge_cases_keep_their_errors() -> None:
+    class Id(str):
+        pass
+
+    assert wp.get_session([Id("a"), "b"]).kwparams["session_id"] == "a,b"
+    with pytest.raises(ValueError, match=r"session_ids\[1\] is required"):
+        wp.get_session(["a", " \t"])
+    with pytest.raises(ValueError, match=r"session_ids\[0\] must not contain a comma"):
+        wp.get_session([Id("a,b")])
+    with pytest.raises(TypeError, match=r"session_ids\[2\] must be a string"):
+        wp.get_session(["a", "b", None])  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize("raw", [b"", b" \r\n\t", " ", "\u2003"])
+def test_blank_bodies_are_empty_for_reads(raw: bytes | str) -> None:
+    with pytest.raises(ProtocolError, match="get_session: empty response body"):
+        wp.decode_envelope("get_session", 200, raw)

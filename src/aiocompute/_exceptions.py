@@ -78,12 +78,53 @@ def register_secret(value: str | None) -> None:
 _URL_USERINFO = re.compile(r"(?i)([a-z][a-z0-9+.-]*://)[^/\s@]+@")
 
 
+# Every match of _URL_USERINFO holds an "@", and every match of _SECRET_PATTERNS one of these
+# words in some case. ASCII text without them cannot match, so redact() skips those regexes
+# (most URLs and messages; redact runs on every request's URL). Outside ASCII the regexes
+# always run: (?i) also matches look-alikes there, such as "ſ" (long s) for "s".
+_SECRET_WORDS = ("authorization", "bearer", "key", "token", "password", "secret", "cookie")
+
+
+# Short texts that redact() left unchanged, e.g. the URL of every request. What the URL and
+# pattern steps make of a text depends on the text alone, so for these only the registered
+# secrets (which may have grown since) are looked for again. Texts that held anything to
+# redact are never kept.
+_CLEAN_CACHE_SIZE = 1024
+_CLEAN_TEXT_CHARS = 300
+_clean: set[str] = set()
+
+
 def redact(text: str) -> str:
     """Return ``text`` with anything that looks like a credential replaced by ``***``."""
-    text = _URL_USERINFO.sub(r"\1***@", text)
+    if text in _clean:
+        for secret in _known_secrets:
+            if secret in text:
+                break
+        else:
+            return text
+    result = _redact(text)
+    if result == text and len(text) <= _CLEAN_TEXT_CHARS:
+        if len(_clean) >= _CLEAN_CACHE_SIZE:
+            _clean.clear()
+        _clean.add(text)
+    return result
+
+
+def _redact(text: str) -> str:
+    ascii_only = text.isascii()
+    if not ascii_only or "@" in text:
+        text = _URL_USERINFO.sub(r"\1***@", text)
     for secret in _known_secrets:
         if secret in text:
             text = text.replace(secret, "***")
+    if ascii_only:
+        # The replacements above only remove text and add "*": the words are not created.
+        lowered = text.lower()
+        for word in _SECRET_WORDS:
+            if word in lowered:
+                break
+        else:
+            return text
     for pattern in _SECRET_PATTERNS:
         text = pattern.sub(lambda m: m.group(1) + "***", text)
     return text

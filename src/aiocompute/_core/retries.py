@@ -226,7 +226,8 @@ async def call_with_retries(
     each wait. ``sleep``, ``clock`` and ``rng`` are injectable for tests. Cancellation is
     never retried.
     """
-    rand = rng if rng is not None else random.Random()
+    # Made on the first retry: most calls succeed at once, and seeding costs a system call.
+    rand = rng
     started = clock()
     attempt = 0
     while True:
@@ -236,6 +237,8 @@ async def call_with_retries(
         except Exception as error:
             if not should_retry(policy, attempt=attempt, idempotent=idempotent, error=error):
                 raise
+            if rand is None:
+                rand = random.Random()
             delay = backoff_delay(policy, attempt, retry_after=_retry_after_of(error), rng=rand)
             elapsed = clock() - started
             if elapsed + delay > policy.total_timeout:

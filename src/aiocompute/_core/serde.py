@@ -42,13 +42,14 @@ input says nothing).
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import math
 import re
 import types
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta, timezone
-from typing import Any, Literal, TypeVar, Union, get_args, get_origin
+from typing import Any, Literal, NamedTuple, TypeVar, Union, get_args, get_origin
 
 import attrs
 import cattrs
@@ -95,6 +96,11 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
 # How many error lines a ProtocolError message lists before summarising the rest.
 _MAX_ERRORS = 5
 
+# Converters made while this is False structure through cattrs' functions only, without
+# the fast twins (_fast_structure_fn, the element loop of _sequence_hook); the tests compare
+# both ways.
+_FAST_PATHS = True
+
 
 def to_camel(name: str) -> str:
     """``working_directory`` -> ``workingDirectory``; names without ``_`` are unchanged."""
@@ -120,6 +126,11 @@ def parse_timestamp(value: Any) -> datetime:
     Naive values are taken as UTC. Raises :class:`TypeError` for other JSON types and
     :class:`ValueError` for unreadable strings or out-of-range numbers.
     """
+    if type(value) is int:  # the usual wire form (epoch ms); exactly int, so never a bool
+        try:
+            return _EPOCH + timedelta(milliseconds=value)
+        except OverflowError:
+            raise ValueError(f"epoch-ms timestamp out of range: {value!r}") from None
     if isinstance(value, datetime):
         return value if value.tzinfo is not None else value.replace(tzinfo=_UTC)
     if isinstance(value, bool):  # bool is an int subclass; a flag is never a time
@@ -271,7 +282,12 @@ def _enum_aware(base: type, hook: Callable[[Any, Any], Any]) -> Callable[[Any, A
     """
 
     def structure_primitive(value: Any, tp: Any) -> Any:
-        if tp is base or not (isinstance(tp, type) and issubclass(tp, enum.Enum)):
+        if tp is base:
+            # The usual case: every primitive hook returns a value of its own type as is.
+            if type(value) is base:
+                return value
+            return hook(value, tp)
+        if not (isinstance(tp, type) and issubclass(tp, enum.Enum)):
             return hook(value, tp)
         try:
             return tp(hook(value, base))
@@ -304,9 +320,34 @@ def _is_enum(tp: Any) -> bool:
 
 
 def _is_multi_union(tp: Any) -> bool:
-    """Unions with two or more non-None members (plain ``X | None`` is cattrs' business)."""
+    """Unions with two or more non-None members (plain ``X | None``: :func:`_is_optional`)."""
     args = _union_args(tp)
     return args is not None and len([a for a in args if a is not type(None)]) >= 2
+
+
+def _is_optional(tp: Any) -> bool:
+    """``X | None`` with exactly one other member."""
+    args = _union_args(tp)
+    return args is not None and len(args) == 2 and type(None) in args
+
+
+class _Shortcut(NamedTuple):
+    """What a hook is known to return for some values, without being called (see
+    :func:`_fast_value`)."""
+
+    #: None is returned as is (an optional attribute).
+    none: bool = False
+    #: A value of exactly this type is returned as is (a primitive's own hook).
+    exact: type | None = None
+    #: An int is epoch milliseconds, read as parse_timestamp reads it.
+    epoch_ms: bool = False
+    #: An empty JSON array gives an empty tuple.
+    empty_tuple: bool = False
+    #: A str found here gives the enum member it maps to.
+    members: Mapping[str, Any] | None = None
+    #: The shortcut holds only when the hook structures this very type (None: any type).
+    #: cattrs hands a primitive's hook the enums derived from it too (see _enum_aware).
+    for_type: Any = None
 
 
 class WireConverter(cattrs.Converter):
@@ -316,7 +357,16 @@ class WireConverter(cattrs.Converter):
     an attribute (used in error paths).
     """
 
-    __slots__ = ("_aliases", "_class_naming", "_renames", "naming", "strict")
+    __slots__ = (
+        "_aliases",
+        "_class_naming",
+        "_fast_paths",
+        "_primitives",
+        "_renames",
+        "_shortcuts",
+        "naming",
+        "strict",
+    )
 
     def __init__(
         self,
@@ -338,6 +388,13 @@ class WireConverter(cattrs.Converter):
         self._class_naming = dict(class_naming)
         self._renames = {cls: dict(m) for cls, m in renames.items()}
         self._aliases = {cls: {a: tuple(ws) for a, ws in m.items()} for cls, m in aliases.items()}
+        # The primitive hooks make_converter registers (see _optional_hook).
+        self._primitives: dict[type, Callable[[Any, Any], Any]] = {}
+        # Hooks whose answer for some values is known without calling them; used by
+        # _fast_structure_fn.
+        self._shortcuts: dict[Callable[[Any, Any], Any], _Shortcut] = {}
+        # Whether the hooks made for this converter take the fast paths (tests compare).
+        self._fast_paths = _FAST_PATHS
 
     def naming_for(self, cls: type) -> Naming:
         """The naming rule of ``cls``: its own, an ancestor's, or the converter's."""
@@ -397,15 +454,19 @@ def make_converter(
         primitives = {str: _lenient_str, int: _lenient_int, float: _lenient_float}
         primitives[bool] = _lenient_bool
     for tp, hook in primitives.items():
-        conv.register_structure_hook(tp, _enum_aware(tp, hook))
+        conv._primitives[tp] = _enum_aware(tp, hook)
+        conv._shortcuts[conv._primitives[tp]] = _Shortcut(exact=tp, for_type=tp)
+        conv.register_structure_hook(tp, conv._primitives[tp])
     # str-valued enums would otherwise be written as themselves (see _enum_aware).
     conv.register_unstructure_hook(str, _plain_str)
     conv.register_structure_hook(datetime, _structure_timestamp)
+    conv._shortcuts[_structure_timestamp] = _Shortcut(epoch_ms=True)
     conv.register_unstructure_hook(datetime, format_timestamp)
 
     conv.register_structure_hook_factory(is_sequence, lambda tp: _sequence_hook(conv, tp))
     conv.register_structure_hook_factory(is_mapping, lambda tp: _mapping_hook(conv, tp))
     conv.register_structure_hook_factory(_is_multi_union, lambda tp: _union_hook(conv, tp))
+    conv.register_structure_hook_factory(_is_optional, lambda tp: _optional_hook(conv, tp))
     conv.register_structure_hook_factory(attrs.has, lambda cls: _attrs_structure_hook(conv, cls))
     conv.register_unstructure_hook_factory(
         attrs.has, lambda cls: _attrs_unstructure_hook(conv, cls)
@@ -422,17 +483,58 @@ def _sequence_hook(conv: WireConverter, tp: Any) -> Callable[[Any, Any], Any]:
         else list_structure_factory(tp, conv)
     )
 
-    empty: Any = () if origin is tuple else []
+    is_tuple = origin is tuple
     lenient = not conv.strict
+    # What cattrs makes of an empty array; answered without a call when it is () or [],
+    # since many arrays on the wire are empty.
+    try:
+        probe = inner([], tp)
+    except Exception:
+        probe = None
+    empty_tuple = type(probe) is tuple and probe == ()
+    empty_list = type(probe) is list and probe == []
+
+    # The element hook cattrs' function calls; calling it here skips cattrs' per-element
+    # bookkeeping for errors, which only a failing array needs.
+    element = _element_hook(conv, tp) if conv._fast_paths else None
 
     def structure_sequence(value: Any, t: Any) -> Any:
         if value is None and lenient:  # "tags": null reads as no tags
-            return empty
+            return () if is_tuple else []
         if not isinstance(value, (list, tuple)):
             raise TypeError(f"expected an array, got {_json_type(value)}")
+        if not value:
+            if empty_tuple:
+                return ()
+            if empty_list:
+                return []  # a new list each time: lists are mutable
+        if element is not None:
+            hook, element_type = element
+            try:
+                items = [hook(item, element_type) for item in value]
+            except Exception:
+                items = None
+            if items is not None:
+                return tuple(items) if is_tuple else items
+        # Also when an element failed: cattrs' function says which, and why.
         return inner(value, t)
 
+    if empty_tuple:
+        conv._shortcuts[structure_sequence] = _Shortcut(empty_tuple=True)
+
     return structure_sequence
+
+
+def _element_hook(conv: WireConverter, tp: Any) -> tuple[Callable[[Any, Any], Any], Any] | None:
+    """``(hook, type)`` of the elements of ``tp`` as cattrs' sequence functions find them,
+    or None where those do something else (bare or ``Any`` elements, a recursive type)."""
+    args = get_args(tp)
+    if not args or args[0] is Any or args[0] is object:
+        return None
+    try:
+        return conv.get_structure_hook(args[0]), args[0]
+    except RecursionError:
+        return None
 
 
 def _mapping_hook(conv: WireConverter, tp: Any) -> Callable[[Any, Any], Any]:
@@ -448,6 +550,37 @@ def _mapping_hook(conv: WireConverter, tp: Any) -> Callable[[Any, Any], Any]:
         return inner(value, t)
 
     return structure_mapping
+
+
+def _optional_hook(conv: WireConverter, tp: Any) -> Callable[[Any, Any], Any]:
+    """``X | None``: None, or X's hook, looked up once (cattrs looks it up on every value).
+
+    A value of exactly the type of a primitive ``X`` (``str``, ``int``, ``float``,
+    ``bool``) is returned as is, as that hook would; only when the hook in force for ``X``
+    is still make_converter's own, so a hook registered later is always honoured.
+    """
+    (member,) = [a for a in get_args(tp) if a is not type(None)]
+    try:
+        inner = conv.get_structure_hook(member)
+    except RecursionError:
+        # A class that contains itself: look the hook up when a value comes.
+        def structure_late(value: Any, _: Any) -> Any:
+            return None if value is None else conv.structure(value, member)
+
+        return structure_late
+    exact = member if inner is conv._primitives.get(member) else None
+
+    def structure_optional(value: Any, _: Any) -> Any:
+        if value is None:
+            return None
+        if type(value) is exact:
+            return value
+        return inner(value, member)
+
+    conv._shortcuts[structure_optional] = _Shortcut(
+        none=True, exact=exact, epoch_ms=inner is _structure_timestamp
+    )
+    return structure_optional
 
 
 def _union_hook(conv: WireConverter, tp: Any) -> Callable[[Any, Any], Any]:
@@ -469,6 +602,12 @@ def _union_hook(conv: WireConverter, tp: Any) -> Callable[[Any, Any], Any]:
     has = set(members)
     expected = " or ".join(getattr(m, "__name__", repr(m)) for m in members)
 
+    # enum_cls(value) finds a member by its value in this same way; a miss still asks it.
+    by_value: dict[Any, Any] = {}
+    if enum_cls is not None:
+        with contextlib.suppress(TypeError):  # unhashable values: always ask the enum
+            by_value = {m.value: m for m in enum_cls}
+
     def structure_union(value: Any, _: Any) -> Any:
         if value is None and allows_none:
             return None
@@ -476,6 +615,9 @@ def _union_hook(conv: WireConverter, tp: Any) -> Callable[[Any, Any], Any]:
             return conv.structure(value, cls)
         if isinstance(value, str):
             if enum_cls is not None:
+                member = by_value.get(value)
+                if member is not None:
+                    return member
                 try:
                     return enum_cls(value)
                 except ValueError:
@@ -499,6 +641,8 @@ def _union_hook(conv: WireConverter, tp: Any) -> Callable[[Any, Any], Any]:
                 return str(value)
         raise TypeError(f"expected {expected}, got {_json_type(value)}")
 
+    if by_value:
+        conv._shortcuts[structure_union] = _Shortcut(none=allows_none, members=by_value)
     return structure_union
 
 
@@ -520,11 +664,12 @@ def _attrs_structure_hook(conv: WireConverter, cls: type) -> Callable[[Any, Any]
     fn: Callable[[Any, Any], Any] = make_dict_structure_fn(
         cls, conv, _cattrs_forbid_extra_keys=conv.strict, **overrides
     )
+    fast = _fast_structure_fn(conv, cls) if conv._fast_paths and not conv.strict else None
     alias_map = conv.aliases_for(cls)
     name = cls.__name__
 
     def structure_model(data: Any, _: Any) -> Any:
-        if not isinstance(data, Mapping):
+        if type(data) is not dict and not isinstance(data, Mapping):
             raise TypeError(f"expected an object for {name}, got {_json_type(data)}")
         src = data
         if alias_map and not alias_map.keys().isdisjoint(data.keys()):
@@ -533,13 +678,124 @@ def _attrs_structure_hook(conv: WireConverter, cls: type) -> Callable[[Any, Any]
                 if alt in src:
                     alt_value = src.pop(alt)
                     src.setdefault(primary, alt_value)
-        obj = fn(src, cls)
+        obj = None
+        if fast is not None:
+            try:
+                obj = fast(src)
+            except Exception:
+                obj = None
+        if obj is None:
+            # Also when the fast function failed: cattrs' own says where, and why.
+            obj = fn(src, cls)
         if has_raw:
             # The model is frozen; raw is filled once, right after construction.
             object.__setattr__(obj, "raw", data)
         return obj
 
     return structure_model
+
+
+def _fast_structure_fn(conv: WireConverter, cls: type) -> Callable[[Any], Any] | None:
+    """A plainer twin of cattrs' structuring function of ``cls`` (lenient converters only).
+
+    It reads the same keys with the same hooks and builds the object the same way, but
+    skips cattrs' per-attribute error bookkeeping, and does not call a hook whose answer is
+    known (None for an optional attribute, a plain ``str`` for a ``str``...: see
+    ``WireConverter._shortcuts``). It raises on any problem, and then the caller runs
+    cattrs' function, whose errors say what went wrong where. None when ``cls`` has
+    something it does not handle (a generic class, an attribute outside ``__init__``...).
+    """
+    if get_origin(cls) is not None or getattr(cls, "__parameters__", None):
+        return None
+    fields = attrs.fields(cls)
+    # Arguments are passed by position up to the first one that cannot be (raw, which is
+    # left to its factory; a keyword-only one), by keyword after. An absent key passes the
+    # attribute's default, which is what __init__ does with an omitted argument; a factory
+    # default can only be omitted, so such a class builds a dict of arguments instead.
+    # So does a class with an __init__ of its own (defaults and order may differ).
+    code = getattr(getattr(cls, "__init__", None), "__code__", None)
+    attrs_init = "<attrs generated" in getattr(code, "co_filename", "")
+    by_dict = not attrs_init or any(
+        # (attrs' stubs type Factory as a function; it is a class.)
+        a.name != "raw" and isinstance(a.default, attrs.Factory)  # type: ignore[arg-type]
+        for a in fields
+    )
+    lines = ["def structure_fast(o):"]
+    if by_dict:
+        lines.append("    res = {}")
+    namespace: dict[str, Any] = {"__cls": cls, "__epoch": _EPOCH, "__td": timedelta}
+    call_args: list[str] = []
+    positional = True
+    for i, a in enumerate(fields):
+        if a.name == "raw":
+            positional = False
+            continue  # filled by structure_model, as for cattrs' function
+        if not a.init or a.type is None or isinstance(a.type, str) or a.alias is None:
+            return None
+        try:
+            hook = conv.get_structure_hook(a.type)
+        except Exception:  # a recursive type, a type without a hook...
+            return None
+        namespace[f"__h{i}"], namespace[f"__t{i}"] = hook, a.type
+        key, arg = repr(conv.wire_name(cls, a.name)), f"a{i}"
+        value = _fast_value(conv, hook, a.type, i, namespace)
+        if by_dict:
+            target = f"res[{a.alias!r}]"
+        else:
+            target = arg
+            if a.kw_only:
+                positional = False
+            call_args.append(arg if positional else f"{a.alias}={arg}")
+        if a.default is attrs.NOTHING:
+            lines += [f"    v = o[{key}]", f"    {target} = {value}"]
+        elif by_dict:
+            lines += [f"    if {key} in o:", f"        v = o[{key}]", f"        {target} = {value}"]
+        else:
+            namespace[f"__d{i}"] = a.default
+            lines += [
+                f"    if {key} in o:",
+                f"        v = o[{key}]",
+                f"        {target} = {value}",
+                "    else:",
+                f"        {target} = __d{i}",
+            ]
+    lines.append(
+        "    return __cls(**res)" if by_dict else f"    return __cls({', '.join(call_args)})"
+    )
+    source = "\n".join(lines)
+    exec(compile(source, f"<aiocompute fast structure {cls.__qualname__}>", "exec"), namespace)
+    fast: Callable[[Any], Any] = namespace["structure_fast"]
+    return fast
+
+
+def _fast_value(
+    conv: WireConverter,
+    hook: Callable[[Any, Any], Any],
+    tp: Any,
+    i: int,
+    namespace: dict[str, Any],
+) -> str:
+    """The expression that structures ``v`` (of type ``tp``) with attribute ``i``'s hook, or
+    gives what that hook is known to give without calling it (the commonest case first)."""
+    call = f"__h{i}(v, __t{i})"
+    shortcut = conv._shortcuts.get(hook)
+    if shortcut is None or (shortcut.for_type is not None and tp is not shortcut.for_type):
+        return call
+    if shortcut.none:
+        call = f"(None if v is None else {call})"
+    if shortcut.epoch_ms:
+        # parse_timestamp's first case, written out: an int is epoch milliseconds (the
+        # same whole number of microseconds as timedelta(milliseconds=v), built faster).
+        return f"(__epoch + __td(0, 0, v * 1000) if type(v) is int else {call})"
+    if shortcut.exact is not None:
+        namespace[f"__e{i}"] = shortcut.exact
+        return f"(v if type(v) is __e{i} else {call})"
+    if shortcut.empty_tuple:
+        return f"(() if type(v) is list and not v else {call})"
+    if shortcut.members is not None:
+        namespace[f"__m{i}"] = shortcut.members
+        return f"(__m{i}[v] if type(v) is str and v in __m{i} else {call})"
+    return call
 
 
 def _attrs_unstructure_hook(conv: WireConverter, cls: type) -> Callable[[Any], dict[str, Any]]:

@@ -57,7 +57,7 @@ from urllib.parse import urlencode
 import aiohttp
 import anyio
 from attrs import field, frozen
-from multidict import CIMultiDict
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from .._exceptions import (
@@ -299,7 +299,8 @@ def _register_credential(value: str) -> None:
         register_secret(parts[1].strip())
 
 
-def _checked_headers(headers: Mapping[str, str] | None, where: str) -> dict[str, str]:
+def _checked_headers(headers: Mapping[str, str] | None, where: object) -> dict[str, str]:
+    # ``where`` (a str or a _Where) is only formatted into an error message.
     if headers is None:
         return {}
     if not isinstance(headers, Mapping):
@@ -394,14 +395,44 @@ class RateGovernor(Protocol):
 
 def _safe_url(url: str | URL) -> str:
     """The URL without user info and with credential-like query values redacted."""
+    return redact(_without_userinfo(url))
+
+
+def _without_userinfo(url: str | URL) -> str:
     try:
         parsed = URL(url) if isinstance(url, str) else url
         if parsed.user is not None or parsed.password is not None:
             parsed = parsed.with_user(None)
-        text = str(parsed)
+        return str(parsed)
     except (TypeError, ValueError):
-        text = str(url)
-    return redact(text)
+        return str(url)
+
+
+class _Where:
+    """``"POST https://host/path?query"`` with the URL redacted, for errors and log lines.
+
+    Worked out when first formatted: most requests succeed without logging, and then never
+    need it.
+    """
+
+    __slots__ = ("_query", "_text", "_url", "verb")
+
+    def __init__(self, verb: str, url: str, query: list[tuple[str, str]] | None) -> None:
+        self.verb = verb
+        self._url = url
+        self._query = query
+        self._text: str | None = None
+
+    @property
+    def url(self) -> str:
+        """The redacted URL."""
+        text = self._text
+        if text is None:
+            text = self._text = _safe_url(_with_query(self._url, self._query))
+        return text
+
+    def __str__(self) -> str:
+        return f"{self.verb} {self.url}"
 
 
 def _check_base_url(base_url: str) -> URL:
@@ -425,6 +456,11 @@ def _check_base_url(base_url: str) -> URL:
 _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]*@")
 
 _ABSOLUTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+# Distinct URLs whose origin check (or response URL text) is remembered per transport.
+_ORIGIN_CACHE_SIZE = 1024
+
+_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 
 def _encode_params(params: Mapping[str, Any] | None) -> list[tuple[str, str]] | None:
@@ -459,16 +495,19 @@ def _with_query(url: str, query: list[tuple[str, str]] | None) -> str:
         return url
 
 
+# What json.dumps(separators=(",", ":"), ensure_ascii=False, allow_nan=False) would build on
+# every call; one encoder serves every call (encode() keeps no state between calls).
+_JSON_ENCODER = _json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def _encode_body(
-    json_body: Any, data: Mapping[str, str] | None, where: str
+    json_body: Any, data: Mapping[str, str] | None, where: object
 ) -> tuple[bytes | None, str | None]:
     if json_body is not None and data is not None:
         raise ValueError(f"{where}: pass either json= or data=, not both")
     if json_body is not None:
         try:
-            text = _json.dumps(
-                json_body, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-            )
+            text = _JSON_ENCODER.encode(json_body)
         except (TypeError, ValueError) as exc:
             raise type(exc)(f"{where}: the JSON body cannot be encoded: {exc}") from None
         return text.encode("utf-8"), "application/json"
@@ -692,6 +731,8 @@ class Transport:
             raise ValueError("user_agent must be a single-line string")
         self._auth: AuthProvider = auth if auth is not None else NoAuth()
         self._timeouts = timeouts
+        # What every request without a timeout= of its own gets (also the session's).
+        self._request_timeout = timeouts._for_request(timeouts.total)
         self._limits = limits
         self._retry = retry
         self._error_parser = error_parser
@@ -703,6 +744,13 @@ class Transport:
             "Accept": "application/json",
         }
         self._default_headers.update(_checked_headers(headers, "Transport headers"))
+        # Headers of a request without headers= of its own, by (Content-Type, with auth),
+        # for auth providers whose headers never change (StaticAuth, NoAuth).
+        self._header_cache: dict[tuple[str | None, bool], CIMultiDictProxy[str]] = {}
+        # Whether a URL has the base URL's origin (auth headers go only there), by URL.
+        self._origin_cache: dict[str, bool] = {}
+        # Response URLs as text without user info (see _response_url).
+        self._url_text_cache: dict[URL, str] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
         self._rng = random.Random()
@@ -785,7 +833,7 @@ class Transport:
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
-                timeout=self._timeouts._for_request(self._timeouts.total),
+                timeout=self._request_timeout,
                 raise_for_status=False,
             )
             self._loop = loop
@@ -812,15 +860,56 @@ class Transport:
     def _use_auth(self, url: str, authenticate: bool | None) -> bool:
         if authenticate is not None:
             return authenticate
-        try:
-            return URL(url).origin() == self._base.origin()
-        except ValueError:
-            return False
+        same = self._origin_cache.get(url)
+        if same is None:
+            try:
+                same = URL(url).origin() == self._base.origin()
+            except ValueError:
+                same = False
+            if len(self._origin_cache) >= _ORIGIN_CACHE_SIZE:
+                self._origin_cache.clear()  # ids in paths: keep the cache bounded
+            self._origin_cache[url] = same
+        return same
+
+    def _response_url(self, url: URL) -> str:
+        """``_safe_url(url)``, remembering the text without user info per URL (yarl's
+        str() is most of the cost); redact() runs each time, as secrets may be added."""
+        text = self._url_text_cache.get(url)
+        if text is None:
+            text = _without_userinfo(url)
+            if len(self._url_text_cache) >= _ORIGIN_CACHE_SIZE:
+                self._url_text_cache.clear()  # ids in paths: keep the cache bounded
+            self._url_text_cache[url] = text
+        return redact(text)
+
+    def _fixed_auth_headers(self) -> Mapping[str, str] | None:
+        """The auth headers if the provider's never change (registered at construction)."""
+        auth = self._auth
+        # Exact types: a subclass may compute its headers.
+        if type(auth) is StaticAuth:
+            return auth._headers
+        if type(auth) is NoAuth:
+            return _NO_HEADERS
+        return None
 
     async def _headers_for(
         self, extra: Mapping[str, str], content_type: str | None, use_auth: bool
-    ) -> CIMultiDict[str]:
-        merged: CIMultiDict[str] = CIMultiDict(self._default_headers)
+    ) -> CIMultiDict[str] | CIMultiDictProxy[str]:
+        if not extra:
+            cached = self._header_cache.get((content_type, use_auth))
+            if cached is not None:
+                return cached
+            fixed = self._fixed_auth_headers()
+            if fixed is not None:
+                merged = CIMultiDict(self._default_headers)
+                if content_type is not None:
+                    merged["Content-Type"] = content_type
+                if use_auth:
+                    merged.update(fixed)
+                # A read-only view: aiohttp copies the headers it is given, never changes them.
+                cached = self._header_cache[(content_type, use_auth)] = CIMultiDictProxy(merged)
+                return cached
+        merged = CIMultiDict(self._default_headers)
         if content_type is not None:
             merged["Content-Type"] = content_type
         if use_auth:
@@ -909,25 +998,28 @@ class Transport:
             _check_number("request", "timeout", timeout, allow_none=False)
         verb = method.upper()
         url = self._url_for(path)
-        query = _encode_params(params)
-        safe = _safe_url(_with_query(url, query))
-        where = f"{verb} {safe}"
+        query = None if params is None else _encode_params(params)
+        where = _Where(verb, url, query)  # the redacted URL, only if an error or log needs it
         body, content_type = _encode_body(json, data, where)
-        extra = _checked_headers(headers, where)
+        extra = {} if headers is None else _checked_headers(headers, where)
         use_auth = self._use_auth(url, authenticate)
         total = timeout if timeout is not None else self._timeouts.total
-        client_timeout = self._timeouts._for_request(total)
-        timeout_text = (
-            f"after {total:g} s without a complete response"
-            if total
-            else "waiting for the response"
+        # Without a timeout of its own, a request uses the one made at construction.
+        client_timeout = (
+            self._request_timeout if timeout is None else self._timeouts._for_request(timeout)
         )
+
+        header_key = (content_type, use_auth)
 
         async def one_try() -> Response:
             session = self._ensure_session()
             if self._governor is not None:
                 await self._governor.acquire()
-            sent_headers = await self._headers_for(extra, content_type, use_auth)
+            sent_headers: CIMultiDict[str] | CIMultiDictProxy[str] | None = (
+                None if extra else self._header_cache.get(header_key)
+            )
+            if sent_headers is None:
+                sent_headers = await self._headers_for(extra, content_type, use_auth)
             started = time.monotonic()
             try:
                 async with session.request(
@@ -949,21 +1041,25 @@ class Transport:
                         resp.close()  # the rest of an error body is not worth reading
                     got_headers = resp.headers
                     reason = resp.reason
-                    final_url = _safe_url(resp.url)
+                    final_url = self._response_url(resp.url)
             except _MAPPED as exc:
-                error = _map_error(exc, method=verb, url=safe, timeout_text=timeout_text)
+                timeout_text = (
+                    f"after {total:g} s without a complete response"
+                    if total
+                    else "waiting for the response"
+                )
+                error = _map_error(exc, method=verb, url=where.url, timeout_text=timeout_text)
                 self._feedback(None, None)
                 logger.debug(
-                    "%s %s failed after %.3fs: %s",
-                    verb,
-                    safe,
-                    time.monotonic() - started,
-                    error.message,
+                    "%s failed after %.3fs: %s", where, time.monotonic() - started, error.message
                 )
                 raise error from exc
-            retry_after = parse_retry_after(got_headers.get("Retry-After"))
-            self._feedback(status, retry_after)
-            logger.debug("%s %s -> %d in %.3fs", verb, safe, status, time.monotonic() - started)
+            hint = got_headers.get("Retry-After")
+            retry_after = None if hint is None else parse_retry_after(hint)
+            if self._governor is not None:
+                self._governor.feedback(status, retry_after)
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("%s -> %d in %.3fs", where, status, time.monotonic() - started)
             if ok:
                 return Response(
                     status=status, headers=got_headers, body=raw, method=verb, url=final_url
@@ -974,7 +1070,7 @@ class Transport:
                 raw,
                 got_headers,
                 method=verb,
-                url=safe,
+                url=where.url,
                 retry_after=retry_after,
             )
 

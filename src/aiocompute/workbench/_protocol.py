@@ -239,7 +239,11 @@ def _session_ids(value: str | Iterable[str], what: str) -> str:
     ids = [value] if isinstance(value, str) else list(value)
     if not ids:
         raise ValueError(f"{what} must not be empty")
-    return ",".join(_session_id(v, f"{what}[{i}]") for i, v in enumerate(ids))
+    for i, v in enumerate(ids):
+        # A plain, sound id passes at once; anything else gets _session_id's exact verdict.
+        if type(v) is not str or not v or v.isspace() or "," in v:
+            ids[i] = _session_id(v, f"{what}[{i}]")
+    return ",".join(ids)
 
 
 def _strings(value: Iterable[str], what: str) -> list[str]:
@@ -379,9 +383,10 @@ def get_session(
     if fields is not None:
         names = _strings(fields, "fields")
         kw["fields"] = names if "id" in names else ["id", *names]
-    if _flag(include_jobs, "include_jobs"):
+    # (``is not False`` first: the usual value skips the check's call.)
+    if include_jobs is not False and _flag(include_jobs, "include_jobs"):
         kw["include_jobs"] = True
-    if _flag(include_all_jobs, "include_all_jobs"):
+    if include_all_jobs is not False and _flag(include_all_jobs, "include_all_jobs"):
         kw["include_all_jobs"] = True
     return _request("get_session", kw, idempotent=True)
 
@@ -601,7 +606,7 @@ def decode_envelope(method: str, status: int, body: bytes | str | None) -> Any:
             ) from None
     else:
         text = body or ""
-    if not text.strip():
+    if not text or text.isspace():  # what `not text.strip()` says, without a copy
         if method in _STOP_METHODS:
             return None
         raise ProtocolError(f"{method}: empty response body", status=status)
@@ -612,12 +617,12 @@ def decode_envelope(method: str, status: int, body: bytes | str | None) -> Any:
         raise ProtocolError(
             f"{method}: expected a JSON body, got {what}", status=status, body=text
         ) from None
-    if not isinstance(obj, Mapping):
+    if type(obj) is not dict and not isinstance(obj, Mapping):
         raise ProtocolError(
             f"{method}: expected a JSON object, got {type(obj).__name__}", status=status, body=text
         )
     error = obj.get("error")
-    if error not in (None, "", {}):
+    if error is not None and error not in ("", {}):  # None first: the usual case
         raise _rpc_error(error, status=status, body=text, method=method)
     if method in _STOP_METHODS:
         return None
