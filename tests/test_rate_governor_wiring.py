@@ -38,3 +38,13 @@ async def test_polls_queries_and_launches_share_the_governor_and_429_slows_it() 
         assert governor.rate is not None
         # launch + version + every poll went through it
         assert stats.acquired >= 3 + emu.stats["workbench.get_session"] - 2
+
+
+async def test_a_launch_refused_with_429_is_sent_again_and_starts_one_session() -> None:
+    async with Emulator() as emu, WorkbenchClient(emu.workbench_url, token="user-token") as wb:
+        emu.faults.rate_limit_next["workbench.launch_session"] = 1
+        emu.faults.retry_after = 0
+        launched = await wb.sessions.launch("VS Code", name="once", launch_parameters=LP)
+        assert emu.stats["faults.rate_limit"] == 1
+        assert emu.stats["workbench.launch_session"] == 2  # the refusal, then the launch
+        assert [s.id for s in emu.workbench.sessions.values()] == [launched.id]

@@ -198,10 +198,22 @@ def test_never_retry_other_statuses(status: int) -> None:
     assert not should_retry(RetryPolicy(), attempt=1, idempotent=True, error=status_error(status))
 
 
-@pytest.mark.parametrize("status", [429, 502, 503, 504])
-def test_non_idempotent_calls_never_retry_an_answer(status: int) -> None:
+@pytest.mark.parametrize("status", [500, 502, 503, 504])
+def test_non_idempotent_calls_never_retry_an_answer_that_may_have_acted(status: int) -> None:
     # A 503 to a launch may come after the launch happened.
     assert not should_retry(RetryPolicy(), attempt=1, idempotent=False, error=status_error(status))
+
+
+def test_non_idempotent_calls_retry_a_429_refusal() -> None:
+    # 429 refuses the request before acting on it: a launch may be sent again...
+    assert should_retry(RetryPolicy(), attempt=1, idempotent=False, error=status_error(429))
+    # ...within the policy: not past its attempts, not when 429 is not a retry status.
+    assert not should_retry(RetryPolicy(), attempt=4, idempotent=False, error=status_error(429))
+    no_429 = RetryPolicy(retry_statuses=frozenset({503}))
+    assert not should_retry(no_429, attempt=1, idempotent=False, error=status_error(429))
+    # A Workbench RPC error carrying code 429 in a 200 body counts the same.
+    rpc = api_error_for(200, "too many requests", code=429)
+    assert should_retry(RetryPolicy(), attempt=1, idempotent=False, error=rpc)
 
 
 def test_transport_errors() -> None:
@@ -251,16 +263,19 @@ errors_strategy = st.one_of(
     attempt=st.integers(min_value=1, max_value=20),
     max_attempts=st.integers(min_value=1, max_value=10),
 )
-def test_non_idempotent_is_retried_only_when_surely_unsent(
+def test_non_idempotent_is_retried_only_when_surely_not_acted_on(
     error: BaseException, attempt: int, max_attempts: int
 ) -> None:
     p = RetryPolicy(max_attempts=max_attempts)
     decision = should_retry(p, attempt=attempt, idempotent=False, error=error)
     if decision:
-        assert isinstance(error, TransportError)
-        assert error.sent is False
-        assert error.retryable is True
         assert attempt < max_attempts
+        if isinstance(error, APIError):  # only a 429 refusal, by status or RPC code
+            assert 429 in (error.status, error.code)
+        else:
+            assert isinstance(error, TransportError)
+            assert error.sent is False
+            assert error.retryable is True
 
 
 # ---------------------------------------------------------------- backoff

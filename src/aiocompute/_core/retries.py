@@ -11,7 +11,8 @@ The rules, in one place:
 - A call that may create or destroy something (``idempotent=False``: a launch, a stop) is
   retried only when the request surely never reached the server: a retryable
   :class:`TransportError` with ``sent == False`` (connection refused, DNS failure, connect
-  timeout). A 503 or a dropped connection after sending may mean the launch happened.
+  timeout), or a 429, which refuses a request before acting on it. A 503 or a dropped
+  connection after sending may mean the launch happened.
 - 500 and 4xx other than 429 are never retried by default.
 - Waits use exponential backoff with *full jitter*; a server's ``Retry-After`` is honoured
   (see :func:`backoff_delay`).
@@ -160,7 +161,7 @@ def should_retry(
 
     ``attempt`` is the number of tries done so far (1 after the first failure). See the
     module docstring for the rules; in short, a non-idempotent call is retried only when the
-    request never left (``TransportError.sent`` is False).
+    request never left (``TransportError.sent`` is False) or was refused with a 429.
     """
     if attempt >= policy.max_attempts:
         return False
@@ -169,9 +170,12 @@ def should_retry(
             return False
         return idempotent or not error.sent
     if isinstance(error, APIError):
-        if not idempotent:
+        status = _effective_status(error)
+        if status not in policy.retry_statuses:
             return False
-        return _effective_status(error) in policy.retry_statuses
+        # A 429 refuses the request before acting on it (RFC 6585), so even a launch may
+        # be sent again; any other answer to a launch may mean it happened.
+        return idempotent or status == 429
     return False
 
 
