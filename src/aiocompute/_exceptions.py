@@ -3,6 +3,7 @@
 Every error the SDK raises on purpose is an :class:`AioComputeError`::
 
     AioComputeError
+    ├── ConfigError               a setting is missing (also a ValueError; in _core.config)
     ├── TransportError            could not talk to the server (connect, TLS, timeouts); .retryable
     ├── APIError                  the server answered "no": .status, .code, .message, .body
     │   ├── AuthenticationError   401/403 or an RPC "permission denied"
