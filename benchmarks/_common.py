@@ -123,11 +123,19 @@ def _handle(emu: Any, op: str, kw: Mapping[str, Any]) -> Any:
     raise ValueError(f"unknown control op {op!r}")
 
 
-async def _serve(workbench: dict[str, Any], seed: int) -> None:
+async def _serve(workbench: dict[str, Any], etengine: dict[str, Any], seed: int) -> None:
     """The child: serve, then answer control lines (JSON on stdin -> JSON on stdout)."""
-    from aiocompute.emulator import Emulator, EmulatorConfig, WorkbenchEmulatorConfig
+    from aiocompute.emulator import (
+        Emulator,
+        EmulatorConfig,
+        ETEngineEmulatorConfig,
+        WorkbenchEmulatorConfig,
+    )
 
-    config = EmulatorConfig(workbench=WorkbenchEmulatorConfig(**workbench))
+    config = EmulatorConfig(
+        workbench=WorkbenchEmulatorConfig(**workbench),
+        etengine=ETEngineEmulatorConfig(**etengine),
+    )
     loop = asyncio.get_running_loop()
 
     def answer(status: str, value: Any) -> None:
@@ -135,7 +143,7 @@ async def _serve(workbench: dict[str, Any], seed: int) -> None:
         sys.stdout.flush()
 
     async with Emulator(config=config, seed=seed) as emu:
-        answer("ok", emu.workbench_url)
+        answer("ok", {"workbench": emu.workbench_url, "etengine": emu.etengine_url})
         while True:
             line = await loop.run_in_executor(None, sys.stdin.readline)
             if not line:
@@ -154,8 +162,9 @@ class EmulatorProcess:
     """An :class:`~aiocompute.emulator.Emulator` serving in a child process.
 
     ``workbench`` holds :class:`~aiocompute.emulator.WorkbenchEmulatorConfig` keyword
-    arguments (plain data, so it crosses the process boundary). Use it as a (sync) context
-    manager; :attr:`url` is the Workbench base URL.
+    arguments and ``etengine`` :class:`~aiocompute.emulator.ETEngineEmulatorConfig` ones
+    (plain data, so they cross the process boundary). Use it as a (sync) context manager;
+    :attr:`url` is the Workbench base URL, :attr:`etengine_url` the ET Engine one (``.../v1``).
 
     The child is ``python -m benchmarks._common --serve CONFIG``, started from the repository
     root; control calls are JSON lines on its stdin / stdout.
@@ -165,11 +174,17 @@ class EmulatorProcess:
         self,
         workbench: Mapping[str, Any] | None = None,
         *,
+        etengine: Mapping[str, Any] | None = None,
         seed: int = 0,
     ) -> None:
-        self._config = {"workbench": dict(workbench or {}), "seed": seed}
+        self._config = {
+            "workbench": dict(workbench or {}),
+            "etengine": dict(etengine or {}),
+            "seed": seed,
+        }
         self._proc: subprocess.Popen[str] | None = None
         self.url = ""
+        self.etengine_url = ""
 
     def start(self) -> None:
         """Start the child and wait until it listens."""
@@ -181,7 +196,8 @@ class EmulatorProcess:
             stdout=subprocess.PIPE,
             text=True,
         )
-        self.url = str(self._receive())
+        urls = self._receive()
+        self.url, self.etengine_url = str(urls["workbench"]), str(urls["etengine"])
 
     def _receive(self) -> Any:
         proc = self._proc
@@ -237,7 +253,8 @@ class EmulatorProcess:
         return result
 
     def set_latency(self, latency: Mapping[str, float]) -> None:
-        """Replace ``emu.faults.latency`` (e.g. ``{"workbench": 0.02}``)."""
+        """Replace ``emu.faults.latency`` (e.g. ``{"workbench": 0.02}`` or
+        ``{"etengine": 0.02}``)."""
         self.call("set_latency", latency=dict(latency))
 
     def stop(self) -> None:
@@ -494,7 +511,7 @@ def _main(argv: Sequence[str]) -> None:
             "usage: python -m benchmarks._common --serve CONFIG_JSON | --render REPORT_JSON"
         )
     config = json.loads(argv[1])
-    asyncio.run(_serve(config["workbench"], int(config["seed"])))
+    asyncio.run(_serve(config["workbench"], config.get("etengine", {}), int(config["seed"])))
 
 
 if __name__ == "__main__":
