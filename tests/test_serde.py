@@ -686,3 +686,25 @@ def test_recursive_classes_read_the_same_both_ways(monkeypatch: pytest.MonkeyPat
     assert got[0] == "ok"
     assert got[1].children[0].children[0] == Node(name="3")
     same_outcome(got, outcome(slow, data, Node))
+
+
+@attrs.frozen
+class _Stamped:
+    at: datetime | str | None = None
+
+
+@pytest.mark.parametrize("strict", [False, True])
+def test_timestamp_or_text_fields_keep_unreadable_text(strict: bool) -> None:
+    conv = make_converter(naming="snake", strict=strict)
+    read = conv.structure({"at": "2025-07-26T05:30:21Z"}, _Stamped).at
+    assert read == datetime(2025, 7, 26, 5, 30, 21, tzinfo=timezone.utc)
+    assert conv.structure({"at": "example"}, _Stamped).at == "example"
+    assert conv.structure({"at": ""}, _Stamped).at is None
+    assert conv.structure({"at": None}, _Stamped).at is None
+    if strict:
+        with pytest.raises(ProtocolError, match="timestamp"):
+            structure(conv, {"at": 1721684073175}, _Stamped, what="a stamp")
+    else:
+        assert conv.structure({"at": 1721684073175}, _Stamped).at == datetime(
+            2024, 7, 22, 21, 34, 33, 175000, tzinfo=timezone.utc
+        )

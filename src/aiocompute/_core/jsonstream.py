@@ -15,6 +15,9 @@ How it stays linear whatever the chunking:
   each new chunk is only *counted* (brackets and quotes outside strings, with C-speed bytes
   operations) until the counts say the value may have closed; only then is it parsed, once.
 
+The parser is the standard library's. orjson was measured in its place for the complete values
+and was not worth a dependency (see "JSON stream decoder" in docs/benchmarks.md).
+
 Validation is the strict RFC 8259 grammar: ``NaN`` / ``Infinity`` are refused, so are invalid
 UTF-8, control characters in strings, leading zeros and the like. A top-level number or literal
 is complete only once a byte that cannot continue it follows (or at :meth:`close`).

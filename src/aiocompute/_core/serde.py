@@ -467,11 +467,39 @@ def make_converter(
     conv.register_structure_hook_factory(is_mapping, lambda tp: _mapping_hook(conv, tp))
     conv.register_structure_hook_factory(_is_multi_union, lambda tp: _union_hook(conv, tp))
     conv.register_structure_hook_factory(_is_optional, lambda tp: _optional_hook(conv, tp))
+    # After the union hooks, so it wins for ``datetime | str | None`` fields.
+    conv.register_structure_hook_func(_is_time_or_text, _time_or_text_hook(strict))
     conv.register_structure_hook_factory(attrs.has, lambda cls: _attrs_structure_hook(conv, cls))
     conv.register_unstructure_hook_factory(
         attrs.has, lambda cls: _attrs_unstructure_hook(conv, cls)
     )
     return conv
+
+
+def _is_time_or_text(tp: Any) -> bool:
+    """A field typed ``datetime | str | None``: see :func:`_time_or_text_hook`."""
+    args = getattr(tp, "__args__", None)
+    return args is not None and set(args) == {datetime, str, type(None)}
+
+
+def _time_or_text_hook(strict: bool) -> Callable[[Any, Any], Any]:
+    """For APIs that document timestamps only as "string" (their examples hold words such
+    as ``"example"``): a readable timestamp becomes a datetime, any other text is kept as
+    sent, ``null`` and ``""`` are None. Epoch numbers are read in lenient mode only."""
+
+    def read(value: Any, _: Any) -> datetime | str | None:
+        if value is None or value == "":
+            return None
+        if isinstance(value, str):
+            try:
+                return parse_timestamp(value)
+            except ValueError:
+                return value
+        if strict:
+            raise TypeError(f"expected a timestamp string, got {_json_type(value)}")
+        return parse_timestamp(value)
+
+    return read
 
 
 def _sequence_hook(conv: WireConverter, tp: Any) -> Callable[[Any, Any], Any]:

@@ -22,14 +22,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import quote
 
 import attrs
 from attrs import frozen
 
-from .._core.serde import WireConverter, make_converter, parse_timestamp, structure
+from .._core.serde import WireConverter, make_converter, structure
 from .._exceptions import NotFoundError, ProtocolError
 from .models import Batch, BatchJob, BatchStatus, Hardware, SubmittedBatch
 
@@ -55,28 +54,8 @@ __all__ = [
 # --------------------------------------------------------------------------- converters
 
 
-def _is_time_or_text(tp: Any) -> bool:
-    args = getattr(tp, "__args__", None)
-    return args is not None and set(args) == {datetime, str, type(None)}
-
-
-def _time_or_text(value: Any, _: Any) -> datetime | str | None:
-    """A timestamp if it reads as one; otherwise the text as sent ("" and null: None)."""
-    if value is None or value == "":
-        return None
-    try:
-        return parse_timestamp(value)
-    except (TypeError, ValueError):
-        if isinstance(value, str):
-            return value
-        raise
-
-
 def _make(strict: bool) -> WireConverter:
-    conv = make_converter(naming="snake", strict=strict)
-    # Registered last, so it wins over the generic union hook for these fields.
-    conv.register_structure_hook_func(_is_time_or_text, _time_or_text)
-    return conv
+    return make_converter(naming="snake", strict=strict)
 
 
 _LENIENT = _make(strict=False)

@@ -24,13 +24,12 @@ import enum
 import json
 import re
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any, Literal
 
 import attrs
 from attrs import field, frozen
 
-from .._core.serde import WireConverter, make_converter, parse_timestamp, structure
+from .._core.serde import WireConverter, make_converter, structure
 from .._exceptions import ProtocolError, redact
 from .models import (
     EndpointType,
@@ -84,32 +83,9 @@ MAX_LIMIT = 100
 
 # --------------------------------------------------------------------------- converters
 
-_TIMESTAMP = datetime | str | None
-
-
-def _timestamp_hook(strict: bool) -> Any:
-    """``datetime | str | None``: a readable timestamp becomes a datetime, any other string
-    is kept (the reference documents timestamps only as "string")."""
-
-    def read(value: Any, _: Any) -> Any:
-        if value is None:
-            return None
-        if isinstance(value, str):
-            try:
-                return parse_timestamp(value)
-            except ValueError:
-                return value
-        if strict:
-            raise TypeError(f"expected a timestamp string, got {type(value).__name__}")
-        return parse_timestamp(value)  # epoch ms in lenient mode; raises for other types
-
-    return read
-
 
 def _make(strict: bool) -> WireConverter:
-    conv = make_converter(naming="camel", strict=strict)
-    conv.register_structure_hook_func(lambda tp: tp == _TIMESTAMP, _timestamp_hook(strict))
-    return conv
+    return make_converter(naming="camel", strict=strict)
 
 
 _LENIENT = _make(strict=False)

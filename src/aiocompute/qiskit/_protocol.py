@@ -19,13 +19,12 @@ import json
 import math
 import re
 from collections.abc import Mapping
-from datetime import datetime
 from typing import Any, Literal
 from urllib.parse import quote
 
 from attrs import field, frozen
 
-from .._core.serde import WireConverter, make_converter, parse_timestamp, structure
+from .._core.serde import WireConverter, make_converter, structure
 from .._exceptions import ProtocolError
 from .models import Session, SessionMode
 
@@ -51,28 +50,8 @@ DEFAULT_MAX_TTL = 28800
 # --------------------------------------------------------------------------- converters
 
 
-def _is_time_or_text(tp: Any) -> bool:
-    args = getattr(tp, "__args__", None)
-    return args is not None and set(args) == {datetime, str, type(None)}
-
-
-def _time_or_text(value: Any, _: Any) -> datetime | str | None:
-    """A timestamp if it reads as one; otherwise the text as sent ("" and null: None)."""
-    if value is None or value == "":
-        return None
-    try:
-        return parse_timestamp(value)
-    except (TypeError, ValueError):
-        if isinstance(value, str):
-            return value
-        raise
-
-
 def _make(strict: bool) -> WireConverter:
-    conv = make_converter(naming="snake", strict=strict)
-    # Registered last, so it wins over the generic union hook for these fields.
-    conv.register_structure_hook_func(_is_time_or_text, _time_or_text)
-    return conv
+    return make_converter(naming="snake", strict=strict)
 
 
 _LENIENT = _make(strict=False)
