@@ -14,7 +14,9 @@ Cases:
 2. three big objects (2 MB, then 4 MB to show how time grows with size) fed in 4 KiB chunks,
    of two kinds (see :func:`big_object`): ``records``, dense small objects, and ``lines``,
    an array of log lines;
-3. peak traced memory (tracemalloc) while decoding case 2.
+3. peak traced memory (tracemalloc) while decoding case 2, and the decoder's own share of it:
+   the peak less what the objects decoded from the largest value hold (those are the
+   caller's data, whatever decodes them).
 
 Contenders, all fed the same pre-cut chunks:
 
@@ -24,6 +26,10 @@ Contenders, all fed the same pre-cut chunks:
   per ``read()`` (ijson drives the loop, so it has no per-chunk Python call to pay);
 * ``raw_decode``: a str buffer and a ``json.JSONDecoder.raw_decode`` loop, re-parsing the
   incomplete value after every chunk (quadratic for big values: capped in time).
+
+References, not contenders: ``json.loads`` of each value given whole (the parse alone), and
+the same with ``orjson.loads`` when orjson is installed (what a faster C parser could bring
+at most: the decoder uses the json module).
 
 Timings are the best of several rounds of CPU time (``time.process_time``; the contenders take
 turns in each round, so load from other processes on a shared machine hits them alike);
@@ -35,6 +41,7 @@ from __future__ import annotations
 import argparse
 import codecs
 import gc
+import importlib
 import json
 import sys
 import time
@@ -52,6 +59,12 @@ try:
 except ImportError:  # pragma: no cover - the bench extra installs it
     ijson = None
     ijson_c = None
+
+orjson: Any
+try:  # only for a reference column: the decoder does not use it (not a dependency)
+    orjson = importlib.import_module("orjson")
+except ImportError:  # pragma: no cover
+    orjson = None
 
 
 class _Capped(Exception):
@@ -230,21 +243,30 @@ def measure(
             times[label] = t if round_ == 0 or old is None or t is None else min(old, t)
         t = whole_values_time(data, expected)
         times[REFERENCE] = min(times.get(REFERENCE) or t, t)
+        if orjson is not None:
+            t = whole_values_time(data, expected, orjson.loads)
+            times[ORJSON_REFERENCE] = min(times.get(ORJSON_REFERENCE) or t, t)
     return times
 
 
 #: Not a contender: json.loads of each whole value, not streamed (the parse alone).
 REFERENCE = "json.loads whole"
+#: Not a contender either: the same with orjson (if installed), the parse alone with a faster
+#: C parser, to show how much replacing the parser could bring at most.
+ORJSON_REFERENCE = "orjson.loads whole"
+REFERENCES = (REFERENCE, ORJSON_REFERENCE)
 
 
-def whole_values_time(data: bytes, expected: int) -> float:
-    """CPU seconds to json.loads each value of ``data`` (one per line) given whole."""
+def whole_values_time(
+    data: bytes, expected: int, loads: Callable[[bytes], Any] = json.loads
+) -> float:
+    """CPU seconds to ``loads`` each value of ``data`` (one per line) given whole."""
     values = [v for v in data.split(b"\n") if v]
     assert len(values) == expected
     gc.collect()
     start = time.process_time()
     for value in values:
-        json.loads(value)
+        loads(value)
     return time.process_time() - start
 
 
@@ -253,7 +275,7 @@ def throughput_row(name: str, size: int, times: dict[str, float | None], cap: fl
     ours = times["aiocompute"]
     assert ours is not None
     cells = [name, fmt(size / 1e6, 1)]
-    for label in [*CONTENDERS, REFERENCE]:
+    for label in [*CONTENDERS, *REFERENCES]:
         t = times.get(label, 0.0)
         cells.append("-" if t == 0.0 else "capped" if t is None else fmt(size / t / 1e6, 1))
     for label in CONTENDERS:
@@ -269,10 +291,11 @@ def throughput_row(name: str, size: int, times: dict[str, float | None], cap: fl
     return cells
 
 
-def peak_memory(data: bytes, chunk_size: int) -> tuple[int, int]:
-    """Peak traced bytes while decoding ``data`` (values dropped as they come), and, for
-    reference, what ``json.loads`` needs for the largest value alone: its input bytes plus the
-    peak of the call (the decoded text and the resulting objects)."""
+def peak_memory(data: bytes, chunk_size: int) -> tuple[int, int, int]:
+    """Peak traced bytes while decoding ``data`` (values dropped as they come); the size of
+    the largest decoded value (the traced bytes its objects hold: the caller's, not the
+    decoder's); and, for reference, what ``json.loads`` needs for the largest value alone: its
+    input bytes plus the peak of the call (the decoded text and the resulting objects)."""
     chunks = chunked(data, chunk_size)
     gc.collect()
     tracemalloc.start()
@@ -285,10 +308,10 @@ def peak_memory(data: bytes, chunk_size: int) -> tuple[int, int]:
     largest = max(data.split(b"\n"), key=len)
     tracemalloc.start()
     value: Any = json.loads(largest)
-    _, ref_peak = tracemalloc.get_traced_memory()
+    result, ref_peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     del value
-    return peak, ref_peak + len(largest)
+    return peak, result, ref_peak + len(largest)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -306,7 +329,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     def progress(text: str) -> None:
         print(text, file=sys.stderr, flush=True)
 
-    columns = ["case", "MB", *[f"{c} MB/s" for c in [*CONTENDERS, REFERENCE]]]
+    columns = ["case", "MB", *[f"{c} MB/s" for c in [*CONTENDERS, *REFERENCES]]]
     columns += [f"x {c}" for c in CONTENDERS if c != "aiocompute"]
     rows: list[list[str]] = []
     raw: dict[str, Any] = {}
@@ -356,7 +379,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         for data in both:
             progress(f"3. memory, {kind}, {len(data) / 1e6:.2g} MB")
             largest = max(len(x) for x in data.split(b"\n"))
-            peak, ref = peak_memory(data, 4096)
+            peak, result, ref = peak_memory(data, 4096)
             bound = 2 * largest + 8 * 1024 * 1024
             mem_rows.append(
                 [
@@ -365,21 +388,31 @@ def main(argv: Sequence[str] | None = None) -> None:
                     fmt(peak / 2**20),
                     fmt(bound / 2**20),
                     "yes" if peak <= bound else "NO",
+                    fmt(result / 2**20),
+                    fmt((peak - result) / 2**20),
+                    "yes" if peak - result <= bound else "NO",
                     fmt(ref / 2**20),
-                    fmt((peak - ref) / 2**20),
                 ]
             )
-            raw[f"memory {kind} {largest}"] = {"peak": peak, "json_loads_peak": ref}
+            raw[f"memory {kind} {largest}"] = {
+                "peak": peak,
+                "decoded_value": result,
+                "json_loads_peak": ref,
+            }
     report.table(
-        "Peak traced memory (tracemalloc) while decoding case 2 in 4 KiB chunks, MiB",
+        "Peak traced memory (tracemalloc) while decoding case 2 in 4 KiB chunks, MiB "
+        "(decoded value: what the objects decoded from the largest value hold, the caller's "
+        "data; peak - that: the decoder's own share)",
         [
             "content",
             "largest value",
             "peak",
             "2 x value + 8",
-            "within",
+            "peak within",
+            "decoded value",
+            "peak - decoded value",
+            "that within",
             "bytes + json.loads alone",
-            "peak - that",
         ],
         mem_rows,
     )
@@ -393,6 +426,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     report.note(
         f"{REFERENCE}: json.loads of each value given whole, not streamed: the parse alone, "
         "for reference (not a contender)."
+    )
+    orjson_version = getattr(orjson, "__version__", None)
+    report.note(
+        f"{ORJSON_REFERENCE}: the same with orjson {orjson_version}, for reference (not a "
+        "contender; the decoder uses the json module)."
+        if orjson_version
+        else f"{ORJSON_REFERENCE}: orjson is not installed (-)."
     )
     report.note(
         f"raw_decode re-parses the incomplete value after every chunk; a run past {cap:.0f} s "

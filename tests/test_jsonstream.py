@@ -812,3 +812,16 @@ def test_close_raises_an_error_found_after_a_last_value() -> None:
         decoder.close()
     assert info.value.offset == 2
     assert "UTF-8" in str(info.value)
+
+
+@pytest.mark.parametrize("limit", [None, 2000])
+def test_a_stray_closing_bracket_is_reported_where_it_is(limit: int | None) -> None:
+    # The object never closes: the "]" that ends it too early is the error, whatever the
+    # chunking, and not the size of what follows.
+    stream = b'{"a": [1, 2]], "b": "' + b"x" * 5000 + b'"'
+    kwargs = {} if limit is None else {"max_value_bytes": limit}
+    for chunk in (1, 7, 100, 4096, len(stream)):
+        err = error_of(stream, chunk, **kwargs)
+        assert err.offset == 12, (chunk, str(err))
+        assert err.truncated is False
+        assert "max_value_bytes" not in str(err)
