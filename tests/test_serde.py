@@ -708,3 +708,142 @@ def test_timestamp_or_text_fields_keep_unreadable_text(strict: bool) -> None:
         assert conv.structure({"at": 1721684073175}, _Stamped).at == datetime(
             2024, 7, 22, 21, 34, 33, 175000, tzinfo=timezone.utc
         )
+
+
+# --------------------------------------------------------------------------- more fast paths
+
+
+class Phase(str, enum.Enum):
+    """An enum whose _missing_ matches any case, as ET Engine's JobStatus does."""
+
+    RUN = "run"
+    DONE = "done"
+
+    @classmethod
+    def _missing_(cls, value: object) -> Phase | None:
+        if isinstance(value, str):
+            for member in cls:
+                if member.value == value.strip().lower():
+                    return member
+        return None
+
+
+@frozen
+class Record:
+    phase: Phase | str | None = None
+    at: datetime | str | None = None
+    args: Mapping[str, Any] = field(factory=dict)
+    extra: dict[str, Any] = field(factory=dict)
+    raw: Mapping[str, Any] = field(factory=dict, repr=False, eq=False)
+
+
+RECORD_VALUES = (
+    JSON_VALUES
+    | st.sampled_from(["RUN", "Done", " run ", "DONE", "ruN", "other"])
+    | st.integers(min_value=-(10**17), max_value=10**17)
+    | st.dictionaries(st.text(max_size=3), JSON_VALUES, max_size=3)
+)
+
+
+def fast_and_slow(monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
+    return make_converter(naming="snake"), slow_conv(monkeypatch)
+
+
+@given(st.dictionaries(st.sampled_from(["phase", "at", "args", "extra"]), RECORD_VALUES))
+def test_fast_path_agrees_with_cattrs_on_time_text_case_enums_and_dicts(
+    data: dict[str, Any],
+) -> None:
+    from aiocompute._core import serde
+
+    serde._FAST_PATHS = False
+    try:
+        slow = make_converter(naming="snake")
+    finally:
+        serde._FAST_PATHS = True
+    fast = make_converter(naming="snake")
+    for _ in range(2):  # the second time, case variants come from the enum's memo
+        a, b = outcome(fast, data, Record), outcome(slow, data, Record)
+        same_outcome(a, b)
+        if a[0] == "ok":
+            for name in ("at", "args", "extra"):
+                x, y = getattr(a[1], name), getattr(b[1], name)
+                assert type(x) is type(y)
+                if isinstance(x, datetime):
+                    assert x.tzinfo == y.tzinfo == UTC
+                if isinstance(x, dict):
+                    assert x is not data.get(name)  # a copy, as cattrs makes
+
+
+def test_epoch_times_upper_case_statuses_and_dicts_take_the_fast_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from aiocompute._core import serde
+
+    fast, slow = fast_and_slow(monkeypatch)
+    data = {"phase": "RUN", "at": 1_700_000_000_123, "args": {"a": 1, "b": [2]}, "extra": {}}
+    got = structure(fast, data, Record, what="record")
+    assert got.phase is Phase.RUN
+    assert got.at == datetime(2023, 11, 14, 22, 13, 20, 123000, tzinfo=UTC)
+    assert got.args == {"a": 1, "b": [2]}
+    assert got.args is not data["args"]
+    same_outcome(("ok", got), outcome(slow, data, Record))
+    # Neither the time-or-text hook, nor the mapping's cattrs function, nor the enum's
+    # _missing_ is called for these values any more.
+    calls: list[str] = []
+    real_missing = Phase._missing_.__func__  # type: ignore[attr-defined]
+
+    def counting_missing(cls: Any, value: object) -> Any:
+        calls.append(f"missing {value!r}")
+        return real_missing(cls, value)
+
+    monkeypatch.setattr(Phase, "_missing_", classmethod(counting_missing))
+
+    def counting_parse(value: Any) -> Any:
+        calls.append("parse")
+        return value
+
+    monkeypatch.setattr(serde, "parse_timestamp", counting_parse)
+    again = structure(fast, {**data, "phase": "RUN"}, Record, what="record")
+    assert again == got
+    assert calls == []
+    # A case variant not seen yet still asks the enum (once).
+    assert structure(fast, {"phase": "rUn"}, Record, what="record").phase is Phase.RUN
+    assert structure(fast, {"phase": "rUn"}, Record, what="record").phase is Phase.RUN
+    assert calls == ["missing 'rUn'"]
+
+
+def test_the_enum_memo_is_bounded_and_keeps_unknown_text(monkeypatch: pytest.MonkeyPatch) -> None:
+    from aiocompute._core import serde
+
+    fast = make_converter(naming="snake")
+    hook = fast.get_structure_hook(Phase | str | None)
+    variants = [
+        "".join(c.upper() if (i >> k) & 1 else c for k, c in enumerate("done  ")) for i in range(64)
+    ]
+    for text in variants + [" done", "DONE ", "Done"] * 3:
+        assert hook(text, Phase | str | None) is Phase.DONE
+    memo = fast._shortcuts[hook].members
+    assert memo is not None
+    assert len(memo) <= len(Phase) + serde._ENUM_TEXT_MEMO
+    # Unknown texts stay strings and are not remembered.
+    assert hook("Paused", Phase | str | None) == "Paused"
+    assert "Paused" not in memo
+
+
+def test_mapping_copies_only_where_cattrs_copies(monkeypatch: pytest.MonkeyPatch) -> None:
+    from aiocompute._core.serde import _mapping_copies
+
+    fast = make_converter(naming="snake")
+    for tp, copies in (
+        (Mapping[str, Any], True),
+        (dict[str, Any], True),
+        (dict[str, int], False),  # values are checked
+        (dict[int, Any], False),  # keys are converted
+    ):
+        hook = fast.get_structure_hook(tp)
+        assert _mapping_copies(fast, tp, lambda v, _: dict(v)) is copies, tp
+        assert hook({"1": 2}, tp) == structure(slow_conv(monkeypatch), {"1": 2}, tp, what="m")
+    # A later str hook is honoured: no copy then.
+    fast.register_structure_hook(str, lambda v, _: f"<{v}>")
+    hook = fast.get_structure_hook(dict[str, Any])
+    assert hook({"k": 1}, dict[str, Any]) == {"<k>": 1}

@@ -35,6 +35,7 @@ from aiocompute._core.transport import (
     StaticAuth,
     Timeouts,
     Transport,
+    _without_userinfo,
     default_user_agent,
 )
 from aiocompute._exceptions import (
@@ -986,3 +987,96 @@ async def test_gc_of_an_open_transport_is_a_resource_warning(server: Server) -> 
     await holder[0].request("GET", "/json", idempotent=True)
     with pytest.warns(ResourceWarning, match="unclosed Transport"):
         holder.clear()  # the last reference goes: no cycle, so it is finalized at once
+
+
+# ---------------------------------------------------------------- URLs known without parsing
+
+ODD_BASES = [
+    BASE,
+    "https://API.Example.com:443/api/",
+    "http://h:8080",
+    "https://h/",
+    "https://bücher.de/v1",
+    "https://h/a%20b/v%3Ax",
+    "http://[::1]:9000/x",
+    "https://user:hunter2-pass@h/api",
+]
+PATHS = st.text(alphabet=st.sampled_from(list("aZ09._~-/%:@ ?#!$&'()*+,;=\\é\x00")), max_size=12)
+
+
+@given(st.sampled_from(ODD_BASES), PATHS)
+@example(BASE, "/batches/b-1/jobs/j_2.x~")
+@example(BASE, "a/./b")
+@example(BASE, "a/../b")
+@example("https://h/", "//other.example.com/x")
+@example(BASE, "a%2fb")
+def test_joined_urls_are_known_without_parsing_only_where_yarl_agrees(base: str, path: str) -> None:
+    t = Transport(base)
+    try:
+        url, joined = t._resolve(path)
+    except ValueError:
+        return  # "x://..." (not http): refused before any of this
+    try:
+        parsed: URL | None = URL(url)
+    except ValueError:
+        parsed = None
+    text = t._joined_text(url, joined, None)
+    if text is not None:
+        # What _response_url gives for aiohttp's URL of the request when not redirected.
+        assert parsed is not None
+        assert text == _without_userinfo(parsed)
+        assert "hunter2" not in text
+    if joined:
+        # Same origin by construction: the auth headers go there without a check.
+        assert t._use_auth(url, None, joined) is True
+        own = t._base
+        assert parsed is None or (parsed.scheme, parsed.host, parsed.port) == (
+            own.scheme,
+            own.host,
+            own.port,
+        )
+
+
+def test_plain_paths_skip_parsing_and_others_do_not() -> None:
+    t = Transport(BASE)
+    url, joined = t._resolve("/batches/b-1/jobs/j_2.x~")
+    assert (url, joined) == (f"{BASE}/batches/b-1/jobs/j_2.x~", True)
+    assert t._joined_text(url, joined, None) == url
+    assert t._joined_text(url, joined, [("a", "b")]) is None  # a query: yarl writes it
+    assert t._joined_text(*t._resolve("a%3Ab"), None) is None  # yarl decodes %3A
+    assert t._joined_text(*t._resolve("a/../b"), None) is None  # yarl resolves ..
+    assert t._joined_text(*t._resolve(f"{BASE}/x"), None) is None  # absolute: parsed
+    assert t._joined_text(*t._resolve(""), None) == BASE
+    with_user = Transport("https://user:hunter2-pass@h/api")
+    assert with_user._joined_text(*with_user._resolve("x"), None) is None
+    # Absolute URLs are still checked for their origin.
+    assert t._use_auth(f"{BASE}/x", None, False) is True
+    assert t._use_auth("https://other.example.com/api/x", None, False) is False
+    assert t._use_auth("https://api.example.com:8443/api/x", None, False) is False
+    assert t._use_auth("x", False, True) is False  # authenticate= still wins
+
+
+async def test_response_urls_of_plain_and_odd_paths(server: Server) -> None:
+    async with Transport(server.url + "/") as t:
+        plain = await t.request("GET", "/json", idempotent=True)
+        odd = await t.request("GET", "./json", idempotent=True)  # yarl resolves "."
+        redirected = await t.request("GET", "redirect", idempotent=True)
+    assert plain.url == odd.url == f"{server.url}/json"
+    assert redirected.url == f"{server.url}/json?api_key=***"
+
+
+async def test_a_base_url_with_an_explicit_default_port_gets_its_auth(
+    mocked: aioresponses,
+) -> None:
+    # yarl writes "https://h:443/api" as "https://h/api"; its origin() kept the port, so
+    # these requests once went without their auth headers.
+    auth = StaticAuth({"Authorization": RAW_KEY})
+    async with Transport("https://api.example.com:443/api", auth=auth) as t:
+        mocked.get("https://api.example.com/api/x", payload={}, repeat=True)
+        await t.request("GET", "x", idempotent=True)
+        await t.request("GET", "https://api.example.com/api/x", idempotent=True)
+        assert t._use_auth("https://API.example.com:443/y", None) is True
+        assert t._use_auth("http://api.example.com/api/x", None) is False
+        assert t._use_auth("https://api.example.com:8443/api/x", None) is False
+    calls = mocked.requests[("GET", URL("https://api.example.com/api/x"))]
+    assert [c.kwargs["headers"]["Authorization"] for c in calls] == [RAW_KEY, RAW_KEY]

@@ -96,6 +96,11 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
 # How many error lines a ProtocolError message lists before summarising the rest.
 _MAX_ERRORS = 5
 
+# Texts an ``Enum | str`` union remembers beyond the enum's values, per union, once the
+# enum's _missing_ has matched them ("RUNNING" for "running"); bounded, as they come from
+# the wire.
+_ENUM_TEXT_MEMO = 64
+
 # Converters made while this is False structure through cattrs' functions only, without
 # the fast twins (_fast_structure_fn, the element loop of _sequence_hook); the tests compare
 # both ways.
@@ -468,7 +473,10 @@ def make_converter(
     conv.register_structure_hook_factory(_is_multi_union, lambda tp: _union_hook(conv, tp))
     conv.register_structure_hook_factory(_is_optional, lambda tp: _optional_hook(conv, tp))
     # After the union hooks, so it wins for ``datetime | str | None`` fields.
-    conv.register_structure_hook_func(_is_time_or_text, _time_or_text_hook(strict))
+    time_or_text = _time_or_text_hook(strict)
+    conv.register_structure_hook_func(_is_time_or_text, time_or_text)
+    if not strict:  # epoch numbers are read in lenient mode only
+        conv._shortcuts[time_or_text] = _Shortcut(none=True, epoch_ms=True)
     conv.register_structure_hook_factory(attrs.has, lambda cls: _attrs_structure_hook(conv, cls))
     conv.register_unstructure_hook_factory(
         attrs.has, lambda cls: _attrs_unstructure_hook(conv, cls)
@@ -569,15 +577,38 @@ def _mapping_hook(conv: WireConverter, tp: Any) -> Callable[[Any, Any], Any]:
     inner = mapping_structure_factory(tp, conv)
 
     lenient = not conv.strict
+    copies = conv._fast_paths and _mapping_copies(conv, tp, inner)
 
     def structure_mapping(value: Any, t: Any) -> Any:
         if value is None and lenient:
             return {}
         if not isinstance(value, Mapping):
             raise TypeError(f"expected an object, got {_json_type(value)}")
+        if copies and type(value) is dict and all(type(k) is str for k in value):
+            return dict(value)
         return inner(value, t)
 
     return structure_mapping
+
+
+def _mapping_copies(conv: WireConverter, tp: Any, inner: Callable[[Any, Any], Any]) -> bool:
+    """Whether cattrs' function of ``tp`` (``Mapping[str, Any]``, ``dict[str, Any]``...)
+    gives a plain dict copy of a JSON object with ``str`` keys: the key hook is
+    make_converter's own ``str`` hook (a ``str`` as is) and the value hook returns any
+    value as is."""
+    args = get_args(tp)
+    if len(args) != 2 or args[0] is not str:
+        return False
+    try:
+        if conv.get_structure_hook(str) is not conv._primitives.get(str):
+            return False
+        probe = object()
+        if conv.get_structure_hook(args[1])(probe, args[1]) is not probe:
+            return False
+        made = inner({"k": probe}, tp)
+    except Exception:  # a value hook that checks its values: not a copy
+        return False
+    return type(made) is dict and made == {"k": probe}
 
 
 def _optional_hook(conv: WireConverter, tp: Any) -> Callable[[Any, Any], Any]:
@@ -635,6 +666,10 @@ def _union_hook(conv: WireConverter, tp: Any) -> Callable[[Any, Any], Any]:
     if enum_cls is not None:
         with contextlib.suppress(TypeError):  # unhashable values: always ask the enum
             by_value = {m.value: m for m in enum_cls}
+    # Texts that the enum's _missing_ matched are added to by_value (an enum answers the
+    # same for the same text), so the next one is found at once, here and by the fast path
+    # (the shortcut below holds this very dict).
+    memo_limit = len(by_value) + _ENUM_TEXT_MEMO
 
     def structure_union(value: Any, _: Any) -> Any:
         if value is None and allows_none:
@@ -647,10 +682,14 @@ def _union_hook(conv: WireConverter, tp: Any) -> Callable[[Any, Any], Any]:
                 if member is not None:
                     return member
                 try:
-                    return enum_cls(value)
+                    found = enum_cls(value)
                 except ValueError:
                     if str not in has:
                         raise ValueError(f"unknown {enum_cls.__name__} value {value!r}") from None
+                else:
+                    if by_value and type(value) is str and len(by_value) < memo_limit:
+                        by_value[value] = found
+                    return found
             if str in has:
                 return value
             if datetime in has:

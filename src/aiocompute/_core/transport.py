@@ -460,6 +460,11 @@ _ABSOLUTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 # Distinct URLs whose origin check (or response URL text) is remembered per transport.
 _ORIGIN_CACHE_SIZE = 1024
 
+# A path yarl writes back exactly as given: only unreserved characters, no percent escapes
+# (yarl may decode or re-case them) and no segment starting with "." ("." and ".." are
+# resolved). Conservative on purpose: anything else takes yarl's own text.
+_PLAIN_PATH = re.compile(r"(?:/(?!\.)[A-Za-z0-9_~.-]*)*")
+
 _NO_HEADERS: Mapping[str, str] = MappingProxyType({})
 
 
@@ -718,6 +723,11 @@ class Transport:
         self._session: aiohttp.ClientSession | None = None
         self._base = _check_base_url(base_url)
         self._base_url = str(self._base).rstrip("/")
+        # yarl's text of the base URL is yarl's canonical form, so the text of a URL joined
+        # onto it with a plain path is known without parsing (see _joined_text); not with
+        # user info in the base, which a response URL leaves out.
+        self._base_is_plain = self._base.user is None and self._base.password is None
+        self._origin = (self._base.scheme, self._base.host, self._base.port)
         # Credentials in the URL itself (basic auth) are credentials like any other.
         register_secret(self._base.password)
         for name, value, kind in (
@@ -847,25 +857,48 @@ class Transport:
     # -- request building
 
     def _url_for(self, path: str) -> str:
+        return self._resolve(path)[0]
+
+    def _resolve(self, path: str) -> tuple[str, bool]:
+        """The URL of ``path``, and whether it was joined onto the base URL (then it has the
+        base URL's origin by construction; an absolute URL must be checked)."""
         if not isinstance(path, str):
             raise TypeError(f"path must be a str, got {type(path).__name__}")
         if _ABSOLUTE.match(path):
             if not path.lower().startswith(("http://", "https://")):
                 raise ValueError(f"only http(s) URLs can be requested, got {_safe_url(path)!r}")
-            return path
+            return path, False
         if not path:
-            return self._base_url
-        return f"{self._base_url}/{path.lstrip('/')}"
+            return self._base_url, True
+        return f"{self._base_url}/{path.lstrip('/')}", True
 
-    def _use_auth(self, url: str, authenticate: bool | None) -> bool:
+    def _joined_text(self, url: str, joined: bool, query: object) -> str | None:
+        """``_without_userinfo(URL(url))`` without parsing, for a URL joined onto the base
+        with a plain path and no query (yarl would give back the same text); else None."""
+        if (
+            joined
+            and query is None
+            and self._base_is_plain
+            and _PLAIN_PATH.fullmatch(url, len(self._base_url)) is not None
+        ):
+            return url
+        return None
+
+    def _use_auth(self, url: str, authenticate: bool | None, joined: bool = False) -> bool:
         if authenticate is not None:
             return authenticate
+        if joined:
+            return True  # a path joined onto the base URL: the base's origin
         same = self._origin_cache.get(url)
         if same is None:
             try:
-                same = URL(url).origin() == self._base.origin()
+                target = URL(url)
             except ValueError:
                 same = False
+            else:
+                # Effective ports: "https://h:443" and "https://h" are one origin (yarl's
+                # origin() keeps an explicit default port, and then they differ).
+                same = (target.scheme, target.host, target.port) == self._origin
             if len(self._origin_cache) >= _ORIGIN_CACHE_SIZE:
                 self._origin_cache.clear()  # ids in paths: keep the cache bounded
             self._origin_cache[url] = same
@@ -997,12 +1030,14 @@ class Transport:
         if timeout is not None:
             _check_number("request", "timeout", timeout, allow_none=False)
         verb = method.upper()
-        url = self._url_for(path)
+        url, joined = self._resolve(path)
         query = None if params is None else _encode_params(params)
         where = _Where(verb, url, query)  # the redacted URL, only if an error or log needs it
         body, content_type = _encode_body(json, data, where)
         extra = {} if headers is None else _checked_headers(headers, where)
-        use_auth = self._use_auth(url, authenticate)
+        use_auth = self._use_auth(url, authenticate, joined)
+        # The response URL's text when there is no redirect, if known without yarl.
+        sent_text = self._joined_text(url, joined, query)
         total = timeout if timeout is not None else self._timeouts.total
         # Without a timeout of its own, a request uses the one made at construction.
         client_timeout = (
@@ -1041,7 +1076,11 @@ class Transport:
                         resp.close()  # the rest of an error body is not worth reading
                     got_headers = resp.headers
                     reason = resp.reason
-                    final_url = self._response_url(resp.url)
+                    final_url = (
+                        redact(sent_text)
+                        if sent_text is not None and not resp.history
+                        else self._response_url(resp.url)
+                    )
             except _MAPPED as exc:
                 timeout_text = (
                     f"after {total:g} s without a complete response"
@@ -1112,13 +1151,13 @@ class Transport:
         stall = stall_timeout if stall_timeout is not None else self._timeouts.stall
         _check_number("stream", "stall_timeout", stall, allow_none=False)
         verb = method.upper()
-        url = self._url_for(path)
+        url, joined = self._resolve(path)
         query = _encode_params(params)
         safe = _safe_url(_with_query(url, query))
         where = f"{verb} {safe}"
         body, content_type = _encode_body(json, None, where)
         extra = _checked_headers(headers, where)
-        use_auth = self._use_auth(url, authenticate)
+        use_auth = self._use_auth(url, authenticate, joined)
         # Connect is bounded by its own timeout; the wait for the status line by the stall
         # timeout. Together they bound the opening, pool waits included.
         open_deadline = stall + (self._timeouts.connect or 0.0)

@@ -82,9 +82,13 @@ class Request:
 
 
 _BAD_ID = re.compile(r"[/?#%\s\x00-\x1f\x7f]")
+# Ids that pass every check below and that quote() gives back unchanged: the usual ones.
+_PLAIN_ID_CHARS = re.compile(r"[A-Za-z0-9_.~-]+")
 
 
 def _id(value: Any, what: str) -> str:
+    if type(value) is str and _PLAIN_ID_CHARS.fullmatch(value) is not None:
+        return value
     if not isinstance(value, str):
         raise TypeError(f"{what} must be a string, got {type(value).__name__}")
     if not value.strip():
