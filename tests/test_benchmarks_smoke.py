@@ -115,12 +115,14 @@ def test_bench_fanout_reports_both_parts(runs: dict[str, dict[str, Any]]) -> Non
     assert _rows(report, 0) == [
         "fan_out",
         "raw aiohttp",
+        "raw aiohttp, SDK timeouts",
         "gather + et.jobs.get",
         "fan_out + raw read",
     ]
     assert _rows(report, 2) == [
         "fan_out",
         "raw aiohttp",
+        "raw aiohttp, SDK timeouts",
         "gather + wb.sessions.get",
         "fan_out + raw read",
     ]
