@@ -1269,3 +1269,166 @@ async def test_no_tasks_survive_waits(server: FakeServer) -> None:
     assert_quiet(poller)
     # The poller is reusable after going quiet: the next wait simply drives it again.
     assert (await poller.wait("s3", "running", timeout=5)).state == "running"
+
+
+# -- light polls and settled (full) reads ------------------------------------------------------
+
+
+class LightAndFull:
+    """Light polls (state only, as a ``fields`` list would give) and a recording full read."""
+
+    def __init__(self, server: FakeServer) -> None:
+        self.server = server
+        self.settle_calls: list[list[str]] = []
+        self.settle_faults: list[BaseException] = []
+        self.drop: set[str] = set()
+
+    async def light(self, ids: Sequence[str]) -> Mapping[str, Res]:
+        got = await self.server.fetch_many(ids)
+        return {one: Res(one, res.state) for one, res in got.items()}
+
+    async def full(self, ids: Sequence[str]) -> Mapping[str, Res]:
+        self.settle_calls.append(list(ids))
+        await anyio.sleep(0.001)
+        if self.settle_faults:
+            raise self.settle_faults.pop(0)
+        found = {one: self.server.read(one) for one in ids if one not in self.drop}
+        return {one: res for one, res in found.items() if res is not None}
+
+    def poller(self, **kwargs: Any) -> Poller[Res]:
+        kwargs.setdefault("cadence", QUICK)
+        return Poller(
+            WB_SESSION, self.light, state_of=lambda r: r.state, settle=self.full, **kwargs
+        )
+
+
+@virtual_time
+async def test_settle_returns_the_full_resource(server: FakeServer) -> None:
+    server.plan("s1", (0, "launching", {"detail": "queued"}), (0.1, "running", {"detail": "up"}))
+    io = LightAndFull(server)
+    poller = io.poller()
+    res = await poller.wait("s1", "running", timeout=5)
+    assert res == Res("s1", "running", detail="up")
+    # Polls stayed light; only the read that reached the target was read in full.
+    assert io.settle_calls == [["s1"]]
+    assert len(server.calls) >= 3
+    assert poller.stats.settle_calls == 1
+    assert poller.stats.ids_settled == 1
+    assert_quiet(poller)
+
+
+@virtual_time
+async def test_one_settle_call_per_tick_for_many_finishing_ids(server: FakeServer) -> None:
+    ids = [f"s{i}" for i in range(60)]
+    for one in ids:
+        server.plan(one, (0, "launching"), (0.1, "running", {"detail": f"at {one}"}))
+    io = LightAndFull(server)
+    poller = io.poller()
+    got = await poller.wait_all(ids, "running", timeout=5)
+    assert [r.detail for r in got] == [f"at {one}" for one in ids]
+    assert len(io.settle_calls) == 1
+    assert sorted(io.settle_calls[0]) == sorted(ids)
+    # With max_batch the full reads are batched like the polls.
+    io.settle_calls.clear()
+    server.plans.clear()
+    for one in ids:
+        server.plan(one, (0, "launching"), (0.1, "running", {"detail": "x"}))
+    batched = io.poller(max_batch=25)
+    await batched.wait_all(ids, "running", timeout=5)
+    assert sorted(len(call) for call in io.settle_calls) == [10, 25, 25]
+    assert_quiet(batched)
+
+
+@virtual_time
+async def test_a_failed_or_partial_settle_falls_back_to_the_light_read(
+    server: FakeServer,
+) -> None:
+    server.plan("s1", (0, "running", {"detail": "full"}))
+    server.plan("s2", (0, "running", {"detail": "full"}))
+    io = LightAndFull(server)
+    poller = io.poller()
+    io.settle_faults.append(AuthenticationError("no", status=401))
+    assert await poller.wait("s1", "running", timeout=5) == Res("s1", "running")
+    io.settle_faults.append(TransportError("reset", retryable=True))
+    assert await poller.wait("s1", "running", timeout=5) == Res("s1", "running")
+    assert poller.stats.settle_errors == 2
+    io.drop.add("s2")  # the full read lacks it: keep the light one
+    got = await poller.wait_all(["s1", "s2"], "running", timeout=5)
+    assert got == [Res("s1", "running", detail="full"), Res("s2", "running")]
+    assert_quiet(poller)
+
+
+@virtual_time
+async def test_settled_state_decides_the_wait(server: FakeServer) -> None:
+    # The light read says running; by the full read the session has already failed.
+    server.plan("s1", (0, "launching"), (0.1, "running"))
+    io = LightAndFull(server)
+
+    async def moved_on(ids: Sequence[str]) -> Mapping[str, Res]:
+        await io.full(ids)
+        return {one: Res(one, "failed", detail="oom") for one in ids}
+
+    poller = Poller(
+        WB_SESSION,
+        io.light,
+        state_of=lambda r: r.state,
+        detail_of=lambda r: r.detail,
+        settle=moved_on,
+        cadence=QUICK,
+    )
+    with pytest.raises(UnreachableState) as info:
+        await poller.wait("s1", "running", timeout=5)
+    assert info.value.last == Res("s1", "failed", detail="oom")
+    assert "oom" in str(info.value)
+
+
+@virtual_time
+async def test_no_settle_for_unreachable_timeout_or_watch(server: FakeServer) -> None:
+    server.plan("bad", (0, "launching"), (0.05, "failed", {"detail": "oom"}))
+    server.plan("slow", (0, "launching", {"detail": "queued"}))
+    io = LightAndFull(server)
+    poller = io.poller()
+    with pytest.raises(UnreachableState) as unreachable:
+        await poller.wait("bad", "running", timeout=5)
+    assert unreachable.value.last == Res("bad", "failed")  # the light read
+    with pytest.raises(WaitTimeout) as timeout:
+        await poller.wait("slow", "running", timeout=0.5)
+    assert timeout.value.last == Res("slow", "launching")
+    server.plan("w", (0, "launching"), (0.05, "running", {"detail": "up"}))
+    events = await collect_all(poller.watch(["w"], timeout=5, until="running"))
+    assert [e.new_state for e in events] == ["launching", "running"]
+    assert events[-1].resource == Res("w", "running")  # watch events are light
+    assert io.settle_calls == []
+    assert_quiet(poller)
+
+
+@virtual_time
+async def test_deciding_code_sees_full_reads_hooks_see_light_ones(server: FakeServer) -> None:
+    server.plan("s1", (0, "launching", {"detail": "queued"}), (0.1, "running", {"detail": "up"}))
+    io = LightAndFull(server)
+    poller = io.poller()
+    # A predicate may look at any field: its reads are all full.
+    res = await poller.wait("s1", lambda r: r.detail == "up", timeout=5)
+    assert res.detail == "up"
+    server.plan("s2", (0, "launching", {"detail": "queued"}), (0.1, "running", {"detail": "up"}))
+    seen: list[str | None] = []
+    res = await poller.wait("s2", "running", timeout=5, failed=lambda r: seen.append(r.detail))
+    assert res.detail == "up"
+    assert seen[0] == "queued"  # not None: the wait's own check got full reads
+    # Hooks only observe: light reads, except the one that ends the wait.
+    server.plan("s3", (0, "launching", {"detail": "queued"}), (0.1, "running", {"detail": "up"}))
+    polls: list[PollEvent[Res]] = []
+    changes: list[TransitionEvent[Res]] = []
+    before = len(io.settle_calls)
+    await poller.wait(
+        "s3", "running", timeout=5, on_poll=polls.append, on_transition=changes.append
+    )
+    assert [(c.new_state, c.resource.detail) for c in changes] == [
+        ("launching", None),
+        ("running", "up"),
+    ]
+    assert len(polls) >= 3
+    assert all(p.resource.detail is None for p in polls[:-1])
+    assert polls[-1].resource.detail == "up"
+    assert len(io.settle_calls) - before == 1
+    assert_quiet(poller)

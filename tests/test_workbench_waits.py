@@ -5,7 +5,8 @@ completion order, transitions, and wait tokens carried to another client."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import anyio
 import pytest
@@ -22,7 +23,7 @@ from aiocompute import (
     WorkbenchClient,
 )
 from aiocompute.emulator import Emulator, EmulatorConfig, WorkbenchEmulatorConfig
-from aiocompute.workbench import Job, Session
+from aiocompute.workbench import Job, Session, SessionListing
 
 FAST = WorkbenchEmulatorConfig(
     session_launch_delay=0.02,
@@ -349,3 +350,34 @@ async def test_wait_timeout_reports_read_failures(emu: Emulator) -> None:
     assert "failed, last:" in str(info.value)
     assert "503" in str(info.value)
     assert info.value.last is None  # nothing was ever read
+
+
+async def test_polls_are_light_and_waits_return_full_sessions(
+    wb: WorkbenchClient, emu: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = [await launch(wb, f"full{i}") for i in range(5)]
+    asked: list[tuple[tuple[str, ...], tuple[str, ...] | None]] = []
+    listing = wb._listing
+
+    async def recording(ids: Sequence[str] | None = None, **kw: Any) -> SessionListing:
+        fields = kw.get("fields")
+        asked.append((tuple(ids or ()), None if fields is None else tuple(fields)))
+        return await listing(ids, **kw)
+
+    monkeypatch.setattr(wb, "_listing", recording)
+    sessions = await wb.sessions.wait_all(ids, timeout=10)
+    for s in sessions:
+        assert s.activity_state == "running"
+        # Fields the polls never asked for: the wait's result is a full read.
+        assert s.url
+        assert s.launch_parameters is not None
+        assert s.launch_parameters.cluster == "Local"
+        assert s.name
+        assert s.name.startswith("full")
+    light = [fields for _, fields in asked if fields is not None]
+    full = [got for got, fields in asked if fields is None]
+    assert light
+    assert all(set(f) == {"activity_state", "status_detail"} for f in light)
+    # Full reads only of sessions that reached "running", each once.
+    assert sorted(i for got in full for i in got) == sorted(ids)
+    assert len(full) < len(light)

@@ -54,6 +54,26 @@ mentioned in the :class:`WaitTimeout` if the deadline passes); any other error f
 raised by every wait whose id was in the failed request. An id absent from a read is handed to
 ``on_missing`` (if given); after ``missing_after`` consecutive absences the wait raises
 :class:`NotFoundError`.
+
+Light polls, settled results
+----------------------------
+A poll only needs each id's state, but a wait must return the whole resource. An API whose
+reads can be narrowed (e.g. a ``fields`` list) gives a light ``fetch_many`` and a ``settle(ids)
+-> {id: resource}`` full read: when a tick's light reads bring ids to a wait's named target,
+the tick reads all of them once more through ``settle`` (one call per tick, ``max_batch`` ids
+per call) and hands the full resources to the waits. A wait whose own code decides on every
+read (a predicate ``until``, or its own ``failed`` check) may look at any field, so all its
+reads are settled. So ``settle`` costs one small read per finishing batch, while the polls
+that see nothing new stay light. If ``settle`` fails (whatever the error: it is not retried)
+or leaves an id out, the wait gets the light resource: a wait that reached its target never
+fails because the full read did, and the next light poll would meet a lasting error anyway.
+A settled resource's state is read again (it may have moved on since the light read) and
+decides the wait.
+
+Light resources still reach: :class:`UnreachableState` / :class:`WaitTimeout` ``last``, the
+poller's own ``failed`` and ``detail_of`` (the API makes its light reads carry what these
+need), ``on_poll`` / ``on_transition`` hooks (except for the read that ends the wait at its
+target), :meth:`Poller.watch` events, and a wait's ``last`` between settled reads.
 """
 
 from __future__ import annotations
@@ -413,7 +433,9 @@ class PollerStats:
     """Counters of one :class:`Poller`, for tests, benchmarks and the curious.
 
     ``fetch_calls`` counts ``fetch_many`` calls (requests, for shared reads); ``intervals``
-    keeps, for recent ticks, the planned time from the end of the tick to the next one.
+    keeps, for recent ticks, the planned time from the end of the tick to the next one;
+    ``settle_calls`` / ``ids_settled`` / ``settle_errors`` count the full reads of a poller
+    given ``settle`` (failed ones fell back to the light resource).
     """
 
     ticks: int = 0
@@ -423,6 +445,9 @@ class PollerStats:
     failed_fetches: int = 0
     unknown_states: dict[str, int] = field(factory=dict)
     intervals: deque[float] = field(factory=lambda: deque(maxlen=512))
+    settle_calls: int = 0
+    ids_settled: int = 0
+    settle_errors: int = 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -536,19 +561,30 @@ class _Sub(Generic[R]):
         "attempts",
         "errors",
         "every_read",
+        "full_reads",
         "inbox",
         "last_error",
         "min_seq",
         "quiet",
         "seen_state",
+        "targets",
         "wake",
     )
 
-    def __init__(self, min_seq: int, every_read: bool) -> None:
+    def __init__(
+        self,
+        min_seq: int,
+        every_read: bool,
+        targets: frozenset[str] | None = None,
+        full_reads: bool = False,
+    ) -> None:
         self.inbox: deque[_Seen[R] | _Failed] = deque()
         self.wake = anyio.Event()
         self.min_seq = min_seq  # reads from ticks started before registration are stale
         self.every_read = every_read  # hooks or checks that look at every read
+        # What makes a read worth a full (settled) read: see the module docstring.
+        self.targets = targets
+        self.full_reads = full_reads
         self.seen_state: dict[str, str] = {}
         self.quiet: dict[str, _Seen[R]] = {}
         self.attempts: dict[str, int] = {}
@@ -560,6 +596,12 @@ class _Sub(Generic[R]):
             self.quiet.pop(item.id, None)
         self.inbox.append(item)
         self.wake.set()
+
+    def wants_full(self, one: str, state: str) -> bool:
+        """Whether this wait would rather see the full resource for this read of ``one``."""
+        if self.full_reads:
+            return True
+        return self.targets is not None and state in self.targets
 
     def post_read(self, item: _Seen[R]) -> None:
         """Post a read, but wake the waiting task only if it can change the outcome: with
@@ -631,6 +673,14 @@ class Poller(Generic[R]):
       (e.g. to find an ended session in the history);
     - ``cancel_remote(id)``: what ``on_cancel="cancel"`` calls, shielded, within
       ``cancel_timeout`` seconds, when a wait times out or is cancelled;
+    - ``settle(ids) -> {id: resource}``: a full read, for a light ``fetch_many``: ids whose
+      reads reach a wait's named target (and every read of a wait with a predicate or its
+      own ``failed``) are read once more through it before the waits get them, one call per
+      tick for all of them. On any error, or for an id it leaves out, the light resource is
+      used. Light resources may still be seen in ``WaitTimeout.last`` /
+      ``UnreachableState.last``, by the poller's ``failed`` and ``detail_of`` (so light
+      reads must carry what those need), by ``on_poll`` / ``on_transition`` before the
+      final read, and in :meth:`watch` events; see the module docstring;
     - ``rng``: the source of jitter (seed it for reproducible runs).
     """
 
@@ -651,6 +701,7 @@ class Poller(Generic[R]):
         on_missing: Callable[[Sequence[str]], Awaitable[Mapping[str, R]]] | None = None,
         cancel_remote: Callable[[str], Awaitable[object]] | None = None,
         cancel_timeout: float = 10.0,
+        settle: Callable[[Sequence[str]], Awaitable[Mapping[str, R]]] | None = None,
         rng: random.Random | None = None,
     ) -> None:
         for name, value in (
@@ -677,6 +728,7 @@ class Poller(Generic[R]):
         self._failed = failed
         self._on_missing = on_missing
         self._cancel_remote = cancel_remote
+        self._settle_read = settle
         self._rng = rng or random.Random()
         self._tracked: dict[str, _Tracked[R]] = {}
         self._driver: _Sub[R] | None = None
@@ -1149,11 +1201,12 @@ class Poller(Generic[R]):
         end = self._last_tick_end = anyio.current_time()
         changed = False
         fetched: list[_Tracked[R]] = []
+        held: list[tuple[list[_Sub[R]], _Seen[R]]] = []
         for batch, outcome in zip(batches, outcomes, strict=True):
             if isinstance(outcome, Exception):
                 self._settle_error(batch, outcome, seq, end)
             else:
-                changed |= self._settle(batch, outcome, seq, now, end, fetched)
+                changed |= self._settle(batch, outcome, seq, now, end, fetched, held)
         c = self.cadence
         if changed and self.top_up:
             # Activity clusters: after any change, everybody is polled at the initial rate.
@@ -1162,6 +1215,59 @@ class Poller(Generic[R]):
                 tracked.due = min(tracked.due, now + self._jittered(c.initial))
         if self._tracked:
             self.stats.intervals.append(self._next_tick_time() - now)
+        if held:
+            # After the light reads are posted, so waits they woke run meanwhile.
+            await self._post_full(held)
+
+    async def _post_full(self, held: list[tuple[list[_Sub[R]], _Seen[R]]]) -> None:
+        """Read the held ids through ``settle`` (one call per ``max_batch`` ids) and post the
+        full resources; the light one stays where the full read fails or lacks an id."""
+        settle = self._settle_read
+        assert settle is not None
+        ids = list(dict.fromkeys(seen.id for _, seen in held))
+        size = self.max_batch or len(ids)
+        batches = [ids[i : i + size] for i in range(0, len(ids), size)]
+        got: dict[str, R] = {}
+
+        async def run(batch: list[str], limiter: anyio.Semaphore | None = None) -> None:
+            self.stats.settle_calls += 1
+            self.stats.ids_settled += len(batch)
+            try:
+                if limiter is None:
+                    found = await settle(batch)
+                else:
+                    async with limiter:
+                        found = await settle(batch)
+                got.update((one, found[one]) for one in batch if one in found)
+            except Exception as exc:  # the light read is good enough: never fail the wait
+                self.stats.settle_errors += 1
+                logger.debug("full read of %s failed, using the polled one: %r", self.kind, exc)
+
+        with anyio.CancelScope() as scope:
+            self._tick_scope = scope
+            try:
+                if len(batches) == 1:
+                    await run(batches[0])
+                else:
+                    limiter = anyio.Semaphore(self.batch_concurrency)
+                    async with anyio.create_task_group() as tg:
+                        for batch in batches:
+                            tg.start_soon(run, batch, limiter)
+            finally:
+                self._tick_scope = None
+        if scope.cancel_called:
+            return  # closed meanwhile
+        for subs, seen in held:
+            full = got.get(seen.id)
+            if full is not None:
+                try:
+                    state = self.table.normalize(self._state_of(full))
+                    if isinstance(state, str):
+                        seen = _Seen(seen.id, full, state, seen.at)
+                except Exception:  # an unreadable full read: keep the light one
+                    self.stats.settle_errors += 1
+            for sub in subs:
+                sub.post_read(seen)
 
     async def _read(self, ids: list[str]) -> Mapping[str, R] | Exception:
         """One ``fetch_many`` (plus ``on_missing``); errors are returned, not raised."""
@@ -1188,9 +1294,11 @@ class Poller(Generic[R]):
         start: float,
         end: float,
         fetched: list[_Tracked[R]],
+        held: list[tuple[list[_Sub[R]], _Seen[R]]],
     ) -> bool:
         """Apply one successful read. Intervals count from the tick's start, so reads stay
-        ``interval`` apart however long a read takes (``min_gap`` still spaces them)."""
+        ``interval`` apart however long a read takes (``min_gap`` still spaces them). Reads
+        that a wait wants in full (with ``settle``) go to ``held`` instead of being posted."""
         c = self.cadence
         cap = self._cap()
         changed = False
@@ -1243,8 +1351,12 @@ class Poller(Generic[R]):
             if len(subs) < len(tracked.subs):
                 tracked.due = end  # a waiter that joined mid-read still needs its own read
             fetched.append(tracked)
+            seen = _Seen(one, resource, state, end)
+            if self._settle_read is not None and any(s.wants_full(one, state) for s in subs):
+                held.append((subs, seen))
+                continue
             for sub in subs:
-                sub.post_read(_Seen(one, resource, state, end))
+                sub.post_read(seen)
         return changed
 
     def _settle_error(self, batch: list[str], error: Exception, seq: int, end: float) -> None:
@@ -1308,7 +1420,14 @@ class _Group(Generic[R]):
         every_read = on_poll is not None or failed is not None or poller._failed is not None
         if target is not None and target.predicate is not None:
             every_read = True
-        self.sub: _Sub[R] = _Sub(poller._seq + 1, every_read)
+        # The wait's own code decides on every read: it may look at any field.
+        decides = failed is not None or (target is not None and target.predicate is not None)
+        self.sub: _Sub[R] = _Sub(
+            poller._seq + 1,
+            every_read,
+            targets=target.names if target is not None else None,
+            full_reads=decides,
+        )
         poller._register(self.sub, self.pending)
 
     @property

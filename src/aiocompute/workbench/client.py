@@ -234,6 +234,8 @@ class SessionsResource(WaitableResource[Session]):
 
     _default_until = "running"
     _default_timeout = 600.0
+    # The session fields a poll reads: all that state_of and detail_of look at.
+    _poll_fields = ("activity_state", "status_detail")
 
     def __init__(self, client: WorkbenchClient) -> None:
         self._client = client
@@ -247,6 +249,7 @@ class SessionsResource(WaitableResource[Session]):
                 on_missing=self._ended,
                 cancel_remote=self._cancel,
                 cadence=client._cadence,
+                settle=self._fetch_full,
             )
         )
 
@@ -350,6 +353,15 @@ class SessionsResource(WaitableResource[Session]):
     # Poller plumbing.
 
     async def _fetch_many(self, ids: Sequence[str]) -> dict[str, Session]:
+        # Polls ask only for what decides a wait ("id" is always sent): with 1,000 waits,
+        # full polls spent most of each tick on JSON and models nobody looked at. Sessions
+        # reaching a wait's target get a full read through ``_fetch_full`` (the poller's
+        # ``settle``); watch() events, hooks, and ``last`` of a failed or timed-out wait
+        # may carry these light sessions.
+        listing = await self._client._listing(ids, fields=self._poll_fields)
+        return {s.id: s for s in listing.sessions}
+
+    async def _fetch_full(self, ids: Sequence[str]) -> dict[str, Session]:
         listing = await self._client._listing(ids)
         return {s.id: s for s in listing.sessions}
 
