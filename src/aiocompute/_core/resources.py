@@ -15,6 +15,7 @@ from contextlib import aclosing
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
+from .fanout import RateGovernor
 from .polling import (
     OnCancel,
     Poller,
@@ -24,12 +25,22 @@ from .polling import (
     WaitResult,
     WaitToken,
 )
+from .transport import RateGovernor as Governor
 from .transport import Transport
 
-__all__ = ["BaseClient", "WaitableResource"]
+__all__ = ["BaseClient", "WaitableResource", "client_transport"]
 
 R = TypeVar("R")
 Self = TypeVar("Self", bound="BaseClient")
+
+
+def client_transport(base_url: str, *, governor: Governor | None, **options: Any) -> Transport:
+    """The :class:`Transport` of one client: every API client builds its own here, so each
+    gets a :class:`~aiocompute.RateGovernor` of its own (unlimited until the first 429)
+    unless the caller gave one to share. ``options`` go to :class:`Transport` as they are."""
+    return Transport(
+        base_url, governor=governor if governor is not None else RateGovernor(), **options
+    )
 
 
 class BaseClient:

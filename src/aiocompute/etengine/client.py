@@ -16,9 +16,8 @@ import anyio
 import attrs
 
 from .._core.config import resolve_setting
-from .._core.fanout import RateGovernor as AIMDGovernor
 from .._core.polling import PollCadence, Poller, per_id_fetcher
-from .._core.resources import BaseClient, WaitableResource
+from .._core.resources import BaseClient, WaitableResource, client_transport
 from .._core.retries import DEFAULT_RETRY, RetryPolicy
 from .._core.transport import (
     DEFAULT_LIMITS,
@@ -28,7 +27,6 @@ from .._core.transport import (
     Response,
     StaticAuth,
     Timeouts,
-    Transport,
 )
 from .._exceptions import NotFoundError, ServerError
 from . import _protocol as P
@@ -90,7 +88,7 @@ class ETEngineClient(BaseClient):
             url, ["ET_ENGINE_URL"], what="ET Engine API URL", argument="url", required=False
         )
         super().__init__(
-            Transport(
+            client_transport(
                 (base or DEFAULT_URL).rstrip("/"),
                 # The key goes raw, with no scheme: what the vendor's client sends.
                 auth=StaticAuth({"Authorization": key.strip()}),
@@ -98,7 +96,7 @@ class ETEngineClient(BaseClient):
                 retry=retry,
                 limits=limits,
                 error_parser=P.error_parser,
-                governor=governor if governor is not None else AIMDGovernor(),
+                governor=governor,
             )
         )
         self._strict = strict

@@ -16,10 +16,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .._core.config import resolve_setting
-from .._core.fanout import RateGovernor as AIMDGovernor
 from .._core.pagination import Page, Paginator
 from .._core.polling import PollCadence, Poller, per_id_fetcher
-from .._core.resources import BaseClient, WaitableResource
+from .._core.resources import BaseClient, WaitableResource, client_transport
 from .._core.retries import DEFAULT_RETRY, RetryPolicy
 from .._core.transport import (
     DEFAULT_LIMITS,
@@ -28,7 +27,6 @@ from .._core.transport import (
     RateGovernor,
     StaticAuth,
     Timeouts,
-    Transport,
 )
 from . import _protocol as P
 from ._states import READY_STATES, SESSION_STATES
@@ -93,14 +91,14 @@ class LakeSailClient(BaseClient):
             required=False,
         )
         super().__init__(
-            Transport(
+            client_transport(
                 (url or P.DEFAULT_BASE_URL).rstrip("/"),
                 auth=StaticAuth.bearer(secret),
                 timeouts=timeouts,
                 retry=retry,
                 limits=limits,
                 error_parser=P.error_parser,
-                governor=governor if governor is not None else AIMDGovernor(),
+                governor=governor,
             )
         )
         self._strict = strict

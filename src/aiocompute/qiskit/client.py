@@ -12,9 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .._core.config import resolve_setting
-from .._core.fanout import RateGovernor as AIMDGovernor
 from .._core.polling import PollCadence, Poller, per_id_fetcher
-from .._core.resources import BaseClient, WaitableResource
+from .._core.resources import BaseClient, WaitableResource, client_transport
 from .._core.retries import RetryPolicy
 from .._core.transport import (
     DEFAULT_LIMITS,
@@ -23,7 +22,6 @@ from .._core.transport import (
     RateGovernor,
     Response,
     Timeouts,
-    Transport,
 )
 from .._exceptions import AuthenticationError
 from . import _protocol as P
@@ -136,14 +134,14 @@ class QiskitRuntimeClient(BaseClient):
             required=False,
         )
         self._auth = IAMAuth(api_key, iam_url=token_url or DEFAULT_IAM_URL)
-        transport = Transport(
+        transport = client_transport(
             base.rstrip("/"),
             auth=self._auth,
             timeouts=timeouts,
             retry=retry,
             limits=limits,
             error_parser=P.error_parser,
-            governor=governor if governor is not None else AIMDGovernor(),
+            governor=governor,
             headers={"Service-CRN": crn, "IBM-API-Version": _check_api_version(api_version)},
         )
         self._auth.bind(transport)

@@ -22,9 +22,8 @@ from typing import Any
 import attrs
 
 from .._core.config import ConfigError, resolve_setting
-from .._core.fanout import RateGovernor as AIMDGovernor
 from .._core.polling import PollCadence, Poller
-from .._core.resources import BaseClient, WaitableResource
+from .._core.resources import BaseClient, WaitableResource, client_transport
 from .._core.retries import DEFAULT_RETRY, RetryPolicy
 from .._core.streaming import ResumePolicy, resumable_items
 from .._core.transport import (
@@ -34,7 +33,6 @@ from .._core.transport import (
     RateGovernor,
     StaticAuth,
     Timeouts,
-    Transport,
 )
 from .._exceptions import NotFoundError
 from . import _protocol as P
@@ -144,14 +142,14 @@ class WorkbenchClient(BaseClient):
                 )
             auth = StaticAuth({RPC_COOKIE_HEADER: cookie})
         super().__init__(
-            Transport(
+            client_transport(
                 url.rstrip("/"),
                 auth=auth,
                 timeouts=timeouts,
                 retry=retry,
                 limits=limits,
                 error_parser=P.error_parser,
-                governor=governor if governor is not None else AIMDGovernor(),
+                governor=governor,
             )
         )
         self._strict = strict
