@@ -304,10 +304,12 @@ async def part_a(
     out: dict[str, list[dict[str, float]]] = {name: [] for name in names}
     server: dict[str, float] = dict.fromkeys(names, 0.0)
     connector = aiohttp.TCPConnector(limit=POOL)
-    # The same raw reads on a session with the SDK's default timeouts (a read timeout makes
-    # aiohttp arm a timer per read): what the SDK costs beyond enforcing its deadlines.
+    # The same raw reads on a session with the SDK's default timeouts: what the SDK costs
+    # beyond enforcing its deadlines. Like the SDK, arm the read timer (aiohttp re-arms it
+    # on every chunk) only when it could fire before the total one.
     t = Timeouts()
-    timed = aiohttp.ClientTimeout(total=t.total, sock_connect=t.connect, sock_read=t.read)
+    read = t.read if t.total is None or (t.read is not None and t.read < t.total) else None
+    timed = aiohttp.ClientTimeout(total=t.total, sock_connect=t.connect, sock_read=read)
     async with (
         reads.client() as client,
         aiohttp.ClientSession(connector=connector) as raw,

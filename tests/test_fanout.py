@@ -529,6 +529,22 @@ async def test_iter_break_without_async_with_still_cleans_up() -> None:
     assert sorted(counter.cancelled) == sorted(set(counter.started) - {0})
 
 
+async def test_a_function_that_never_awaits_still_stops_on_cancel() -> None:
+    calls: list[int] = []
+
+    with anyio.CancelScope() as scope:
+
+        async def instant(i: int) -> int:
+            calls.append(i)  # never suspends: only the worker's own checkpoints see a cancel
+            if i == 100:
+                scope.cancel()
+            return i
+
+        await fan_out(instant, range(1_000), concurrency=1)
+    assert scope.cancelled_caught
+    assert 100 < len(calls) <= 101 + 16
+
+
 async def test_iter_consumer_cancelled_cancels_workers() -> None:
     baseline = len(asyncio.all_tasks())
     counter = InFlight()

@@ -104,7 +104,7 @@ def sent_kwargs(m: aioresponses, method: str, url: str, index: int = 0) -> dict[
 
 
 def test_timeouts_validation() -> None:
-    assert Timeouts() == Timeouts(connect=10.0, read=60.0, total=120.0, stall=60.0)
+    assert Timeouts() == Timeouts(connect=10.0, read=60.0, total=60.0, stall=60.0)
     assert Timeouts(connect=None, read=None, total=None).total is None
     with pytest.raises(ValueError, match="stall"):
         Timeouts(stall=None)  # type: ignore[arg-type]
@@ -842,6 +842,33 @@ async def test_read_timeout_is_enforced_on_requests(server: Server) -> None:
             with pytest.raises(TransportError, match="timed out reading the response") as info:
                 await t.request("GET", "/slow-answer", idempotent=True, retry=NO_RETRY)
     assert (info.value.sent, info.value.retryable) == (True, True)
+
+
+async def test_read_timeout_guards_a_request_without_a_total(server: Server) -> None:
+    async with Transport(server.url, timeouts=Timeouts(read=0.2, total=None)) as t:
+        with anyio.fail_after(4):
+            with pytest.raises(TransportError, match="timed out reading the response"):
+                await t.request("GET", "/slow-answer", idempotent=True, retry=NO_RETRY)
+
+
+@pytest.mark.parametrize(
+    ("read", "total", "armed"),
+    [
+        (60.0, 60.0, None),
+        (60.0, 30.0, None),
+        (None, 60.0, None),
+        (30.0, 60.0, 30.0),
+        (30.0, None, 30.0),
+        (None, None, None),
+    ],
+)
+def test_read_timer_is_armed_only_when_it_can_fire_before_total(
+    read: float | None, total: float | None, armed: float | None
+) -> None:
+    # aiohttp re-arms sock_read on every chunk; when total always fires first it is waste.
+    timeout = Timeouts(read=read, total=total)._for_request(total)
+    assert (timeout.total, timeout.sock_read) == (total, armed)
+    assert timeout.sock_connect == 10.0
 
 
 async def test_response_url_is_the_final_url_redacted(server: Server) -> None:

@@ -745,15 +745,14 @@ def _attrs_structure_hook(conv: WireConverter, cls: type) -> Callable[[Any, Any]
                 if alt in src:
                     alt_value = src.pop(alt)
                     src.setdefault(primary, alt_value)
-        obj = None
         if fast is not None:
             try:
-                obj = fast(src)
+                # It passes raw to __init__ itself.
+                return fast(src, data)
             except Exception:
-                obj = None
-        if obj is None:
-            # Also when the fast function failed: cattrs' own says where, and why.
-            obj = fn(src, cls)
+                pass
+        # Also when the fast function failed: cattrs' own says where, and why.
+        obj = fn(src, cls)
         if has_raw:
             # The model is frozen; raw is filled once, right after construction.
             object.__setattr__(obj, "raw", data)
@@ -762,7 +761,7 @@ def _attrs_structure_hook(conv: WireConverter, cls: type) -> Callable[[Any, Any]
     return structure_model
 
 
-def _fast_structure_fn(conv: WireConverter, cls: type) -> Callable[[Any], Any] | None:
+def _fast_structure_fn(conv: WireConverter, cls: type) -> Callable[[Any, Any], Any] | None:
     """A plainer twin of cattrs' structuring function of ``cls`` (lenient converters only).
 
     It reads the same keys with the same hooks and builds the object the same way, but
@@ -787,7 +786,8 @@ def _fast_structure_fn(conv: WireConverter, cls: type) -> Callable[[Any], Any] |
         a.name != "raw" and isinstance(a.default, attrs.Factory)  # type: ignore[arg-type]
         for a in fields
     )
-    lines = ["def structure_fast(o):"]
+    # raw (the wire object as received) is passed by the caller, as a keyword.
+    lines = ["def structure_fast(o, raw):"]
     if by_dict:
         lines.append("    res = {}")
     namespace: dict[str, Any] = {"__cls": cls, "__epoch": _EPOCH, "__td": timedelta}
@@ -795,8 +795,14 @@ def _fast_structure_fn(conv: WireConverter, cls: type) -> Callable[[Any], Any] |
     positional = True
     for i, a in enumerate(fields):
         if a.name == "raw":
+            if not a.init or a.alias != "raw":
+                return None
             positional = False
-            continue  # filled by structure_model, as for cattrs' function
+            if by_dict:
+                lines.append("    res['raw'] = raw")
+            else:
+                call_args.append("raw=raw")
+            continue
         if not a.init or a.type is None or isinstance(a.type, str) or a.alias is None:
             return None
         try:
@@ -831,7 +837,7 @@ def _fast_structure_fn(conv: WireConverter, cls: type) -> Callable[[Any], Any] |
     )
     source = "\n".join(lines)
     exec(compile(source, f"<aiocompute fast structure {cls.__qualname__}>", "exec"), namespace)
-    fast: Callable[[Any], Any] = namespace["structure_fast"]
+    fast: Callable[[Any, Any], Any] = namespace["structure_fast"]
     return fast
 
 

@@ -132,7 +132,9 @@ class Timeouts:
     """Timeouts in seconds; ``None`` means no limit (except for ``stall``).
 
     - ``connect``: establishing a TCP (and TLS) connection.
-    - ``read``: the longest wait for the next bytes of a response (socket read).
+    - ``read``: the longest wait for the next bytes of a response (socket read). A request
+      arms this timer only when it could fire before ``total`` does (``read < total``, or
+      ``total`` is None): by default ``total`` already bounds every request.
     - ``total``: one whole HTTP exchange of :meth:`Transport.request` (each try on its own;
       the retry policy bounds the retrying). Never applied to streams.
     - ``stall``: the longest silence allowed on a stream between two chunks. It cannot be
@@ -141,14 +143,17 @@ class Timeouts:
 
     connect: float | None = field(default=10.0, validator=_seconds("Timeouts", allow_none=True))
     read: float | None = field(default=60.0, validator=_seconds("Timeouts", allow_none=True))
-    total: float | None = field(default=120.0, validator=_seconds("Timeouts", allow_none=True))
+    total: float | None = field(default=60.0, validator=_seconds("Timeouts", allow_none=True))
     stall: float = field(default=60.0, validator=_seconds("Timeouts", allow_none=False))
 
     def _for_request(self, total: float | None) -> aiohttp.ClientTimeout:
         # connect=None: waiting for a free pooled connection is bounded by total, not by the
         # connect timeout, so a busy fan-out does not fail with spurious connect timeouts.
+        # aiohttp re-arms the read timer on every chunk received: skip it when total, which
+        # covers the body too, would always fire first.
+        read = self.read if total is None or (self.read is not None and self.read < total) else None
         return aiohttp.ClientTimeout(
-            total=total, connect=None, sock_connect=self.connect, sock_read=self.read
+            total=total, connect=None, sock_connect=self.connect, sock_read=read
         )
 
     def _for_stream(self) -> aiohttp.ClientTimeout:
@@ -172,7 +177,7 @@ class PoolLimits:
     )
 
 
-#: The default timeouts: connect 10 s, read 60 s, total 120 s, stall 60 s.
+#: The default timeouts: connect 10 s, read 60 s, total 60 s, stall 60 s.
 DEFAULT_TIMEOUTS = Timeouts()
 
 #: The default pool: 100 connections, no per-host limit, 15 s keep-alive.
