@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -233,3 +234,32 @@ def test_bench_jsonstream_reports_every_case(runs: dict[str, dict[str, Any]]) ->
     assert sum("records" in c for c in cases) == 2
     assert sum("lines" in c for c in cases) == 2
     assert _rows(report, 1) == ["records", "lines"]
+
+
+@pytest.mark.skipif(
+    shutil.which("valgrind") is None, reason="bench_fanout_instructions needs valgrind"
+)
+def test_bench_fanout_instructions_counts_every_contender(tmp_path: Path) -> None:
+    # Its own run, not in the parallel batch above: the traced client runs ~50x slower.
+    path = tmp_path / "instructions.json"
+    command = [sys.executable, "-m", "benchmarks.bench_fanout_instructions", "--quick"]
+    proc = subprocess.run(
+        [*command, "--json", str(path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads(path.read_text())
+    assert _rows(report, 0) == [
+        "fan_out",
+        "raw aiohttp",
+        "gather + et.jobs.get",
+        "fan_out + raw read",
+        "fan_out + SDK transport, untyped",
+    ]
+    counts = report["values"]["instructions_per_read"]
+    # Each figure is a real count of a complete run: a read is tens of thousands of
+    # instructions at the very least, whatever the contender.
+    assert all(count > 20_000 for count in counts.values())

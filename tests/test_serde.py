@@ -847,3 +847,33 @@ def test_mapping_copies_only_where_cattrs_copies(monkeypatch: pytest.MonkeyPatch
     fast.register_structure_hook(str, lambda v, _: f"<{v}>")
     hook = fast.get_structure_hook(dict[str, Any])
     assert hook({"k": 1}, dict[str, Any]) == {"<k>": 1}
+
+
+@frozen
+class WithFactories:
+    name: str
+    tags: Mapping[str, Any] = field(factory=dict)
+    labels: tuple[str, ...] = ()
+    echo: str = field(default=attrs.Factory(lambda self: self.name, takes_self=True))
+    raw: Mapping[str, Any] = field(factory=dict, repr=False, eq=False)
+
+
+@frozen
+class WithPlainFactory:
+    name: str
+    tags: Mapping[str, Any] = field(factory=dict)
+    raw: Mapping[str, Any] = field(factory=dict, repr=False, eq=False)
+
+
+@pytest.mark.parametrize("cls", [WithPlainFactory, WithFactories])
+def test_absent_keys_with_factory_defaults_get_a_fresh_value_each(cls: Any) -> None:
+    c = conv()
+    first, second = c.structure({"name": "a"}, cls), c.structure({"name": "b"}, cls)
+    assert first.tags == {}
+    assert second.tags == {}
+    assert first.tags is not second.tags  # a factory's value, never one shared default
+    assert first.raw == {"name": "a"}
+    if cls is WithFactories:
+        assert (first.echo, second.echo) == ("a", "b")  # takes_self: computed per object
+    given_tags = c.structure({"name": "c", "tags": {"k": 1}}, cls)
+    assert given_tags.tags == {"k": 1}

@@ -573,6 +573,10 @@ def _element_hook(conv: WireConverter, tp: Any) -> tuple[Callable[[Any, Any], An
         return None
 
 
+#: The key types of a JSON object.
+_STR_ONLY = frozenset({str})
+
+
 def _mapping_hook(conv: WireConverter, tp: Any) -> Callable[[Any, Any], Any]:
     inner = mapping_structure_factory(tp, conv)
 
@@ -584,7 +588,7 @@ def _mapping_hook(conv: WireConverter, tp: Any) -> Callable[[Any, Any], Any]:
             return {}
         if not isinstance(value, Mapping):
             raise TypeError(f"expected an object, got {_json_type(value)}")
-        if copies and type(value) is dict and all(type(k) is str for k in value):
+        if copies and type(value) is dict and _STR_ONLY.issuperset(map(type, value)):
             return dict(value)
         return inner(value, t)
 
@@ -774,16 +778,17 @@ def _fast_structure_fn(conv: WireConverter, cls: type) -> Callable[[Any, Any], A
     if get_origin(cls) is not None or getattr(cls, "__parameters__", None):
         return None
     fields = attrs.fields(cls)
-    # Arguments are passed by position up to the first one that cannot be (raw, which is
-    # left to its factory; a keyword-only one), by keyword after. An absent key passes the
-    # attribute's default, which is what __init__ does with an omitted argument; a factory
-    # default can only be omitted, so such a class builds a dict of arguments instead.
-    # So does a class with an __init__ of its own (defaults and order may differ).
+    # Arguments are passed by position up to the first one that cannot be (raw; a
+    # keyword-only one), by keyword after. An absent key passes the attribute's default,
+    # which is what __init__ does with an omitted argument (a factory is called, as
+    # __init__ would). A factory that takes self can only be omitted, so such a class builds
+    # a dict of arguments instead; so does a class with an __init__ of its own (defaults
+    # and order may differ).
     code = getattr(getattr(cls, "__init__", None), "__code__", None)
     attrs_init = "<attrs generated" in getattr(code, "co_filename", "")
     by_dict = not attrs_init or any(
         # (attrs' stubs type Factory as a function; it is a class.)
-        a.name != "raw" and isinstance(a.default, attrs.Factory)  # type: ignore[arg-type]
+        a.name != "raw" and isinstance(a.default, attrs.Factory) and a.default.takes_self  # type: ignore[arg-type]
         for a in fields
     )
     # raw (the wire object as received) is passed by the caller, as a keyword.
@@ -824,13 +829,18 @@ def _fast_structure_fn(conv: WireConverter, cls: type) -> Callable[[Any, Any], A
         elif by_dict:
             lines += [f"    if {key} in o:", f"        v = o[{key}]", f"        {target} = {value}"]
         else:
-            namespace[f"__d{i}"] = a.default
+            default = f"__d{i}"
+            if isinstance(a.default, attrs.Factory):  # type: ignore[arg-type]
+                namespace[f"__d{i}"] = a.default.factory
+                default += "()"
+            else:
+                namespace[f"__d{i}"] = a.default
             lines += [
                 f"    if {key} in o:",
                 f"        v = o[{key}]",
                 f"        {target} = {value}",
                 "    else:",
-                f"        {target} = __d{i}",
+                f"        {target} = {default}",
             ]
     lines.append(
         "    return __cls(**res)" if by_dict else f"    return __cls({', '.join(call_args)})"
