@@ -708,3 +708,16 @@ def test_live_progress_on_an_interactive_terminal(
     assert "\x1b[?25l" in out  # the live display hides the cursor while it redraws
     assert "tty-5" in out
     assert "RESULT" in out
+
+
+def test_ctrl_c_while_the_command_groups_load_exits_130(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import aiocompute.cli._app as app
+
+    def interrupted() -> argparse.ArgumentParser:
+        raise KeyboardInterrupt  # as if Ctrl-C came during the lazy imports
+
+    monkeypatch.setattr(app, "build_parser", interrupted)
+    assert main(["workbench", "jobs", "list"]) == 130
+    assert "Traceback" not in capsys.readouterr().err

@@ -229,11 +229,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     exit code."""
     args_list = list(sys.argv[1:] if argv is None else argv)
     _register_argv_secrets(args_list)
-    parser = build_parser()
     try:
+        # Ctrl-C while the command groups are still being imported is no crash either.
+        parser = build_parser()
         args = parser.parse_args(args_list)
     except SystemExit as exc:  # --help, --version, usage errors
         return _exit_code(exc.code)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
     out = Output(json_mode=bool(getattr(args, "json", False)))
     handler: Handler = args.handler
     try:
