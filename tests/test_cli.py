@@ -721,3 +721,19 @@ def test_ctrl_c_while_the_command_groups_load_exits_130(
     monkeypatch.setattr(app, "build_parser", interrupted)
     assert main(["workbench", "jobs", "list"]) == 130
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_an_admin_acts_for_a_user_with_act_as(
+    env: Emulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job_id = run_json(
+        capsys, "workbench", "jobs", "launch", "--name", "theirs", "--exe", "R", "--wait"
+    )["job"]["id"]
+    monkeypatch.setenv("WORKBENCH_API_KEY", "admin-token")
+    # As itself, the admin does not see alice's jobs; acting for alice, it does.
+    assert job_id not in {j["id"] for j in run_json(capsys, "workbench", "jobs", "list")["jobs"]}
+    listed = run_json(capsys, "workbench", "jobs", "list", "--act-as", "alice")["jobs"]
+    assert job_id in {j["id"] for j in listed}
+    code, _, err = run(capsys, "workbench", "jobs", "list", "--act-as", " ")
+    assert code == 2
+    assert "--act-as" in err

@@ -10,7 +10,7 @@ import logging
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 
@@ -645,3 +645,89 @@ async def test_client_repr_and_close(emu: Emulator) -> None:
     await wb.aclose()
     await wb.aclose()  # idempotent
     assert wb.closed
+
+
+# -- acting for another user ---------------------------------------------------------------
+
+
+async def test_an_admin_acting_for_a_user_reads_waits_and_tails_their_job(
+    wb: WorkbenchClient, emu: Emulator
+) -> None:
+    launched = await wb.jobs.launch(spec("a.R", name="alices"))
+    async with WorkbenchClient(emu.workbench_url, token="admin-token", retry=QUICK) as admin:
+        # As itself, the admin's listing is its own: alice's job is not in it.
+        with pytest.raises(NotFoundError):
+            await admin.jobs.get(launched.id)
+        async with WorkbenchClient(
+            emu.workbench_url, token="admin-token", retry=QUICK, act_as="alice"
+        ) as for_alice:
+            assert (await for_alice.jobs.get(launched.id)).id == launched.id
+            done = await for_alice.jobs.wait(launched.id, timeout=10)
+            assert done.state == "Finished"
+            output = await for_alice.jobs.collect(launched.id)
+            assert output.stdout  # the stream was read as alice, the job's owner
+            assert launched.id in [j.id for j in await for_alice.jobs.list()]
+
+
+async def test_a_super_admin_acting_for_a_user_launches_as_them(emu: Emulator) -> None:
+    async with WorkbenchClient(
+        emu.workbench_url, token="super-token", retry=QUICK, act_as="alice"
+    ) as for_alice:
+        s = await for_alice.sessions.launch("RStudio", name="for-alice", launch_parameters=LP)
+        job = await for_alice.jobs.launch(spec("b.R", name="for-alice"))
+        # An explicit username wins over act_as.
+        own = await for_alice.sessions.launch(
+            "RStudio", name="root's", username="root", launch_parameters=LP
+        )
+        assert (await for_alice.sessions.wait(s.id, timeout=10)).id == s.id
+    assert emu.workbench.sessions[s.id].owner == "alice"
+    assert emu.workbench.sessions[own.id].owner == "root"
+    async with WorkbenchClient(emu.workbench_url, token="user-token", retry=QUICK) as alice:
+        assert (await alice.jobs.get(job.id)).id == job.id
+
+
+async def test_acting_for_a_user_lists_only_their_ended_sessions(emu: Emulator) -> None:
+    before = datetime.now(timezone.utc) - timedelta(seconds=5)
+    ended: dict[str, str] = {}
+    for token, owner in (("user-token", "alice"), ("super-token", "root")):
+        async with WorkbenchClient(emu.workbench_url, token=token, retry=QUICK) as c:
+            s = await c.sessions.launch("RStudio", name=owner, launch_parameters=LP)
+            await c.sessions.wait(s.id, timeout=10)
+            await c.sessions.stop(s.id)
+            await c.sessions.wait(s.id, until="ended", timeout=10)
+            ended[owner] = s.id
+    async with WorkbenchClient(
+        emu.workbench_url, token="admin-token", retry=QUICK, act_as="alice"
+    ) as for_alice:
+        mine = await for_alice.sessions.history(before)
+        everyone = await for_alice.sessions.history(before, include_all_users=True)
+    assert [s.id for s in mine.sessions] == [ended["alice"]]
+    assert {ended["alice"], ended["root"]} <= {s.id for s in everyone.sessions}
+
+
+def test_acting_for_names_the_user_where_each_call_takes_it() -> None:
+    def act(request: P.RPCRequest) -> P.RPCRequest:
+        return P.acting_for(request, "alice")
+
+    envs = act(P.get_compute_envs())
+    assert (envs.http_method, envs.body["kwparams"]) == ("POST", {"user": "alice"})
+    assert act(P.get_session(["s1"])).body["kwparams"]["user"] == "alice"
+    assert act(P.get_job_output("j1")).body["kwparams"]["user"] == "alice"
+    assert act(P.resume_session("s1")).body["kwparams"]["username"] == "alice"
+    job = act(P.launch_job(spec("x.R"))).body["kwparams"]["job"]
+    assert job["user"] == "alice"
+    audited = act(P.launch_audited_job(spec("x.R"))).body["kwparams"]["audited_job"]
+    assert audited["user"] == "alice"
+    # What the caller named is kept; calls without a user parameter are left as they are.
+    assert act(P.get_session(user="bob")).body["kwparams"]["user"] == "bob"
+    explicit = JobSpec(name="j", cluster="Local", exe="R", user="bob")
+    assert act(P.launch_job(explicit)).body["kwparams"]["job"]["user"] == "bob"
+    stop = P.stop_job("j1")
+    assert act(stop) is stop
+    assert P.acting_for(P.get_compute_envs(), None).http_method == "GET"
+
+
+@pytest.mark.parametrize("bad", ["", "  ", 7])
+def test_act_as_must_name_a_user(bad: Any) -> None:
+    with pytest.raises(ValueError, match="act_as"):
+        WorkbenchClient("http://127.0.0.1:9", token="t", act_as=bad)

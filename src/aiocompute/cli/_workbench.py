@@ -62,11 +62,19 @@ def _connection_options(parser: argparse.ArgumentParser) -> None:
         help=f"Workbench address, e.g. https://workbench.example.com (default: ${_SERVER_ENV})",
     )
     secret_option(parser, "--token", metavar="TOKEN", what="API token", env=_TOKEN_ENV)
+    connection_option(
+        parser,
+        "--act-as",
+        metavar="USER",
+        help="work for this user: read, wait for and tail their sessions and jobs (admin "
+        "token), launch for them (super-admin token)",
+    )
 
 
 def connect(args: argparse.Namespace) -> WorkbenchClient:
     """A client from ``--server`` / ``--token``, else ``$WORKBENCH_SERVER`` /
-    ``$WORKBENCH_API_KEY``; :class:`UsageError` (exit 2) naming what is missing."""
+    ``$WORKBENCH_API_KEY``, acting for ``--act-as`` if given; :class:`UsageError` (exit 2)
+    naming what is missing."""
     server = _server(args)
     if not server:
         raise UsageError(f"no Workbench server address: set {_SERVER_ENV} (or pass --server URL)")
@@ -74,8 +82,11 @@ def connect(args: argparse.Namespace) -> WorkbenchClient:
     # The client reads $WORKBENCH_API_KEY itself; its ConfigError means no token at all.
     # Worded so that redact() finds nothing that looks like "token: <value>" in it.
     missing = missing_secret("Workbench API token", _TOKEN_ENV, "--token")
+    act_as = getattr(args, "act_as", None)
+    if act_as is not None and not act_as.strip():
+        raise UsageError("--act-as needs a user name")
     with new_client("invalid Workbench server address", missing=missing):
-        return WorkbenchClient(server, token=token)
+        return WorkbenchClient(server, token=token, act_as=act_as)
 
 
 def _server(args: argparse.Namespace) -> str:

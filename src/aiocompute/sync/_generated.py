@@ -1529,6 +1529,12 @@ class WorkbenchClient(SyncClient):
     sets how often waits poll; ``strict=True`` rejects answers with unknown fields (for
     tests against fixtures).
 
+    ``act_as`` makes the client work for another user (an admin token reads, a super-admin
+    token also launches and resumes): every call that can name a user names this one unless
+    given its own (``user=``, ``username=``, ``JobSpec.user``), so reads, output streams,
+    launches and waits all see that user's sessions and jobs; ``sessions.history()`` lists
+    that user's ended sessions. Stops need no user: an admin token stops any session or job.
+
     Use it as ``async with WorkbenchClient(...) as wb:`` or call :meth:`aclose`.
     """
 
@@ -1554,6 +1560,7 @@ class WorkbenchClient(SyncClient):
         governor: RateGovernor | None = None,
         cadence: PollCadence | None = None,
         strict: bool = False,
+        act_as: str | None = None,
     ) -> None:
         """Build the async :class:`aiocompute.workbench.client.WorkbenchClient` (same arguments)
         inside a new event-loop thread owned by this client.
@@ -1569,6 +1576,7 @@ class WorkbenchClient(SyncClient):
             governor=governor,
             cadence=cadence,
             strict=strict,
+            act_as=act_as,
         )
 
     def version(self) -> ServerVersion:

@@ -188,6 +188,48 @@ def _request(
     )
 
 
+#: Where each RPC that can act for another user names that user: a path into kwparams.
+#: (get_historical_session has no such parameter: see ``include_all_users``.)
+_ACTING_PARAMS: Mapping[str, tuple[str, ...]] = {
+    "get_session": ("user",),
+    "get_compute_envs": ("user",),
+    "get_job_output": ("user",),
+    "get_audited_job_output": ("user",),
+    "get_audited_job_details": ("user",),
+    "launch_session": ("username",),
+    "resume_session": ("username",),
+    "launch_job": ("job", "user"),
+    "launch_audited_job": ("audited_job", "user"),
+}
+
+
+def acting_for(request: RPCRequest, user: str | None) -> RPCRequest:
+    """``request`` made on behalf of ``user`` (a client's ``act_as``).
+
+    A call that can name the user it acts for gets ``user`` there, unless the caller named
+    one already; any other call (and any call when ``user`` is None) is returned as is. A
+    call with a user is always sent by POST (``get_compute_envs`` answers GET only without
+    parameters).
+    """
+    if user is None:
+        return request
+    where = _ACTING_PARAMS.get(request.method)
+    if where is None:
+        return request
+    kw = dict(request.kwparams)
+    target = kw
+    for key in where[:-1]:
+        inner = target.get(key)
+        if not isinstance(inner, Mapping):
+            return request
+        target[key] = inner = dict(inner)
+        target = inner
+    if target.get(where[-1]) is not None:
+        return request
+    target[where[-1]] = user
+    return attrs.evolve(request, kwparams=kw, http_method="POST")
+
+
 #: Every RPC method this module builds requests for.
 METHODS = (
     "version",

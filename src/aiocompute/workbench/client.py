@@ -98,6 +98,12 @@ class WorkbenchClient(BaseClient):
     sets how often waits poll; ``strict=True`` rejects answers with unknown fields (for
     tests against fixtures).
 
+    ``act_as`` makes the client work for another user (an admin token reads, a super-admin
+    token also launches and resumes): every call that can name a user names this one unless
+    given its own (``user=``, ``username=``, ``JobSpec.user``), so reads, output streams,
+    launches and waits all see that user's sessions and jobs; ``sessions.history()`` lists
+    that user's ended sessions. Stops need no user: an admin token stops any session or job.
+
     Use it as ``async with WorkbenchClient(...) as wb:`` or call :meth:`aclose`.
     """
 
@@ -117,7 +123,10 @@ class WorkbenchClient(BaseClient):
         governor: RateGovernor | None = None,
         cadence: PollCadence | None = None,
         strict: bool = False,
+        act_as: str | None = None,
     ) -> None:
+        if act_as is not None and (not isinstance(act_as, str) or not act_as.strip()):
+            raise ValueError(f"act_as must be a user name, got {act_as!r}")
         environ = os.environ
         url = resolve_setting(
             server, ["WORKBENCH_SERVER"], what="Workbench server address", argument="server"
@@ -154,6 +163,7 @@ class WorkbenchClient(BaseClient):
         )
         self._strict = strict
         self._cadence = cadence
+        self._act_as = act_as.strip() if act_as is not None else None
         self.sessions = SessionsResource(self)
         self.jobs = JobsResource(self)
         self.audited_jobs = AuditedJobsResource(self)
@@ -166,6 +176,7 @@ class WorkbenchClient(BaseClient):
         timeout: float | None = None,
     ) -> Any:
         """Send one RPC and return its ``result`` (errors in the body raised as APIError)."""
+        request = P.acting_for(request, self._act_as)
         response = await self._transport.request(
             request.http_method,
             request.path,
@@ -217,10 +228,20 @@ class WorkbenchClient(BaseClient):
         include_jobs: bool = False,
         include_all_users: bool = False,
     ) -> SessionListing:
+        # The history has no user parameter: acting for someone, ask for every user's and
+        # keep theirs (unless every user's was asked for).
+        only = self._act_as if not include_all_users else None
         request = P.get_historical_session(
-            begin, end, include_jobs=include_jobs, include_all_users=include_all_users
+            begin, end, include_jobs=include_jobs, include_all_users=include_all_users or bool(only)
         )
-        return P.parse_session_listing(await self._rpc(request), strict=self._strict)
+        listing = P.parse_session_listing(await self._rpc(request), strict=self._strict)
+        if only is None:
+            return listing
+        return attrs.evolve(
+            listing,
+            sessions=tuple(s for s in listing.sessions if s.username == only),
+            jobs=tuple(j for j in listing.jobs if j.user == only),
+        )
 
     async def _recent_history(self, *, include_jobs: bool) -> SessionListing:
         begin = datetime.now(timezone.utc) - _HISTORY_WINDOW
@@ -469,7 +490,7 @@ class _JobsBase(WaitableResource[Job]):
         An error object in the stream raises the matching :class:`~aiocompute.APIError`
         after the chunks before it. Leaving the loop closes the connection at once.
         """
-        request = self._output_rpc(job_id, user)
+        request = P.acting_for(self._output_rpc(job_id, user), self._client._act_as)
         transport = self._client._transport
 
         def open_stream() -> Any:
