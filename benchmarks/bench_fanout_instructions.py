@@ -139,7 +139,9 @@ def main(argv: Sequence[str] | None = None) -> None:
             "benchmarks.bench_fanout_instructions",
             *args_list,
         ]
+        # A fixed hash seed: str hashes decide dict and set layouts, and so some counts.
         env = dict(os.environ, **{_CHILD_ENV: str(names_path)})
+        env.setdefault("PYTHONHASHSEED", "0")
         root = Path(__file__).resolve().parent.parent
         proc = subprocess.run(
             command, cwd=root, env=env, capture_output=True, text=True, timeout=CHILD_TIMEOUT

@@ -374,6 +374,59 @@ def test_driver_retries_until_success() -> None:
     assert fake.sleeps == [d for _, _, d in seen]
 
 
+def test_driver_goes_on_from_a_first_try_made_by_the_caller() -> None:
+    # The transport makes the first try itself and hands its error over.
+    fake = FakeTime()
+    fn, calls = failing([dropped()])
+    seen: list[int] = []
+    first = status_error(503)
+    result = run(
+        call_with_retries(
+            fn,
+            RetryPolicy(max_attempts=3),
+            idempotent=True,
+            rng=random.Random(0),
+            sleep=fake.sleep,
+            clock=fake.clock,
+            on_retry=lambda a, e, d: seen.append(a),
+            first_error=first,
+            started=fake.now,
+        )
+    )
+    assert result == "ok"
+    assert calls[0] == 2  # tries 2 and 3: the first was the caller's
+    assert seen == [1, 2]
+
+
+def test_driver_reraises_a_first_error_that_must_not_be_retried() -> None:
+    fn, calls = failing([])
+    first = status_error(404)
+    with pytest.raises(type(first)) as info:
+        run(call_with_retries(fn, RetryPolicy(), idempotent=True, first_error=first))
+    assert info.value is first
+    assert calls[0] == 0
+
+
+def test_driver_counts_the_budget_from_the_callers_first_try() -> None:
+    fake = FakeTime()
+    fn, calls = failing([])
+    policy = RetryPolicy(total_timeout=5.0, backoff_initial=1.0, backoff_max=1.0)
+    with pytest.raises(type(status_error(503))):
+        run(
+            call_with_retries(
+                fn,
+                policy,
+                idempotent=True,
+                rng=random.Random(0),
+                sleep=fake.sleep,
+                clock=fake.clock,
+                first_error=status_error(503),
+                started=fake.now - 10.0,  # the first try took 10 s: no time left to retry
+            )
+        )
+    assert calls[0] == 0
+
+
 def test_driver_reraises_the_last_error_unchanged_when_attempts_run_out() -> None:
     last = status_error(429)
     fn, calls = failing([status_error(429), status_error(429), last, status_error(429)])

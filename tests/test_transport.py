@@ -311,6 +311,20 @@ async def test_retries_give_up_with_the_last_error(
     assert calls(mocked, "GET", url) == FAST.max_attempts
 
 
+async def test_a_later_error_is_not_chained_to_the_first_try(
+    transport: Transport, mocked: aioresponses
+) -> None:
+    # The first try runs outside the retry driver: what a retry raises must not read as
+    # raised "during handling of" the first error.
+    url = f"{BASE}/x"
+    mocked.get(url, status=503, body="busy")
+    mocked.get(url, status=404, body="gone")
+    with pytest.raises(NotFoundError) as info:
+        await transport.request("GET", "x", idempotent=True)
+    assert info.value.__context__ is None
+    assert calls(mocked, "GET", url) == 2
+
+
 async def test_retry_after_is_honoured(
     transport: Transport, mocked: aioresponses, rec: Recorder
 ) -> None:

@@ -49,9 +49,10 @@ import time
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import AbstractAsyncContextManager
+from functools import partial
 from http import HTTPStatus
 from types import MappingProxyType, TracebackType
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 from urllib.parse import urlencode
 
 import aiohttp
@@ -471,6 +472,24 @@ _ORIGIN_CACHE_SIZE = 1024
 _PLAIN_PATH = re.compile(r"(?:/(?!\.)[A-Za-z0-9_~.-]*)*")
 
 _NO_HEADERS: Mapping[str, str] = MappingProxyType({})
+
+
+class _Prepared(NamedTuple):
+    """What every try of one :meth:`Transport.request` sends, worked out once."""
+
+    verb: str
+    url: str
+    query: Any
+    body: Any
+    content_type: str | None
+    extra: Mapping[str, str]
+    use_auth: bool
+    #: The response URL's text when there is no redirect, if known without yarl.
+    sent_text: str | None
+    where: _Where
+    client_timeout: aiohttp.ClientTimeout
+    total: float | None
+    header_key: tuple[str | None, bool]
 
 
 def _encode_params(params: Mapping[str, Any] | None) -> list[tuple[str, str]] | None:
@@ -1049,82 +1068,104 @@ class Transport:
             self._request_timeout if timeout is None else self._timeouts._for_request(timeout)
         )
 
-        header_key = (content_type, use_auth)
-
-        async def one_try() -> Response:
-            session = self._ensure_session()
-            if self._governor is not None:
-                await self._governor.acquire()
-            sent_headers: CIMultiDict[str] | CIMultiDictProxy[str] | None = (
-                None if extra else self._header_cache.get(header_key)
-            )
-            if sent_headers is None:
-                sent_headers = await self._headers_for(extra, content_type, use_auth)
-            started = time.monotonic()
-            try:
-                async with session.request(
-                    verb,
-                    url,
-                    params=query,
-                    data=body,
-                    headers=sent_headers,
-                    timeout=client_timeout,
-                ) as resp:
-                    status = resp.status
-                    ok = 200 <= status < 300
-                    raw = (
-                        await resp.read()
-                        if ok
-                        else await _read_bounded(resp.content, ERROR_BODY_LIMIT)
-                    )
-                    if not ok:
-                        resp.close()  # the rest of an error body is not worth reading
-                    got_headers = resp.headers
-                    reason = resp.reason
-                    final_url = (
-                        redact(sent_text)
-                        if sent_text is not None and not resp.history
-                        else self._response_url(resp.url)
-                    )
-            except _MAPPED as exc:
-                timeout_text = (
-                    f"after {total:g} s without a complete response"
-                    if total
-                    else "waiting for the response"
-                )
-                error = _map_error(exc, method=verb, url=where.url, timeout_text=timeout_text)
-                self._feedback(None, None)
-                logger.debug(
-                    "%s failed after %.3fs: %s", where, time.monotonic() - started, error.message
-                )
-                raise error from exc
-            hint = got_headers.get("Retry-After")
-            retry_after = None if hint is None else parse_retry_after(hint)
-            if self._governor is not None:
-                self._governor.feedback(status, retry_after)
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.debug("%s -> %d in %.3fs", where, status, time.monotonic() - started)
-            if ok:
-                return Response(
-                    status=status, headers=got_headers, body=raw, method=verb, url=final_url
-                )
-            raise self._api_error(
-                status,
-                reason,
-                raw,
-                got_headers,
-                method=verb,
-                url=where.url,
-                retry_after=retry_after,
-            )
-
+        prepared = _Prepared(
+            verb,
+            url,
+            query,
+            body,
+            content_type,
+            extra,
+            use_auth,
+            sent_text,
+            where,
+            client_timeout,
+            total,
+            (content_type, use_auth),
+        )
+        # The first try is made here, not by the retry driver: most calls succeed at once,
+        # and then need neither the driver nor a closure over the request.
+        started = time.monotonic()
+        try:
+            return await self._send(prepared)
+        except Exception as exc:
+            # Retried outside the except block, so that a later error is not shown as
+            # raised "during handling of" this one.
+            error = exc
         return await call_with_retries(
-            one_try,
+            partial(self._send, prepared),
             retry if retry is not None else self._retry,
             idempotent=idempotent,
             rng=self._rng,
             sleep=self._sleep,
             on_retry=self._on_retry,
+            first_error=error,
+            started=started,
+        )
+
+    async def _send(self, p: _Prepared) -> Response:
+        """One try of :meth:`request`."""
+        session = self._ensure_session()
+        if self._governor is not None:
+            await self._governor.acquire()
+        sent_headers: CIMultiDict[str] | CIMultiDictProxy[str] | None = (
+            None if p.extra else self._header_cache.get(p.header_key)
+        )
+        if sent_headers is None:
+            sent_headers = await self._headers_for(p.extra, p.content_type, p.use_auth)
+        started = time.monotonic()
+        try:
+            async with session.request(
+                p.verb,
+                p.url,
+                params=p.query,
+                data=p.body,
+                headers=sent_headers,
+                timeout=p.client_timeout,
+            ) as resp:
+                status = resp.status
+                ok = 200 <= status < 300
+                raw = (
+                    await resp.read() if ok else await _read_bounded(resp.content, ERROR_BODY_LIMIT)
+                )
+                if not ok:
+                    resp.close()  # the rest of an error body is not worth reading
+                got_headers = resp.headers
+                reason = resp.reason
+                final_url = (
+                    redact(p.sent_text)
+                    if p.sent_text is not None and not resp.history
+                    else self._response_url(resp.url)
+                )
+        except _MAPPED as exc:
+            timeout_text = (
+                f"after {p.total:g} s without a complete response"
+                if p.total
+                else "waiting for the response"
+            )
+            error = _map_error(exc, method=p.verb, url=p.where.url, timeout_text=timeout_text)
+            self._feedback(None, None)
+            logger.debug(
+                "%s failed after %.3fs: %s", p.where, time.monotonic() - started, error.message
+            )
+            raise error from exc
+        hint = got_headers.get("Retry-After")
+        retry_after = None if hint is None else parse_retry_after(hint)
+        if self._governor is not None:
+            self._governor.feedback(status, retry_after)
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug("%s -> %d in %.3fs", p.where, status, time.monotonic() - started)
+        if ok:
+            return Response(
+                status=status, headers=got_headers, body=raw, method=p.verb, url=final_url
+            )
+        raise self._api_error(
+            status,
+            reason,
+            raw,
+            got_headers,
+            method=p.verb,
+            url=p.where.url,
+            retry_after=retry_after,
         )
 
     # -- stream

@@ -9,7 +9,7 @@ bulk status read), at most ``poll_concurrency`` at a time.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -105,8 +105,9 @@ class ETEngineClient(BaseClient):
         self.batches = BatchesResource(self)
         self.jobs = JobsResource(self)
 
-    async def _call(self, request: P.Request) -> Response:
-        return await self._transport.request(
+    def _call(self, request: P.Request) -> Awaitable[Response]:
+        # The transport's coroutine itself: a coroutine of our own would only pass it on.
+        return self._transport.request(
             request.method,
             request.path,
             json=request.body,
