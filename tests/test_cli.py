@@ -737,3 +737,17 @@ def test_an_admin_acts_for_a_user_with_act_as(
     code, _, err = run(capsys, "workbench", "jobs", "list", "--act-as", " ")
     assert code == 2
     assert "--act-as" in err
+
+
+def test_the_commands_load_without_the_emulator() -> None:
+    # Only `emulator` and `demo` need the server side of aiohttp: the other commands start
+    # faster without it. A fresh interpreter, since this test process has it loaded.
+    code = (
+        "import sys; from aiocompute.cli._app import build_parser; build_parser(); "
+        "print(sorted(m for m in sys.modules if m.startswith(('aiocompute.emulator', "
+        "'aiohttp.web'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    assert out.strip() == "[]"

@@ -18,7 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from attrs import frozen
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -27,7 +27,6 @@ from rich.text import Text
 
 from .._core.fanout import FanOutResult, fan_out
 from .._exceptions import UnreachableState
-from ..emulator import Emulator, EmulatorConfig, ETEngineEmulatorConfig, WorkbenchEmulatorConfig
 from ..etengine.client import ETEngineClient
 from ..etengine.models import BatchJob, BatchStatus, SubmittedBatch
 from ..workbench._states import SESSION_STATES
@@ -37,6 +36,9 @@ from ._app import EXIT_API, EXIT_OK, CommandTree
 from ._etengine import batch_counts_table
 from ._output import Output, StateBoard, error_data, fmt_seconds, one_line
 from ._workbench import session_state
+
+if TYPE_CHECKING:
+    from ..emulator import Emulator, EmulatorConfig
 
 __all__ = ["register"]
 
@@ -71,6 +73,9 @@ class _Plan:
     batch_run: tuple[float, float]
 
     def emulator_config(self) -> EmulatorConfig:
+        # Imported here: the emulator (aiohttp's server side) is no cost to other commands.
+        from ..emulator import EmulatorConfig, ETEngineEmulatorConfig, WorkbenchEmulatorConfig
+
         launch, pending, starting = self.session_delays
         return EmulatorConfig(
             workbench=WorkbenchEmulatorConfig(
@@ -578,6 +583,8 @@ async def _demo(args: argparse.Namespace, out: Output) -> int:
     plan = _QUICK if args.quick else _FULL
     rng = random.Random(args.seed)
     started = time.monotonic()
+    from ..emulator import Emulator
+
     async with Emulator(port=0, config=plan.emulator_config(), seed=args.seed) as emu:
         out.info(
             Text.assemble(

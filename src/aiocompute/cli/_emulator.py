@@ -5,12 +5,15 @@ from __future__ import annotations
 import argparse
 import shlex
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 from rich.text import Text
 
-from ..emulator import Emulator, serve
 from ._app import EXIT_API, EXIT_OK, CommandTree, UsageError
 from ._output import Output, one_line
+
+if TYPE_CHECKING:
+    from ..emulator import Emulator
 
 __all__ = ["describe", "register"]
 
@@ -99,6 +102,9 @@ def _print_ready(out: Output, emu: Emulator) -> None:
 
 
 async def _emulator(args: argparse.Namespace, out: Output) -> int:
+    # Imported here: the emulator (aiohttp's server side) is no cost to the other commands.
+    from ..emulator import serve
+
     try:
         await serve(
             args.host,
