@@ -731,3 +731,11 @@ def test_acting_for_names_the_user_where_each_call_takes_it() -> None:
 def test_act_as_must_name_a_user(bad: Any) -> None:
     with pytest.raises(ValueError, match="act_as"):
         WorkbenchClient("http://127.0.0.1:9", token="t", act_as=bad)
+
+
+def test_the_repr_says_whom_a_client_acts_for() -> None:
+    plain = WorkbenchClient("http://127.0.0.1:9/wb", token=SECRET)
+    acting = WorkbenchClient("http://127.0.0.1:9/wb", token=SECRET, act_as="alice")
+    assert repr(plain) == "WorkbenchClient('http://127.0.0.1:9/wb')"
+    assert repr(acting) == "WorkbenchClient('http://127.0.0.1:9/wb', act_as='alice')"
+    assert SECRET not in repr(acting)

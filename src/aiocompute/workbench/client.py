@@ -168,6 +168,10 @@ class WorkbenchClient(BaseClient):
         self.jobs = JobsResource(self)
         self.audited_jobs = AuditedJobsResource(self)
 
+    def __repr__(self) -> str:
+        acting = "" if self._act_as is None else f", act_as={self._act_as!r}"
+        return f"{type(self).__name__}({self._transport.base_url!r}{acting})"
+
     async def _rpc(
         self,
         request: P.RPCRequest,
