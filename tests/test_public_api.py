@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import inspect
+import subprocess
+import sys
 
 import pytest
 
@@ -93,3 +95,28 @@ def test_api_packages_export_documented_names(package: object) -> None:
 def test_version_is_a_string() -> None:
     assert isinstance(aiocompute.__version__, str)
     assert aiocompute.__version__.count(".") == 2
+
+
+def test_the_api_packages_load_on_first_use() -> None:
+    # A program that talks to one platform does not import the other three.
+    code = (
+        "import sys, aiocompute\n"
+        "apis = ('etengine', 'lakesail', 'qiskit', 'workbench')\n"
+        "loaded = lambda: [a for a in apis if 'aiocompute.' + a in sys.modules]\n"
+        "print(loaded())\n"
+        "from aiocompute import ETEngineClient\n"
+        "print(loaded(), ETEngineClient.__module__)\n"
+        "print(aiocompute.workbench.WorkbenchClient is aiocompute.WorkbenchClient)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout.splitlines()
+    assert out == ["[]", "['etengine'] aiocompute.etengine.client", "True"]
+
+
+def test_every_public_name_is_reachable_and_listed() -> None:
+    for name in aiocompute.__all__:
+        assert getattr(aiocompute, name) is not None
+        assert name in dir(aiocompute)
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        aiocompute.Nope  # noqa: B018

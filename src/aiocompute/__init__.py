@@ -5,6 +5,9 @@ underscore is private. Sync twins of the clients live in :mod:`aiocompute.sync`;
 embedded emulator in :mod:`aiocompute.emulator`.
 """
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._core.config import ConfigError
 from ._core.fanout import FanOutResult, Outcome, RateGovernor, fan_out, fan_out_iter
 from ._core.jsonstream import DecodedValue, JSONStreamDecoder
@@ -28,10 +31,40 @@ from ._exceptions import (
     WaitTimeout,
 )
 from ._version import __version__
-from .etengine import ETEngineClient
-from .lakesail import LakeSailClient
-from .qiskit import QiskitRuntimeClient
-from .workbench import JobSpec, LaunchParameters, WorkbenchClient
+
+if TYPE_CHECKING:
+    from .etengine import ETEngineClient
+    from .lakesail import LakeSailClient
+    from .qiskit import QiskitRuntimeClient
+    from .workbench import JobSpec, LaunchParameters, WorkbenchClient
+
+# The API packages load on first use (PEP 562): a program that talks to one platform does
+# not pay for importing the other three.
+_LAZY_NAMES = {
+    "ETEngineClient": "etengine",
+    "LakeSailClient": "lakesail",
+    "QiskitRuntimeClient": "qiskit",
+    "WorkbenchClient": "workbench",
+    "JobSpec": "workbench",
+    "LaunchParameters": "workbench",
+}
+_LAZY_PACKAGES = frozenset({"etengine", "lakesail", "qiskit", "workbench"})
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY_PACKAGES:
+        return importlib.import_module(f"{__name__}.{name}")
+    package = _LAZY_NAMES.get(name)
+    if package is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{package}"), name)
+    globals()[name] = value  # found directly from now on
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY_NAMES) | _LAZY_PACKAGES)
+
 
 __all__ = [
     "APIError",
