@@ -346,6 +346,8 @@ def drive(
     idempotent: bool = True,
     fake: FakeTime | None = None,
     on_retry: Callable[[int, BaseException, float], None] | None = None,
+    first_error: Exception | None = None,
+    started: float | None = None,
 ) -> T:
     fake = fake or FakeTime()
     return run(
@@ -357,6 +359,8 @@ def drive(
             sleep=fake.sleep,
             clock=fake.clock,
             on_retry=on_retry,
+            first_error=first_error,
+            started=started,
         )
     )
 
@@ -379,19 +383,13 @@ def test_driver_goes_on_from_a_first_try_made_by_the_caller() -> None:
     fake = FakeTime()
     fn, calls = failing([dropped()])
     seen: list[int] = []
-    first = status_error(503)
-    result = run(
-        call_with_retries(
-            fn,
-            RetryPolicy(max_attempts=3),
-            idempotent=True,
-            rng=random.Random(0),
-            sleep=fake.sleep,
-            clock=fake.clock,
-            on_retry=lambda a, e, d: seen.append(a),
-            first_error=first,
-            started=fake.now,
-        )
+    result = drive(
+        fn,
+        RetryPolicy(max_attempts=3),
+        fake=fake,
+        on_retry=lambda a, e, d: seen.append(a),
+        first_error=status_error(503),
+        started=fake.now,
     )
     assert result == "ok"
     assert calls[0] == 2  # tries 2 and 3: the first was the caller's
@@ -412,18 +410,8 @@ def test_driver_counts_the_budget_from_the_callers_first_try() -> None:
     fn, calls = failing([])
     policy = RetryPolicy(total_timeout=5.0, backoff_initial=1.0, backoff_max=1.0)
     with pytest.raises(type(status_error(503))):
-        run(
-            call_with_retries(
-                fn,
-                policy,
-                idempotent=True,
-                rng=random.Random(0),
-                sleep=fake.sleep,
-                clock=fake.clock,
-                first_error=status_error(503),
-                started=fake.now - 10.0,  # the first try took 10 s: no time left to retry
-            )
-        )
+        # The first try took 10 s: no time is left to retry.
+        drive(fn, policy, fake=fake, first_error=status_error(503), started=fake.now - 10.0)
     assert calls[0] == 0
 
 
