@@ -323,6 +323,34 @@ def contenders_a(reads: Reads) -> tuple[str, ...]:
     )
 
 
+Run = Callable[[list[Item]], Awaitable[int]]
+
+
+def contender_runs(
+    reads: Reads,
+    client: Client,
+    raw: aiohttp.ClientSession,
+    concurrency: int,
+    *,
+    raw_timed: aiohttp.ClientSession | None = None,
+) -> dict[str, Run]:
+    """Part A's contenders by row name, each reading a list of items (the ``raw aiohttp,
+    SDK timeouts`` row only with ``raw_timed``, a session with the SDK's timeouts)."""
+    names = contenders_a(reads)
+    sdk, bare, untyped = reads.sdk_read(client), reads.raw_read(raw), reads.transport_read(client)
+    runs: dict[str, Run] = {
+        names[0]: lambda xs: run_fanout(sdk, xs, concurrency),
+        names[1]: lambda xs: run_gather(bare, xs, concurrency),
+    }
+    if raw_timed is not None:
+        bare_timed = reads.raw_read(raw_timed)
+        runs[names[2]] = lambda xs: run_gather(bare_timed, xs, concurrency)
+    runs[names[3]] = lambda xs: run_gather(sdk, xs, concurrency)
+    runs[names[4]] = lambda xs: run_fanout(bare, xs, concurrency)
+    runs[names[5]] = lambda xs: run_fanout(untyped, xs, concurrency)
+    return runs
+
+
 async def part_a(
     reads: Reads, emu: EmulatorProcess, concurrency: int, rounds: int, warmup: int
 ) -> dict[str, Any]:
@@ -331,31 +359,17 @@ async def part_a(
     names = contenders_a(reads)
     out: dict[str, list[dict[str, float]]] = {name: [] for name in names}
     server: dict[str, float] = dict.fromkeys(names, 0.0)
-    connector = aiohttp.TCPConnector(limit=POOL)
-    # The same raw reads on a session with the SDK's default timeouts: what the SDK costs
-    # beyond enforcing its deadlines. Like the SDK, arm the read timer (aiohttp re-arms it
-    # on every chunk) only when it could fire before the total one.
+    # The same raw reads on a session with the SDK's default timeouts (the ClientTimeout
+    # the SDK makes of them): what the SDK costs beyond enforcing its deadlines.
     t = Timeouts()
-    read = t.read if t.total is None or (t.read is not None and t.read < t.total) else None
-    timed = aiohttp.ClientTimeout(total=t.total, sock_connect=t.connect, sock_read=read)
     async with (
         reads.client() as client,
-        aiohttp.ClientSession(connector=connector) as raw,
+        aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=POOL)) as raw,
         aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=POOL), timeout=timed
+            connector=aiohttp.TCPConnector(limit=POOL), timeout=t._for_request(t.total)
         ) as raw_timed,
     ):
-        sdk, bare = reads.sdk_read(client), reads.raw_read(raw)
-        bare_timed = reads.raw_read(raw_timed)
-        untyped = reads.transport_read(client)
-        runs: dict[str, Callable[[list[Item]], Awaitable[int]]] = {
-            names[0]: lambda xs: run_fanout(sdk, xs, concurrency),
-            names[1]: lambda xs: run_gather(bare, xs, concurrency),
-            names[2]: lambda xs: run_gather(bare_timed, xs, concurrency),
-            names[3]: lambda xs: run_gather(sdk, xs, concurrency),
-            names[4]: lambda xs: run_fanout(bare, xs, concurrency),
-            names[5]: lambda xs: run_fanout(untyped, xs, concurrency),
-        }
+        runs = contender_runs(reads, client, raw, concurrency, raw_timed=raw_timed)
         for run in runs.values():
             await run(items[:warmup])
         for index in range(rounds):

@@ -28,9 +28,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 
@@ -45,6 +44,8 @@ QUICK_READS = 50
 #: Untraced-in-effect warm-up reads per contender (counting is off during them).
 WARMUP = 200
 QUICK_WARMUP = 20
+#: Reads in flight, as in part A of bench_fanout.
+CONCURRENCY = 32
 #: The longest the traced child may take (it runs about 50 times slower than natively).
 CHILD_TIMEOUT = 1200
 
@@ -62,19 +63,11 @@ async def _count(url: str, reads: int, warmup: int) -> list[str]:
     """In the traced child: each contender's reads, counted; the contenders' names."""
     pairs = await bf.make_jobs(url, reads)
     jobs = bf.JobReads(url, pairs)
-    c = 32
     async with (
         jobs.client() as client,
         aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=bf.POOL)) as raw,
     ):
-        sdk, bare, untyped = jobs.sdk_read(client), jobs.raw_read(raw), jobs.transport_read(client)
-        runs: dict[str, Callable[[list[Any]], Awaitable[int]]] = {
-            "fan_out": lambda xs: bf.run_fanout(sdk, xs, c),
-            "raw aiohttp": lambda xs: bf.run_gather(bare, xs, c),
-            f"gather + {jobs.sdk_call}": lambda xs: bf.run_gather(sdk, xs, c),
-            "fan_out + raw read": lambda xs: bf.run_fanout(bare, xs, c),
-            "fan_out + SDK transport, untyped": lambda xs: bf.run_fanout(untyped, xs, c),
-        }
+        runs = bf.contender_runs(jobs, client, raw, CONCURRENCY)
         for index, (name, run) in enumerate(runs.items()):
             await run(pairs[:warmup])
             _callgrind("--instr=on")
@@ -158,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     raw = per_read["raw aiohttp"]
     report.table(
         f"ET Engine job reads, client instructions per read ({reads:,} reads per contender, "
-        f"concurrency 32, counted by callgrind)",
+        f"concurrency {CONCURRENCY}, counted by callgrind)",
         ["contender", "instructions/read", "vs raw aiohttp", "more than raw aiohttp"],
         [[n, f"{v:,.0f}", f"{raw / v:.2f}x", f"{v - raw:+,.0f}"] for n, v in per_read.items()],
     )

@@ -487,9 +487,8 @@ class _Prepared(NamedTuple):
     #: The response URL's text when there is no redirect, if known without yarl.
     sent_text: str | None
     where: _Where
+    #: Its ``total`` is the request's total timeout.
     client_timeout: aiohttp.ClientTimeout
-    total: float | None
-    header_key: tuple[str | None, bool]
 
 
 def _encode_params(params: Mapping[str, Any] | None) -> list[tuple[str, str]] | None:
@@ -1062,7 +1061,6 @@ class Transport:
         use_auth = self._use_auth(url, authenticate, joined)
         # The response URL's text when there is no redirect, if known without yarl.
         sent_text = self._joined_text(url, joined, query)
-        total = timeout if timeout is not None else self._timeouts.total
         # Without a timeout of its own, a request uses the one made at construction.
         client_timeout = (
             self._request_timeout if timeout is None else self._timeouts._for_request(timeout)
@@ -1079,8 +1077,6 @@ class Transport:
             sent_text,
             where,
             client_timeout,
-            total,
-            (content_type, use_auth),
         )
         # The first try is made here, not by the retry driver: most calls succeed at once,
         # and then need neither the driver nor a closure over the request.
@@ -1108,7 +1104,7 @@ class Transport:
         if self._governor is not None:
             await self._governor.acquire()
         sent_headers: CIMultiDict[str] | CIMultiDictProxy[str] | None = (
-            None if p.extra else self._header_cache.get(p.header_key)
+            None if p.extra else self._header_cache.get((p.content_type, p.use_auth))
         )
         if sent_headers is None:
             sent_headers = await self._headers_for(p.extra, p.content_type, p.use_auth)
@@ -1137,9 +1133,10 @@ class Transport:
                     else self._response_url(resp.url)
                 )
         except _MAPPED as exc:
+            total = p.client_timeout.total
             timeout_text = (
-                f"after {p.total:g} s without a complete response"
-                if p.total
+                f"after {total:g} s without a complete response"
+                if total
                 else "waiting for the response"
             )
             error = _map_error(exc, method=p.verb, url=p.where.url, timeout_text=timeout_text)
