@@ -277,6 +277,40 @@ async def test_bad_json_in_a_200_is_a_protocol_error(
     assert not isinstance(err.__cause__, json.JSONDecodeError)
 
 
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(), inner, max_size=4),
+    max_leaves=12,
+)
+JSON_ENCODINGS = ["utf-8", "utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "utf-32"]
+
+
+@given(JSON_VALUES, st.sampled_from(JSON_ENCODINGS), st.booleans())
+def test_response_json_reads_what_json_loads_reads(
+    value: Any, encoding: str, ascii_only: bool
+) -> None:
+    body = json.dumps(value, ensure_ascii=ascii_only).encode(encoding, "surrogatepass")
+    r = Response(status=200, headers={}, body=body, method="GET", url=BASE)
+    assert json.dumps(r.json()) == json.dumps(json.loads(body)) == json.dumps(value)
+
+
+@given(st.binary(max_size=24) | st.text(max_size=12).map(lambda t: t.encode("utf-8", "replace")))
+@example(b'"\xed\xa0\x80"')  # a lone surrogate, which json.loads lets through
+@example(b"\xef\xbb\xbf[1]")  # a UTF-8 BOM
+@example(b"NaN")
+def test_response_json_agrees_with_json_loads_on_any_body(body: bytes) -> None:
+    try:
+        expected: Any = ("value", json.dumps(json.loads(body)))
+    except (ValueError, RecursionError):
+        expected = ("error", None)
+    r = Response(status=200, headers={}, body=body, method="GET", url=BASE)
+    try:
+        got: Any = ("value", json.dumps(r.json()))
+    except ProtocolError:
+        got = ("error", None)
+    assert got == expected
+
+
 async def test_204_gives_an_empty_response(transport: Transport, mocked: aioresponses) -> None:
     mocked.patch(f"{BASE}/s/1", status=204, body="")
     r = await transport.request("PATCH", "s/1", json={"accepting_jobs": False}, idempotent=True)
@@ -1067,6 +1101,10 @@ def test_joined_urls_are_known_without_parsing_only_where_yarl_agrees(base: str,
         assert parsed is not None
         assert text == _without_userinfo(parsed)
         assert "hunter2" not in text
+        # The URL sent, built from parts: the very URL yarl would have parsed.
+        built = t._plain_url(text)
+        assert (URL(built) if isinstance(built, str) else built) == parsed
+        assert str(built) == str(parsed)
     if joined:
         # Same origin by construction: the auth headers go there without a check.
         assert t._use_auth(url, None, joined) is True
@@ -1083,6 +1121,13 @@ def test_plain_paths_skip_parsing_and_others_do_not() -> None:
     url, joined = t._resolve("/batches/b-1/jobs/j_2.x~")
     assert (url, joined) == (f"{BASE}/batches/b-1/jobs/j_2.x~", True)
     assert t._joined_text(url, joined, None) == url
+    # Such a URL is sent as a yarl URL built from parts (yarl would parse the text).
+    built = t._plain_url(url)
+    assert isinstance(built, URL)
+    assert built == URL(url)
+    assert isinstance(Transport("http://[::1]:9000/x")._plain_url("http://[::1]:9000/x/y"), URL)
+    # A base whose text drops part of its authority (a default port) sends the text.
+    assert Transport("https://h:443/api")._plain_url("https://h/api/x") == "https://h/api/x"
     assert t._joined_text(url, joined, [("a", "b")]) is None  # a query: yarl writes it
     assert t._joined_text(*t._resolve("a%3Ab"), None) is None  # yarl decodes %3A
     assert t._joined_text(*t._resolve("a/../b"), None) is None  # yarl resolves ..
@@ -1095,6 +1140,22 @@ def test_plain_paths_skip_parsing_and_others_do_not() -> None:
     assert t._use_auth("https://other.example.com/api/x", None, False) is False
     assert t._use_auth("https://api.example.com:8443/api/x", None, False) is False
     assert t._use_auth("x", False, True) is False  # authenticate= still wins
+
+
+async def test_plain_urls_reach_the_server_as_written(server: Server) -> None:
+    async with Transport(server.url + "/") as t:
+        prepared = []
+        send = t._send
+
+        async def spy(p: Any) -> Response:
+            prepared.append(p)
+            return await send(p)
+
+        t._send = spy  # type: ignore[method-assign]
+        r = await t.request("GET", "/json", idempotent=True)
+    assert isinstance(prepared[0].url, URL)  # built from parts, not parsed
+    assert r.json() == {"ok": True}
+    assert r.url == f"{server.url}/json"
 
 
 async def test_response_urls_of_plain_and_odd_paths(server: Server) -> None:

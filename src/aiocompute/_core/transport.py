@@ -228,6 +228,21 @@ def _readable(body: bytes, content_type: str) -> str:
     return _decode(body[:_HTML_SCAN_CHARS], content_type)
 
 
+_decode_json_text = _json.JSONDecoder().decode
+
+
+def _loads_json(body: bytes) -> Any:
+    """``json.loads(body)``, with the common case first: UTF-8 without a BOM is decoded
+    here, skipping json.loads' detection of the encoding. Anything that fails that way (a
+    BOM, UTF-16 or UTF-32, invalid JSON) is parsed again by json.loads, so the result or
+    the error is json.loads' own."""
+    try:
+        return _decode_json_text(body.decode())
+    except (ValueError, RecursionError):
+        pass
+    return _json.loads(body)
+
+
 @frozen(repr=False)
 class Response:
     """A complete, successful (2xx) HTTP response.
@@ -261,7 +276,7 @@ class Response:
                 url=self.url,
             )
         try:
-            return _json.loads(self.body)
+            return _loads_json(self.body)
         except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
             if _looks_like_html(self.body, content_type):
                 message = "expected JSON, got an HTML page (from a proxy or a login page?)"
@@ -478,7 +493,8 @@ class _Prepared(NamedTuple):
     """What every try of one :meth:`Transport.request` sends, worked out once."""
 
     verb: str
-    url: str
+    #: The URL sent: a yarl URL when the SDK built it (see Transport._plain_url), else text.
+    url: str | URL
     query: Any
     body: Any
     content_type: str | None
@@ -750,6 +766,16 @@ class Transport:
         # onto it with a plain path is known without parsing (see _joined_text); not with
         # user info in the base, which a response URL leaves out.
         self._base_is_plain = self._base.user is None and self._base.password is None
+        # The scheme, authority and length of the base URL's "scheme://host[:port]", which
+        # _plain_url puts before a path; None when the base's text does not start that way
+        # (then yarl parses every URL).
+        scheme, authority = self._base.scheme, self._base.raw_authority
+        origin = f"{scheme}://{authority}"
+        self._plain_origin: tuple[str, str, int] | None = (
+            (scheme, authority, len(origin))
+            if self._base_is_plain and self._base_url.startswith(origin)
+            else None
+        )
         self._origin = (self._base.scheme, self._base.host, self._base.port)
         # Credentials in the URL itself (basic auth) are credentials like any other.
         register_secret(self._base.password)
@@ -907,6 +933,15 @@ class Transport:
             return url
         return None
 
+    def _plain_url(self, text: str) -> str | URL:
+        """``URL(text)`` for a text from :meth:`_joined_text`, built from its parts: parsing
+        it would give back the very same URL, and costs several times more per request."""
+        origin = self._plain_origin
+        if origin is None:
+            return text
+        scheme, authority, skip = origin
+        return URL.build(scheme=scheme, authority=authority, path=text[skip:], encoded=True)
+
     def _use_auth(self, url: str, authenticate: bool | None, joined: bool = False) -> bool:
         if authenticate is not None:
             return authenticate
@@ -1061,6 +1096,7 @@ class Transport:
         use_auth = self._use_auth(url, authenticate, joined)
         # The response URL's text when there is no redirect, if known without yarl.
         sent_text = self._joined_text(url, joined, query)
+        target = url if sent_text is None else self._plain_url(sent_text)
         # Without a timeout of its own, a request uses the one made at construction.
         client_timeout = (
             self._request_timeout if timeout is None else self._timeouts._for_request(timeout)
@@ -1068,7 +1104,7 @@ class Transport:
 
         prepared = _Prepared(
             verb,
-            url,
+            target,
             query,
             body,
             content_type,
