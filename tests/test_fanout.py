@@ -757,6 +757,24 @@ async def test_retry_after_pauses_every_acquirer() -> None:
     assert gov.paused_until is None
 
 
+async def test_try_acquire_takes_a_start_only_when_none_must_wait() -> None:
+    fake = FakeTime()
+    gov = make(fake, min_rate=2.0)
+    assert gov.try_acquire() is True  # unlimited, not paused
+    assert gov.stats.acquired == 1
+    gov.feedback(503, 5.0)
+    assert gov.try_acquire() is False  # paused: the caller must await acquire()
+    assert gov.stats.acquired == 1
+    fake.now += 5
+    assert gov.try_acquire() is True
+    gov.feedback(429, None)  # now paced: the bucket starts empty
+    assert gov.rate is not None
+    assert gov.try_acquire() is False
+    await gov.acquire()  # waits for its token
+    assert fake.sleeps
+    assert gov.stats.acquired == 3
+
+
 async def test_retry_after_on_429_pauses_then_paces() -> None:
     fake = FakeTime()
     gov = make(fake, min_rate=2.0)

@@ -740,6 +740,31 @@ async def test_governor_is_consulted_on_every_attempt(mocked: aioresponses, rec:
     assert gov.feedback_calls == [(429, 2.0), (None, None), (200, None)]
 
 
+async def test_a_governor_that_can_start_at_once_is_not_awaited(mocked: aioresponses) -> None:
+    class Governor:
+        def __init__(self) -> None:
+            self.calls: list[str] = []
+            self.ready = True
+
+        def try_acquire(self) -> bool:
+            self.calls.append("try")
+            return self.ready
+
+        async def acquire(self) -> None:
+            self.calls.append("acquire")
+
+        def feedback(self, status: int | None, retry_after: float | None) -> None:
+            self.calls.append(f"feedback {status}")
+
+    gov = Governor()
+    async with Transport(BASE, governor=gov) as t:
+        mocked.get(f"{BASE}/x", payload={}, repeat=True)
+        await t.request("GET", "x", idempotent=True)
+        gov.ready = False  # say, paused: the request waits in acquire()
+        await t.request("GET", "x", idempotent=True)
+    assert gov.calls == ["try", "feedback 200", "try", "acquire", "feedback 200"]
+
+
 async def test_lifecycle(mocked: aioresponses) -> None:
     t = Transport(BASE)
     assert not t.closed

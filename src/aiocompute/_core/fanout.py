@@ -209,7 +209,7 @@ class _Engine(Generic[T, R]):
         items: Iterable[T] | AsyncIterable[T],
         concurrency: int,
         fail_fast: bool,
-        deliver: Callable[[Outcome[T, R]], Awaitable[None]],
+        deliver: Callable[[Outcome[T, R]], Awaitable[None] | None],
     ) -> None:
         self._fn = fn
         self._sync: Iterator[T] | None = None
@@ -261,13 +261,32 @@ class _Engine(Generic[T, R]):
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
 
-    async def _pull(self) -> tuple[int, T] | None:
-        if self._sync is not None:
+    def _pull_sync(self, source: Iterator[T]) -> tuple[int, T] | None:
+        # A plain method: a sync input needs no coroutine per item.
+        if self._exhausted or self._stopping:
+            return None
+        try:
+            item = next(source)
+        except StopIteration:
+            self._exhausted = True
+            return None
+        except Exception as exc:
+            self._exhausted = True
+            self.source_error = exc
+            self._stop()
+            return None
+        index = self._next_index
+        self._next_index += 1
+        return index, item
+
+    async def _pull_async(self) -> tuple[int, T] | None:
+        assert self._async is not None
+        async with self._pull_lock:
             if self._exhausted or self._stopping:
                 return None
             try:
-                item = next(self._sync)
-            except StopIteration:
+                item = await self._async.__anext__()
+            except StopAsyncIteration:
                 self._exhausted = True
                 return None
             except Exception as exc:
@@ -275,27 +294,14 @@ class _Engine(Generic[T, R]):
                 self.source_error = exc
                 self._stop()
                 return None
-        else:
-            assert self._async is not None
-            async with self._pull_lock:
-                if self._exhausted or self._stopping:
-                    return None
-                try:
-                    item = await self._async.__anext__()
-                except StopAsyncIteration:
-                    self._exhausted = True
-                    return None
-                except Exception as exc:
-                    self._exhausted = True
-                    self.source_error = exc
-                    self._stop()
-                    return None
         index = self._next_index
         self._next_index += 1
         return index, item
 
     async def _worker(self) -> None:
         unchecked = _CHECKPOINT_EVERY - 1  # the first item is checked
+        sync = self._sync
+        deliver = self._deliver
         while True:
             # A function that never awaits must still let a cancel stop the loop; asking
             # anyio costs a backend lookup, so only every few items (one that awaits is
@@ -304,7 +310,7 @@ class _Engine(Generic[T, R]):
             if unchecked >= _CHECKPOINT_EVERY:
                 unchecked = 0
                 await checkpoint_if_cancelled()
-            got = await self._pull()
+            got = self._pull_sync(sync) if sync is not None else await self._pull_async()
             if got is None:
                 return
             index, item = got
@@ -323,7 +329,10 @@ class _Engine(Generic[T, R]):
                 self.failures.append(outcome)
                 self._stop()
                 return
-            await self._deliver(outcome)
+            # fan_out's collector is a plain list append; fan_out_iter's is a channel send.
+            delivered = deliver(outcome)
+            if delivered is not None:
+                await delivered
 
     async def _close_source(self) -> None:
         # An abandoned async generator would otherwise be finalised later, in another task.
@@ -367,11 +376,7 @@ async def fan_out(
     _check_fn_and_items(fn, items)
     concurrency = _check_concurrency(concurrency)
     outcomes: list[Outcome[T, R]] = []
-
-    async def collect(outcome: Outcome[T, R]) -> None:
-        outcomes.append(outcome)
-
-    engine = _Engine(fn, items, concurrency, fail_fast, collect)
+    engine = _Engine(fn, items, concurrency, fail_fast, outcomes.append)
     await engine.run()
     engine.raise_failures()
     if ordered:
@@ -660,11 +665,19 @@ class RateGovernor:
 
     # -- the transport's side --------------------------------------------------------------
 
-    async def acquire(self) -> None:
-        """Wait until one more request may start (pacing and Retry-After pauses)."""
+    def try_acquire(self) -> bool:
+        """Let one more request start now if nothing asks it to wait (no pace in force, no
+        Retry-After pause, nobody waiting in :meth:`acquire`); False means: await
+        :meth:`acquire` instead."""
         now = self._clock()
         if self._rate is None and now >= self._not_before and not self._lock.locked():
             self._take(now)
+            return True
+        return False
+
+    async def acquire(self) -> None:
+        """Wait until one more request may start (pacing and Retry-After pauses)."""
+        if self.try_acquire():
             return
         async with self._lock:
             while True:

@@ -400,6 +400,9 @@ class RateGovernor(Protocol):
     ``acquire()`` is awaited before each try. ``feedback(status, retry_after)`` is called
     after each try that got an HTTP status, or with ``status=None`` after a try that failed
     to get one (a :class:`TransportError`); it is not called when a try is cancelled.
+
+    A governor may also have ``try_acquire() -> bool`` (``_core.fanout``'s does): it is
+    asked first, and ``acquire()`` is awaited only when it answers False.
     """
 
     async def acquire(self) -> None:
@@ -796,6 +799,8 @@ class Transport:
         self._retry = retry
         self._error_parser = error_parser
         self._governor = governor
+        # RateGovernor's; a governor of another kind (acquire and feedback only) goes without.
+        self._try_acquire: Callable[[], bool] | None = getattr(governor, "try_acquire", None)
         self._on_retry = on_retry
         agent = default_user_agent()
         self._default_headers: dict[str, str] = {
@@ -1137,8 +1142,12 @@ class Transport:
     async def _send(self, p: _Prepared) -> Response:
         """One try of :meth:`request`."""
         session = self._ensure_session()
-        if self._governor is not None:
-            await self._governor.acquire()
+        governor = self._governor
+        if governor is not None:
+            # Most requests need not wait: then no coroutine is made for acquire().
+            try_acquire = self._try_acquire
+            if try_acquire is None or not try_acquire():
+                await governor.acquire()
         sent_headers: CIMultiDict[str] | CIMultiDictProxy[str] | None = (
             None if p.extra else self._header_cache.get((p.content_type, p.use_auth))
         )
