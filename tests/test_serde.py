@@ -423,6 +423,7 @@ class Flat:
     boxes: tuple[Box, ...] = ()
     box: Box | None = None
     names: list[str] = attrs.Factory(list)
+    extra: Mapping[str, Any] = attrs.Factory(dict)
     raw: Mapping[str, Any] = field(factory=dict, repr=False, eq=False)
 
 
@@ -586,6 +587,18 @@ def test_fast_path_results_on_typical_input(monkeypatch: pytest.MonkeyPatch) -> 
         same_outcome(outcome(conv(), data, Flat), outcome(slow_conv(monkeypatch), data, Flat))
         is None
     )
+    # A nested model and a Mapping[str, Any] are read inline; odd values still take the
+    # hooks (a key that is not a str; a box that is not an object).
+    nested = {**data, "box": {"image": "c"}, "extra": {"a": [1], "b": None}}
+    got = read(nested, Flat)
+    assert got.box == Box("c")
+    assert got.box is not None
+    assert got.box.raw is nested["box"]
+    assert got.extra == {"a": [1], "b": None}
+    assert got.extra is not nested["extra"]  # a copy
+    for odd in ({**data, "extra": {1: "a"}}, {**data, "box": "c"}, {**data, "box": {"q": 1}}):
+        same_outcome(outcome(conv(), odd, Flat), outcome(slow_conv(monkeypatch), odd, Flat))
+    assert read({**data, "extra": {1: "a"}}, Flat).extra == {"1": "a"}
 
 
 def test_fast_path_errors_are_cattrs_errors() -> None:

@@ -350,6 +350,11 @@ class _Shortcut(NamedTuple):
     empty_tuple: bool = False
     #: A str found here gives the enum member it maps to.
     members: Mapping[str, Any] | None = None
+    #: A dict is read by this fast function of an attrs class (``fast(dict, raw)``), which
+    #: raises on any problem (see :func:`_fast_structure_fn`).
+    model: Callable[[Any, Any], Any] | None = None
+    #: A dict whose keys are all str gives a copy of itself (``Mapping[str, Any]``).
+    copies_dict: bool = False
     #: The shortcut holds only when the hook structures this very type (None: any type).
     #: cattrs hands a primitive's hook the enums derived from it too (see _enum_aware).
     for_type: Any = None
@@ -592,6 +597,8 @@ def _mapping_hook(conv: WireConverter, tp: Any) -> Callable[[Any, Any], Any]:
             return dict(value)
         return inner(value, t)
 
+    if copies:
+        conv._shortcuts[structure_mapping] = _Shortcut(copies_dict=True)
     return structure_mapping
 
 
@@ -640,8 +647,12 @@ def _optional_hook(conv: WireConverter, tp: Any) -> Callable[[Any, Any], Any]:
             return value
         return inner(value, member)
 
+    inner_shortcut = conv._shortcuts.get(inner)
     conv._shortcuts[structure_optional] = _Shortcut(
-        none=True, exact=exact, epoch_ms=inner is _structure_timestamp
+        none=True,
+        exact=exact,
+        epoch_ms=inner is _structure_timestamp,
+        model=inner_shortcut.model if inner_shortcut is not None else None,
     )
     return structure_optional
 
@@ -762,6 +773,9 @@ def _attrs_structure_hook(conv: WireConverter, cls: type) -> Callable[[Any, Any]
             object.__setattr__(obj, "raw", data)
         return obj
 
+    if fast is not None and not alias_map:
+        # A class holding this one may call fast itself (see _fast_value).
+        conv._shortcuts[structure_model] = _Shortcut(model=fast)
     return structure_model
 
 
@@ -878,6 +892,14 @@ def _fast_value(
     if shortcut.members is not None:
         namespace[f"__m{i}"] = shortcut.members
         return f"(__m{i}[v] if type(v) is str and v in __m{i} else {call})"
+    if shortcut.model is not None:
+        # A nested model read by its own fast function: if that raises, so does this one,
+        # and the caller's cattrs function then reads the whole object.
+        namespace[f"__f{i}"] = shortcut.model
+        return f"(__f{i}(v, v) if type(v) is dict else {call})"
+    if shortcut.copies_dict:
+        namespace["__str_only"] = _STR_ONLY
+        return f"(dict(v) if type(v) is dict and __str_only.issuperset(map(type, v)) else {call})"
     return call
 
 
