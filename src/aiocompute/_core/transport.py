@@ -267,7 +267,6 @@ class Response:
         Raises :class:`ProtocolError` (with the status and a short excerpt) for an empty
         body, an HTML page (a proxy's or a login page) or anything that is not valid JSON.
         """
-        content_type = _content_type(self.headers)
         if not self.body.strip():
             raise ProtocolError(
                 "expected a JSON body, got an empty one",
@@ -278,6 +277,7 @@ class Response:
         try:
             return _loads_json(self.body)
         except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
+            content_type = _content_type(self.headers)
             if _looks_like_html(self.body, content_type):
                 message = "expected JSON, got an HTML page (from a proxy or a login page?)"
             else:
@@ -1096,9 +1096,14 @@ class Transport:
         url, joined = self._resolve(path)
         query = None if params is None else _encode_params(params)
         where = _Where(verb, url, query)  # the redacted URL, only if an error or log needs it
-        body, content_type = _encode_body(json, data, where)
+        body, content_type = (
+            (None, None) if json is None and data is None else _encode_body(json, data, where)
+        )
         extra = {} if headers is None else _checked_headers(headers, where)
-        use_auth = self._use_auth(url, authenticate, joined)
+        # A path joined onto the base URL has the base's origin: auth goes there.
+        use_auth = (
+            True if joined and authenticate is None else self._use_auth(url, authenticate, joined)
+        )
         # The response URL's text when there is no redirect, if known without yarl.
         sent_text = self._joined_text(url, joined, query)
         target = url if sent_text is None else self._plain_url(sent_text)
