@@ -29,6 +29,7 @@ from collections.abc import (
     Iterator,
 )
 from contextlib import asynccontextmanager, suppress
+from operator import attrgetter
 from types import TracebackType
 from typing import Generic, NoReturn, TypeVar, cast
 
@@ -124,7 +125,7 @@ class FanOutResult(Generic[T, R]):
     @property
     def succeeded(self) -> int:
         """How many items succeeded."""
-        return sum(1 for o in self.outcomes if o.error is None)
+        return len(self.outcomes) - self.failed
 
     @property
     def failed(self) -> int:
@@ -198,6 +199,9 @@ def _raise_bare(group: BaseExceptionGroup[BaseException]) -> NoReturn:
         if not isinstance(leaf, (Exception, cancelled)):
             raise leaf from None
     raise group
+
+
+_BY_INDEX = attrgetter("index")
 
 
 class _Engine(Generic[T, R]):
@@ -380,7 +384,7 @@ async def fan_out(
     await engine.run()
     engine.raise_failures()
     if ordered:
-        outcomes.sort(key=lambda o: o.index)
+        outcomes.sort(key=_BY_INDEX)
     return FanOutResult(outcomes)
 
 
