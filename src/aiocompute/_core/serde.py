@@ -792,8 +792,8 @@ def _fast_structure_fn(conv: WireConverter, cls: type) -> Callable[[Any, Any], A
     if get_origin(cls) is not None or getattr(cls, "__parameters__", None):
         return None
     fields = attrs.fields(cls)
-    # Arguments are passed by position up to the first one that cannot be (raw; a
-    # keyword-only one), by keyword after. An absent key passes the attribute's default,
+    # Arguments are passed by position up to the first one that cannot be (a keyword-only
+    # one), by keyword after. An absent key passes the attribute's default,
     # which is what __init__ does with an omitted argument (a factory is called, as
     # __init__ would). A factory that takes self can only be omitted, so such a class builds
     # a dict of arguments instead; so does a class with an __init__ of its own (defaults
@@ -805,7 +805,7 @@ def _fast_structure_fn(conv: WireConverter, cls: type) -> Callable[[Any, Any], A
         a.name != "raw" and isinstance(a.default, attrs.Factory) and a.default.takes_self  # type: ignore[arg-type]
         for a in fields
     )
-    # raw (the wire object as received) is passed by the caller, as a keyword.
+    # raw (the wire object as received) is passed by the caller.
     lines = ["def structure_fast(o, raw):"]
     if by_dict:
         lines.append("    res = {}")
@@ -816,11 +816,13 @@ def _fast_structure_fn(conv: WireConverter, cls: type) -> Callable[[Any, Any], A
         if a.name == "raw":
             if not a.init or a.alias != "raw":
                 return None
-            positional = False
             if by_dict:
                 lines.append("    res['raw'] = raw")
             else:
-                call_args.append("raw=raw")
+                # By position where it can be: a keyword argument costs __init__ more.
+                if a.kw_only:
+                    positional = False
+                call_args.append("raw" if positional else "raw=raw")
             continue
         if not a.init or a.type is None or isinstance(a.type, str) or a.alias is None:
             return None
