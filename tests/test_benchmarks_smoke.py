@@ -13,6 +13,7 @@ import importlib
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -150,6 +151,12 @@ def test_bench_fanout_reports_both_parts(runs: dict[str, dict[str, Any]]) -> Non
     assert values["throughput_ratio"] == pytest.approx(
         summary["fan_out"]["rps"] / summary["raw aiohttp"]["rps"]
     )
+    # The judged ratio: the median over ABBA pairs of fan_out and raw aiohttp (two with
+    # --quick), each a ratio of throughputs.
+    paired = values["part_a"]["paired"]
+    assert len(paired) == 2
+    assert all(p > 0 for p in paired)
+    assert values["paired_ratio"] == pytest.approx(statistics.median(paired))
     notes = "\n".join(report["notes"])
     assert "target A, fan_out >= 0.85x raw aiohttp throughput (ET Engine job reads)" in notes
     assert "target B, fan_out (C=32) >= 20x the sequential loop (ET Engine job reads)" in notes
