@@ -765,6 +765,14 @@ async def test_a_governor_that_can_start_at_once_is_not_awaited(mocked: aiorespo
     assert gov.calls == ["try", "feedback 200", "try", "acquire", "feedback 200"]
 
 
+async def test_bad_request_arguments_raise_before_anything_is_awaited() -> None:
+    async with Transport(BASE) as t:
+        with pytest.raises(TypeError, match="idempotent= must be True or False"):
+            t.request("GET", "x", idempotent="yes")  # type: ignore[arg-type]
+        with pytest.raises(TypeError, match="path must be a str"):
+            t.request("GET", 42, idempotent=True)  # type: ignore[arg-type]
+
+
 async def test_lifecycle(mocked: aioresponses) -> None:
     t = Transport(BASE)
     assert not t.closed
@@ -1172,9 +1180,9 @@ async def test_plain_urls_reach_the_server_as_written(server: Server) -> None:
         prepared = []
         send = t._send
 
-        async def spy(p: Any) -> Response:
+        async def spy(p: Any, *rest: Any) -> Response:
             prepared.append(p)
-            return await send(p)
+            return await send(p, *rest)
 
         t._send = spy  # type: ignore[method-assign]
         r = await t.request("GET", "/json", idempotent=True)

@@ -47,7 +47,7 @@ import ssl
 import sys
 import time
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
 from contextlib import AbstractAsyncContextManager
 from functools import partial
 from http import HTTPStatus
@@ -505,9 +505,13 @@ class _Prepared(NamedTuple):
     use_auth: bool
     #: The response URL's text when there is no redirect, if known without yarl.
     sent_text: str | None
-    where: _Where
     #: Its ``total`` is the request's total timeout.
     client_timeout: aiohttp.ClientTimeout
+
+    @property
+    def where(self) -> _Where:
+        """The request for an error message or a log line (made when one needs it)."""
+        return _Where(self.verb, str(self.url), self.query)
 
 
 def _encode_params(params: Mapping[str, Any] | None) -> list[tuple[str, str]] | None:
@@ -1061,7 +1065,7 @@ class Transport:
 
     # -- request
 
-    async def request(
+    def request(
         self,
         method: str,
         path: str,
@@ -1072,9 +1076,9 @@ class Transport:
         headers: Mapping[str, str] | None = None,
         idempotent: bool,
         retry: RetryPolicy | None = None,
-        timeout: float | None = None,  # noqa: ASYNC109 (per-try HTTP timeout, by design)
+        timeout: float | None = None,  # per-try HTTP timeout
         authenticate: bool | None = None,
-    ) -> Response:
+    ) -> Coroutine[Any, Any, Response]:
         """Send a request (retrying per policy) and return the 2xx :class:`Response`.
 
         ``json`` is sent as a JSON body (None: no body), ``data`` as a form; ``params``
@@ -1086,7 +1090,8 @@ class Transport:
         URL's origin.
 
         Raises :class:`APIError` subclasses for non-2xx answers, :class:`TransportError`
-        when the server could not be reached or the exchange failed.
+        when the server could not be reached or the exchange failed. The arguments are
+        checked at once: a bad one raises here, before anything is awaited.
         """
         if not isinstance(idempotent, bool):
             raise TypeError("idempotent= must be True or False")
@@ -1095,11 +1100,12 @@ class Transport:
         verb = method.upper()
         url, joined = self._resolve(path)
         query = None if params is None else _encode_params(params)
-        where = _Where(verb, url, query)  # the redacted URL, only if an error or log needs it
         body, content_type = (
-            (None, None) if json is None and data is None else _encode_body(json, data, where)
+            (None, None)
+            if json is None and data is None
+            else _encode_body(json, data, _Where(verb, url, query))
         )
-        extra = {} if headers is None else _checked_headers(headers, where)
+        extra = {} if headers is None else _checked_headers(headers, _Where(verb, url, query))
         # A path joined onto the base URL has the base's origin: auth goes there.
         use_auth = (
             True if joined and authenticate is None else self._use_auth(url, authenticate, joined)
@@ -1121,98 +1127,113 @@ class Transport:
             extra,
             use_auth,
             sent_text,
-            where,
             client_timeout,
         )
-        # The first try is made here, not by the retry driver: most calls succeed at once,
-        # and then need neither the driver nor a closure over the request.
-        started = time.monotonic()
+        # The coroutine of the first try itself: most calls succeed at once, and then need
+        # neither the retry driver nor a coroutine of request's own around the try.
+        return self._send(
+            prepared, retry if retry is not None else self._retry, idempotent, time.monotonic()
+        )
+
+    async def _send(
+        self,
+        p: _Prepared,
+        retry: RetryPolicy | None = None,
+        idempotent: bool = False,
+        started: float = 0.0,
+    ) -> Response:
+        """One try of :meth:`request`. Given ``retry`` (the first try), a failure goes on to
+        the retry driver, whose budget started at ``started``; its tries come back here
+        without one. The try is written out here, not in a coroutine of its own: most calls
+        succeed at once, and one coroutine fewer per request is cheaper to run and to keep
+        in memory while it waits."""
         try:
-            return await self._send(prepared)
+            session = self._ensure_session()
+            governor = self._governor
+            if governor is not None:
+                # Most requests need not wait: then no coroutine is made for acquire().
+                try_acquire = self._try_acquire
+                if try_acquire is None or not try_acquire():
+                    await governor.acquire()
+            sent_headers: CIMultiDict[str] | CIMultiDictProxy[str] | None = (
+                None if p.extra else self._header_cache.get((p.content_type, p.use_auth))
+            )
+            if sent_headers is None:
+                sent_headers = await self._headers_for(p.extra, p.content_type, p.use_auth)
+            sent_at = time.monotonic()
+            try:
+                async with session.request(
+                    p.verb,
+                    p.url,
+                    params=p.query,
+                    data=p.body,
+                    headers=sent_headers,
+                    timeout=p.client_timeout,
+                ) as resp:
+                    status = resp.status
+                    ok = 200 <= status < 300
+                    raw = (
+                        await resp.read()
+                        if ok
+                        else await _read_bounded(resp.content, ERROR_BODY_LIMIT)
+                    )
+                    if not ok:
+                        resp.close()  # the rest of an error body is not worth reading
+                    got_headers = resp.headers
+                    reason = resp.reason
+                    final_url = (
+                        redact(p.sent_text)
+                        if p.sent_text is not None and not resp.history
+                        else self._response_url(resp.url)
+                    )
+            except _MAPPED as exc:
+                total = p.client_timeout.total
+                timeout_text = (
+                    f"after {total:g} s without a complete response"
+                    if total
+                    else "waiting for the response"
+                )
+                where = p.where
+                mapped = _map_error(exc, method=p.verb, url=where.url, timeout_text=timeout_text)
+                self._feedback(None, None)
+                logger.debug(
+                    "%s failed after %.3fs: %s", where, time.monotonic() - sent_at, mapped.message
+                )
+                raise mapped from exc
+            hint = got_headers.get("Retry-After")
+            retry_after = None if hint is None else parse_retry_after(hint)
+            if self._governor is not None:
+                self._governor.feedback(status, retry_after)
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug("%s -> %d in %.3fs", p.where, status, time.monotonic() - sent_at)
+            if ok:
+                return Response(
+                    status=status, headers=got_headers, body=raw, method=p.verb, url=final_url
+                )
+            raise self._api_error(
+                status,
+                reason,
+                raw,
+                got_headers,
+                method=p.verb,
+                url=p.where.url,
+                retry_after=retry_after,
+            )
         except Exception as exc:
+            if retry is None:
+                raise
             # Retried outside the except block, so that a later error is not shown as
             # raised "during handling of" this one.
             error = exc
         return await call_with_retries(
-            partial(self._send, prepared),
-            retry if retry is not None else self._retry,
+            partial(self._send, p),
+            retry,
             idempotent=idempotent,
             rng=self._rng,
             sleep=self._sleep,
             on_retry=self._on_retry,
             first_error=error,
             started=started,
-        )
-
-    async def _send(self, p: _Prepared) -> Response:
-        """One try of :meth:`request`."""
-        session = self._ensure_session()
-        governor = self._governor
-        if governor is not None:
-            # Most requests need not wait: then no coroutine is made for acquire().
-            try_acquire = self._try_acquire
-            if try_acquire is None or not try_acquire():
-                await governor.acquire()
-        sent_headers: CIMultiDict[str] | CIMultiDictProxy[str] | None = (
-            None if p.extra else self._header_cache.get((p.content_type, p.use_auth))
-        )
-        if sent_headers is None:
-            sent_headers = await self._headers_for(p.extra, p.content_type, p.use_auth)
-        started = time.monotonic()
-        try:
-            async with session.request(
-                p.verb,
-                p.url,
-                params=p.query,
-                data=p.body,
-                headers=sent_headers,
-                timeout=p.client_timeout,
-            ) as resp:
-                status = resp.status
-                ok = 200 <= status < 300
-                raw = (
-                    await resp.read() if ok else await _read_bounded(resp.content, ERROR_BODY_LIMIT)
-                )
-                if not ok:
-                    resp.close()  # the rest of an error body is not worth reading
-                got_headers = resp.headers
-                reason = resp.reason
-                final_url = (
-                    redact(p.sent_text)
-                    if p.sent_text is not None and not resp.history
-                    else self._response_url(resp.url)
-                )
-        except _MAPPED as exc:
-            total = p.client_timeout.total
-            timeout_text = (
-                f"after {total:g} s without a complete response"
-                if total
-                else "waiting for the response"
-            )
-            error = _map_error(exc, method=p.verb, url=p.where.url, timeout_text=timeout_text)
-            self._feedback(None, None)
-            logger.debug(
-                "%s failed after %.3fs: %s", p.where, time.monotonic() - started, error.message
-            )
-            raise error from exc
-        hint = got_headers.get("Retry-After")
-        retry_after = None if hint is None else parse_retry_after(hint)
-        if self._governor is not None:
-            self._governor.feedback(status, retry_after)
-        if logger.isEnabledFor(logging.DEBUG):
-            logger.debug("%s -> %d in %.3fs", p.where, status, time.monotonic() - started)
-        if ok:
-            return Response(
-                status=status, headers=got_headers, body=raw, method=p.verb, url=final_url
-            )
-        raise self._api_error(
-            status,
-            reason,
-            raw,
-            got_headers,
-            method=p.verb,
-            url=p.where.url,
-            retry_after=retry_after,
         )
 
     # -- stream
