@@ -675,7 +675,9 @@ class RateGovernor:
         :meth:`acquire` instead."""
         now = self._clock()
         if self._rate is None and now >= self._not_before and not self._lock.locked():
-            self._take(now)
+            # _take's unlimited case, written out: this runs before every request.
+            self._acquired += 1
+            self._recent.append(now)
             return True
         return False
 
@@ -718,17 +720,19 @@ class RateGovernor:
     def feedback(self, status: int | None, retry_after: float | None = None) -> None:
         """Report how an attempt ended: its HTTP ``status`` (None on a transport error) and
         the server's Retry-After in seconds, if any."""
+        if status is not None and status < 500 and status != 429:
+            # The usual answer: only a pace in force has anything to learn from it.
+            if self._rate is not None:
+                self._grow(self._clock())
+            return
         now = self._clock()
         if status == 429:
             self._throttled += 1
             self._last_throttle = now
             self._cut(now)
             self._pause(now, retry_after)
-        elif status is None or status >= 500:
-            if status == 503:
-                self._pause(now, retry_after)
-        else:
-            self._grow(now)
+        elif status == 503:
+            self._pause(now, retry_after)
 
     # -- internals ----------------------------------------------------------------------------
 
