@@ -35,7 +35,8 @@ machine one contender's rounds spread by 10-30 % or more, and the median of a fe
 moves by several per cent from run to run; pairing cancels a drift that moves both, and
 many pairs narrow the median. The table's ratio of median rounds is reported beside it.
 The client's CPU time per read is reported too: with one core each, the server may bound
-both contenders' throughput, while CPU per read shows what the SDK itself costs.
+both contenders' throughput, while CPU per read shows what the SDK itself costs; and the
+client's time in garbage collection per round (median), timed with ``gc.callbacks``.
 
 Part B, the emulator adds 20 ms to every ET Engine request (``FaultConfig.latency``, key
 ``"etengine"``): ``fan_out`` at C = 32 and C = 100 over all 2,000 job reads, against a
@@ -53,6 +54,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import http.client
 import json
 import statistics
@@ -302,12 +304,42 @@ def run_sequential(reads: Reads, items: list[Item]) -> int:
     return done
 
 
+class GCClock:
+    """Milliseconds the client spent in garbage collection while it is installed
+    (``gc.callbacks``), whatever generation was collected."""
+
+    def __init__(self) -> None:
+        self.ms = 0.0
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.ms += (time.perf_counter() - self._started) * 1e3
+
+    def __enter__(self) -> GCClock:
+        gc.callbacks.append(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self)
+
+
 async def timed_round(run: Callable[[], Awaitable[int]]) -> dict[str, float]:
-    """One round: reads/s and client CPU milliseconds per read."""
-    cpu0, t0 = cpu_seconds(), time.perf_counter()
-    done = await run()
-    elapsed, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
-    return {"reads": done, "seconds": elapsed, "rps": done / elapsed, "cpu_ms": cpu / done * 1e3}
+    """One round: reads/s, client CPU milliseconds per read and client milliseconds in
+    garbage collection."""
+    with GCClock() as collecting:
+        cpu0, t0 = cpu_seconds(), time.perf_counter()
+        done = await run()
+        elapsed, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
+    return {
+        "reads": done,
+        "seconds": elapsed,
+        "rps": done / elapsed,
+        "cpu_ms": cpu / done * 1e3,
+        "gc_ms": collecting.ms,
+    }
 
 
 def median_round(rounds: list[dict[str, float]]) -> dict[str, float]:
@@ -317,6 +349,7 @@ def median_round(rounds: list[dict[str, float]]) -> dict[str, float]:
     chosen["rps_min"] = ordered[0]["rps"]
     chosen["rps_max"] = ordered[-1]["rps"]
     chosen["cpu_ms_median"] = statistics.median(r["cpu_ms"] for r in rounds)
+    chosen["gc_ms_median"] = statistics.median(r["gc_ms"] for r in rounds)
     return chosen
 
 
@@ -486,6 +519,7 @@ def table_a(report: Report, label: str, a: dict[str, Any], reads: int, c: int, r
             "reads/s",
             "min-max reads/s",
             "client CPU ms/read",
+            "client GC ms/round",
             "server CPU ms/read",
             "vs raw aiohttp",
         ],
@@ -495,6 +529,7 @@ def table_a(report: Report, label: str, a: dict[str, Any], reads: int, c: int, r
                 r["rps"],
                 f"{r['rps_min']:,.0f}-{r['rps_max']:,.0f}",
                 f"{r['cpu_ms_median']:.3f}",
+                f"{r['gc_ms_median']:.1f}",
                 f"{r['server_cpu_ms']:.3f}",
                 f"{r['rps'] / raw['rps']:.2f}x",
             ]

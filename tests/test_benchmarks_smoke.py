@@ -138,6 +138,7 @@ def test_bench_fanout_reports_both_parts(runs: dict[str, dict[str, Any]]) -> Non
         for summary in values[part]["summary"].values():
             assert summary["reads"] == 200
             assert summary["rps"] > 0
+            assert summary["gc_ms_median"] >= 0  # time in garbage collection, per round
     for part in ("part_b", "workbench_part_b"):
         assert values[part]["fan_out C=32"]["reads"] == 200
         assert values[part]["fan_out C=100"]["reads"] == 200
