@@ -773,6 +773,22 @@ async def test_bad_request_arguments_raise_before_anything_is_awaited() -> None:
             t.request("GET", 42, idempotent=True)  # type: ignore[arg-type]
 
 
+async def test_the_retry_budget_starts_when_the_request_is_awaited(
+    mocked: aioresponses, rec: Recorder
+) -> None:
+    policy = RetryPolicy(
+        max_attempts=3, backoff_initial=0.001, backoff_max=0.002, total_timeout=0.2
+    )
+    async with Transport(BASE, retry=policy) as t:
+        t._sleep = rec.sleep
+        mocked.get(f"{BASE}/x", status=503)
+        mocked.get(f"{BASE}/x", payload={"ok": True})
+        pending = t.request("GET", "x", idempotent=True)
+        await asyncio.sleep(0.3)  # longer than the whole budget, before the first try
+        assert (await pending).json() == {"ok": True}  # the 503 was still retried
+    assert len(rec.sleeps) == 1
+
+
 async def test_lifecycle(mocked: aioresponses) -> None:
     t = Transport(BASE)
     assert not t.closed

@@ -1131,22 +1131,21 @@ class Transport:
         )
         # The coroutine of the first try itself: most calls succeed at once, and then need
         # neither the retry driver nor a coroutine of request's own around the try.
-        return self._send(
-            prepared, retry if retry is not None else self._retry, idempotent, time.monotonic()
-        )
+        return self._send(prepared, retry if retry is not None else self._retry, idempotent)
 
     async def _send(
         self,
         p: _Prepared,
         retry: RetryPolicy | None = None,
         idempotent: bool = False,
-        started: float = 0.0,
     ) -> Response:
         """One try of :meth:`request`. Given ``retry`` (the first try), a failure goes on to
-        the retry driver, whose budget started at ``started``; its tries come back here
+        the retry driver, whose budget starts when this try does (not when request() was
+        called: a coroutine may wait before it is awaited); its tries come back here
         without one. The try is written out here, not in a coroutine of its own: most calls
         succeed at once, and one coroutine fewer per request is cheaper to run and to keep
         in memory while it waits."""
+        started = time.monotonic()
         try:
             session = self._ensure_session()
             governor = self._governor
