@@ -107,6 +107,11 @@ def _describe_failures(failed: list[Outcome[T, R]], total: int | None) -> str:
     return f"fan_out: {len(failed)}{of} item(s) failed (index {named})"
 
 
+# Key and field getters of Outcome, for sorting and counting in C.
+_BY_INDEX = attrgetter("index")
+_ERROR_OF = attrgetter("error")
+
+
 @frozen
 class FanOutResult(Generic[T, R]):
     """Every :class:`Outcome` of a :func:`fan_out` call.
@@ -125,12 +130,13 @@ class FanOutResult(Generic[T, R]):
     @property
     def succeeded(self) -> int:
         """How many items succeeded."""
-        return len(self.outcomes) - self.failed
+        # Counted in C: a count of this kind is read after every run.
+        return list(map(_ERROR_OF, self.outcomes)).count(None)
 
     @property
     def failed(self) -> int:
         """How many items failed."""
-        return sum(1 for o in self.outcomes if o.error is not None)
+        return len(self.outcomes) - self.succeeded
 
     def values(self) -> list[R]:
         """The values of all items, in the order of :attr:`outcomes`.
@@ -199,9 +205,6 @@ def _raise_bare(group: BaseExceptionGroup[BaseException]) -> NoReturn:
         if not isinstance(leaf, (Exception, cancelled)):
             raise leaf from None
     raise group
-
-
-_BY_INDEX = attrgetter("index")
 
 
 class _Engine(Generic[T, R]):
