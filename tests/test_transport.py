@@ -249,6 +249,8 @@ async def test_response_json_and_text(transport: Transport, mocked: aioresponses
     assert r.headers["x-request-id"] == "r1"  # case-insensitive
     assert "bytes" in repr(r)
     assert "[1, 2]" not in repr(r)  # bodies (maybe tokens) never in the repr
+    assert "[1, 2]" not in str(r)
+    assert "[1, 2]" not in f"{r}"
 
 
 @pytest.mark.parametrize(

@@ -243,11 +243,12 @@ def _loads_json(body: bytes) -> Any:
     return _json.loads(body)
 
 
-@frozen(repr=False)
-class Response:
+class Response(NamedTuple):
     """A complete, successful (2xx) HTTP response.
 
     ``headers`` is case-insensitive. ``url`` is the redacted URL that was requested.
+    (A named tuple, not an attrs class: one is made per request, and a tuple is built in C
+    without a call per field.)
     """
 
     status: int
@@ -1206,9 +1207,7 @@ class Transport:
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug("%s -> %d in %.3fs", p.where, status, time.monotonic() - sent_at)
             if ok:
-                return Response(
-                    status=status, headers=got_headers, body=raw, method=p.verb, url=final_url
-                )
+                return Response(status, got_headers, raw, p.verb, final_url)
             raise self._api_error(
                 status,
                 reason,
