@@ -890,3 +890,63 @@ def test_absent_keys_with_factory_defaults_get_a_fresh_value_each(cls: Any) -> N
         assert (first.echo, second.echo) == ("a", "b")  # takes_self: computed per object
     given_tags = c.structure({"name": "c", "tags": {"k": 1}}, cls)
     assert given_tags.tags == {"k": 1}
+
+
+@frozen
+class Checked:
+    """A validator: __init__ does more than store, so the fast path must call it."""
+
+    count: int = field(validator=attrs.validators.ge(0))
+
+
+@frozen
+class PostInit:
+    name: str
+    seen: list[str] = field(factory=list)
+
+    def __attrs_post_init__(self) -> None:
+        self.seen.append("post-init")
+
+
+def test_fast_built_objects_are_the_frozen_class_itself() -> None:
+    import copy
+    import pickle
+
+    data = {"name": "n", "color": "red", "box": {"image": "a"}, "tags": ["x"], "extra": {"k": 1}}
+    got = read(data, Flat)
+    assert type(got) is Flat
+    assert type(got.box) is Box
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        got.name = "other"  # type: ignore[misc]
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        del got.name  # type: ignore[misc]
+    made = Flat(name="n", color=Color.RED, box=Box("a"), tags=("x",), extra={"k": 1}, raw=data)
+    assert got == made
+    assert hash(Box("a")) == hash(got.box)
+    not_raw = attrs.filters.exclude(attrs.fields(Flat).raw, attrs.fields(Box).raw)
+    assert attrs.asdict(got, filter=not_raw) == attrs.asdict(made, filter=not_raw)
+    assert pickle.loads(pickle.dumps(got)) == got
+    assert copy.copy(got) == got
+    assert attrs.evolve(got, name="m") == attrs.evolve(made, name="m")
+
+
+def test_which_classes_the_fast_path_builds_without_their_init() -> None:
+    from aiocompute._core.serde import _builder_class
+
+    for cls in (Flat, Box, Thing, SubThing, KeywordOnly):
+        assert _builder_class(cls, attrs.fields(cls)) is not None, cls
+    for cls in (Checked, PostInit):
+        assert _builder_class(cls, attrs.fields(cls)) is None, cls
+
+    @attrs.frozen(slots=False)
+    class WithDict:  # instances have a __dict__: not built this way
+        a: int
+
+    assert _builder_class(WithDict, attrs.fields(WithDict)) is None
+
+
+def test_classes_whose_init_does_more_than_store_are_built_by_it() -> None:
+    with pytest.raises(ProtocolError, match="count"):
+        read({"count": -1}, Checked)  # the validator ran
+    assert read({"count": 2}, Checked) == Checked(2)
+    assert read({"name": "n"}, PostInit).seen == ["post-init"]
