@@ -931,18 +931,18 @@ def test_fast_built_objects_are_the_frozen_class_itself() -> None:
 
 
 def test_which_classes_the_fast_path_builds_without_their_init() -> None:
-    from aiocompute._core.serde import _builder_class
+    from aiocompute._core.fastinit import builder_for
 
     for cls in (Flat, Box, Thing, SubThing, KeywordOnly):
-        assert _builder_class(cls, attrs.fields(cls)) is not None, cls
+        assert builder_for(cls) is not None, cls
     for cls in (Checked, PostInit):
-        assert _builder_class(cls, attrs.fields(cls)) is None, cls
+        assert builder_for(cls) is None, cls
 
     @attrs.frozen(slots=False)
     class WithDict:  # instances have a __dict__: not built this way
         a: int
 
-    assert _builder_class(WithDict, attrs.fields(WithDict)) is None
+    assert builder_for(WithDict) is None
 
 
 def test_classes_whose_init_does_more_than_store_are_built_by_it() -> None:

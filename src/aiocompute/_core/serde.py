@@ -69,6 +69,7 @@ from cattrs.errors import (
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from .._exceptions import ProtocolError
+from .fastinit import builder_for
 
 __all__ = [
     "Naming",
@@ -811,7 +812,7 @@ def _fast_structure_fn(conv: WireConverter, cls: type) -> Callable[[Any, Any], A
         lines.append("    res = {}")
     namespace: dict[str, Any] = {"__cls": cls, "__epoch": _EPOCH, "__td": timedelta}
     call_args: list[str] = []
-    # (attribute, local) pairs, for a class built through its builder (_builder_class).
+    # (attribute, local) pairs, for a class built through its builder (fastinit).
     setters: list[tuple[str, str]] = []
     positional = True
     for i, a in enumerate(fields):
@@ -862,11 +863,11 @@ def _fast_structure_fn(conv: WireConverter, cls: type) -> Callable[[Any, Any], A
                 "    else:",
                 f"        {target} = {default}",
             ]
-    builder = None if by_dict else _builder_class(cls, fields)
+    builder = None if by_dict else builder_for(cls)
     if by_dict:
         lines.append("    return __cls(**res)")
     elif builder is not None:
-        # What __init__ would store, stored plainly (see _builder_class), then the object
+        # What __init__ would store, stored plainly (see fastinit), then the object
         # becomes what it is: an instance of the frozen class.
         namespace["__new"], namespace["__builder"] = object.__new__, builder
         lines.append("    obj = __new(__builder)")
@@ -878,49 +879,6 @@ def _fast_structure_fn(conv: WireConverter, cls: type) -> Callable[[Any, Any], A
     exec(compile(source, f"<aiocompute fast structure {cls.__qualname__}>", "exec"), namespace)
     fast: Callable[[Any, Any], Any] = namespace["structure_fast"]
     return fast
-
-
-def _builder_class(cls: type, fields: Any) -> type | None:
-    """A subclass of the frozen attrs class ``cls`` that lets its attributes be stored, or
-    None where building through it would not give what ``cls(...)`` gives.
-
-    A frozen class's ``__init__`` stores each attribute with ``object.__setattr__``: a call
-    through a method wrapper per attribute, several times the cost of a plain store. An
-    object made as this subclass (no slots of its own, the plain ``__setattr__`` and
-    ``__delattr__``) takes plain stores, and then its class is set to ``cls``, which Python
-    allows between a class and a subclass of the same layout: the object is then exactly
-    what ``cls(...)`` makes, as long as that ``__init__`` only stores its arguments. So
-    only for a class of slots holding its attributes (and ``__weakref__``) and nothing else,
-    with no validator, converter, or pre- or post-init hook.
-    """
-    names = {a.name for a in fields}
-    slots: set[str] = set()
-    for klass in cls.__mro__[:-1]:  # object has no __slots__
-        declared = klass.__dict__.get("__slots__")
-        if not isinstance(declared, tuple):
-            return None  # a class of the chain without slots: instances have a __dict__
-        slots.update(declared)
-    if (
-        slots - {"__weakref__"} != names
-        or any(a.validator is not None or a.converter is not None or not a.init for a in fields)
-        or any(
-            hasattr(cls, hook)
-            for hook in ("__attrs_pre_init__", "__attrs_post_init__", "__attrs_init__")
-        )
-    ):
-        return None
-    builder = type(
-        f"_{cls.__name__}Builder",
-        (cls,),
-        {"__slots__": (), "__setattr__": object.__setattr__, "__delattr__": object.__delattr__},
-    )
-    try:
-        # Python refuses the switch if the layouts differ in any way.
-        probe: Any = object.__new__(builder)
-        probe.__class__ = cls
-    except TypeError:
-        return None
-    return builder
 
 
 def _fast_value(
