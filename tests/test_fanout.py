@@ -908,3 +908,25 @@ def test_governor_repr_and_stats() -> None:
     assert repr(RateGovernor()) == "RateGovernor(rate=unlimited, acquired=0, throttled=0)"
     stats = gov.stats
     assert (stats.acquired, stats.throttled, stats.decreases, stats.in_flight) == (0, 0, 0, 0)
+
+
+async def test_outcomes_are_genuine_frozen_outcomes() -> None:
+    from attrs.exceptions import FrozenInstanceError
+
+    from aiocompute._core.fanout import Outcome
+    from aiocompute._core.fastinit import builder_for
+
+    assert builder_for(Outcome) is not None  # made without Outcome's __init__ (fastinit)
+
+    async def work(i: int) -> int:
+        if i == 1:
+            raise ValueError("one")
+        return i * 10
+
+    result = await fan_out(work, range(3), concurrency=2)
+    ok, failed = result.outcomes[0], result.outcomes[1]
+    assert type(ok) is Outcome
+    assert ok == Outcome(0, 0, 0, None)
+    assert (failed.item, failed.index, failed.value, type(failed.error)) == (1, 1, None, ValueError)
+    with pytest.raises(FrozenInstanceError):
+        ok.value = 5  # type: ignore[misc]

@@ -31,12 +31,14 @@ from collections.abc import (
 from contextlib import asynccontextmanager, suppress
 from operator import attrgetter
 from types import TracebackType
-from typing import Generic, NoReturn, TypeVar, cast
+from typing import Any, Generic, NoReturn, TypeVar, cast
 
 import anyio
 import anyio.abc
 from anyio.lowlevel import checkpoint_if_cancelled
 from attrs import frozen
+
+from .fastinit import builder_for
 
 if sys.version_info < (3, 11):
     # The backport is a declared dependency on 3.10; it may be absent where mypy runs.
@@ -106,6 +108,28 @@ def _describe_failures(failed: list[Outcome[T, R]], total: int | None) -> str:
     of = f" of {total}" if total is not None else ""
     return f"fan_out: {len(failed)}{of} item(s) failed (index {named})"
 
+
+def _outcome_maker() -> Callable[[Any, int, Any, Exception | None], Outcome[Any, Any]]:
+    """``Outcome(item, index, value, error)``, made through the fast builder where it
+    applies (one outcome per item of every fan-out: see :mod:`.fastinit`)."""
+    builder = builder_for(Outcome)
+    if builder is None:
+        return Outcome
+    new = object.__new__
+
+    def make(item: Any, index: int, value: Any, error: Exception | None) -> Outcome[Any, Any]:
+        outcome: Any = new(builder)
+        outcome.item = item
+        outcome.index = index
+        outcome.value = value
+        outcome.error = error
+        outcome.__class__ = Outcome
+        return cast("Outcome[Any, Any]", outcome)
+
+    return make
+
+
+_make_outcome = _outcome_maker()
 
 # Key and field getters of Outcome, for sorting and counting in C.
 _BY_INDEX = attrgetter("index")
@@ -329,9 +353,9 @@ class _Engine(Generic[T, R]):
             try:
                 value = await self._fn(item)
             except Exception as exc:
-                outcome: Outcome[T, R] = Outcome(item, index, None, exc)
+                outcome: Outcome[T, R] = _make_outcome(item, index, None, exc)
             else:
-                outcome = Outcome(item, index, value, None)
+                outcome = _make_outcome(item, index, value, None)
             if outcome.error is not None and self._fail_fast:
                 self.failures.append(outcome)
                 self._stop()
