@@ -38,7 +38,7 @@ import anyio.abc
 from anyio.lowlevel import checkpoint_if_cancelled
 from attrs import frozen
 
-from .fastinit import builder_for
+from .fastinit import maker_for
 
 if sys.version_info < (3, 11):
     # The backport is a declared dependency on 3.10; it may be absent where mypy runs.
@@ -109,27 +109,9 @@ def _describe_failures(failed: list[Outcome[T, R]], total: int | None) -> str:
     return f"fan_out: {len(failed)}{of} item(s) failed (index {named})"
 
 
-def _outcome_maker() -> Callable[[Any, int, Any, Exception | None], Outcome[Any, Any]]:
-    """``Outcome(item, index, value, error)``, made through the fast builder where it
-    applies (one outcome per item of every fan-out: see :mod:`.fastinit`)."""
-    builder = builder_for(Outcome)
-    if builder is None:
-        return Outcome
-    new = object.__new__
-
-    def make(item: Any, index: int, value: Any, error: Exception | None) -> Outcome[Any, Any]:
-        outcome: Any = new(builder)
-        outcome.item = item
-        outcome.index = index
-        outcome.value = value
-        outcome.error = error
-        outcome.__class__ = Outcome
-        return cast("Outcome[Any, Any]", outcome)
-
-    return make
-
-
-_make_outcome = _outcome_maker()
+#: ``Outcome(item, index, value, error)``, without Outcome's per-attribute setattr calls:
+#: one is made per item of every fan-out (see :mod:`.fastinit`).
+_make_outcome: Callable[[Any, int, Any, Exception | None], Outcome[Any, Any]] = maker_for(Outcome)
 
 # Key and field getters of Outcome, for sorting and counting in C.
 _BY_INDEX = attrgetter("index")
@@ -292,6 +274,12 @@ class _Engine(Generic[T, R]):
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
 
+    def _source_failed(self, exc: Exception) -> None:
+        """The input itself raised: it stops the run, and is raised as is afterwards."""
+        self._exhausted = True
+        self.source_error = exc
+        self._stop()
+
     def _pull_sync(self, source: Iterator[T]) -> tuple[int, T] | None:
         # A plain method: a sync input needs no coroutine per item.
         if self._exhausted or self._stopping:
@@ -302,9 +290,7 @@ class _Engine(Generic[T, R]):
             self._exhausted = True
             return None
         except Exception as exc:
-            self._exhausted = True
-            self.source_error = exc
-            self._stop()
+            self._source_failed(exc)
             return None
         index = self._next_index
         self._next_index += 1
@@ -321,9 +307,7 @@ class _Engine(Generic[T, R]):
                 self._exhausted = True
                 return None
             except Exception as exc:
-                self._exhausted = True
-                self.source_error = exc
-                self._stop()
+                self._source_failed(exc)
                 return None
         index = self._next_index
         self._next_index += 1

@@ -13,11 +13,12 @@ where that may not hold.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import attrs
 
-__all__ = ["builder_for"]
+__all__ = ["builder_for", "maker_for"]
 
 _INIT_HOOKS = ("__attrs_pre_init__", "__attrs_post_init__", "__attrs_init__")
 
@@ -62,3 +63,22 @@ def builder_for(cls: type) -> type | None:
     except TypeError:
         return None
     return builder
+
+
+def maker_for(cls: type) -> Callable[..., Any]:
+    """A function taking ``cls``'s attributes by position, in field order, and returning
+    the instance ``cls(...)`` would make, built through :func:`builder_for`; ``cls``
+    itself where no builder applies. (Code that builds instances inline, like serde's
+    fast path, follows the same steps without the call.)"""
+    builder = builder_for(cls)
+    if builder is None:
+        return cls
+    names = [a.name for a in attrs.fields(cls)]
+    params = ", ".join(f"a{i}" for i in range(len(names)))
+    lines = [f"def make({params}):", "    obj = __new(__builder)"]
+    lines += [f"    obj.{name} = a{i}" for i, name in enumerate(names)]
+    lines += ["    obj.__class__ = __cls", "    return obj"]
+    namespace: dict[str, Any] = {"__new": object.__new__, "__builder": builder, "__cls": cls}
+    exec(compile("\n".join(lines), f"<aiocompute fastinit {cls.__qualname__}>", "exec"), namespace)
+    make: Callable[..., Any] = namespace["make"]
+    return make

@@ -763,7 +763,7 @@ def _attrs_structure_hook(conv: WireConverter, cls: type) -> Callable[[Any, Any]
                     src.setdefault(primary, alt_value)
         if fast is not None:
             try:
-                # It passes raw to __init__ itself.
+                # It gives the object its raw itself.
                 return fast(src, data)
             except Exception:
                 pass
@@ -794,11 +794,11 @@ def _fast_structure_fn(conv: WireConverter, cls: type) -> Callable[[Any, Any], A
         return None
     fields = attrs.fields(cls)
     # Arguments are passed by position up to the first one that cannot be (a keyword-only
-    # one), by keyword after. An absent key passes the attribute's default,
-    # which is what __init__ does with an omitted argument (a factory is called, as
-    # __init__ would). A factory that takes self can only be omitted, so such a class builds
-    # a dict of arguments instead; so does a class with an __init__ of its own (defaults
-    # and order may differ).
+    # one), by keyword after. An absent key passes the attribute's default, which is what
+    # __init__ does with an omitted argument (a factory is called, as __init__ would). A
+    # factory that takes self can only be omitted, so such a class builds a dict of
+    # arguments instead; so does a class with an __init__ of its own (defaults and order
+    # may differ).
     code = getattr(getattr(cls, "__init__", None), "__code__", None)
     attrs_init = "<attrs generated" in getattr(code, "co_filename", "")
     by_dict = not attrs_init or any(

@@ -1146,7 +1146,7 @@ class Transport:
         without one. The try is written out here, not in a coroutine of its own: most calls
         succeed at once, and one coroutine fewer per request is cheaper to run and to keep
         in memory while it waits."""
-        started = time.monotonic()
+        started = time.monotonic() if retry is not None else 0.0
         try:
             session = self._ensure_session()
             governor = self._governor
@@ -1202,8 +1202,8 @@ class Transport:
                 raise mapped from exc
             hint = got_headers.get("Retry-After")
             retry_after = None if hint is None else parse_retry_after(hint)
-            if self._governor is not None:
-                self._governor.feedback(status, retry_after)
+            if governor is not None:
+                governor.feedback(status, retry_after)
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug("%s -> %d in %.3fs", p.where, status, time.monotonic() - sent_at)
             if ok:
