@@ -1,7 +1,8 @@
 """JSONTestSuite (N. Seriot, MIT) run through the stream decoder, whole and one byte at a time.
 
-The suite lives in the shared folder beside the repository (``<repo>/../shared``); CI clones
-it there. If it is missing these tests fail: they must never pass by testing nothing.
+The project carries its own copy of the suite's ``test_parsing`` files, with the suite's
+licence, under ``tests/conformance/JSONTestSuite``. If it is missing these tests fail: they
+must never pass by testing nothing.
 """
 
 from __future__ import annotations
@@ -16,13 +17,7 @@ import pytest
 from aiocompute._core.jsonstream import DecodedValue, JSONStreamDecoder
 from aiocompute._exceptions import StreamDecodeError
 
-SUITE = (
-    Path(__file__).resolve().parent.parent.parent
-    / "shared"
-    / "conformance"
-    / "JSONTestSuite"
-    / "test_parsing"
-)
+SUITE = Path(__file__).resolve().parent / "conformance" / "JSONTestSuite" / "test_parsing"
 MISSING = "<JSONTestSuite/test_parsing is missing>"
 FILES = sorted(p.name for p in SUITE.glob("*.json")) if SUITE.is_dir() else [MISSING]
 
@@ -39,7 +34,7 @@ VALID_AS_STREAM: dict[str, tuple[str, list[Any]]] = {
 
 
 def _read(name: str) -> bytes:
-    assert name != MISSING, f"JSONTestSuite not found at {SUITE}: clone it into shared/"
+    assert name != MISSING, f"JSONTestSuite not found at {SUITE}: the copy under tests/conformance is missing"
     return (SUITE / name).read_bytes()
 
 
@@ -92,7 +87,7 @@ def same(a: Any, b: Any) -> bool:
 
 
 def test_suite_is_present() -> None:
-    assert SUITE.is_dir(), f"JSONTestSuite not found at {SUITE}: clone it into shared/"
+    assert SUITE.is_dir(), f"JSONTestSuite not found at {SUITE}: the copy under tests/conformance is missing"
     names = list(SUITE.glob("*.json"))
     assert len(names) >= 300
     assert {n.name[:2] for n in names} == {"y_", "n_", "i_"}
