@@ -39,6 +39,7 @@ from aiocompute._core.polling import (
 )
 from aiocompute._exceptions import (
     AuthenticationError,
+    ClientClosedError,
     NotFoundError,
     ProtocolError,
     RateLimitError,
@@ -1240,7 +1241,7 @@ async def test_close_ends_waits_and_refuses_new_ones(server: FakeServer) -> None
     async def one(one_id: str) -> None:
         try:
             await poller.wait(one_id, "running", timeout=5)
-        except anyio.ClosedResourceError as exc:
+        except ClientClosedError as exc:
             raised.append(exc)
 
     async with anyio.create_task_group() as tg:
@@ -1251,7 +1252,7 @@ async def test_close_ends_waits_and_refuses_new_ones(server: FakeServer) -> None
             pass
     assert len(raised) == 2
     assert poller.closed
-    with pytest.raises(anyio.ClosedResourceError):
+    with pytest.raises(ClientClosedError, match="poller is closed"):
         await poller.wait("s1", "running", timeout=1)
     assert_quiet(poller)
 

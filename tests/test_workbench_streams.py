@@ -73,7 +73,7 @@ def pairs(chunks: list[OutputChunk]) -> list[tuple[str, str]]:
 
 def acquired(wb: WorkbenchClient) -> int:
     """Connections the client's pool has handed out and not got back (private, test only)."""
-    session = wb._transport._session
+    session = wb._transport._pool.session
     assert session is not None
     return len(session.connector._acquired)  # type: ignore[union-attr]
 

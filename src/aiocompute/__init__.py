@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ._core.config import ConfigError
 from ._core.fanout import FanOutResult, Outcome, RateGovernor, fan_out, fan_out_iter
 from ._core.jsonstream import DecodedValue, JSONStreamDecoder
+from ._core.network import RequestView, ResponseView
 from ._core.pagination import Page, Paginator
 from ._core.polling import PollCadence, PollEvent, TransitionEvent, WaitResult, WaitToken
 from ._core.retries import RetryPolicy
@@ -20,7 +21,10 @@ from ._exceptions import (
     AioComputeError,
     APIError,
     AuthenticationError,
+    ClientClosedError,
+    InsecureTransportWarning,
     NotFoundError,
+    OutcomeUnknown,
     ProtocolError,
     RateLimitError,
     ServerError,
@@ -70,16 +74,19 @@ __all__ = [
     "APIError",
     "AioComputeError",
     "AuthenticationError",
+    "ClientClosedError",
     "ConfigError",
     "DecodedValue",
     "ETEngineClient",
     "FanOutResult",
+    "InsecureTransportWarning",
     "JSONStreamDecoder",
     "JobSpec",
     "LakeSailClient",
     "LaunchParameters",
     "NotFoundError",
     "Outcome",
+    "OutcomeUnknown",
     "Page",
     "Paginator",
     "PollCadence",
@@ -89,6 +96,8 @@ __all__ = [
     "QiskitRuntimeClient",
     "RateGovernor",
     "RateLimitError",
+    "RequestView",
+    "ResponseView",
     "ResumePolicy",
     "RetryPolicy",
     "ServerError",

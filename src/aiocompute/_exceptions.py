@@ -4,8 +4,11 @@ Every error the SDK raises on purpose is an :class:`AioComputeError`::
 
     AioComputeError
     ├── ConfigError               a setting is missing (also a ValueError; in _core.config)
+    ├── ClientClosedError         a call on a client that was closed (also a RuntimeError)
     ├── TransportError            could not talk to the server (connect, TLS, timeouts); .retryable
-    ├── APIError                  the server answered "no": .status, .code, .message, .body
+    │   └── OutcomeUnknown        a create or delete may or may not have happened
+    ├── APIError                  the server answered "no": .status, .code, .message, .body,
+    │   │                         .request_id, .headers (redacted)
     │   ├── AuthenticationError   401/403 or an RPC "permission denied"
     │   ├── NotFoundError         404 or an RPC "not found"
     │   ├── RateLimitError        429; .retry_after
@@ -19,20 +22,29 @@ Every error the SDK raises on purpose is an :class:`AioComputeError`::
 HTTP-level failures are mapped once, at the transport edge (``_core.transport``); an API's
 own error envelope (e.g. Workbench's ``{"error": {...}}`` in a 200 body) is mapped by that
 API's ``_protocol`` module through :func:`api_error_for`. No error ever carries a credential:
-bodies and URLs are scrubbed by :func:`redact` before they are stored.
+bodies, headers and URLs are scrubbed by :func:`redact` before they are stored, and errors
+mapped from aiohttp are raised without aiohttp's exception in their ``__cause__`` or
+``__context__`` (its ``request_info`` holds the request headers).
+
+:class:`InsecureTransportWarning` is the one warning of the tree: a credential about to be
+sent over plain ``http://`` to a host that is not loopback.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 __all__ = [
     "APIError",
     "AioComputeError",
     "AuthenticationError",
+    "ClientClosedError",
+    "InsecureTransportWarning",
     "NotFoundError",
+    "OutcomeUnknown",
     "ProtocolError",
     "RateLimitError",
     "ServerError",
@@ -44,6 +56,7 @@ __all__ = [
     "api_error_for",
     "excerpt",
     "redact",
+    "redact_headers",
 ]
 
 #: How many characters of a body an error keeps.
@@ -52,10 +65,15 @@ EXCERPT_CHARS = 200
 _SECRET_KEYS = (
     r"(?:api[_-]?key|apikey|access_token|refresh_token|id_token|token|password|secret|cookie)"
 )
+# A value after "Bearer " or "Authorization:" is redacted unless it is an ordinary word
+# ("missing or invalid bearer token" is prose, not a credential): a plain word is lower
+# case after an optional capital, shorter than any real token, and not joined by a token
+# character to more text (a sentence's full stop is fine, "abc.def" is not a word).
+_NOT_A_WORD = r"(?!(?-i:[A-Za-z][a-z]{0,19})\b(?![.~+/=-]\w))"
 # Values that look like credentials, wherever they appear in text we keep.
 _SECRET_PATTERNS = (
-    re.compile(r"(?i)(authorization\s*[:=]\s*)(bearer\s+|basic\s+)?[^\s,;\"']+"),
-    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),
+    re.compile(rf"(?i)(authorization\s*[:=]\s*(?:bearer\s+|basic\s+)?){_NOT_A_WORD}[^\s,;\"']+"),
+    re.compile(rf"(?i)(bearer\s+){_NOT_A_WORD}[A-Za-z0-9._~+/=-]+"),
     # key=value (query strings, forms, logs) and "key": "value" (JSON); not prose such as
     # "token: set WORKBENCH_API_KEY", which holds no value to hide.
     re.compile(rf"(?i)(\b{_SECRET_KEYS}\s*=\s*)[^\s,;\"'&]+"),
@@ -146,12 +164,29 @@ class AioComputeError(Exception):
     """Base of every error aiocompute raises on purpose."""
 
 
+class ClientClosedError(AioComputeError, RuntimeError):
+    """A call on a client (or a wait on its poller) after the client was closed.
+
+    Also a :class:`RuntimeError`, which is what a closed client raised before.
+    """
+
+
+class InsecureTransportWarning(UserWarning):
+    """A credential is about to be sent over plain ``http://`` to a host that is not loopback.
+
+    Emitted once per client. Use ``https://``, or silence it with :mod:`warnings` filters
+    for a network you trust.
+    """
+
+
 class TransportError(AioComputeError):
     """Could not talk to the server: connection refused, TLS failure, DNS, timeouts.
 
     ``retryable`` says whether the call may be tried again. ``sent`` is False only when the
     request surely never reached the server (connection refused or failed before sending),
     which is the only case in which a non-idempotent call (a launch) may be retried.
+    ``outcome_unknown`` is True when a call that creates or destroys something may have
+    been received and acted on (see :class:`OutcomeUnknown`).
     """
 
     def __init__(
@@ -162,14 +197,57 @@ class TransportError(AioComputeError):
         sent: bool = True,
         method: str | None = None,
         url: str | None = None,
+        outcome_unknown: bool = False,
     ) -> None:
         self.message = redact(message)
         self.retryable = retryable
         self.sent = sent
+        self.outcome_unknown = outcome_unknown
         self.method = method
         self.url = redact(url) if url else None
         where = f" ({method} {self.url})" if method and self.url else ""
         super().__init__(f"{self.message}{where}")
+
+
+class OutcomeUnknown(TransportError):
+    """A call that is not idempotent (a launch, a delete) failed after its request may have
+    reached the server: the resource may exist (or be gone) although no answer said so.
+
+    Never ``retryable``: sending it again could create a duplicate. Look the resource up
+    (list or get it) before trying again. ``token`` is the client token the create carried,
+    if the API has a field for one (None otherwise); ``lookup`` says how to find it.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        method: str | None = None,
+        url: str | None = None,
+        token: str | None = None,
+        lookup: str | None = None,
+    ) -> None:
+        self.token = token
+        self.lookup = lookup
+        super().__init__(
+            message, retryable=False, sent=True, method=method, url=url, outcome_unknown=True
+        )
+
+
+# Response headers whose values are kept out of errors entirely.
+_SECRET_HEADER = re.compile(r"(?i)authorization|cookie|token|secret|password|api[-_]?key")
+
+
+def redact_headers(headers: Mapping[str, str] | None) -> Mapping[str, str]:
+    """A read-only copy of ``headers`` with credential-like values replaced by ``***``."""
+    if not headers:
+        return MappingProxyType({})
+    return MappingProxyType(
+        {
+            name: "***" if _SECRET_HEADER.search(name) else redact(str(value))
+            for name, value in headers.items()
+        }
+    )
 
 
 class APIError(AioComputeError):
@@ -177,8 +255,11 @@ class APIError(AioComputeError):
 
     Attributes: ``status`` (HTTP status; 200 for an RPC error inside a 200 body), ``code``
     (the API's own error code, if any), ``message`` (the server's message), ``body`` (a short,
-    redacted excerpt of the response body), ``method`` / ``url`` of the request, and
-    ``retry_after`` (seconds the server asked to wait, e.g. with a 503, else None).
+    redacted excerpt of the response body), ``method`` / ``url`` of the request,
+    ``retry_after`` (seconds the server asked to wait, e.g. with a 503, else None),
+    ``request_id`` (the server's id for the request, from ``X-Request-Id`` or the like, to
+    quote to its operators; None if it sent none) and ``headers`` (the response headers,
+    credentials redacted).
     """
 
     def __init__(
@@ -191,6 +272,8 @@ class APIError(AioComputeError):
         method: str | None = None,
         url: str | None = None,
         retry_after: float | None = None,
+        request_id: str | None = None,
+        headers: Mapping[str, str] | None = None,
     ) -> None:
         self.retry_after = retry_after
         self.message = redact(message)
@@ -199,13 +282,18 @@ class APIError(AioComputeError):
         self.body = excerpt(body)
         self.method = method
         self.url = redact(url) if url else None
+        self.request_id = redact(request_id) if request_id else None
+        self.headers = redact_headers(headers)
         parts = [self.message]
-        if status is not None:
+        # "HTTP 404" once: a message built from the status already says it.
+        if status is not None and not self.message.startswith(f"HTTP {status}"):
             parts.append(f"HTTP {status}")
         if code is not None and code != status:
             parts.append(f"code {code}")
         if method and self.url:
             parts.append(f"{method} {self.url}")
+        if self.request_id:
+            parts.append(f"request id {self.request_id}")
         super().__init__(" | ".join(parts))
 
     def __repr__(self) -> str:
@@ -322,6 +410,8 @@ def api_error_for(
     retry_after: float | None = None,
     method: str | None = None,
     url: str | None = None,
+    request_id: str | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> APIError:
     """Pick the :class:`APIError` subclass for an HTTP status and/or an API error code.
 
@@ -332,6 +422,8 @@ def api_error_for(
     kwargs: dict[str, Any] = {"status": status, "code": code, "body": body, "method": method}
     kwargs["url"] = url
     kwargs["retry_after"] = retry_after
+    kwargs["request_id"] = request_id
+    kwargs["headers"] = headers
     effective = status
     if status < 400 and isinstance(code, int) and 400 <= code < 600:
         effective = code

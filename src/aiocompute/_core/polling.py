@@ -23,7 +23,7 @@ hands the loop to another waiting task. So a Poller needs no start or stop, can 
 client's ``__init__`` outside any event loop, works unchanged behind a blocking portal, and can
 never leak a task: the loop runs only while somebody is inside a wait. :meth:`Poller.aclose`
 (also ``async with poller``) ends the waits still in progress with
-:class:`anyio.ClosedResourceError` and refuses new ones.
+:class:`~aiocompute.ClientClosedError` and refuses new ones.
 
 Cadence (see :class:`PollCadence`)
 ----------------------------------
@@ -101,6 +101,7 @@ import anyio
 from attrs import define, field, frozen
 
 from .._exceptions import (
+    ClientClosedError,
     NotFoundError,
     ProtocolError,
     RateLimitError,
@@ -749,7 +750,7 @@ class Poller(Generic[R]):
         await self.aclose()
 
     async def aclose(self) -> None:
-        """End every wait in progress (they raise :class:`anyio.ClosedResourceError`) and
+        """End every wait in progress (they raise :class:`~aiocompute.ClientClosedError`) and
         refuse new ones. Idempotent."""
         self._closed = True
         if self._tick_scope is not None:
@@ -775,7 +776,7 @@ class Poller(Generic[R]):
 
     def _check_open(self) -> None:
         if self._closed:
-            raise anyio.ClosedResourceError(f"the {self.table.name} poller is closed")
+            raise ClientClosedError(f"the {self.table.name} poller is closed (so is its client)")
 
     # -- public waits -----------------------------------------------------------------------
 

@@ -37,32 +37,37 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy as _copy
 import html
+import itertools
 import json as _json
 import logging
 import math
+import os
 import random
 import re
 import ssl
 import sys
 import time
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from functools import partial
 from http import HTTPStatus
 from types import MappingProxyType, TracebackType
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol, TypeVar
 from urllib.parse import urlencode
 
 import aiohttp
 import anyio
 from attrs import field, frozen
-from multidict import CIMultiDict, CIMultiDictProxy
+from multidict import CIMultiDict
 from yarl import URL
 
 from .._exceptions import (
     APIError,
+    ClientClosedError,
+    InsecureTransportWarning,
+    OutcomeUnknown,
     ProtocolError,
     TransportError,
     api_error_for,
@@ -71,6 +76,16 @@ from .._exceptions import (
     register_secret,
 )
 from .._version import __version__
+from .network import (
+    EventHooks,
+    RequestView,
+    ResponseView,
+    call_hooks,
+    check_proxy,
+    is_loopback,
+    redacted_headers,
+    ssl_setting,
+)
 from .retries import DEFAULT_RETRY, RetryPolicy, call_with_retries, parse_retry_after
 
 __all__ = [
@@ -91,6 +106,8 @@ __all__ = [
 ]
 
 logger = logging.getLogger("aiocompute.transport")
+
+T = TypeVar("T")
 
 #: At most this many bytes of an error response are read (the rest is dropped).
 ERROR_BODY_LIMIT = 64 * 1024
@@ -228,27 +245,10 @@ def _readable(body: bytes, content_type: str) -> str:
     return _decode(body[:_HTML_SCAN_CHARS], content_type)
 
 
-_decode_json_text = _json.JSONDecoder().decode
-
-
-def _loads_json(body: bytes) -> Any:
-    """``json.loads(body)``, with the common case first: UTF-8 without a BOM is decoded
-    here, skipping json.loads' detection of the encoding. Anything that fails that way (a
-    BOM, UTF-16 or UTF-32, invalid JSON) is parsed again by json.loads, so the result or
-    the error is json.loads' own."""
-    try:
-        return _decode_json_text(body.decode())
-    except (ValueError, RecursionError):
-        pass
-    return _json.loads(body)
-
-
 class Response(NamedTuple):
     """A complete, successful (2xx) HTTP response.
 
     ``headers`` is case-insensitive. ``url`` is the redacted URL that was requested.
-    (A named tuple, not an attrs class: one is made per request, and a tuple is built in C
-    without a call per field.)
     """
 
     status: int
@@ -276,21 +276,27 @@ class Response(NamedTuple):
                 url=self.url,
             )
         try:
-            return _loads_json(self.body)
+            return _json.loads(self.body)
         except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
-            content_type = _content_type(self.headers)
-            if _looks_like_html(self.body, content_type):
-                message = "expected JSON, got an HTML page (from a proxy or a login page?)"
-            else:
-                message = f"expected JSON, got an invalid body ({type(exc).__name__}: {exc})"
-            # from None: the JSONDecodeError adds nothing the message does not say.
-            raise ProtocolError(
-                message,
-                status=self.status,
-                body=_readable(self.body, content_type),
-                method=self.method,
-                url=self.url,
-            ) from None
+            detail = (
+                "nested too deeply"
+                if isinstance(exc, RecursionError)
+                else f"{type(exc).__name__}: {exc}"
+            )
+        # Raised here, not in the except block: the JSONDecodeError (whose .doc is the whole
+        # body) must not ride along as __context__.
+        content_type = _content_type(self.headers)
+        if _looks_like_html(self.body, content_type):
+            message = "expected JSON, got an HTML page (from a proxy or a login page?)"
+        else:
+            message = f"expected JSON, got an invalid body ({detail})"
+        raise ProtocolError(
+            message,
+            status=self.status,
+            body=_readable(self.body, content_type),
+            method=self.method,
+            url=self.url,
+        )
 
     def __repr__(self) -> str:
         # Never the body or headers: a token endpoint's body is a credential.
@@ -322,7 +328,7 @@ def _register_credential(value: str) -> None:
 
 
 def _checked_headers(headers: Mapping[str, str] | None, where: object) -> dict[str, str]:
-    # ``where`` (a str or a _Where) is only formatted into an error message.
+    # ``where`` is only formatted into an error message.
     if headers is None:
         return {}
     if not isinstance(headers, Mapping):
@@ -396,18 +402,16 @@ class NoAuth:
 
 
 class RateGovernor(Protocol):
-    """Paces HTTP tries (implemented in ``_core.fanout``).
+    """Paces HTTP tries (implemented by :class:`aiocompute.RateGovernor`).
 
-    ``acquire()`` is awaited before each try. ``feedback(status, retry_after)`` is called
-    after each try that got an HTTP status, or with ``status=None`` after a try that failed
-    to get one (a :class:`TransportError`); it is not called when a try is cancelled.
-
-    A governor may also have ``try_acquire() -> bool`` (``_core.fanout``'s does): it is
-    asked first, and ``acquire()`` is awaited only when it answers False.
+    ``slot()`` is held around each try: it may cap how many tries are in flight and pace
+    their starts. ``feedback(status, retry_after)`` is called after each try that got an
+    HTTP status (for an error inside a 2xx body, the status that error stands for), or with
+    ``status=None`` after a try that failed to get one; not when a try is cancelled.
     """
 
-    async def acquire(self) -> None:
-        """Wait until the next try may start."""
+    def slot(self) -> AbstractAsyncContextManager[object]:
+        """Held around one try: waits for a free slot and the next paced start."""
         ...
 
     def feedback(self, status: int | None, retry_after: float | None) -> None:
@@ -433,33 +437,6 @@ def _without_userinfo(url: str | URL) -> str:
         return str(url)
 
 
-class _Where:
-    """``"POST https://host/path?query"`` with the URL redacted, for errors and log lines.
-
-    Worked out when first formatted: most requests succeed without logging, and then never
-    need it.
-    """
-
-    __slots__ = ("_query", "_text", "_url", "verb")
-
-    def __init__(self, verb: str, url: str, query: list[tuple[str, str]] | None) -> None:
-        self.verb = verb
-        self._url = url
-        self._query = query
-        self._text: str | None = None
-
-    @property
-    def url(self) -> str:
-        """The redacted URL."""
-        text = self._text
-        if text is None:
-            text = self._text = _safe_url(_with_query(self._url, self._query))
-        return text
-
-    def __str__(self) -> str:
-        return f"{self.verb} {self.url}"
-
-
 def _check_base_url(base_url: str) -> URL:
     if not isinstance(base_url, str):
         raise TypeError(f"base_url must be a str, got {type(base_url).__name__}")
@@ -482,37 +459,21 @@ _USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]*@")
 
 _ABSOLUTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
-# Distinct URLs whose origin check (or response URL text) is remembered per transport.
-_ORIGIN_CACHE_SIZE = 1024
-
-# A path yarl writes back exactly as given: only unreserved characters, no percent escapes
-# (yarl may decode or re-case them) and no segment starting with "." ("." and ".." are
-# resolved). Conservative on purpose: anything else takes yarl's own text.
-_PLAIN_PATH = re.compile(r"(?:/(?!\.)[A-Za-z0-9_~.-]*)*")
-
-_NO_HEADERS: Mapping[str, str] = MappingProxyType({})
-
 
 class _Prepared(NamedTuple):
-    """What every try of one :meth:`Transport.request` sends, worked out once."""
+    """What every try of one request or stream sends, worked out once."""
 
     verb: str
-    #: The URL sent: a yarl URL when the SDK built it (see Transport._plain_url), else text.
-    url: str | URL
-    query: Any
-    body: Any
+    url: str
+    query: list[tuple[str, str]] | None
+    body: bytes | None
     content_type: str | None
     extra: Mapping[str, str]
     use_auth: bool
-    #: The response URL's text when there is no redirect, if known without yarl.
-    sent_text: str | None
-    #: Its ``total`` is the request's total timeout.
-    client_timeout: aiohttp.ClientTimeout
-
-    @property
-    def where(self) -> _Where:
-        """The request for an error message or a log line (made when one needs it)."""
-        return _Where(self.verb, str(self.url), self.query)
+    #: A credential would go over plain http to a host that is not loopback.
+    insecure: bool
+    #: The redacted URL with its query, for errors, logs and hooks.
+    where: str
 
 
 def _encode_params(params: Mapping[str, Any] | None) -> list[tuple[str, str]] | None:
@@ -601,6 +562,13 @@ def _map_error(exc: BaseException, *, method: str, url: str, timeout_text: str) 
     except Exception:  # some aiohttp errors cannot print themselves without request info
         detail = type(exc).__name__
     detail = _USERINFO.sub(r"\1", detail)  # aiohttp's texts quote URLs whole
+    if isinstance(exc, aiohttp.ClientHttpProxyError):
+        # The proxy refused the CONNECT tunnel: the request never reached the server.
+        return err(
+            f"the proxy refused the connection: HTTP {exc.status} {exc.message}",
+            sent=False,
+            retryable=exc.status in (502, 503, 504),
+        )
     # TLS first: certificate errors are also connector errors, but retrying cannot help.
     if isinstance(exc, (aiohttp.ClientSSLError, aiohttp.ServerFingerprintMismatch)):
         return err(f"TLS error: {detail}", sent=False, retryable=False)
@@ -623,7 +591,7 @@ def _map_error(exc: BaseException, *, method: str, url: str, timeout_text: str) 
     if isinstance(exc, aiohttp.InvalidURL):
         return err(f"invalid URL: {detail}", sent=False, retryable=False)
     if isinstance(exc, aiohttp.ClientResponseError):
-        # Malformed response, refused proxy, too many redirects: trying again won't help.
+        # A malformed response: trying again won't help.
         return err(f"bad HTTP response: {exc.message or detail}", sent=True, retryable=False)
     if isinstance(exc, (aiohttp.ClientConnectionError, OSError)):
         return err(f"connection error: {detail}", sent=True)
@@ -690,25 +658,31 @@ class ByteStream:
             raise StopAsyncIteration
         if self._closed:
             raise RuntimeError("this stream was closed: read it inside its `async with` block")
+        error: TransportError | None = None
         try:
             with anyio.fail_after(self._stall):
                 chunk = await self._response.content.readany()
         except _MAPPED as exc:
             self._shut()
             if isinstance(exc, TimeoutError) and not isinstance(exc, aiohttp.ClientError):
-                raise TransportError(
+                error = TransportError(
                     f"stream stalled: no data for {self._stall:g} s",
                     sent=True,
                     retryable=True,
                     method=self.method,
                     url=self.url,
-                ) from None
-            raise _map_error(
-                exc, method=self.method, url=self.url, timeout_text="reading the stream"
-            ) from exc
+                )
+            else:
+                error = _map_error(
+                    exc, method=self.method, url=self.url, timeout_text="reading the stream"
+                )
         except BaseException:
             self._shut()  # cancelled mid-read: the connection is in an unknown state
             raise
+        if error is not None:
+            # Raised outside the except block: aiohttp's exception (its request_info holds
+            # the request's headers) must not ride along as __context__.
+            raise error
         if not chunk:
             self._eof = True
             self._shut()
@@ -736,21 +710,114 @@ class ByteStream:
 # --------------------------------------------------------------------------- transport
 
 
+class _Pool:
+    """The ``aiohttp.ClientSession`` a transport and its :meth:`Transport.with_options`
+    copies share: made lazily in the running loop, unless the caller gave their own."""
+
+    def __init__(
+        self,
+        *,
+        limits: PoolLimits,
+        timeout: aiohttp.ClientTimeout,
+        trust_env: bool,
+        session: aiohttp.ClientSession | None,
+    ) -> None:
+        self._limits = limits
+        self._timeout = timeout
+        self._trust_env = trust_env
+        self.session = session
+        #: Whether the SDK made the session (and so closes it).
+        self.owned = session is None
+        self.closed = False
+        #: Whether the plain-http credential warning was given (once per client).
+        self.warned_insecure = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def get(self) -> aiohttp.ClientSession:
+        if self.closed:
+            raise ClientClosedError("this client is closed; create a new one")
+        loop = asyncio.get_running_loop()
+        if self.session is None:
+            connector = aiohttp.TCPConnector(
+                limit=self._limits.max_connections,
+                limit_per_host=self._limits.max_connections_per_host,
+                keepalive_timeout=self._limits.keepalive_timeout,
+            )
+            self.session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=self._timeout,
+                raise_for_status=False,
+                trust_env=self._trust_env,
+            )
+            self._loop = loop
+        elif self.owned and self._loop is not loop:
+            raise RuntimeError(
+                "this client was first used on another event loop; create one client per event loop"
+            )
+        return self.session
+
+    async def aclose(self) -> None:
+        self.closed = True
+        session = self.session
+        if self.owned:
+            self.session = None
+            if session is not None and not session.closed:
+                await session.close()
+
+
+# The headers an APIError takes its request_id from, the first one present.
+_REQUEST_ID_HEADERS = (
+    "X-Request-Id",
+    "X-Correlation-Id",
+    "X-Global-Transaction-Id",
+    "Request-Id",
+    "X-Amzn-RequestId",
+    "X-Amz-Request-Id",
+    "X-Trace-Id",
+)
+
+
+def _request_id(headers: Mapping[str, str]) -> str | None:
+    for name in _REQUEST_ID_HEADERS:
+        value = headers.get(name)
+        if value:
+            return value
+    return None
+
+
+def _beyond_status(text: str, status: int, reason: str) -> str:
+    """``text`` if it says more than the status and its reason ("401 Unauthorized" twice
+    from an HTML error page says nothing new), else ""."""
+    rest = text.lower().replace(str(status), " ")
+    if reason:
+        rest = rest.replace(reason.lower(), " ")
+    rest = re.sub(r"\b(?:http|error)\b", " ", rest)
+    return text if re.search(r"\w", rest) else ""
+
+
 class Transport:
-    """An HTTP client bound to one API base URL: one ``aiohttp.ClientSession``, created
-    lazily inside the running loop, closed by :meth:`aclose` or ``async with``.
+    """An HTTP client bound to one API base URL: one ``aiohttp.ClientSession`` (made lazily
+    inside the running loop, or the caller's ``http_session``), closed by :meth:`aclose` or
+    ``async with``.
 
     ``path`` arguments are joined onto ``base_url`` (``"https://h/api"`` + ``"/v1/x"`` =
     ``"https://h/api/v1/x"``); an absolute ``http(s)://`` URL is used as is. Auth headers
     are sent to the base URL's origin only, unless a call says ``authenticate=True``.
+    Redirects are never followed: a 3xx answer raises :class:`APIError` naming its
+    ``Location`` (none of the APIs redirects, and following one would carry credentials
+    and bodies to another origin).
 
-    ``user_agent``, if given, is put in front of the default
-    ``aiocompute/<v> python/<x.y> aiohttp/<v>``. ``headers`` are sent with every request.
+    ``user_agent``, if given, is appended to ``aiocompute/<v> python/<x.y> aiohttp/<v>``.
+    ``headers`` are sent with every request; they never override the auth headers.
+    ``trust_env``, ``proxy``, ``verify``, ``http_session`` and ``event_hooks`` are the
+    connection options of :mod:`aiocompute._core.network`. ``error_parser`` reads an API's
+    error answers; ``body_error_parser`` finds an error inside a 2xx body (Workbench's
+    RPC errors), which is then retried and reported to the governor like an HTTP status.
+    ``credential_hint`` names where the credential comes from, for 401 messages.
     ``on_retry(attempt, error, delay)`` is called before each retry wait.
 
     A transport garbage-collected while open emits a :class:`ResourceWarning` and closes
-    its connections best-effort; aiohttp's own "Unclosed client session" report is then
-    avoided, except when the transport and its session die together in a reference cycle.
+    its connections best-effort.
     """
 
     def __init__(
@@ -762,29 +829,24 @@ class Transport:
         limits: PoolLimits = DEFAULT_LIMITS,
         retry: RetryPolicy = DEFAULT_RETRY,
         error_parser: ErrorParser | None = None,
+        body_error_parser: ErrorParser | None = None,
         user_agent: str | None = None,
         governor: RateGovernor | None = None,
         headers: Mapping[str, str] | None = None,
         on_retry: Callable[[int, BaseException, float], None] | None = None,
+        trust_env: bool = True,
+        proxy: str | None = None,
+        verify: bool | str | os.PathLike[str] | ssl.SSLContext = True,
+        http_session: aiohttp.ClientSession | None = None,
+        event_hooks: Mapping[str, Sequence[Callable[[Any], object]]] | None = None,
+        credential_hint: str | None = None,
     ) -> None:
-        self._session: aiohttp.ClientSession | None = None
+        self._closed = False
+        self._derived = False
         self._base = _check_base_url(base_url)
         self._base_url = str(self._base).rstrip("/")
-        # yarl's text of the base URL is yarl's canonical form, so the text of a URL joined
-        # onto it with a plain path is known without parsing (see _joined_text); not with
-        # user info in the base, which a response URL leaves out.
-        self._base_is_plain = self._base.user is None and self._base.password is None
-        # The scheme, authority and length of the base URL's "scheme://host[:port]", which
-        # _plain_url puts before a path; None when the base's text does not start that way
-        # (then yarl parses every URL).
-        scheme, authority = self._base.scheme, self._base.raw_authority
-        origin = f"{scheme}://{authority}"
-        self._plain_origin: tuple[str, str, int] | None = (
-            (scheme, authority, len(origin))
-            if self._base_is_plain and self._base_url.startswith(origin)
-            else None
-        )
         self._origin = (self._base.scheme, self._base.host, self._base.port)
+        self._base_insecure = self._base.scheme == "http" and not is_loopback(self._base.host)
         # Credentials in the URL itself (basic auth) are credentials like any other.
         register_secret(self._base.password)
         for name, value, kind in (
@@ -793,35 +855,48 @@ class Transport:
             ("retry", retry, RetryPolicy),
         ):
             if not isinstance(value, kind):
-                raise TypeError(f"Transport {name}= must be a {kind.__name__}, got {value!r}")
-        if user_agent is not None and (not isinstance(user_agent, str) or "\n" in user_agent):
+                raise TypeError(f"{name}= must be a {kind.__name__}, got {value!r}")
+        if not isinstance(trust_env, bool):
+            raise TypeError(f"trust_env must be True or False, got {trust_env!r}")
+        if user_agent is not None and (
+            not isinstance(user_agent, str) or "\n" in user_agent or "\r" in user_agent
+        ):
             raise ValueError("user_agent must be a single-line string")
+        if http_session is not None:
+            if not isinstance(http_session, aiohttp.ClientSession):
+                raise TypeError(
+                    "http_session must be an aiohttp.ClientSession, "
+                    f"got {type(http_session).__name__}"
+                )
+            if limits != DEFAULT_LIMITS:
+                raise ValueError(
+                    "limits= has no effect with http_session=: the session's own connector "
+                    "sets its limits"
+                )
         self._auth: AuthProvider = auth if auth is not None else NoAuth()
         self._timeouts = timeouts
-        # What every request without a timeout= of its own gets (also the session's).
-        self._request_timeout = timeouts._for_request(timeouts.total)
-        self._limits = limits
         self._retry = retry
         self._error_parser = error_parser
+        self._body_error_parser = body_error_parser
         self._governor = governor
-        # RateGovernor's; a governor of another kind (acquire and feedback only) goes without.
-        self._try_acquire: Callable[[], bool] | None = getattr(governor, "try_acquire", None)
         self._on_retry = on_retry
+        self._credential_hint = credential_hint
+        self._proxy = check_proxy(proxy)
+        self._ssl = ssl_setting(verify, trust_env=trust_env)
+        self._hooks = EventHooks.of(event_hooks)
         agent = default_user_agent()
         self._default_headers: dict[str, str] = {
-            "User-Agent": f"{user_agent} {agent}" if user_agent else agent,
+            "User-Agent": f"{agent} {user_agent}" if user_agent else agent,
             "Accept": "application/json",
         }
-        self._default_headers.update(_checked_headers(headers, "Transport headers"))
-        # Headers of a request without headers= of its own, by (Content-Type, with auth),
-        # for auth providers whose headers never change (StaticAuth, NoAuth).
-        self._header_cache: dict[tuple[str | None, bool], CIMultiDictProxy[str]] = {}
-        # Whether a URL has the base URL's origin (auth headers go only there), by URL.
-        self._origin_cache: dict[str, bool] = {}
-        # Response URLs as text without user info (see _response_url).
-        self._url_text_cache: dict[URL, str] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._closed = False
+        self._default_headers.update(_checked_headers(headers, "headers"))
+        self._pool = _Pool(
+            limits=limits,
+            timeout=timeouts._for_request(timeouts.total),
+            # An explicit proxy replaces the environment's.
+            trust_env=trust_env and self._proxy is None,
+            session=http_session,
+        )
         self._rng = random.Random()
         # Test seam: the sleep used between retries.
         self._sleep: Callable[[float], Awaitable[Any]] = anyio.sleep
@@ -845,15 +920,43 @@ class Transport:
 
     @property
     def closed(self) -> bool:
-        """True after :meth:`aclose`."""
-        return self._closed
+        """True after :meth:`aclose` (of this transport, or of the one it was copied from)."""
+        return self._closed or self._pool.closed
+
+    def with_options(
+        self,
+        *,
+        timeouts: Timeouts | None = None,
+        retry: RetryPolicy | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Transport:
+        """A light copy with other timeouts, retry policy or extra headers, sharing this
+        transport's connections, auth, governor and hooks. Closing the copy leaves the
+        connections open; closing the original closes them for both."""
+        if timeouts is not None and not isinstance(timeouts, Timeouts):
+            raise TypeError(f"timeouts= must be a Timeouts, got {timeouts!r}")
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise TypeError(f"retry= must be a RetryPolicy, got {retry!r}")
+        copy = _copy.copy(self)
+        copy._derived = True
+        copy._closed = False
+        if timeouts is not None:
+            copy._timeouts = timeouts
+        if retry is not None:
+            copy._retry = retry
+        if headers is not None:
+            copy._default_headers = {
+                **self._default_headers,
+                **_checked_headers(headers, "headers"),
+            }
+        return copy
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={_safe_url(self._base_url)!r})"
 
     async def __aenter__(self) -> Transport:
-        if self._closed:
-            raise RuntimeError("this Transport is closed; create a new one")
+        if self.closed:
+            raise ClientClosedError("this client is closed; create a new one")
         return self
 
     async def __aexit__(
@@ -865,20 +968,23 @@ class Transport:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Close the session and its connections. Idempotent."""
+        """Close the connections (unless this is a :meth:`with_options` copy, or the
+        session is the caller's). Idempotent."""
         self._closed = True
-        session, self._session = self._session, None
-        if session is not None and not session.closed:
-            await session.close()
+        if not self._derived:
+            await self._pool.aclose()
 
     def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
-        session = getattr(self, "_session", None)  # __init__ may have failed early
+        pool = getattr(self, "_pool", None)  # __init__ may have failed early
+        if pool is None or self._derived or not pool.owned:
+            return
+        session = pool.session
         if session is None or session.closed:
             return
         # Must never raise (warnings may be turned into errors; the loop may be gone).
         with contextlib.suppress(Exception):
             _warn(
-                f"unclosed {self!r}: use `async with` or `await transport.aclose()`",
+                f"unclosed {self!r}: use `async with` or `await client.aclose()`",
                 ResourceWarning,
                 source=self,
             )
@@ -889,29 +995,6 @@ class Transport:
             close_now = getattr(connector, "_close", None)
             if close_now is not None:
                 close_now()
-
-    def _ensure_session(self) -> aiohttp.ClientSession:
-        if self._closed:
-            raise RuntimeError("this Transport is closed; create a new one")
-        loop = asyncio.get_running_loop()
-        if self._session is None:
-            connector = aiohttp.TCPConnector(
-                limit=self._limits.max_connections,
-                limit_per_host=self._limits.max_connections_per_host,
-                keepalive_timeout=self._limits.keepalive_timeout,
-            )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                timeout=self._request_timeout,
-                raise_for_status=False,
-            )
-            self._loop = loop
-        elif self._loop is not loop:
-            raise RuntimeError(
-                "this Transport was first used on another event loop; "
-                "create one Transport per event loop"
-            )
-        return self._session
 
     # -- request building
 
@@ -931,101 +1014,73 @@ class Transport:
             return self._base_url, True
         return f"{self._base_url}/{path.lstrip('/')}", True
 
-    def _joined_text(self, url: str, joined: bool, query: object) -> str | None:
-        """``_without_userinfo(URL(url))`` without parsing, for a URL joined onto the base
-        with a plain path and no query (yarl would give back the same text); else None."""
-        if (
-            joined
-            and query is None
-            and self._base_is_plain
-            and _PLAIN_PATH.fullmatch(url, len(self._base_url)) is not None
-        ):
-            return url
-        return None
-
-    def _plain_url(self, text: str) -> str | URL:
-        """``URL(text)`` for a text from :meth:`_joined_text`, built from its parts: parsing
-        it would give back the very same URL, and costs several times more per request."""
-        origin = self._plain_origin
-        if origin is None:
-            return text
-        scheme, authority, skip = origin
-        return URL.build(scheme=scheme, authority=authority, path=text[skip:], encoded=True)
-
-    def _use_auth(self, url: str, authenticate: bool | None, joined: bool = False) -> bool:
-        if authenticate is not None:
-            return authenticate
+    def _prepare(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any,
+        data: Mapping[str, str] | None,
+        params: Mapping[str, Any] | None,
+        headers: Mapping[str, str] | None,
+        authenticate: bool | None,
+    ) -> _Prepared:
+        verb = method.upper()
+        url, joined = self._resolve(path)
+        query = _encode_params(params)
+        where = _safe_url(_with_query(url, query))
+        body, content_type = _encode_body(json, data, f"{verb} {where}")
+        extra = _checked_headers(headers, f"{verb} {where}")
         if joined:
-            return True  # a path joined onto the base URL: the base's origin
-        same = self._origin_cache.get(url)
-        if same is None:
+            same_origin, insecure = True, self._base_insecure
+        else:
             try:
                 target = URL(url)
             except ValueError:
-                same = False
+                same_origin, insecure = False, False
             else:
-                # Effective ports: "https://h:443" and "https://h" are one origin (yarl's
-                # origin() keeps an explicit default port, and then they differ).
-                same = (target.scheme, target.host, target.port) == self._origin
-            if len(self._origin_cache) >= _ORIGIN_CACHE_SIZE:
-                self._origin_cache.clear()  # ids in paths: keep the cache bounded
-            self._origin_cache[url] = same
-        return same
+                # Effective ports: "https://h:443" and "https://h" are one origin.
+                same_origin = (target.scheme, target.host, target.port) == self._origin
+                insecure = target.scheme == "http" and not is_loopback(target.host)
+        use_auth = same_origin if authenticate is None else authenticate
+        return _Prepared(verb, url, query, body, content_type, extra, use_auth, insecure, where)
 
-    def _response_url(self, url: URL) -> str:
-        """``_safe_url(url)``, remembering the text without user info per URL (yarl's
-        str() is most of the cost); redact() runs each time, as secrets may be added."""
-        text = self._url_text_cache.get(url)
-        if text is None:
-            text = _without_userinfo(url)
-            if len(self._url_text_cache) >= _ORIGIN_CACHE_SIZE:
-                self._url_text_cache.clear()  # ids in paths: keep the cache bounded
-            self._url_text_cache[url] = text
-        return redact(text)
-
-    def _fixed_auth_headers(self) -> Mapping[str, str] | None:
-        """The auth headers if the provider's never change (registered at construction)."""
-        auth = self._auth
-        # Exact types: a subclass may compute its headers.
-        if type(auth) is StaticAuth:
-            return auth._headers
-        if type(auth) is NoAuth:
-            return _NO_HEADERS
-        return None
-
-    async def _headers_for(
-        self, extra: Mapping[str, str], content_type: str | None, use_auth: bool
-    ) -> CIMultiDict[str] | CIMultiDictProxy[str]:
-        if not extra:
-            cached = self._header_cache.get((content_type, use_auth))
-            if cached is not None:
-                return cached
-            fixed = self._fixed_auth_headers()
-            if fixed is not None:
-                merged = CIMultiDict(self._default_headers)
-                if content_type is not None:
-                    merged["Content-Type"] = content_type
-                if use_auth:
-                    merged.update(fixed)
-                # A read-only view: aiohttp copies the headers it is given, never changes them.
-                cached = self._header_cache[(content_type, use_auth)] = CIMultiDictProxy(merged)
-                return cached
+    async def _headers_for(self, p: _Prepared) -> CIMultiDict[str]:
         merged = CIMultiDict(self._default_headers)
-        if content_type is not None:
-            merged["Content-Type"] = content_type
-        if use_auth:
+        merged.update(p.extra)
+        if p.content_type is not None:
+            merged["Content-Type"] = p.content_type
+        if p.use_auth:
             auth_headers = await self._auth.headers()
             for name, value in auth_headers.items():
                 # Providers may refresh tokens: remember each one for redaction.
                 if _SENSITIVE_HEADER.search(name):
                     _register_credential(value)
+            # Last: no other header may replace a credential.
             merged.update(auth_headers)
-        merged.update(extra)
         return merged
+
+    def _warn_if_insecure(self, p: _Prepared) -> None:
+        if (
+            p.use_auth
+            and p.insecure
+            and not self._pool.warned_insecure
+            and not isinstance(self._auth, NoAuth)
+        ):
+            self._pool.warned_insecure = True
+            warnings.warn(
+                f"a credential is sent over plain http to {_safe_url(p.url)!r}: anyone on the "
+                "network can read it; use https://",
+                InsecureTransportWarning,
+                stacklevel=4,
+            )
 
     def _feedback(self, status: int | None, retry_after: float | None) -> None:
         if self._governor is not None:
             self._governor.feedback(status, retry_after)
+
+    def _governed(self) -> AbstractAsyncContextManager[object]:
+        return self._governor.slot() if self._governor is not None else contextlib.nullcontext()
 
     def _api_error(
         self,
@@ -1033,40 +1088,169 @@ class Transport:
         reason: str | None,
         body: bytes,
         headers: Mapping[str, str],
+        p: _Prepared,
         *,
-        method: str,
-        url: str,
         retry_after: float | None,
     ) -> APIError:
+        content_type = _content_type(headers)
+        readable = _readable(body, content_type)
+        code: Any = None
         parsed: tuple[Any, str] | None = None
-        if self._error_parser is not None:
+        if self._error_parser is not None and not 300 <= status < 400:
             try:
                 parsed = self._error_parser(status, body, headers)
             except Exception as exc:
                 # A parser bug must not hide the HTTP error the server reported.
                 logger.debug("error parser failed on HTTP %d: %s", status, type(exc).__name__)
-        content_type = _content_type(headers)
-        readable = _readable(body, content_type)
-        code: Any = None
-        if parsed is not None and parsed[1]:
+        phrase = _reason(status, reason)
+        if 300 <= status < 400:
+            location = headers.get("Location") or "(no Location)"
+            message = (
+                f"HTTP {status} {phrase}: the server redirects to {_safe_url(location)!r}, "
+                "and aiocompute never follows redirects (none of the APIs redirects: is the "
+                "base URL right, https rather than http, with its path prefix?)"
+            )
+        elif parsed is not None and parsed[1]:
             code, message = parsed[0], str(parsed[1])
         else:
-            message = f"HTTP {status} {_reason(status, reason)}".strip()
-            if readable.strip():
-                message += f": {excerpt(readable, 120)}"
+            message = f"HTTP {status} {phrase}".strip()
+            said = _beyond_status(readable, status, phrase)
+            if said.strip():
+                message += f": {excerpt(said, 120)}"
+        if status == 401 and self._credential_hint:
+            message += f" (check the credential: {self._credential_hint})"
         return api_error_for(
             status,
             message,
             code=code,
             body=readable,
             retry_after=retry_after,
-            method=method,
-            url=url,
+            method=p.verb,
+            url=p.where,
+            request_id=_request_id(headers),
+            headers=headers,
+        )
+
+    def _error_in_body(
+        self, status: int, body: bytes, headers: Mapping[str, str], p: _Prepared
+    ) -> APIError | None:
+        """An error the API put inside a 2xx body (Workbench's RPC errors), or None."""
+        if self._body_error_parser is None:
+            return None
+        try:
+            parsed = self._body_error_parser(status, body, headers)
+        except Exception as exc:
+            # The API's own decoding reports a body it cannot read; this check only looks.
+            logger.debug("body error parser failed on HTTP %d: %s", status, type(exc).__name__)
+            return None
+        if parsed is None:
+            return None
+        code, message = parsed
+        return api_error_for(
+            status,
+            str(message),
+            code=code,
+            body=_readable(body, _content_type(headers)),
+            method=p.verb,
+            url=p.where,
+            request_id=_request_id(headers),
+            headers=headers,
+        )
+
+    # -- one HTTP try, shared by requests and streams
+
+    async def _open(
+        self,
+        p: _Prepared,
+        *,
+        timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109 (aiohttp's, passed on)
+        attempt: int,
+        timeout_text: str,
+        deadline: float | None = None,
+    ) -> aiohttp.ClientResponse:
+        """Send one try and return its 2xx response, unread (the caller reads and releases
+        it). Any other status raises the matching :class:`APIError` (3xx included: never
+        followed); a failure to get one raises :class:`TransportError`. ``deadline`` bounds
+        the wait for the status line and for an error body (streams, which have no total
+        timeout)."""
+        session = self._pool.get()
+        headers = await self._headers_for(p)
+        request_view: RequestView | None = None
+        if self._hooks:
+            request_view = RequestView(p.verb, p.where, redacted_headers(headers), attempt)
+            await call_hooks(self._hooks.request, request_view)
+        self._warn_if_insecure(p)
+        sent_at = time.monotonic()
+        response: aiohttp.ClientResponse | None = None
+        error: TransportError | None = None
+        try:
+            with anyio.fail_after(deadline):
+                response = await session.request(
+                    p.verb,
+                    p.url,
+                    params=p.query,
+                    data=p.body,
+                    headers=headers,
+                    timeout=timeout,
+                    allow_redirects=False,
+                    proxy=self._proxy,
+                    ssl=self._ssl,
+                )
+        except _MAPPED as exc:
+            error = _map_error(exc, method=p.verb, url=p.where, timeout_text=timeout_text)
+        if error is not None or response is None:
+            # Raised outside the except block: aiohttp's exception holds the request's
+            # headers (its request_info) and must not ride along as __context__.
+            if response is not None:
+                response.close()
+            self._feedback(None, None)
+            logger.debug("%s %s failed: %s", p.verb, p.where, error)
+            raise error or TransportError("no response", method=p.verb, url=p.where)
+        elapsed = time.monotonic() - sent_at
+        status = response.status
+        logger.debug("%s %s -> %d in %.3fs", p.verb, p.where, status, elapsed)
+        try:
+            if self._hooks.response:
+                assert request_view is not None
+                shown = redacted_headers(response.headers)
+                view = ResponseView(status, shown, request_view, elapsed)
+                await call_hooks(self._hooks.response, view)
+        except BaseException:
+            response.close()
+            raise
+        if 200 <= status < 300:
+            return response
+        raw = b""
+        # The status alone is enough if the error body cannot be had in time.
+        with contextlib.suppress(*_MAPPED):
+            with anyio.fail_after(deadline):
+                raw = await _read_bounded(response.content, ERROR_BODY_LIMIT)
+        response.close()  # the rest of an error body is not worth reading
+        retry_after = parse_retry_after(response.headers.get("Retry-After"))
+        self._feedback(status, retry_after)
+        raise self._api_error(
+            status, response.reason, raw, response.headers, p, retry_after=retry_after
+        )
+
+    async def _with_retries(
+        self,
+        once: Callable[[int], Awaitable[T]],
+        retry: RetryPolicy | None,
+        idempotent: bool,
+    ) -> T:
+        attempts = itertools.count(1)
+        return await call_with_retries(
+            lambda: once(next(attempts)),
+            retry if retry is not None else self._retry,
+            idempotent=idempotent,
+            rng=self._rng,
+            sleep=self._sleep,
+            on_retry=self._on_retry,
         )
 
     # -- request
 
-    def request(
+    async def request(
         self,
         method: str,
         path: str,
@@ -1077,9 +1261,9 @@ class Transport:
         headers: Mapping[str, str] | None = None,
         idempotent: bool,
         retry: RetryPolicy | None = None,
-        timeout: float | None = None,  # per-try HTTP timeout
+        timeout: float | None = None,  # noqa: ASYNC109 (the per-try HTTP timeout)
         authenticate: bool | None = None,
-    ) -> Coroutine[Any, Any, Response]:
+    ) -> Response:
         """Send a request (retrying per policy) and return the 2xx :class:`Response`.
 
         ``json`` is sent as a JSON body (None: no body), ``data`` as a form; ``params``
@@ -1091,148 +1275,80 @@ class Transport:
         URL's origin.
 
         Raises :class:`APIError` subclasses for non-2xx answers, :class:`TransportError`
-        when the server could not be reached or the exchange failed. The arguments are
-        checked at once: a bad one raises here, before anything is awaited.
+        when the server could not be reached or the exchange failed, and
+        :class:`OutcomeUnknown` when a call that is not idempotent failed after it may
+        have reached the server.
         """
         if not isinstance(idempotent, bool):
             raise TypeError("idempotent= must be True or False")
         if timeout is not None:
             _check_number("request", "timeout", timeout, allow_none=False)
-        verb = method.upper()
-        url, joined = self._resolve(path)
-        query = None if params is None else _encode_params(params)
-        body, content_type = (
-            (None, None)
-            if json is None and data is None
-            else _encode_body(json, data, _Where(verb, url, query))
+        p = self._prepare(
+            method,
+            path,
+            json=json,
+            data=data,
+            params=params,
+            headers=headers,
+            authenticate=authenticate,
         )
-        extra = {} if headers is None else _checked_headers(headers, _Where(verb, url, query))
-        # A path joined onto the base URL has the base's origin: auth goes there.
-        use_auth = (
-            True if joined and authenticate is None else self._use_auth(url, authenticate, joined)
-        )
-        # The response URL's text when there is no redirect, if known without yarl.
-        sent_text = self._joined_text(url, joined, query)
-        target = url if sent_text is None else self._plain_url(sent_text)
-        # Without a timeout of its own, a request uses the one made at construction.
-        client_timeout = (
-            self._request_timeout if timeout is None else self._timeouts._for_request(timeout)
+        total = self._timeouts.total if timeout is None else timeout
+        client_timeout = self._timeouts._for_request(total)
+        timeout_text = (
+            f"after {total:g} s without a complete response"
+            if total
+            else "waiting for the response"
         )
 
-        prepared = _Prepared(
-            verb,
-            target,
-            query,
-            body,
-            content_type,
-            extra,
-            use_auth,
-            sent_text,
-            client_timeout,
-        )
-        # The coroutine of the first try itself: most calls succeed at once, and then need
-        # neither the retry driver nor a coroutine of request's own around the try.
-        return self._send(prepared, retry if retry is not None else self._retry, idempotent)
+        async def once(attempt: int) -> Response:
+            return await self._request_once(p, client_timeout, attempt, timeout_text)
 
-    async def _send(
+        unknown: TransportError | None = None
+        try:
+            return await self._with_retries(once, retry, idempotent)
+        except TransportError as exc:
+            if idempotent or not exc.sent or exc.outcome_unknown:
+                raise
+            unknown = exc
+        # Outside the except block: the new error stands alone (its text says it all).
+        raise OutcomeUnknown(
+            f"{unknown.message}; the server may have received this {p.verb} and acted on it, "
+            "so what it creates or deletes may exist (or be gone): look it up before trying "
+            "again, as sending it again could make a duplicate",
+            method=p.verb,
+            url=p.where,
+        )
+
+    async def _request_once(
         self,
         p: _Prepared,
-        retry: RetryPolicy | None = None,
-        idempotent: bool = False,
+        client_timeout: aiohttp.ClientTimeout,
+        attempt: int,
+        timeout_text: str,
     ) -> Response:
-        """One try of :meth:`request`. Given ``retry`` (the first try), a failure goes on to
-        the retry driver, whose budget starts when this try does (not when request() was
-        called: a coroutine may wait before it is awaited); its tries come back here
-        without one. The try is written out here, not in a coroutine of its own: most calls
-        succeed at once, and one coroutine fewer per request is cheaper to run and to keep
-        in memory while it waits."""
-        started = time.monotonic() if retry is not None else 0.0
-        try:
-            session = self._ensure_session()
-            governor = self._governor
-            if governor is not None:
-                # Most requests need not wait: then no coroutine is made for acquire().
-                try_acquire = self._try_acquire
-                if try_acquire is None or not try_acquire():
-                    await governor.acquire()
-            sent_headers: CIMultiDict[str] | CIMultiDictProxy[str] | None = (
-                None if p.extra else self._header_cache.get((p.content_type, p.use_auth))
+        async with self._governed():
+            response = await self._open(
+                p, timeout=client_timeout, attempt=attempt, timeout_text=timeout_text
             )
-            if sent_headers is None:
-                sent_headers = await self._headers_for(p.extra, p.content_type, p.use_auth)
-            sent_at = time.monotonic()
+            error: TransportError | None = None
             try:
-                async with session.request(
-                    p.verb,
-                    p.url,
-                    params=p.query,
-                    data=p.body,
-                    headers=sent_headers,
-                    timeout=p.client_timeout,
-                ) as resp:
-                    status = resp.status
-                    ok = 200 <= status < 300
-                    raw = (
-                        await resp.read()
-                        if ok
-                        else await _read_bounded(resp.content, ERROR_BODY_LIMIT)
-                    )
-                    if not ok:
-                        resp.close()  # the rest of an error body is not worth reading
-                    got_headers = resp.headers
-                    reason = resp.reason
-                    final_url = (
-                        redact(p.sent_text)
-                        if p.sent_text is not None and not resp.history
-                        else self._response_url(resp.url)
-                    )
+                body = await response.read()
             except _MAPPED as exc:
-                total = p.client_timeout.total
-                timeout_text = (
-                    f"after {total:g} s without a complete response"
-                    if total
-                    else "waiting for the response"
-                )
-                where = p.where
-                mapped = _map_error(exc, method=p.verb, url=where.url, timeout_text=timeout_text)
+                error = _map_error(exc, method=p.verb, url=p.where, timeout_text=timeout_text)
+            finally:
+                response.release()
+            if error is not None:
                 self._feedback(None, None)
-                logger.debug(
-                    "%s failed after %.3fs: %s", where, time.monotonic() - sent_at, mapped.message
-                )
-                raise mapped from exc
-            hint = got_headers.get("Retry-After")
-            retry_after = None if hint is None else parse_retry_after(hint)
-            if governor is not None:
-                governor.feedback(status, retry_after)
-            if logger.isEnabledFor(logging.DEBUG):
-                logger.debug("%s -> %d in %.3fs", p.where, status, time.monotonic() - sent_at)
-            if ok:
-                return Response(status, got_headers, raw, p.verb, final_url)
-            raise self._api_error(
-                status,
-                reason,
-                raw,
-                got_headers,
-                method=p.verb,
-                url=p.where.url,
-                retry_after=retry_after,
-            )
-        except Exception as exc:
-            if retry is None:
-                raise
-            # Retried outside the except block, so that a later error is not shown as
-            # raised "during handling of" this one.
-            error = exc
-        return await call_with_retries(
-            partial(self._send, p),
-            retry,
-            idempotent=idempotent,
-            rng=self._rng,
-            sleep=self._sleep,
-            on_retry=self._on_retry,
-            first_error=error,
-            started=started,
-        )
+                raise error
+            status, headers = response.status, response.headers
+            in_body = self._error_in_body(status, body, headers, p)
+            if in_body is not None:
+                code = in_body.code
+                stands_for = code if isinstance(code, int) and 400 <= code < 600 else status
+                self._feedback(stands_for, in_body.retry_after)
+                raise in_body
+            self._feedback(status, None)
+            return Response(status, headers, body, p.verb, p.where)
 
     # -- stream
 
@@ -1262,92 +1378,40 @@ class Transport:
             raise TypeError("idempotent= must be True or False")
         stall = stall_timeout if stall_timeout is not None else self._timeouts.stall
         _check_number("stream", "stall_timeout", stall, allow_none=False)
-        verb = method.upper()
-        url, joined = self._resolve(path)
-        query = _encode_params(params)
-        safe = _safe_url(_with_query(url, query))
-        where = f"{verb} {safe}"
-        body, content_type = _encode_body(json, None, where)
-        extra = _checked_headers(headers, where)
-        use_auth = self._use_auth(url, authenticate, joined)
-        # Connect is bounded by its own timeout; the wait for the status line by the stall
-        # timeout. Together they bound the opening, pool waits included.
-        open_deadline = stall + (self._timeouts.connect or 0.0)
-
-        async def open_once() -> ByteStream:
-            session = self._ensure_session()
-            if self._governor is not None:
-                await self._governor.acquire()
-            sent_headers = await self._headers_for(extra, content_type, use_auth)
-            started = time.monotonic()
-            resp: aiohttp.ClientResponse | None = None
-            try:
-                with anyio.fail_after(open_deadline):
-                    resp = await session.request(
-                        verb,
-                        url,
-                        params=query,
-                        data=body,
-                        headers=sent_headers,
-                        timeout=self._timeouts._for_stream(),
-                    )
-            except _MAPPED as exc:
-                if resp is not None:
-                    resp.close()
-                self._feedback(None, None)
-                error = _map_error(
-                    exc,
-                    method=verb,
-                    url=safe,
-                    timeout_text=f"opening the stream (no answer within {open_deadline:g} s)",
-                )
-                logger.debug("%s %s (stream) failed: %s", verb, safe, error.message)
-                raise error from exc
-            try:
-                status = resp.status
-                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-                logger.debug(
-                    "%s %s (stream) -> %d in %.3fs", verb, safe, status, time.monotonic() - started
-                )
-                if 200 <= status < 300:
-                    self._feedback(status, retry_after)
-                    return ByteStream(resp, stall=stall, method=verb, url=safe)
-                raw = b""
-                # The status alone is enough if the error body cannot be had in time.
-                with contextlib.suppress(*_MAPPED), anyio.fail_after(stall):
-                    raw = await _read_bounded(resp.content, ERROR_BODY_LIMIT)
-                resp.close()
-                self._feedback(status, retry_after)
-                raise self._api_error(
-                    status,
-                    resp.reason,
-                    raw,
-                    resp.headers,
-                    method=verb,
-                    url=safe,
-                    retry_after=retry_after,
-                )
-            except BaseException:
-                resp.close()
-                raise
-
-        return self._stream_context(open_once, retry, idempotent)
+        p = self._prepare(
+            method,
+            path,
+            json=json,
+            data=None,
+            params=params,
+            headers=headers,
+            authenticate=authenticate,
+        )
+        return self._stream_context(p, stall, retry, idempotent)
 
     @contextlib.asynccontextmanager
     async def _stream_context(
-        self,
-        open_once: Callable[[], Awaitable[ByteStream]],
-        retry: RetryPolicy | None,
-        idempotent: bool,
+        self, p: _Prepared, stall: float, retry: RetryPolicy | None, idempotent: bool
     ) -> AsyncIterator[ByteStream]:
-        stream = await call_with_retries(
-            open_once,
-            retry if retry is not None else self._retry,
-            idempotent=idempotent,
-            rng=self._rng,
-            sleep=self._sleep,
-            on_retry=self._on_retry,
-        )
+        # Connect is bounded by its own timeout; the wait for the status line by the stall
+        # timeout. Together they bound the opening, pool waits included.
+        deadline = stall + (self._timeouts.connect or 0.0)
+        timeout_text = f"opening the stream (no answer within {deadline:g} s)"
+
+        async def open_once(attempt: int) -> ByteStream:
+            # The governor's slot covers the opening, not the life of the stream.
+            async with self._governed():
+                response = await self._open(
+                    p,
+                    timeout=self._timeouts._for_stream(),
+                    attempt=attempt,
+                    timeout_text=timeout_text,
+                    deadline=deadline,
+                )
+            self._feedback(response.status, None)
+            return ByteStream(response, stall=stall, method=p.verb, url=p.where)
+
+        stream = await self._with_retries(open_once, retry, idempotent)
         try:
             yield stream
         finally:

@@ -57,6 +57,7 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from .._core.pagination import Page, Paginator
 from .._core.resources import BaseClient
+from .._exceptions import ClientClosedError
 
 __all__ = [
     "ClientClosedError",
@@ -185,10 +186,6 @@ async def _invoke_sync(fn: Callable[..., T], args: Any, kwargs: Any) -> T:
 
 def _loop_thread() -> tuple[asyncio.AbstractEventLoop, threading.Thread]:
     return asyncio.get_running_loop(), threading.current_thread()
-
-
-class ClientClosedError(RuntimeError):
-    """The sync client was closed (before or during the call)."""
 
 
 class _Runner:

@@ -1,0 +1,238 @@
+"""How a client reaches its server: proxies, TLS, extra headers, caller-owned sessions, hooks.
+
+Every API client takes the same connection options (:class:`ConnectionOptions`), checked
+here once and applied by :class:`~aiocompute._core.transport.Transport`:
+
+- ``trust_env`` (default True, like requests and httpx): honour ``HTTP_PROXY`` /
+  ``HTTPS_PROXY`` / ``NO_PROXY`` (and their lower-case forms) and ``SSL_CERT_FILE`` /
+  ``SSL_CERT_DIR``.
+- ``proxy``: a proxy URL for every request (overrides the environment); credentials in it
+  are sent as ``Proxy-Authorization`` and never logged.
+- ``verify``: True (the system's CA store), False (no verification: for tests only), the
+  path of a CA bundle file or directory, or an :class:`ssl.SSLContext`.
+- ``headers``: extra headers on every request; they never override authentication.
+- ``user_agent``: appended to the SDK's own ``User-Agent``.
+- ``http_session``: a caller-owned :class:`aiohttp.ClientSession` (the client uses it and
+  never closes it; its own connector, limits and ``trust_env`` then apply).
+- ``event_hooks``: ``{"request": [...], "response": [...]}``, callables or coroutine
+  functions given a read-only, redacted :class:`RequestView` / :class:`ResponseView` of
+  each HTTP try (httpx's pattern). An exception a hook raises ends the call as it is.
+"""
+
+from __future__ import annotations
+
+import inspect
+import ipaddress
+import os
+import re
+import ssl
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, TypedDict
+
+from attrs import frozen
+from yarl import URL
+
+from .._exceptions import redact, register_secret
+
+if TYPE_CHECKING:
+    import aiohttp
+
+__all__ = [
+    "ConnectionOptions",
+    "EventHooks",
+    "RequestHook",
+    "RequestView",
+    "ResponseHook",
+    "ResponseView",
+    "check_proxy",
+    "is_loopback",
+    "redacted_headers",
+    "ssl_setting",
+]
+
+
+class ConnectionOptions(TypedDict, total=False):
+    """The connection options every client constructor takes (see this module's docs)."""
+
+    trust_env: bool
+    proxy: str | None
+    verify: bool | str | os.PathLike[str] | ssl.SSLContext
+    headers: Mapping[str, str] | None
+    user_agent: str | None
+    http_session: aiohttp.ClientSession | None
+    event_hooks: Mapping[str, Sequence[Callable[[Any], object]]] | None
+
+
+# Header names whose values are credentials: never shown to hooks, logs or errors.
+SENSITIVE_HEADER = re.compile(
+    r"(?i)authorization|cookie|token|secret|password|api[-_]?key|credential|service-crn"
+)
+
+
+def redacted_headers(headers: Mapping[str, str]) -> Mapping[str, str]:
+    """A read-only copy of ``headers`` with every credential-like value replaced by ``***``."""
+    return MappingProxyType(
+        {
+            name: "***" if SENSITIVE_HEADER.search(name) else redact(value)
+            for name, value in headers.items()
+        }
+    )
+
+
+@frozen
+class RequestView:
+    """A read-only view of one HTTP try, for ``event_hooks["request"]``.
+
+    ``url`` is redacted and ``headers`` have every credential replaced by ``***``.
+    ``attempt`` counts the tries of this call (1 for the first).
+    """
+
+    method: str
+    url: str
+    headers: Mapping[str, str]
+    attempt: int
+
+
+@frozen
+class ResponseView:
+    """A read-only view of the answer to one HTTP try, for ``event_hooks["response"]``.
+
+    ``headers`` are redacted like the request's; ``elapsed`` is the seconds from sending the
+    request to receiving the status line. The body is not part of the view.
+    """
+
+    status: int
+    headers: Mapping[str, str]
+    request: RequestView
+    elapsed: float
+
+
+RequestHook = Callable[[RequestView], "object | Awaitable[object]"]
+ResponseHook = Callable[[ResponseView], "object | Awaitable[object]"]
+
+
+@frozen
+class EventHooks:
+    """Checked ``event_hooks``: the request and response hooks, in the order given."""
+
+    request: tuple[RequestHook, ...] = ()
+    response: tuple[ResponseHook, ...] = ()
+
+    @classmethod
+    def of(cls, hooks: Mapping[str, Sequence[Callable[[Any], object]]] | None) -> EventHooks:
+        """Check ``{"request": [...], "response": [...]}``; either key may be left out."""
+        if hooks is None:
+            return cls()
+        if not isinstance(hooks, Mapping):
+            raise TypeError('event_hooks must be a mapping: {"request": [...], "response": [...]}')
+        unknown = set(hooks) - {"request", "response"}
+        if unknown:
+            raise ValueError(
+                f"event_hooks: unknown event(s) {sorted(map(str, unknown))}; "
+                "use 'request' and 'response'"
+            )
+        checked: dict[str, tuple[Callable[[Any], object], ...]] = {}
+        for event in ("request", "response"):
+            given = hooks.get(event, ())
+            if (
+                callable(given)
+                or isinstance(given, (str, bytes))
+                or not isinstance(given, Sequence)
+            ):
+                raise TypeError(f"event_hooks[{event!r}] must be a list of callables")
+            for i, hook in enumerate(given):
+                if not callable(hook):
+                    raise TypeError(f"event_hooks[{event!r}][{i}] is not callable: {hook!r}")
+            checked[event] = tuple(given)
+        return cls(request=checked["request"], response=checked["response"])
+
+    def __bool__(self) -> bool:
+        return bool(self.request or self.response)
+
+
+async def call_hooks(hooks: Sequence[Callable[[Any], object]], view: object) -> None:
+    """Call each hook with ``view``, awaiting the ones that return an awaitable."""
+    for hook in hooks:
+        result = hook(view)
+        if inspect.isawaitable(result):
+            await result
+
+
+def check_proxy(proxy: str | None) -> URL | None:
+    """The proxy URL, checked: an absolute ``http://`` or ``https://`` URL with a host.
+
+    Its password is registered as a secret, so that no error or log line shows it.
+    """
+    if proxy is None:
+        return None
+    if not isinstance(proxy, str):
+        raise TypeError(f"proxy must be a URL string, got {type(proxy).__name__}")
+    try:
+        url = URL(proxy.strip())
+    except ValueError:
+        url = URL()
+    register_secret(url.password)
+    if url.scheme not in ("http", "https") or not url.host:
+        safe = str(url.with_user(None)) if url.host else "<unreadable>"
+        raise ValueError(f"proxy must be an http(s) URL such as 'http://proxy:3128', got {safe!r}")
+    return url
+
+
+def ssl_setting(
+    verify: bool | str | os.PathLike[str] | ssl.SSLContext,
+    *,
+    trust_env: bool,
+    environ: Mapping[str, str] | None = None,
+) -> ssl.SSLContext | bool:
+    """What aiohttp's ``ssl=`` gets for ``verify``.
+
+    True keeps aiohttp's default verified context, unless ``trust_env`` and
+    ``SSL_CERT_FILE`` / ``SSL_CERT_DIR`` name a CA bundle: then a context that trusts it.
+    False turns verification off. A path (file or directory) gives a context that trusts
+    that CA bundle. An :class:`ssl.SSLContext` is used as it is.
+    """
+    if isinstance(verify, ssl.SSLContext):
+        return verify
+    if isinstance(verify, bool):
+        if not verify:
+            return False
+        env = os.environ if environ is None else environ
+        cafile = (env.get("SSL_CERT_FILE") or None) if trust_env else None
+        capath = (env.get("SSL_CERT_DIR") or None) if trust_env else None
+        if cafile is None and capath is None:
+            return True
+        return _context_for(cafile, capath, where="$SSL_CERT_FILE / $SSL_CERT_DIR")
+    if isinstance(verify, (str, os.PathLike)):
+        path = Path(verify)
+        if path.is_dir():
+            return _context_for(None, str(path), where="verify=")
+        if path.is_file():
+            return _context_for(str(path), None, where="verify=")
+        raise ValueError(f"verify= names no CA bundle file or directory: {str(path)!r}")
+    raise TypeError(
+        "verify must be True, False, the path of a CA bundle or an ssl.SSLContext, "
+        f"got {type(verify).__name__}"
+    )
+
+
+def _context_for(cafile: str | None, capath: str | None, *, where: str) -> ssl.SSLContext:
+    try:
+        return ssl.create_default_context(cafile=cafile, capath=capath)
+    except (OSError, ssl.SSLError) as exc:  # a missing or unreadable file
+        error = ValueError(f"{where}: cannot load the CA bundle {cafile or capath!r}: {exc}")
+    raise error
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether ``host`` names this machine: ``localhost`` or a loopback address."""
+    if not host:
+        return False
+    name = host.strip("[]").lower()
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
