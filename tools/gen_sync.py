@@ -359,6 +359,10 @@ def generic_envs(leaf: type, bound: dict[Any, Any] | None = None) -> dict[type, 
 _TOKEN = re.compile(r"__(Q?)REF(\d+)__")
 
 
+# Names of newer Pythons' typing module, imported where the SDK re-exports them for 3.10.
+_PORTABLE = {Ref("typing", "Unpack"): Ref("aiocompute._core.network", "Unpack")}
+
+
 class Imports:
     """The names the generated code refers to, as placeholder tokens until the end, when
     each becomes a plain imported name or, on a clash, ``module_alias.name``."""
@@ -367,6 +371,7 @@ class Imports:
         self._refs: dict[Ref, int] = {}
 
     def token(self, ref: Ref, *, qualified: bool = False) -> str:
+        ref = _PORTABLE.get(ref, ref)
         index = self._refs.setdefault(ref, len(self._refs))
         return f"__{'Q' if qualified else ''}REF{index}__"
 

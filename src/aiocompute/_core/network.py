@@ -26,6 +26,7 @@ import ipaddress
 import os
 import re
 import ssl
+import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
@@ -35,6 +36,11 @@ from attrs import frozen
 from yarl import URL
 
 from .._exceptions import redact, register_secret
+
+if sys.version_info >= (3, 11):
+    from typing import Unpack
+else:  # pragma: no cover
+    from typing_extensions import Unpack
 
 if TYPE_CHECKING:
     import aiohttp
@@ -46,6 +52,7 @@ __all__ = [
     "RequestView",
     "ResponseHook",
     "ResponseView",
+    "Unpack",
     "check_proxy",
     "is_loopback",
     "redacted_headers",

@@ -10,12 +10,14 @@ from the subclasses.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable, Collection, Iterable, Sequence
+import copy as _copy
+from collections.abc import AsyncGenerator, Callable, Collection, Iterable, Mapping, Sequence
 from contextlib import aclosing
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from .fanout import RateGovernor
+from .network import ConnectionOptions
 from .polling import (
     OnCancel,
     Poller,
@@ -25,8 +27,9 @@ from .polling import (
     WaitResult,
     WaitToken,
 )
+from .retries import RetryPolicy
 from .transport import RateGovernor as Governor
-from .transport import Transport
+from .transport import Timeouts, Transport
 
 __all__ = ["BaseClient", "WaitableResource", "client_transport"]
 
@@ -34,12 +37,27 @@ R = TypeVar("R")
 Self = TypeVar("Self", bound="BaseClient")
 
 
-def client_transport(base_url: str, *, governor: Governor | None, **options: Any) -> Transport:
+def client_transport(
+    base_url: str,
+    *,
+    governor: Governor | None,
+    connection: ConnectionOptions,
+    client: str,
+    **options: Any,
+) -> Transport:
     """The :class:`Transport` of one client: every API client builds its own here, so each
     gets a :class:`~aiocompute.RateGovernor` of its own (unlimited until the first 429)
-    unless the caller gave one to share. ``options`` go to :class:`Transport` as they are."""
+    unless the caller gave one to share. ``connection`` holds the connection options the
+    client's constructor took (checked here: ``client`` names the class in errors);
+    ``options`` go to :class:`Transport` as they are."""
+    unknown = sorted(set(connection) - set(ConnectionOptions.__annotations__))
+    if unknown:
+        raise TypeError(f"{client}() got an unexpected keyword argument {unknown[0]!r}")
     return Transport(
-        base_url, governor=governor if governor is not None else RateGovernor(), **options
+        base_url,
+        governor=governor if governor is not None else RateGovernor(),
+        **connection,
+        **options,
     )
 
 
@@ -53,6 +71,32 @@ class BaseClient:
     def __init__(self, transport: Transport) -> None:
         self._transport = transport
         self._pollers: list[Poller[Any]] = []
+
+    def _make_resources(self) -> None:
+        """Create the resources (``self.sessions`` ...), bound to this client. Called by the
+        subclass's ``__init__`` and again for each :meth:`with_options` copy."""
+
+    def with_options(
+        self: Self,
+        *,
+        timeouts: Timeouts | None = None,
+        retry: RetryPolicy | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Self:
+        """A light copy of this client with other timeouts, retry policy or extra headers,
+        for some calls: ``await client.with_options(timeouts=Timeouts(total=5)).version()``.
+
+        The copy shares the connection pool, the credentials and the rate governor; its
+        waits are its own. Closing the copy leaves the original open; closing the original
+        closes the connections of both.
+        """
+        clone = _copy.copy(self)
+        clone._transport = self._transport.with_options(
+            timeouts=timeouts, retry=retry, headers=headers
+        )
+        clone._pollers = []
+        clone._make_resources()
+        return clone
 
     def _poller(self, poller: Poller[R]) -> Poller[R]:
         """Register a poller so that :meth:`aclose` closes it."""

@@ -16,6 +16,7 @@ import anyio
 import attrs
 
 from .._core.config import resolve_setting
+from .._core.network import ConnectionOptions, Unpack
 from .._core.polling import PollCadence, Poller, per_id_fetcher
 from .._core.resources import BaseClient, WaitableResource, client_transport
 from .._core.retries import DEFAULT_RETRY, RetryPolicy
@@ -79,6 +80,7 @@ class ETEngineClient(BaseClient):
         cadence: PollCadence | None = None,
         poll_concurrency: int = 8,
         strict: bool = False,
+        **connection: Unpack[ConnectionOptions],
     ) -> None:
         key = resolve_setting(
             api_key, ["ET_ENGINE_API_KEY"], what="ET Engine API key", argument="api_key"
@@ -96,12 +98,18 @@ class ETEngineClient(BaseClient):
                 retry=retry,
                 limits=limits,
                 error_parser=P.error_parser,
+                connection=connection,
+                client="ETEngineClient",
+                credential_hint="api_key= or $ET_ENGINE_API_KEY",
                 governor=governor,
             )
         )
         self._strict = strict
         self._cadence = cadence
         self._poll_concurrency = poll_concurrency
+        self._make_resources()
+
+    def _make_resources(self) -> None:
         self.batches = BatchesResource(self)
         self.jobs = JobsResource(self)
 

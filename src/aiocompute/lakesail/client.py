@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .._core.config import resolve_setting
+from .._core.network import ConnectionOptions, Unpack
 from .._core.pagination import Page, Paginator
 from .._core.polling import PollCadence, Poller, per_id_fetcher
 from .._core.resources import BaseClient, WaitableResource, client_transport
@@ -80,6 +81,7 @@ class LakeSailClient(BaseClient):
         governor: RateGovernor | None = None,
         cadence: PollCadence | None = None,
         strict: bool = False,
+        **connection: Unpack[ConnectionOptions],
     ) -> None:
         secret = resolve_setting(token, [TOKEN_ENV], what="LakeSail API token", argument="token")
         assert secret is not None  # required=True raised otherwise
@@ -98,11 +100,17 @@ class LakeSailClient(BaseClient):
                 retry=retry,
                 limits=limits,
                 error_parser=P.error_parser,
+                connection=connection,
+                client="LakeSailClient",
+                credential_hint="token= or $LAKESAIL_API_TOKEN",
                 governor=governor,
             )
         )
         self._strict = strict
         self._cadence = cadence
+        self._make_resources()
+
+    def _make_resources(self) -> None:
         self.sessions = SessionsResource(self)
         self.workload_configs = WorkloadConfigsResource(self)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from .._core.config import resolve_setting
+from .._core.network import ConnectionOptions, Unpack
 from .._core.polling import PollCadence, Poller, per_id_fetcher
 from .._core.resources import BaseClient, WaitableResource, client_transport
 from .._core.retries import RetryPolicy
@@ -106,6 +107,7 @@ class QiskitRuntimeClient(BaseClient):
         cadence: PollCadence | None = None,
         poll_concurrency: int = 8,
         strict: bool = False,
+        **connection: Unpack[ConnectionOptions],
     ) -> None:
         api_key = resolve_setting(
             token, ["QISKIT_IBM_TOKEN"], what="IBM Cloud API key", argument="token"
@@ -141,6 +143,9 @@ class QiskitRuntimeClient(BaseClient):
             retry=retry,
             limits=limits,
             error_parser=P.error_parser,
+            connection=connection,
+            client="QiskitRuntimeClient",
+            credential_hint="token= or $QISKIT_IBM_TOKEN (an IBM Cloud API key)",
             governor=governor,
             headers={"Service-CRN": crn, "IBM-API-Version": _check_api_version(api_version)},
         )
@@ -151,6 +156,9 @@ class QiskitRuntimeClient(BaseClient):
         self._strict = strict
         self._cadence = cadence
         self._poll_concurrency = poll_concurrency
+        self._make_resources()
+
+    def _make_resources(self) -> None:
         self.sessions = SessionsResource(self)
 
     @property

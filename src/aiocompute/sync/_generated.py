@@ -16,6 +16,7 @@ import aiocompute.qiskit.client as _aiocompute_qiskit_client
 import aiocompute.qiskit.models as _aiocompute_qiskit_models
 import aiocompute.workbench.client as _aiocompute_workbench_client
 import aiocompute.workbench.models as _aiocompute_workbench_models
+from aiocompute._core.network import ConnectionOptions, Unpack
 from aiocompute._core.polling import (
     OnCancel,
     PollCadence,
@@ -313,6 +314,7 @@ class ETEngineClient(SyncClient):
         cadence: PollCadence | None = None,
         poll_concurrency: int = 8,
         strict: bool = False,
+        **connection: Unpack[ConnectionOptions],
     ) -> None:
         """Build the async :class:`aiocompute.etengine.client.ETEngineClient` (same arguments)
         inside a new event-loop thread owned by this client.
@@ -328,6 +330,7 @@ class ETEngineClient(SyncClient):
             cadence=cadence,
             poll_concurrency=poll_concurrency,
             strict=strict,
+            **connection,
         )
 
 
@@ -656,6 +659,7 @@ class LakeSailClient(SyncClient):
         governor: RateGovernor | None = None,
         cadence: PollCadence | None = None,
         strict: bool = False,
+        **connection: Unpack[ConnectionOptions],
     ) -> None:
         """Build the async :class:`aiocompute.lakesail.client.LakeSailClient` (same arguments)
         inside a new event-loop thread owned by this client.
@@ -670,6 +674,7 @@ class LakeSailClient(SyncClient):
             governor=governor,
             cadence=cadence,
             strict=strict,
+            **connection,
         )
 
 
@@ -883,6 +888,7 @@ class QiskitRuntimeClient(SyncClient):
         cadence: PollCadence | None = None,
         poll_concurrency: int = 8,
         strict: bool = False,
+        **connection: Unpack[ConnectionOptions],
     ) -> None:
         """Build the async :class:`aiocompute.qiskit.client.QiskitRuntimeClient` (same arguments)
         inside a new event-loop thread owned by this client.
@@ -902,6 +908,7 @@ class QiskitRuntimeClient(SyncClient):
             cadence=cadence,
             poll_concurrency=poll_concurrency,
             strict=strict,
+            **connection,
         )
 
     @property
@@ -1561,6 +1568,7 @@ class WorkbenchClient(SyncClient):
         cadence: PollCadence | None = None,
         strict: bool = False,
         act_as: str | None = None,
+        **connection: Unpack[ConnectionOptions],
     ) -> None:
         """Build the async :class:`aiocompute.workbench.client.WorkbenchClient` (same arguments)
         inside a new event-loop thread owned by this client.
@@ -1577,6 +1585,7 @@ class WorkbenchClient(SyncClient):
             cadence=cadence,
             strict=strict,
             act_as=act_as,
+            **connection,
         )
 
     def version(self) -> ServerVersion:

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy as _copy
 import functools
 import sys
 import threading
@@ -48,6 +49,7 @@ from collections.abc import (
     Callable,
     Coroutine,
     Iterator,
+    Mapping,
 )
 from contextlib import AbstractAsyncContextManager, AbstractContextManager
 from types import TracebackType
@@ -57,6 +59,8 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from .._core.pagination import Page, Paginator
 from .._core.resources import BaseClient
+from .._core.retries import RetryPolicy
+from .._core.transport import Timeouts
 from .._exceptions import ClientClosedError
 
 __all__ = [
@@ -555,6 +559,10 @@ class SyncClient:
     _async: Any
     _runner: _Runner
 
+    #: True for a :meth:`with_options` copy, which shares its original's loop thread.
+    _copy_of: SyncClient | None = None
+    _copy_closed = False
+
     def __init__(
         self, factory: Callable[P, BaseClient], /, *args: P.args, **kwargs: P.kwargs
     ) -> None:
@@ -568,18 +576,46 @@ class SyncClient:
             raise
         self._runner = runner
 
+    def with_options(
+        self: _C,
+        *,
+        timeouts: Timeouts | None = None,
+        retry: RetryPolicy | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> _C:
+        """A light copy with other timeouts, retry policy or extra headers, sharing this
+        client's connections and event-loop thread (see the async ``with_options``).
+        Closing the copy leaves the original open."""
+        if self.closed:
+            raise ClientClosedError("this sync client is closed; create a new one")
+        clone = _copy.copy(self)
+        clone._copy_of = self
+        clone._copy_closed = False
+        clone._async = self._runner.call_sync(
+            self._async.with_options, timeouts=timeouts, retry=retry, headers=headers
+        )
+        _bind_resources(clone, self._runner, clone._async)
+        return clone
+
     @property
     def closed(self) -> bool:
         """Whether :meth:`close` was called (or the client could not be built)."""
         runner: _Runner | None = getattr(self, "_runner", None)
-        return runner is None or not runner._accepting
+        return runner is None or not runner._accepting or self._copy_closed
 
     def close(self) -> None:
         """Close the async client (ends waits and streams, closes connections), then stop
-        the event-loop thread. Idempotent. Cannot be called from that thread."""
+        the event-loop thread. Idempotent. Cannot be called from that thread. A
+        :meth:`with_options` copy only ends its own waits."""
         runner: _Runner | None = getattr(self, "_runner", None)
-        if runner is not None:
-            runner.close(self._async.aclose)
+        if runner is None:
+            return
+        if self._copy_of is not None:
+            if not self.closed:
+                self._copy_closed = True
+                runner.call(self._async.aclose)
+            return
+        runner.close(self._async.aclose)
 
     def __enter__(self: _C) -> _C:
         if self.closed:
@@ -596,7 +632,7 @@ class SyncClient:
 
     def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
         runner = getattr(self, "_runner", None)
-        if runner is None or not runner._accepting:
+        if runner is None or not runner._accepting or self._copy_of is not None:
             return
         with contextlib.suppress(Exception):  # warnings may be errors; never raise here
             _warn(

@@ -92,6 +92,7 @@ __all__ = [
     "stop_audited_job",
     "stop_job",
     "stop_session",
+    "transient_error_in_body",
     "version",
 ]
 
@@ -937,3 +938,27 @@ def job_state(j: Job) -> str:
     if isinstance(status, JobStatus):
         return status.value
     return status or "unknown"
+
+
+def transient_error_in_body(
+    status: int, body: bytes | str | None, headers: Any = None
+) -> tuple[Any, str] | None:
+    """For the transport: ``(code, message)`` of an RPC error inside a 2xx body whose code
+    is 429 or 5xx, else None.
+
+    Workbench reports overload inside a 200 body (``{"error": {"code": 503, ...}}``); given
+    to the transport, such an answer is retried and paces the rate governor like the HTTP
+    status it stands for. Other RPC errors are left to :func:`decode_envelope`.
+    """
+    if not body:
+        return None
+    marker: Any = b'"error"' if isinstance(body, bytes) else '"error"'
+    if marker not in body:
+        return None  # the usual answer, found without parsing
+    parsed = error_parser(status, body, headers)
+    if parsed is None:
+        return None
+    code = parsed[0]
+    if isinstance(code, int) and not isinstance(code, bool) and (code == 429 or code >= 500):
+        return parsed
+    return None

@@ -22,6 +22,7 @@ from typing import Any
 import attrs
 
 from .._core.config import ConfigError, resolve_setting
+from .._core.network import ConnectionOptions, Unpack
 from .._core.polling import PollCadence, Poller
 from .._core.resources import BaseClient, WaitableResource, client_transport
 from .._core.retries import DEFAULT_RETRY, RetryPolicy
@@ -124,6 +125,7 @@ class WorkbenchClient(BaseClient):
         cadence: PollCadence | None = None,
         strict: bool = False,
         act_as: str | None = None,
+        **connection: Unpack[ConnectionOptions],
     ) -> None:
         if act_as is not None and (not isinstance(act_as, str) or not act_as.strip()):
             raise ValueError(f"act_as must be a user name, got {act_as!r}")
@@ -158,12 +160,19 @@ class WorkbenchClient(BaseClient):
                 retry=retry,
                 limits=limits,
                 error_parser=P.error_parser,
+                body_error_parser=P.transient_error_in_body,
+                connection=connection,
+                client="WorkbenchClient",
+                credential_hint="token= or $WORKBENCH_API_KEY",
                 governor=governor,
             )
         )
         self._strict = strict
         self._cadence = cadence
         self._act_as = act_as.strip() if act_as is not None else None
+        self._make_resources()
+
+    def _make_resources(self) -> None:
         self.sessions = SessionsResource(self)
         self.jobs = JobsResource(self)
         self.audited_jobs = AuditedJobsResource(self)
