@@ -29,10 +29,10 @@ import ssl
 import sys
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from attrs import frozen
+from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from .._exceptions import redact, register_secret
@@ -79,12 +79,13 @@ SENSITIVE_HEADER = re.compile(
 
 
 def redacted_headers(headers: Mapping[str, str]) -> Mapping[str, str]:
-    """A read-only copy of ``headers`` with every credential-like value replaced by ``***``."""
-    return MappingProxyType(
-        {
-            name: "***" if SENSITIVE_HEADER.search(name) else redact(value)
+    """A read-only, case-insensitive copy of ``headers`` with every credential-like value
+    replaced by ``***``."""
+    return CIMultiDictProxy(
+        CIMultiDict(
+            (name, "***" if SENSITIVE_HEADER.search(name) else redact(value))
             for name, value in headers.items()
-        }
+        )
     )
 
 

@@ -1173,6 +1173,8 @@ class Transport:
         followed); a failure to get one raises :class:`TransportError`. ``deadline`` bounds
         the wait for the status line and for an error body (streams, which have no total
         timeout)."""
+        if self._closed:
+            raise ClientClosedError("this client is closed; create a new one")
         session = self._pool.get()
         headers = await self._headers_for(p)
         request_view: RequestView | None = None

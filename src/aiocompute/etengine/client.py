@@ -100,7 +100,7 @@ class ETEngineClient(BaseClient):
                 error_parser=P.error_parser,
                 connection=connection,
                 client="ETEngineClient",
-                credential_hint="api_key= or $ET_ENGINE_API_KEY",
+                credential_hint="the api_key argument or $ET_ENGINE_API_KEY",
                 governor=governor,
             )
         )

@@ -102,7 +102,7 @@ class LakeSailClient(BaseClient):
                 error_parser=P.error_parser,
                 connection=connection,
                 client="LakeSailClient",
-                credential_hint="token= or $LAKESAIL_API_TOKEN",
+                credential_hint="the token argument or $LAKESAIL_API_TOKEN",
                 governor=governor,
             )
         )

@@ -145,7 +145,7 @@ class QiskitRuntimeClient(BaseClient):
             error_parser=P.error_parser,
             connection=connection,
             client="QiskitRuntimeClient",
-            credential_hint="token= or $QISKIT_IBM_TOKEN (an IBM Cloud API key)",
+            credential_hint="the token argument or $QISKIT_IBM_TOKEN (an IBM Cloud API key)",
             governor=governor,
             headers={"Service-CRN": crn, "IBM-API-Version": _check_api_version(api_version)},
         )

@@ -163,7 +163,7 @@ class WorkbenchClient(BaseClient):
                 body_error_parser=P.transient_error_in_body,
                 connection=connection,
                 client="WorkbenchClient",
-                credential_hint="token= or $WORKBENCH_API_KEY",
+                credential_hint="the token argument or $WORKBENCH_API_KEY",
                 governor=governor,
             )
         )
