@@ -1,5 +1,5 @@
-"""The shared path-id check of the ``_protocol`` modules (``_core.protocol_kit``), and every
-API's request builders using it for every id that goes into a URL path."""
+"""The shared path-id check and JSON reading of the ``_protocol`` modules (``_core.protocol_kit``),
+and every API's request builders using it for every id that goes into a URL path."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from aiocompute._core import protocol_kit as kit
-from aiocompute._core.protocol_kit import path_id
+from aiocompute._core.protocol_kit import NOT_JSON, TOO_DEEP, path_id, read_json
 from aiocompute.etengine import _protocol as ep
 from aiocompute.lakesail import _protocol as lp
 from aiocompute.qiskit import _protocol as qp
@@ -123,6 +123,18 @@ def test_the_fast_path_gives_the_checks_own_results(value: str) -> None:
     finally:
         kit._PLAIN_ID = saved
     assert fast == slow
+
+
+# --------------------------------------------------------------------------- read_json
+
+
+def test_read_json() -> None:
+    assert read_json(b'{"a": [1]}') == ({"a": [1]}, None)
+    assert read_json("null") == (None, None)
+    assert read_json(b"{x") == (None, NOT_JSON)
+    assert read_json(b"\xff\xfe\xfa") == (None, NOT_JSON)
+    assert read_json(b"[" * 100_000 + b"]" * 100_000) == (None, TOO_DEEP)
+    assert read_json('{"result": ' + "[" * 100_000 + "]" * 100_000 + "}") == (None, TOO_DEEP)
 
 
 # --------------------------------------------------------------------------- the builders

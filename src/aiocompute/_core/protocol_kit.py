@@ -1,5 +1,5 @@
 """What the API ``_protocol`` modules share: the check of every id that goes into a URL
-path.
+path, and reading a JSON body without letting a hostile one escape as a bare exception.
 
 Sans I/O like the modules that use it: no aiohttp, no anyio.
 
@@ -13,11 +13,13 @@ are refused with an error that says why, never silently changed.
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
+from typing import Any
 from urllib.parse import quote
 
-__all__ = ["path_id"]
+__all__ = ["NOT_JSON", "TOO_DEEP", "path_id", "read_json"]
 
 # Ids made only of these need no quoting and pass every check below (save "." and ".."):
 # nearly every real id, so they skip the character-by-character walk.
@@ -65,3 +67,27 @@ def _unsafe(char: str) -> str | None:
     if category == "Cs":  # cannot be encoded as UTF-8, so not quoted either
         return "a lone surrogate is not valid text"
     return None
+
+
+#: :func:`read_json`'s reason for a body that is not valid JSON.
+NOT_JSON = "invalid JSON"
+#: :func:`read_json`'s reason for JSON nested deeper than the parser can go.
+TOO_DEEP = "JSON nested too deeply"
+
+
+def read_json(body: str | bytes | bytearray) -> tuple[Any, str | None]:
+    """``(value, None)`` for a JSON body, else ``(None, reason)`` (:data:`NOT_JSON` or
+    :data:`TOO_DEEP`).
+
+    Never raises for a bad body: ``json.loads`` raises ``RecursionError`` for deep nesting
+    (``[[[[...``), which is no error an SDK user expects, and its ``JSONDecodeError`` holds
+    the whole body in ``.doc``. A caller that raised its error inside an ``except`` would
+    chain that body (perhaps holding credentials) as ``__context__``; raising after this
+    returns chains nothing.
+    """
+    try:
+        return json.loads(body), None
+    except RecursionError:
+        return None, TOO_DEEP
+    except ValueError:  # JSONDecodeError, and UnicodeDecodeError for bytes
+        return None, NOT_JSON

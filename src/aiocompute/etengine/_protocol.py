@@ -27,7 +27,7 @@ from typing import Any, Literal
 import attrs
 from attrs import frozen
 
-from .._core.protocol_kit import path_id
+from .._core.protocol_kit import NOT_JSON, path_id, read_json
 from .._core.serde import WireConverter, make_converter, structure
 from .._exceptions import NotFoundError, ProtocolError
 from .models import Batch, BatchJob, BatchStatus, Hardware, SubmittedBatch
@@ -288,10 +288,15 @@ def parse_created_batch(body: bytes | str, *, tool_id: str, n_jobs: int) -> Subm
     text = text.strip()
     if not text:
         return SubmittedBatch(None, tool_id, n_jobs)
-    try:
-        data: Any = json.loads(text)
-    except ValueError:
+    data, problem = read_json(text)
+    if problem == NOT_JSON:
         data = text  # plain text: the id itself
+    elif problem is not None:
+        raise ProtocolError(
+            f"could not read the answer to POST /tools/<tool_id>: {problem}",
+            status=200,
+            body=text,
+        )
     if isinstance(data, list) and len(data) == 1:
         data = data[0]
     if isinstance(data, Mapping):
@@ -327,10 +332,11 @@ def error_parser(
     text = (body.decode("utf-8", "replace") if isinstance(body, bytes) else body).strip()
     if not text or text.startswith("<"):
         return None
-    try:
-        obj = json.loads(text)
-    except ValueError:
+    obj, problem = read_json(text)
+    if problem == NOT_JSON:
         return None, " ".join(text.split())[:500]
+    if problem is not None:
+        return None  # nested too deeply: the transport reports the status with an excerpt
     if isinstance(obj, str) and obj.strip():
         return None, obj.strip()
     if isinstance(obj, Mapping):

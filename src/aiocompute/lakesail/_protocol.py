@@ -21,7 +21,6 @@ Quirks kept from the reference: the session list filters are spelled ``teamId`` 
 from __future__ import annotations
 
 import enum
-import json
 import re
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -29,7 +28,7 @@ from typing import Any, Literal
 import attrs
 from attrs import field, frozen
 
-from .._core.protocol_kit import path_id
+from .._core.protocol_kit import path_id, read_json
 from .._core.serde import WireConverter, make_converter, structure
 from .._exceptions import ProtocolError, redact
 from .models import (
@@ -447,9 +446,8 @@ def error_parser(
     text = _decode(body).strip()
     if not text or text.startswith("<"):
         return None
-    try:
-        obj = json.loads(text)
-    except (ValueError, RecursionError):
+    obj, problem = read_json(text)
+    if problem is not None:
         return None, " ".join(text.split())[:200]
     code, message = _message_of(obj)
     if message:

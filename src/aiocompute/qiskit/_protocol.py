@@ -15,14 +15,13 @@ IBM Cloud IAM's own shape (``{"errorCode", "errorMessage"}``), and falls back to
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from typing import Any, Literal
 
 from attrs import field, frozen
 
-from .._core.protocol_kit import path_id
+from .._core.protocol_kit import NOT_JSON, path_id, read_json
 from .._core.serde import WireConverter, make_converter, structure
 from .._exceptions import ProtocolError
 from .models import Session, SessionMode
@@ -159,13 +158,12 @@ def _json(body: bytes | str, what: str, status: int | None = None) -> Any:
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
     if not text.strip():
         raise ProtocolError(f"{what}: expected a JSON body, got an empty one", status=status)
-    try:
-        return json.loads(text)
-    except ValueError:
-        kind = "HTML (a proxy or login page?)" if text.lstrip().startswith("<") else "invalid JSON"
-        raise ProtocolError(
-            f"{what}: expected a JSON body, got {kind}", status=status, body=text
-        ) from None
+    data, problem = read_json(text)
+    if problem is None:
+        return data
+    if problem == NOT_JSON and text.lstrip().startswith("<"):
+        problem = "HTML (a proxy or login page?)"
+    raise ProtocolError(f"{what}: expected a JSON body, got {problem}", status=status, body=text)
 
 
 def parse_session(data: Any, *, strict: bool = False) -> Session:
@@ -221,11 +219,11 @@ def _error_fields(text: str) -> tuple[Any, str] | None:
     stripped = text.strip()
     if not stripped:
         return None
-    try:
-        obj = json.loads(stripped)
-    except ValueError:
-        if stripped.startswith("<"):
-            return None  # HTML: the transport reduces it to words itself
+    obj, problem = read_json(stripped)
+    if problem is not None:
+        if problem != NOT_JSON or stripped.startswith("<"):
+            # HTML, or JSON nested too deeply: the transport shows the status and an excerpt.
+            return None
         return None, " ".join(stripped.split())[:500]
     if isinstance(obj, Mapping):
         errors = obj.get("errors")
