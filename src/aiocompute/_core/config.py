@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 
 from .._exceptions import AioComputeError
 
-__all__ = ["ConfigError", "resolve_setting"]
+__all__ = ["ConfigError", "check_str", "resolve_setting"]
 
 
 class ConfigError(AioComputeError, ValueError):
@@ -15,6 +15,16 @@ class ConfigError(AioComputeError, ValueError):
 
     Also a :class:`ValueError`, since it is raised for bad constructor arguments.
     """
+
+
+def check_str(value: object, argument: str) -> str:
+    """``value`` if it is a ``str``, else :class:`TypeError` naming ``argument`` and the type.
+
+    Never the value itself: it may be a secret (a token passed as bytes, say).
+    """
+    if not isinstance(value, str):
+        raise TypeError(f"{argument} must be a str, got {type(value).__name__}")
+    return value
 
 
 def resolve_setting(
@@ -29,9 +39,11 @@ def resolve_setting(
     """Return ``value`` if given, else the first non-empty environment variable of ``env_names``.
 
     Raises :class:`ConfigError` naming both the argument and the variables when a required
-    setting is missing. The error never contains the value of anything (it may be a secret).
+    setting is missing, and :class:`TypeError` when ``value`` is not a ``str``. The errors
+    never contain the value of anything (it may be a secret).
     """
     if value is not None:
+        check_str(value, argument)
         if not value.strip():
             raise ConfigError(f"{what}: the {argument!r} argument is empty")
         return value

@@ -255,6 +255,12 @@ def _is_cut_short(text: str, e: json.JSONDecodeError) -> bool:
     return _SCALAR_PREFIX_RE.fullmatch(text, start) is not None
 
 
+def _unchain(error: StreamDecodeError) -> None:
+    """Drop what ``error`` was raised while handling: a ``JSONDecodeError`` whose ``.doc``
+    is the whole held text, which may hold credentials (``from None`` only hides it)."""
+    error.__context__ = None
+
+
 class JSONStreamDecoder:
     """Incremental, sans-I/O decoder for a stream of concatenated JSON values.
 
@@ -357,13 +363,17 @@ class JSONStreamDecoder:
         Raises :class:`~aiocompute.StreamDecodeError` for malformed input (see the class
         notes for an error that follows values in the same chunk).
         """
-        buf = self._buf
-        if self._mode == _RETRY and 0 < len(data) >= len(buf):
-            # The common case. Parsing the held bytes again costs no more than the new data,
-            # so the total stays linear.
-            buf += data
-            return self._parse(False)
-        return self._feed_other(data)
+        try:
+            buf = self._buf
+            if self._mode == _RETRY and 0 < len(data) >= len(buf):
+                # The common case. Parsing the held bytes again costs no more than the new
+                # data, so the total stays linear.
+                buf += data
+                return self._parse(False)
+            return self._feed_other(data)
+        except StreamDecodeError as exc:
+            _unchain(exc)
+            raise
 
     def _feed_other(self, data: bytes) -> list[DecodedValue]:
         if self._error is not None:
@@ -398,7 +408,11 @@ class JSONStreamDecoder:
         self._mode = _DEAD
         if not self._buf:
             return []
-        return self._parse(True)
+        try:
+            return self._parse(True)
+        except StreamDecodeError as exc:
+            _unchain(exc)
+            raise
 
     def values(self, chunks: Iterable[bytes]) -> Iterator[Any]:
         """Feed every chunk, then close; yield the decoded values (without their offsets)."""

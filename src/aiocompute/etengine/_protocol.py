@@ -23,11 +23,11 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
-from urllib.parse import quote
 
 import attrs
 from attrs import frozen
 
+from .._core.protocol_kit import NOT_JSON, path_id, read_json
 from .._core.serde import WireConverter, make_converter, structure
 from .._exceptions import NotFoundError, ProtocolError
 from .models import Batch, BatchJob, BatchStatus, Hardware, SubmittedBatch
@@ -81,26 +81,6 @@ class Request:
     idempotent: bool = True
 
 
-_BAD_ID = re.compile(r"[/?#%\s\x00-\x1f\x7f]")
-# Ids that pass every check below and that quote() gives back unchanged: the usual ones.
-_PLAIN_ID_CHARS = re.compile(r"[A-Za-z0-9_.~-]+")
-
-
-def _id(value: Any, what: str) -> str:
-    if type(value) is str and _PLAIN_ID_CHARS.fullmatch(value) is not None:
-        return value
-    if not isinstance(value, str):
-        raise TypeError(f"{what} must be a string, got {type(value).__name__}")
-    if not value.strip():
-        raise ValueError(f"{what} is required and must not be empty")
-    if _BAD_ID.search(value):
-        raise ValueError(
-            f"{what} {value!r} contains a character not allowed in an id "
-            "('/', '?', '#', '%', whitespace or a control character)"
-        )
-    return quote(value, safe="")
-
-
 def list_batches() -> Request:
     """``GET /batches``: every batch of the user."""
     return Request("GET", "/batches")
@@ -116,23 +96,24 @@ def delete_all_batches() -> Request:
 
 def get_batch_status(batch_id: str) -> Request:
     """``GET /batches/<batch_id>``: the batch's status counts."""
-    return Request("GET", f"/batches/{_id(batch_id, 'batch_id')}")
+    return Request("GET", f"/batches/{path_id(batch_id, 'batch_id')}")
 
 
 def delete_batch(batch_id: str) -> Request:
     """``DELETE /batches/<batch_id>`` (documented as a second ``GET``): delete the batch's
     records. Its running jobs are NOT cancelled. Not retried once sent."""
-    return Request("DELETE", f"/batches/{_id(batch_id, 'batch_id')}", idempotent=False)
+    return Request("DELETE", f"/batches/{path_id(batch_id, 'batch_id')}", idempotent=False)
 
 
 def list_jobs(batch_id: str) -> Request:
     """``GET /batches/<batch_id>/jobs``."""
-    return Request("GET", f"/batches/{_id(batch_id, 'batch_id')}/jobs")
+    return Request("GET", f"/batches/{path_id(batch_id, 'batch_id')}/jobs")
 
 
 def get_job(batch_id: str, job_id: str) -> Request:
     """``GET /batches/<batch_id>/jobs/<job_id>``."""
-    return Request("GET", f"/batches/{_id(batch_id, 'batch_id')}/jobs/{_id(job_id, 'job_id')}")
+    batch, job = path_id(batch_id, "batch_id"), path_id(job_id, "job_id")
+    return Request("GET", f"/batches/{batch}/jobs/{job}")
 
 
 def _json_ready(value: Any, what: str) -> Any:
@@ -156,7 +137,7 @@ def create_batch(
     arguments), or a single job if there are none. ``hardware`` defaults to 1 CPU, 256 MB
     and no filesystems. Not idempotent: a repeated call starts a second batch.
     """
-    tool = _id(tool_id, "tool_id")
+    tool = path_id(tool_id, "tool_id")
     fixed: dict[str, Any] = {}
     if fixed_args is not None:
         if not isinstance(fixed_args, Mapping):
@@ -307,10 +288,15 @@ def parse_created_batch(body: bytes | str, *, tool_id: str, n_jobs: int) -> Subm
     text = text.strip()
     if not text:
         return SubmittedBatch(None, tool_id, n_jobs)
-    try:
-        data: Any = json.loads(text)
-    except ValueError:
+    data, problem = read_json(text)
+    if problem == NOT_JSON:
         data = text  # plain text: the id itself
+    elif problem is not None:
+        raise ProtocolError(
+            f"could not read the answer to POST /tools/<tool_id>: {problem}",
+            status=200,
+            body=text,
+        )
     if isinstance(data, list) and len(data) == 1:
         data = data[0]
     if isinstance(data, Mapping):
@@ -346,10 +332,11 @@ def error_parser(
     text = (body.decode("utf-8", "replace") if isinstance(body, bytes) else body).strip()
     if not text or text.startswith("<"):
         return None
-    try:
-        obj = json.loads(text)
-    except ValueError:
+    obj, problem = read_json(text)
+    if problem == NOT_JSON:
         return None, " ".join(text.split())[:500]
+    if problem is not None:
+        return None  # nested too deeply: the transport reports the status with an excerpt
     if isinstance(obj, str) and obj.strip():
         return None, obj.strip()
     if isinstance(obj, Mapping):

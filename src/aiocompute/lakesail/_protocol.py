@@ -21,7 +21,6 @@ Quirks kept from the reference: the session list filters are spelled ``teamId`` 
 from __future__ import annotations
 
 import enum
-import json
 import re
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -29,6 +28,7 @@ from typing import Any, Literal
 import attrs
 from attrs import field, frozen
 
+from .._core.protocol_kit import path_id, read_json
 from .._core.serde import WireConverter, make_converter, structure
 from .._exceptions import ProtocolError, redact
 from .models import (
@@ -153,6 +153,12 @@ def check_id(value: Any, what: str) -> str:
             f"got {_show(value)}"
         )
     return value
+
+
+def _path_id(value: Any, what: str) -> str:
+    # LakeSail's own format first (its message says what an id looks like), then the
+    # check every API shares, so the path stays safe even if the format is ever widened.
+    return path_id(check_id(value, what), what)
 
 
 def _opt_id(value: Any, what: str) -> str | None:
@@ -315,13 +321,13 @@ def create_session(
 
 def get_session(session_id: str) -> Request:
     """``GET /workloads/sessions/{session}``: one session's details."""
-    sid = check_id(session_id, "session_id")
+    sid = _path_id(session_id, "session_id")
     return Request("get_session", "GET", f"{_SESSIONS}/{sid}", idempotent=True)
 
 
 def close_session(session_id: str) -> Request:
     """``DELETE /workloads/sessions/{session}``: close the session now. Not retried once sent."""
-    sid = check_id(session_id, "session_id")
+    sid = _path_id(session_id, "session_id")
     return Request("close_session", "DELETE", f"{_SESSIONS}/{sid}")
 
 
@@ -329,7 +335,7 @@ def issue_session_token(session_id: str, *, duration_seconds: int | None = None)
     """``POST /workloads/sessions/{session}/token``: a short-lived bearer token for the
     session's gRPC proxy (``duration_seconds``: its lifetime; the platform's default if None).
     """
-    sid = check_id(session_id, "session_id")
+    sid = _path_id(session_id, "session_id")
     body = _params(durationSeconds=_seconds(duration_seconds, "duration_seconds", positive=True))
     return Request("issue_session_token", "POST", f"{_SESSIONS}/{sid}/token", body=body)
 
@@ -337,7 +343,7 @@ def issue_session_token(session_id: str, *, duration_seconds: int | None = None)
 def relaunch_session(session_id: str) -> Request:
     """``POST /workloads/sessions/{session}/relaunch``: a new session with the same workload
     configuration as a closed or failed one (the server refuses others). Not idempotent."""
-    sid = check_id(session_id, "session_id")
+    sid = _path_id(session_id, "session_id")
     return Request("relaunch_session", "POST", f"{_SESSIONS}/{sid}/relaunch")
 
 
@@ -390,7 +396,7 @@ def create_workload_config(
 
 def get_workload_config(workload_config_id: str) -> Request:
     """``GET /workloads/compute-configs/{workloadConfig}``: one workload config in full."""
-    cid = check_id(workload_config_id, "workload_config_id")
+    cid = _path_id(workload_config_id, "workload_config_id")
     return Request("get_workload_config", "GET", f"{_CONFIGS}/{cid}", idempotent=True)
 
 
@@ -440,9 +446,8 @@ def error_parser(
     text = _decode(body).strip()
     if not text or text.startswith("<"):
         return None
-    try:
-        obj = json.loads(text)
-    except (ValueError, RecursionError):
+    obj, problem = read_json(text)
+    if problem is not None:
         return None, " ".join(text.split())[:200]
     code, message = _message_of(obj)
     if message:

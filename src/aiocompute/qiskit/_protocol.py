@@ -15,15 +15,13 @@ IBM Cloud IAM's own shape (``{"errorCode", "errorMessage"}``), and falls back to
 
 from __future__ import annotations
 
-import json
 import math
-import re
 from collections.abc import Mapping
 from typing import Any, Literal
-from urllib.parse import quote
 
 from attrs import field, frozen
 
+from .._core.protocol_kit import NOT_JSON, path_id, read_json
 from .._core.serde import WireConverter, make_converter, structure
 from .._exceptions import ProtocolError
 from .models import Session, SessionMode
@@ -82,26 +80,12 @@ class Request:
     params: Mapping[str, Any] = field(factory=dict)
 
 
-# Characters that would change the meaning of a URL path.
-_BAD_ID = re.compile(r"[/?#%\s\x00-\x1f\x7f]")
-
-
 def _text(value: Any, what: str) -> str:
     if not isinstance(value, str):
         raise TypeError(f"{what} must be a string, got {type(value).__name__}")
     if not value.strip():
         raise ValueError(f"{what} is required and must not be empty")
     return value
-
-
-def _session_id(value: Any) -> str:
-    text = _text(value, "session_id")
-    if _BAD_ID.search(text):
-        raise ValueError(
-            f"session_id {text!r} contains a character not allowed in an id "
-            "('/', '?', '#', '%', whitespace or a control character)"
-        )
-    return quote(text, safe="")
 
 
 def create_session(
@@ -137,7 +121,8 @@ def create_session(
 
 def get_session(session_id: str) -> Request:
     """``GET /v1/sessions/{id}``."""
-    return Request("GET", f"/v1/sessions/{_session_id(session_id)}")
+    sid = path_id(session_id, "session_id")
+    return Request("GET", f"/v1/sessions/{sid}")
 
 
 def update_session(session_id: str, *, accepting_jobs: bool) -> Request:
@@ -148,9 +133,10 @@ def update_session(session_id: str, *, accepting_jobs: bool) -> Request:
     """
     if not isinstance(accepting_jobs, bool):
         raise TypeError(f"accepting_jobs must be True or False, got {accepting_jobs!r}")
+    sid = path_id(session_id, "session_id")
     return Request(
         "PATCH",
-        f"/v1/sessions/{_session_id(session_id)}",
+        f"/v1/sessions/{sid}",
         body={"accepting_jobs": accepting_jobs},
         idempotent=True,
     )
@@ -161,7 +147,8 @@ def close_session(session_id: str) -> Request:
 
     Not retried once sent, like every close (the house rule for destructive calls).
     """
-    return Request("DELETE", f"/v1/sessions/{_session_id(session_id)}/close", idempotent=False)
+    sid = path_id(session_id, "session_id")
+    return Request("DELETE", f"/v1/sessions/{sid}/close", idempotent=False)
 
 
 # --------------------------------------------------------------------------- responses
@@ -171,13 +158,12 @@ def _json(body: bytes | str, what: str, status: int | None = None) -> Any:
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
     if not text.strip():
         raise ProtocolError(f"{what}: expected a JSON body, got an empty one", status=status)
-    try:
-        return json.loads(text)
-    except ValueError:
-        kind = "HTML (a proxy or login page?)" if text.lstrip().startswith("<") else "invalid JSON"
-        raise ProtocolError(
-            f"{what}: expected a JSON body, got {kind}", status=status, body=text
-        ) from None
+    data, problem = read_json(text)
+    if problem is None:
+        return data
+    if problem == NOT_JSON and text.lstrip().startswith("<"):
+        problem = "HTML (a proxy or login page?)"
+    raise ProtocolError(f"{what}: expected a JSON body, got {problem}", status=status, body=text)
 
 
 def parse_session(data: Any, *, strict: bool = False) -> Session:
@@ -233,11 +219,11 @@ def _error_fields(text: str) -> tuple[Any, str] | None:
     stripped = text.strip()
     if not stripped:
         return None
-    try:
-        obj = json.loads(stripped)
-    except ValueError:
-        if stripped.startswith("<"):
-            return None  # HTML: the transport reduces it to words itself
+    obj, problem = read_json(stripped)
+    if problem is not None:
+        if problem != NOT_JSON or stripped.startswith("<"):
+            # HTML, or JSON nested too deeply: the transport shows the status and an excerpt.
+            return None
         return None, " ".join(stripped.split())[:500]
     if isinstance(obj, Mapping):
         errors = obj.get("errors")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .._core.config import resolve_setting
+from .._core.config import check_str, resolve_setting
 from .._core.network import ConnectionOptions, Unpack
 from .._core.polling import PollCadence, Poller, per_id_fetcher
 from .._core.resources import BaseClient, WaitableResource, client_transport
@@ -50,13 +50,13 @@ QISKIT_RETRY = RetryPolicy(retry_statuses=QISKIT_RETRY_STATUSES)
 
 
 def _region_url(region: str) -> str:
-    if not region.replace("-", "").isalnum():
+    if not check_str(region, "region").replace("-", "").isalnum():
         raise ValueError(f"region must look like 'eu-de', got {region!r}")
     return f"https://{region}.quantum.cloud.ibm.com/api"
 
 
 def _check_api_version(value: str) -> str:
-    parts = value.split("-")
+    parts = check_str(value, "api_version").split("-")
     if len(parts) != 3 or not all(p.isdigit() for p in parts) or len(parts[0]) != 4:
         raise ValueError(f"api_version must be a date such as '2025-05-01', got {value!r}")
     return value

@@ -28,6 +28,7 @@ from typing import Any, Literal
 import attrs
 from attrs import field, frozen
 
+from .._core.protocol_kit import NOT_JSON, read_json
 from .._core.serde import (
     WireConverter,
     format_timestamp,
@@ -611,9 +612,8 @@ def error_parser(
     del status, headers  # the shape alone decides
     if not body:
         return None
-    try:
-        obj = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    obj, problem = read_json(body)
+    if problem is not None:  # not JSON, or nested too deeply: not an error object
         return None
     if not isinstance(obj, Mapping) or obj.get("error") in (None, "", {}):
         return None
@@ -640,26 +640,29 @@ def decode_envelope(method: str, status: int, body: bytes | str | None) -> Any:
             raise api_error_for(status, message, code=code, body=body, method=method)
         raise api_error_for(status, f"{method} failed with HTTP {status}", body=body, method=method)
 
+    text: str | None
     if isinstance(body, bytes):
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
-            raise ProtocolError(
-                f"{method}: response body is not UTF-8", status=status, body=body
-            ) from None
+            # Raised below, outside the except: the decode error holds the whole body, and
+            # must not be chained to ours as __context__ (`from None` only hides it).
+            text = None
     else:
         text = body or ""
+    if text is None:
+        raise ProtocolError(f"{method}: response body is not UTF-8", status=status, body=body)
     if not text or text.isspace():  # what `not text.strip()` says, without a copy
         if method in _STOP_METHODS:
             return None
         raise ProtocolError(f"{method}: empty response body", status=status)
-    try:
-        obj = json.loads(text)
-    except ValueError:
-        what = "HTML (a proxy or login page?)" if _looks_like_html(text) else "invalid JSON"
+    obj, problem = read_json(text)  # never raises: nothing is chained to our error
+    if problem is not None:
+        if problem == NOT_JSON and _looks_like_html(text):
+            problem = "HTML (a proxy or login page?)"
         raise ProtocolError(
-            f"{method}: expected a JSON body, got {what}", status=status, body=text
-        ) from None
+            f"{method}: expected a JSON body, got {problem}", status=status, body=text
+        )
     if type(obj) is not dict and not isinstance(obj, Mapping):
         raise ProtocolError(
             f"{method}: expected a JSON object, got {type(obj).__name__}", status=status, body=text

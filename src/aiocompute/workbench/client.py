@@ -21,7 +21,7 @@ from typing import Any
 
 import attrs
 
-from .._core.config import ConfigError, resolve_setting
+from .._core.config import ConfigError, check_str, resolve_setting
 from .._core.network import ConnectionOptions, Unpack
 from .._core.polling import PollCadence, Poller
 from .._core.resources import BaseClient, WaitableResource, client_transport
@@ -127,7 +127,7 @@ class WorkbenchClient(BaseClient):
         act_as: str | None = None,
         **connection: Unpack[ConnectionOptions],
     ) -> None:
-        if act_as is not None and (not isinstance(act_as, str) or not act_as.strip()):
+        if act_as is not None and not check_str(act_as, "act_as").strip():
             raise ValueError(f"act_as must be a user name, got {act_as!r}")
         environ = os.environ
         url = resolve_setting(
@@ -144,7 +144,11 @@ class WorkbenchClient(BaseClient):
         if secret is not None:
             auth = StaticAuth.bearer(secret)
         else:
-            cookie = rpc_cookie if rpc_cookie is not None else _read_rpc_cookie(environ)
+            cookie = (
+                check_str(rpc_cookie, "rpc_cookie")
+                if rpc_cookie is not None
+                else _read_rpc_cookie(environ)
+            )
             if not cookie:
                 raise ConfigError(
                     "Workbench credentials are required: pass token=... or set "

@@ -1,0 +1,93 @@
+"""What the API ``_protocol`` modules share: the check of every id that goes into a URL
+path, and reading a JSON body without letting a hostile one escape as a bare exception.
+
+Sans I/O like the modules that use it: no aiohttp, no anyio.
+
+Why ids are checked, not only quoted: a URL library and the servers behind it resolve
+``.`` and ``..`` segments, so ``DELETE /batches/..`` would reach ``DELETE /`` (and
+``DELETE /batches/.`` the collection itself); ``/``, ``?`` and ``#`` would change the path
+or cut it; ``%`` would let an id carry an already-encoded ``%2e%2e`` or ``%2f`` that a
+server decodes before routing. No API of this SDK has ids with those characters, so they
+are refused with an error that says why, never silently changed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from typing import Any
+from urllib.parse import quote
+
+__all__ = ["NOT_JSON", "TOO_DEEP", "path_id", "read_json"]
+
+# Ids made only of these need no quoting and pass every check below (save "." and ".."):
+# nearly every real id, so they skip the character-by-character walk.
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_.~-]+")
+_DOT_SEGMENTS = frozenset({".", ".."})
+_PATH_CHARS = {
+    "/": "it would split the URL path",
+    "?": "it would start the URL's query",
+    "#": "it would start the URL's fragment",
+    "%": "it would be read as a percent-escape",
+}
+
+
+def path_id(value: object, what: str) -> str:
+    """``value``, checked and percent-quoted, ready to be one segment of a URL path.
+
+    ``what`` names the argument in the errors. Raises :class:`TypeError` if ``value`` is
+    not a ``str``, and :class:`ValueError` (saying which character, and why) if it is empty
+    or only whitespace, is ``.`` or ``..``, or contains ``/ ? # %``, whitespace, a control
+    character (C0, DEL, C1) or a lone surrogate. Other characters (non-ASCII, ``:``, ``@``,
+    ...) are percent-quoted: ``urllib.parse.unquote`` gives the id back.
+    """
+    if type(value) is str and value not in _DOT_SEGMENTS and _PLAIN_ID.fullmatch(value):
+        return value
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a str, got {type(value).__name__}")
+    if not value or value.isspace():
+        raise ValueError(f"{what} must not be empty or only whitespace")
+    if value in _DOT_SEGMENTS:
+        raise ValueError(f"{what} must not be {value!r}: a dot segment would change the URL path")
+    for index, char in enumerate(value):
+        why = _PATH_CHARS.get(char) or _unsafe(char)
+        if why is not None:
+            raise ValueError(f"{what} must not contain {char!r} (at index {index}): {why}")
+    return quote(value, safe="")
+
+
+def _unsafe(char: str) -> str | None:
+    """Why a character may not be in a path id, or None if it may (once quoted)."""
+    if char.isspace():  # includes U+2028/U+2029 and the separators \x1c-\x1f
+        return "whitespace is not allowed in an id"
+    category = unicodedata.category(char)
+    if category == "Cc":  # C0, DEL and C1 controls
+        return "control characters are not allowed in an id"
+    if category == "Cs":  # cannot be encoded as UTF-8, so not quoted either
+        return "a lone surrogate is not valid text"
+    return None
+
+
+#: :func:`read_json`'s reason for a body that is not valid JSON.
+NOT_JSON = "invalid JSON"
+#: :func:`read_json`'s reason for JSON nested deeper than the parser can go.
+TOO_DEEP = "JSON nested too deeply"
+
+
+def read_json(body: str | bytes | bytearray) -> tuple[Any, str | None]:
+    """``(value, None)`` for a JSON body, else ``(None, reason)`` (:data:`NOT_JSON` or
+    :data:`TOO_DEEP`).
+
+    Never raises for a bad body: ``json.loads`` raises ``RecursionError`` for deep nesting
+    (``[[[[...``), which is no error an SDK user expects, and its ``JSONDecodeError`` holds
+    the whole body in ``.doc``. A caller that raised its error inside an ``except`` would
+    chain that body (perhaps holding credentials) as ``__context__``; raising after this
+    returns chains nothing.
+    """
+    try:
+        return json.loads(body), None
+    except RecursionError:
+        return None, TOO_DEEP
+    except ValueError:  # JSONDecodeError, and UnicodeDecodeError for bytes
+        return None, NOT_JSON
