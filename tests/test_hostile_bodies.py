@@ -38,8 +38,8 @@ DEEP_SMALL_RESULT = b'{"result": ' + DEEP_SMALL + b"}"
 SECRET = "s3cr3t-credential-value"
 BAD_JSON = b'{"access_token": "' + SECRET.encode() + b'", oops}'
 NOT_UTF8 = b'{"access_token": "' + SECRET.encode() + b'"}\xff'
-WB = "http://wb.test"
-ET = "http://et.test/v1"
+WB = "https://wb.test"
+ET = "https://et.test/v1"
 
 
 def chain(error: BaseException) -> list[BaseException]:
@@ -199,3 +199,20 @@ async def test_workbench_stream_garbage_chains_nothing(
         async for _ in wb.jobs.output("j1", follow=False):
             pass
     assert_unchained(info.value)
+
+
+def test_a_deeply_nested_wait_token_is_a_value_error() -> None:
+    from aiocompute import WaitToken
+
+    with pytest.raises(ValueError, match="nested too deeply"):
+        WaitToken.from_json("[" * 100_000 + "]" * 100_000)
+
+
+def test_deeply_nested_batch_arguments_are_a_type_error() -> None:
+    from aiocompute.etengine import _protocol as ETP
+
+    deep: list[object] = []
+    for _ in range(100_000):
+        deep = [deep]
+    with pytest.raises(TypeError, match="nested too deeply"):
+        ETP.create_batch("tool", fixed_args={"x": deep})

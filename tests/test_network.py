@@ -24,17 +24,20 @@ from aiocompute import (
     ClientClosedError,
     ETEngineClient,
     InsecureTransportWarning,
+    NotFoundError,
     OutcomeUnknown,
     ProtocolError,
     QiskitRuntimeClient,
     RequestView,
     ResponseView,
     RetryPolicy,
+    StreamDecodeError,
     Timeouts,
     TransportError,
     WorkbenchClient,
 )
 from aiocompute._core.transport import StaticAuth, Transport
+from aiocompute._exceptions import redact_window, register_secret
 from aiocompute.emulator import Emulator as _Emulator
 from aiocompute.emulator import EmulatorConfig, ETEngineEmulatorConfig
 from aiocompute.sync import ETEngineClient as SyncETEngineClient
@@ -610,3 +613,32 @@ def test_an_ordinary_rpc_error_is_left_to_the_envelope() -> None:
         429,
         "slow",
     )
+
+
+async def test_not_found_errors_name_the_id_the_server_left_out() -> None:
+    from aiocompute.emulator import EmulatorConfig as Config
+    from aiocompute.emulator import QiskitEmulatorConfig
+
+    config = Config(
+        etengine=ETEngineEmulatorConfig(api_keys={KEY: "user-1"}),
+        qiskit=QiskitEmulatorConfig(api_keys={IAM_KEY: "user-1"}, instances=frozenset({CRN})),
+    )
+    async with _Emulator(config=config) as emu:
+        async with WorkbenchClient(emu.workbench_url, token="user-token") as wb:
+            with pytest.raises(NotFoundError, match="job 'no-such-job' not found"):
+                await wb.jobs.stop("no-such-job")
+        async with QiskitRuntimeClient(
+            token=IAM_KEY, instance=CRN, url=emu.qiskit_url, iam_url=emu.qiskit_iam_url
+        ) as q:
+            with pytest.raises(NotFoundError, match="session 'no-such-session' not found"):
+                await q.sessions.get("no-such-session")
+
+
+def test_a_credential_cut_by_an_excerpt_is_still_redacted() -> None:
+    secret = "cut-secret-4b8e1f0a9c"
+    register_secret(secret)
+    assert "cut-secret" not in redact_window(f'{{"key": "{secret[:12]}')
+    assert "4b8e1f0a9c" not in redact_window(f'{secret[-12:]}", "x": 1}}')
+    assert redact_window("an ordinary text") == "an ordinary text"
+    error = StreamDecodeError("cut off", offset=9, excerpt=f'"{secret[:15]}', truncated=True)
+    assert secret[:15] not in str(error)

@@ -54,7 +54,7 @@ def _ids(calls: list[tuple[str, Call]]) -> list[str]:
 async def test_et_engine_refuses_before_sending(
     mocked: aioresponses, call: Call, value: str
 ) -> None:
-    async with ETEngineClient(api_key="k", url="http://et.test/v1", retry=NO_RETRY) as et:
+    async with ETEngineClient(api_key="k", url="https://et.test/v1", retry=NO_RETRY) as et:
         with pytest.raises(ValueError, match="_id must not"):
             await call(et, value)
     assert mocked.requests == {}
@@ -66,8 +66,8 @@ async def test_qiskit_refuses_before_sending(mocked: aioresponses, call: Call, v
     async with QiskitRuntimeClient(
         token="k",
         instance=CRN,
-        url="http://q.test/api",
-        iam_url="http://iam.test/identity/token",
+        url="https://q.test/api",
+        iam_url="https://iam.test/identity/token",
         retry=NO_RETRY,
     ) as q:
         with pytest.raises(ValueError, match="session_id must not"):
@@ -80,7 +80,7 @@ async def test_qiskit_refuses_before_sending(mocked: aioresponses, call: Call, v
 async def test_lakesail_refuses_before_sending(
     mocked: aioresponses, call: Call, value: str
 ) -> None:
-    async with LakeSailClient("t", base_url="http://ls.test/api/v1", retry=NO_RETRY) as ls:
+    async with LakeSailClient("t", base_url="https://ls.test/api/v1", retry=NO_RETRY) as ls:
         with pytest.raises(ValueError, match="_id must be 1 to 20 upper-case letters or digits"):
             await call(ls, value)
     assert mocked.requests == {}

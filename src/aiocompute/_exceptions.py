@@ -55,8 +55,10 @@ __all__ = [
     "WaitTimeout",
     "api_error_for",
     "excerpt",
+    "naming_the_missing",
     "redact",
     "redact_headers",
+    "redact_window",
 ]
 
 #: How many characters of a body an error keeps.
@@ -149,15 +151,32 @@ def _redact(text: str) -> str:
     return text
 
 
+def redact_window(text: str) -> str:
+    """:func:`redact` for a piece cut out of a longer text: a registered secret cut in two
+    at either edge (its start or end missing) is redacted too."""
+    text = redact(text)
+    for secret in _known_secrets:
+        for size in range(min(len(secret), len(text)) - 1, 5, -1):
+            if text.endswith(secret[:size]):
+                text = text[:-size] + "***"
+                break
+        for size in range(min(len(secret), len(text)) - 1, 5, -1):
+            if text.startswith(secret[-size:]):
+                text = "***" + text[size:]
+                break
+    return text
+
+
 def excerpt(body: bytes | str | None, limit: int = EXCERPT_CHARS) -> str:
     """A short, credential-free, single-line excerpt of a response body for error messages."""
     if body is None:
         return ""
     text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
-    text = " ".join(text.split())
+    # Redacted before it is cut, so that a credential cut in two is still found whole.
+    text = redact(" ".join(text.split()))
     if len(text) > limit:
-        text = text[: limit - 1] + "…"
-    return redact(text)
+        text = redact_window(text[: limit - 1]) + "…"
+    return text
 
 
 class AioComputeError(Exception):
@@ -359,7 +378,7 @@ class StreamDecodeError(ProtocolError):
         self, message: str, *, offset: int, excerpt: str = "", truncated: bool = False
     ) -> None:
         self.offset = offset
-        self.excerpt = redact(excerpt)
+        self.excerpt = redact_window(excerpt)
         self.truncated = truncated
         super().__init__(f"{message} at byte {offset}" + (f": {self.excerpt!r}" if excerpt else ""))
 
@@ -394,6 +413,24 @@ class WaitTimeout(WaitError):
 
 class UnreachableState(WaitError):
     """A state was reached from which the target can never come (e.g. failed, killed)."""
+
+
+def naming_the_missing(error: NotFoundError, what: str, id: str) -> NotFoundError:
+    """``error`` with a message that names what was not found (``job 'j-1' not found: ...``),
+    when the server's own message does not name the id; else ``error`` itself."""
+    if id in error.message:
+        return error
+    return type(error)(
+        f"{what} {id!r} not found: {error.message}",
+        status=error.status,
+        code=error.code,
+        body=error.body,
+        method=error.method,
+        url=error.url,
+        retry_after=error.retry_after,
+        request_id=error.request_id,
+        headers=error.headers,
+    )
 
 
 # Words in an RPC error's message that say which kind of "no" it is.

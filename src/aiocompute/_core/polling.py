@@ -400,10 +400,15 @@ class WaitToken:
         """Read a token written by :meth:`to_json`; ValueError says what is wrong with it."""
         if not isinstance(text, (str, bytes, bytearray)):
             raise TypeError(f"a wait token is JSON text, got {type(text).__name__}")
+        problem: str | None = None
         try:
             data = json.loads(text)
         except ValueError as exc:
-            raise _token_error(f"not JSON ({exc})") from None
+            problem = f"not JSON ({exc})"
+        except RecursionError:
+            problem = "nested too deeply"
+        if problem is not None:
+            raise _token_error(problem)
         if not isinstance(data, dict):
             raise _token_error("expected a JSON object")
         if data.get("v") != _TOKEN_VERSION:

@@ -117,10 +117,15 @@ def get_job(batch_id: str, job_id: str) -> Request:
 
 
 def _json_ready(value: Any, what: str) -> Any:
+    problem: str | None = None
     try:
         json.dumps(value, allow_nan=False)
     except (TypeError, ValueError) as exc:
-        raise TypeError(f"{what} must be JSON-serialisable: {exc}") from None
+        problem = str(exc)
+    except RecursionError:
+        problem = "nested too deeply (or it contains itself)"
+    if problem is not None:
+        raise TypeError(f"{what} must be JSON-serialisable: {problem}")
     return value
 
 

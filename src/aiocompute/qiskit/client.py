@@ -9,6 +9,7 @@ bulk read), at most ``poll_concurrency`` at a time.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from .._core.config import check_str, resolve_setting
@@ -24,7 +25,7 @@ from .._core.transport import (
     Response,
     Timeouts,
 )
-from .._exceptions import AuthenticationError
+from .._exceptions import AuthenticationError, NotFoundError, naming_the_missing
 from . import _protocol as P
 from ._auth import DEFAULT_IAM_URL, IAMAuth
 from ._states import SESSION_STATES
@@ -60,6 +61,10 @@ def _check_api_version(value: str) -> str:
     if len(parts) != 3 or not all(p.isdigit() for p in parts) or len(parts[0]) != 4:
         raise ValueError(f"api_version must be a date such as '2025-05-01', got {value!r}")
     return value
+
+
+# A session's own path: /v1/sessions/<id> (and /close under it).
+_SESSION_PATH = re.compile(r"/v1/sessions/([^/?]+)")
 
 
 class QiskitRuntimeClient(BaseClient):
@@ -180,6 +185,16 @@ class QiskitRuntimeClient(BaseClient):
             return await self._send(request)
 
     async def _send(self, request: P.Request) -> Response:
+        missing: NotFoundError | None = None
+        try:
+            return await self._send_once(request)
+        except NotFoundError as exc:
+            missing = exc
+        # "Session not found." names no id: say which.
+        match = _SESSION_PATH.match(request.path)
+        raise missing if match is None else naming_the_missing(missing, "session", match[1])
+
+    async def _send_once(self, request: P.Request) -> Response:
         return await self._transport.request(
             request.method,
             request.path,

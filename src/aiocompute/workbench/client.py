@@ -35,7 +35,7 @@ from .._core.transport import (
     StaticAuth,
     Timeouts,
 )
-from .._exceptions import NotFoundError
+from .._exceptions import NotFoundError, naming_the_missing
 from . import _protocol as P
 from ._states import JOB_STATES, SESSION_STATES
 from .models import (
@@ -194,15 +194,20 @@ class WorkbenchClient(BaseClient):
     ) -> Any:
         """Send one RPC and return its ``result`` (errors in the body raised as APIError)."""
         request = P.acting_for(request, self._act_as)
-        response = await self._transport.request(
-            request.http_method,
-            request.path,
-            json=request.body if request.http_method == "POST" else None,
-            idempotent=request.idempotent,
-            retry=retry,
-            timeout=timeout,
-        )
-        return P.decode_envelope(request.method, response.status, response.body)
+        missing: NotFoundError | None = None
+        try:
+            response = await self._transport.request(
+                request.http_method,
+                request.path,
+                json=request.body if request.http_method == "POST" else None,
+                idempotent=request.idempotent,
+                retry=retry,
+                timeout=timeout,
+            )
+            return P.decode_envelope(request.method, response.status, response.body)
+        except NotFoundError as exc:
+            missing = exc
+        raise _naming_the_id(missing, request)
 
     async def version(self) -> ServerVersion:
         """The server's version and enabled features."""
@@ -413,6 +418,19 @@ class SessionsResource(WaitableResource[Session]):
 
     async def _cancel(self, session_id: str) -> None:
         await self.stop([session_id])
+
+
+# The RPC parameters that name one resource, and what to call it in a "not found" error.
+_ID_PARAMS = (("session_id", "session"), ("job_id", "job"), ("audited_job_id", "audited job"))
+
+
+def _naming_the_id(error: NotFoundError, request: P.RPCRequest) -> NotFoundError:
+    """A "not found" error that says which id (Workbench's own messages often do not)."""
+    for param, what in _ID_PARAMS:
+        value = request.kwparams.get(param)
+        if isinstance(value, str):
+            return naming_the_missing(error, what, value)
+    return error
 
 
 def _job_failure(job: Job) -> str | None:
