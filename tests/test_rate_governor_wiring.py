@@ -3,8 +3,14 @@ queries and launches feed it, and a 429 from the server slows the whole client d
 
 from __future__ import annotations
 
-from aiocompute import RateGovernor, WorkbenchClient
+import asyncio
+import time
+
+from aiohttp import web
+
+from aiocompute import ETEngineClient, RateGovernor, WorkbenchClient
 from aiocompute.emulator import Emulator
+from netkit import serve_http
 
 LP = {"name": "g", "cluster": "Local"}
 
@@ -48,3 +54,32 @@ async def test_a_launch_refused_with_429_is_sent_again_and_starts_one_session() 
         assert emu.stats["faults.rate_limit"] == 1
         assert emu.stats["workbench.launch_session"] == 2  # the refusal, then the launch
         assert [s.id for s in emu.workbench.sessions.values()] == [launched.id]
+
+
+async def test_max_concurrency_caps_the_requests_in_flight_at_the_server() -> None:
+    # Measured at the server: 10 calls at 0.2 s each, capped at 2 in flight.
+    in_flight = 0
+    most = 0
+
+    async def slow(_request: web.Request) -> web.Response:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        try:
+            await asyncio.sleep(0.2)
+        finally:
+            in_flight -= 1
+        return web.json_response([])
+
+    app = web.Application()
+    app.router.add_get("/v1/batches/{id}/jobs", slow)
+    governor = RateGovernor(max_concurrency=2)
+    async with serve_http(app) as server:
+        url = f"{server.url}/v1"
+        async with ETEngineClient(api_key="k" * 8, url=url, governor=governor) as et:
+            started = time.monotonic()
+            await asyncio.gather(*(et.jobs.list(f"b-{i}") for i in range(10)))
+            elapsed = time.monotonic() - started
+    assert most == 2
+    assert elapsed >= 5 * 0.2  # five rounds of two, not one round of ten
+    assert governor.stats.in_flight == 0
