@@ -71,6 +71,7 @@ from .._exceptions import (
     register_secret,
 )
 from .._version import __version__
+from .observability import record_response, retry_recorder
 from .retries import DEFAULT_RETRY, RetryPolicy, call_with_retries, parse_retry_after
 
 __all__ = [
@@ -1196,6 +1197,7 @@ class Transport:
                 where = p.where
                 mapped = _map_error(exc, method=p.verb, url=where.url, timeout_text=timeout_text)
                 self._feedback(None, None)
+                record_response(None)
                 logger.debug(
                     "%s failed after %.3fs: %s", where, time.monotonic() - sent_at, mapped.message
                 )
@@ -1204,6 +1206,7 @@ class Transport:
             retry_after = None if hint is None else parse_retry_after(hint)
             if governor is not None:
                 governor.feedback(status, retry_after)
+            record_response(status)
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug("%s -> %d in %.3fs", p.where, status, time.monotonic() - sent_at)
             if ok:
@@ -1229,7 +1232,7 @@ class Transport:
             idempotent=idempotent,
             rng=self._rng,
             sleep=self._sleep,
-            on_retry=self._on_retry,
+            on_retry=retry_recorder(self._on_retry),
             first_error=error,
             started=started,
         )
@@ -1295,6 +1298,7 @@ class Transport:
                 if resp is not None:
                     resp.close()
                 self._feedback(None, None)
+                record_response(None)
                 error = _map_error(
                     exc,
                     method=verb,
@@ -1305,6 +1309,7 @@ class Transport:
                 raise error from exc
             try:
                 status = resp.status
+                record_response(status)
                 retry_after = parse_retry_after(resp.headers.get("Retry-After"))
                 logger.debug(
                     "%s %s (stream) -> %d in %.3fs", verb, safe, status, time.monotonic() - started
@@ -1346,7 +1351,7 @@ class Transport:
             idempotent=idempotent,
             rng=self._rng,
             sleep=self._sleep,
-            on_retry=self._on_retry,
+            on_retry=retry_recorder(self._on_retry),
         )
         try:
             yield stream
