@@ -477,7 +477,7 @@ def test_driver_logs_retries_at_debug_without_secrets(caplog: pytest.LogCaptureF
     retries = [r for r in caplog.records if "retrying" in r.getMessage()]
     assert len(retries) == 1
     assert retries[0].levelno == logging.DEBUG
-    assert retries[0].name == "aiocompute"
+    assert retries[0].name == "aiocompute.retries"
     assert "abc.def.ghi" not in retries[0].getMessage()
 
 

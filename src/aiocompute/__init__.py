@@ -8,6 +8,7 @@ embedded emulator in :mod:`aiocompute.emulator`.
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from ._core import observability as _observability
 from ._core.config import ConfigError
 from ._core.fanout import FanOutResult, Outcome, RateGovernor, fan_out, fan_out_iter
 from ._core.jsonstream import DecodedValue, JSONStreamDecoder
@@ -35,6 +36,9 @@ from ._exceptions import (
     WaitTimeout,
 )
 from ._version import __version__
+
+# AIOCOMPUTE_LOG=debug (or info, warning, error) logs to stderr without code; unset: nothing.
+_observability.configure_logging()
 
 if TYPE_CHECKING:
     from .etengine import ETEngineClient

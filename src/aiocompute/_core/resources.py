@@ -18,6 +18,7 @@ from typing import Any, Generic, TypeVar
 
 from .fanout import RateGovernor
 from .network import ConnectionOptions
+from .observability import api_call, observe_transitions, record_transition
 from .polling import (
     OnCancel,
     Poller,
@@ -132,14 +133,16 @@ class BaseClient:
 class WaitableResource(Generic[R]):
     """Waiting methods for a resource with a state machine.
 
-    Subclasses set ``_waiter`` (their :class:`Poller`), ``_default_until`` and
-    ``_default_timeout``. ``until`` is a state name, a collection of names or a predicate;
+    Subclasses set ``_waiter`` (their :class:`Poller`), ``_default_until``,
+    ``_default_timeout`` and ``_resource_name`` (their attribute on the client, which names
+    their spans: ``sessions``). ``until`` is a state name, a collection of names or a predicate;
     ``timeout`` is the deadline in seconds (always finite).
     """
 
     _waiter: Poller[R]
     _default_until: str | Collection[str]
     _default_timeout: float
+    _resource_name: str
 
     def _until(self, until: Until[R] | None) -> Until[R]:
         return self._default_until if until is None else until
@@ -152,6 +155,7 @@ class WaitableResource(Generic[R]):
         of giving up): e.g. ``suspended`` right after this client asked to resume."""
         return ()
 
+    @api_call("wait")
     async def wait(
         self,
         id: str,
@@ -174,12 +178,13 @@ class WaitableResource(Generic[R]):
             id,
             self._until(until),
             timeout=self._timeout(timeout),
-            on_transition=on_transition,
+            on_transition=observe_transitions(on_transition),
             on_poll=on_poll,
             on_cancel=on_cancel,
             leaving=self._leaving([id]),
         )
 
+    @api_call("wait_all")
     async def wait_all(
         self,
         ids: Iterable[str],
@@ -202,12 +207,13 @@ class WaitableResource(Generic[R]):
             self._until(until),
             timeout=self._timeout(timeout),
             return_exceptions=return_exceptions,  # type: ignore[call-overload]
-            on_transition=on_transition,
+            on_transition=observe_transitions(on_transition),
             on_cancel=on_cancel,
             leaving=self._leaving(ids),
         )
         return results
 
+    @api_call("as_completed")
     async def as_completed(
         self,
         ids: Iterable[str],
@@ -221,12 +227,17 @@ class WaitableResource(Generic[R]):
         # unregister its ids), not whenever the garbage collector finds the inner one.
         ids = list(ids)
         results = self._waiter.as_completed(
-            ids, self._until(until), timeout=self._timeout(timeout), leaving=self._leaving(ids)
+            ids,
+            self._until(until),
+            timeout=self._timeout(timeout),
+            on_transition=observe_transitions(None),
+            leaving=self._leaving(ids),
         )
         async with aclosing(results):
             async for result in results:
                 yield result
 
+    @api_call("watch")
     async def watch(
         self,
         ids: Iterable[str],
@@ -241,6 +252,7 @@ class WaitableResource(Generic[R]):
         events = self._waiter.watch(ids, timeout=self._timeout(timeout), until=target)
         async with aclosing(events):
             async for event in events:
+                record_transition(event)
                 yield event
 
     def wait_token(
@@ -255,8 +267,9 @@ class WaitableResource(Generic[R]):
         target = self._default_until if until is None else until
         return self._waiter.token(ids, target, timeout=self._timeout(timeout))
 
+    @api_call("resume_wait")
     async def resume_wait(self, token: WaitToken | str) -> list[R]:
         """Continue a wait described by a token (or its JSON) until its original deadline."""
         if isinstance(token, str):
             token = WaitToken.from_json(token)
-        return await self._waiter.resume(token)
+        return await self._waiter.resume(token, on_transition=observe_transitions(None))

@@ -51,7 +51,7 @@ __all__ = [
 
 T = TypeVar("T")
 
-logger = logging.getLogger("aiocompute")
+logger = logging.getLogger("aiocompute.retries")
 
 
 def _non_negative(name: str) -> Callable[[Any, Any, float], None]:

@@ -28,6 +28,7 @@ import attrs
 
 from .._exceptions import StreamDecodeError, TransportError
 from .jsonstream import JSONStreamDecoder
+from .observability import record_event
 from .transport import ByteStream
 
 __all__ = ["ReplayFilter", "ResumePolicy", "iter_json_values", "resumable_items"]
@@ -185,6 +186,7 @@ async def resumable_items(
             if failures > resume.max_reconnects:
                 raise
             log.debug("%s broke (%s); reconnect %d", what, exc, failures)
+            reason = type(exc).__name__
         else:
             if still_running is None or not await still_running():
                 return
@@ -196,5 +198,11 @@ async def resumable_items(
                     retryable=False,
                 )
             log.debug("%s ended early; reconnect %d", what, failures)
+            reason = "ended early"
+        # offset: characters delivered so far, all channels together (where output resumes).
+        record_event(
+            "stream.reconnect",
+            {"attempt": failures, "offset": replay.delivered(None), "reason": reason},
+        )
         replay.restart()
         await anyio.sleep(resume.delay(max(failures, 1), rng))

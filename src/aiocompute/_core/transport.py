@@ -86,6 +86,7 @@ from .network import (
     redacted_headers,
     ssl_setting,
 )
+from .observability import record_response, retry_recorder
 from .retries import DEFAULT_RETRY, RetryPolicy, call_with_retries, parse_retry_after
 
 __all__ = [
@@ -1206,10 +1207,12 @@ class Transport:
             if response is not None:
                 response.close()
             self._feedback(None, None)
+            record_response(None)
             logger.debug("%s %s failed: %s", p.verb, p.where, error)
             raise error or TransportError("no response", method=p.verb, url=p.where)
         elapsed = time.monotonic() - sent_at
         status = response.status
+        record_response(status)
         logger.debug("%s %s -> %d in %.3fs", p.verb, p.where, status, elapsed)
         try:
             if self._hooks.response:
@@ -1247,7 +1250,7 @@ class Transport:
             idempotent=idempotent,
             rng=self._rng,
             sleep=self._sleep,
-            on_retry=self._on_retry,
+            on_retry=retry_recorder(self._on_retry),
         )
 
     # -- request
@@ -1341,6 +1344,7 @@ class Transport:
                 response.release()
             if error is not None:
                 self._feedback(None, None)
+                record_response(None)
                 raise error
             status, headers = response.status, response.headers
             in_body = self._error_in_body(status, body, headers, p)

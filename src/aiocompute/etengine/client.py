@@ -17,6 +17,7 @@ import attrs
 
 from .._core.config import resolve_setting
 from .._core.network import ConnectionOptions, Unpack
+from .._core.observability import api_call
 from .._core.polling import PollCadence, Poller, per_id_fetcher
 from .._core.resources import BaseClient, WaitableResource, client_transport
 from .._core.retries import DEFAULT_RETRY, RetryPolicy
@@ -67,6 +68,9 @@ class ETEngineClient(BaseClient):
 
     batches: BatchesResource
     jobs: JobsResource
+
+    # The first part of the name of every span of this API (see _core.observability).
+    _api_name = "etengine"
 
     def __init__(
         self,
@@ -135,6 +139,7 @@ class BatchesResource(WaitableResource[BatchStatus]):
 
     _default_until = "succeeded"
     _default_timeout = 3600.0
+    _resource_name = "batches"
 
     def __init__(self, client: ETEngineClient) -> None:
         self._client = client
@@ -152,6 +157,7 @@ class BatchesResource(WaitableResource[BatchStatus]):
             )
         )
 
+    @api_call("create")
     async def create(
         self,
         tool_id: str,
@@ -175,6 +181,7 @@ class BatchesResource(WaitableResource[BatchStatus]):
             self._n_jobs[created.batch_id] = created.n_jobs
         return created
 
+    @api_call("list")
     async def list(self) -> list[Batch]:
         """Every batch of the user."""
         response = await self._client._call(P.list_batches())
@@ -184,6 +191,7 @@ class BatchesResource(WaitableResource[BatchStatus]):
                 self._n_jobs[batch.batch_id] = batch.n_jobs
         return batches
 
+    @api_call("status")
     async def status(self, batch_id: str) -> BatchStatus:
         """The status counts of a batch and its derived :attr:`~BatchStatus.state`.
 
@@ -208,12 +216,14 @@ class BatchesResource(WaitableResource[BatchStatus]):
                 status = _with_n_jobs(status, n_jobs)
         return status
 
+    @api_call("delete")
     async def delete(self, batch_id: str) -> None:
         """Delete a batch's records. Its running jobs are NOT cancelled (the API has no
         way to). Not retried once sent."""
         await self._client._call(P.delete_batch(batch_id))
         self._n_jobs.pop(batch_id, None)
 
+    @api_call("delete_all")
     async def delete_all(self) -> None:
         """Delete every batch and job record of the user; running jobs keep running."""
         await self._client._call(P.delete_all_batches())
@@ -256,14 +266,18 @@ def _not_found(what: str, ident: str, error: ServerError) -> NotFoundError:
 class JobsResource:
     """``et.jobs``: the jobs of a batch. (There is no log endpoint.)"""
 
+    _resource_name = "jobs"
+
     def __init__(self, client: ETEngineClient) -> None:
         self._client = client
 
+    @api_call("list")
     async def list(self, batch_id: str) -> list[BatchJob]:
         """The jobs of a batch with their tool, log id and arguments."""
         response = await self._client._call(P.list_jobs(batch_id))
         return P.parse_jobs(response.json(), strict=self._client._strict)
 
+    @api_call("get")
     async def get(self, batch_id: str, job_id: str) -> BatchJob:
         """One job with its status, reason, hardware, arguments and times.
 

@@ -17,6 +17,7 @@ from typing import Any
 
 from .._core.config import resolve_setting
 from .._core.network import ConnectionOptions, Unpack
+from .._core.observability import api_call
 from .._core.pagination import Page, Paginator
 from .._core.polling import PollCadence, Poller, per_id_fetcher
 from .._core.resources import BaseClient, WaitableResource, client_transport
@@ -69,6 +70,9 @@ class LakeSailClient(BaseClient):
 
     sessions: SessionsResource
     workload_configs: WorkloadConfigsResource
+
+    # The first part of the name of every span of this API (see _core.observability).
+    _api_name = "lakesail"
 
     def __init__(
         self,
@@ -146,6 +150,7 @@ class SessionsResource(WaitableResource[Session]):
 
     _default_until = READY_STATES
     _default_timeout = 900.0
+    _resource_name = "sessions"
 
     def __init__(self, client: LakeSailClient) -> None:
         self._client = client
@@ -193,11 +198,17 @@ class SessionsResource(WaitableResource[Session]):
                     marker=marker,
                 )
             )
-            page = await self._client._session_page(request)
+            page = await self._list_fetch(request)
             return Page(page.sessions, page.marker)
 
         return Paginator(fetch, what="LakeSail sessions", **_page_options(limit, max_items))
 
+    @api_call("list")
+    async def _list_fetch(self, request: P.Request) -> SessionList:
+        # One page for list(): each is a request, traced under the name users call.
+        return await self._client._session_page(request)
+
+    @api_call("list_page")
     async def list_page(
         self,
         *,
@@ -214,6 +225,7 @@ class SessionsResource(WaitableResource[Session]):
         )
         return await self._client._session_page(request)
 
+    @api_call("create")
     async def create(
         self,
         *,
@@ -250,16 +262,19 @@ class SessionsResource(WaitableResource[Session]):
         )
         return P.parse_session(await self._client._call(request), strict=self._client._strict)
 
+    @api_call("get")
     async def get(self, session_id: str) -> Session:
         """One session; :class:`~aiocompute.NotFoundError` if there is none. The owner also
         gets its ``connection_info``."""
         data = await self._client._call(P.get_session(session_id))
         return P.parse_session(data, strict=self._client._strict)
 
+    @api_call("close")
     async def close(self, session_id: str) -> None:
         """Close the session now (it becomes ``closed``; cleanup happens in the background)."""
         await self._client._call(P.close_session(session_id), expect_body=False)
 
+    @api_call("token")
     async def token(self, session_id: str, *, duration_seconds: int | None = None) -> SessionToken:
         """Issue a short-lived bearer token for the session's gRPC proxy (owner or org admin).
 
@@ -270,6 +285,7 @@ class SessionsResource(WaitableResource[Session]):
         request = P.issue_session_token(session_id, duration_seconds=duration_seconds)
         return P.parse_session_token(await self._client._call(request), strict=self._client._strict)
 
+    @api_call("relaunch")
     async def relaunch(self, session_id: str) -> Session:
         """A brand-new session (new id) with the same workload configuration as a closed or
         failed one; the original is left as it is. The server refuses other states."""
@@ -306,6 +322,8 @@ def _detail(session: Session) -> str | None:
 class WorkloadConfigsResource:
     """``ls.workload_configs``: named, reusable compute configurations of teams."""
 
+    _resource_name = "workload_configs"
+
     def __init__(self, client: LakeSailClient) -> None:
         self._client = client
 
@@ -326,11 +344,12 @@ class WorkloadConfigsResource:
                 if marker is None
                 else P.list_workload_configs(team_id=team_id, limit=limit, marker=marker)
             )
-            page = await self._page(request)
+            page = await self._list_fetch(request)
             return Page(page.items, page.marker)
 
         return Paginator(fetch, what="LakeSail workload configs", **_page_options(limit, max_items))
 
+    @api_call("list_page")
     async def list_page(
         self, *, team_id: str | None = None, limit: int | None = None, marker: str | None = None
     ) -> WorkloadConfigList:
@@ -339,10 +358,16 @@ class WorkloadConfigsResource:
             P.list_workload_configs(team_id=team_id, limit=limit, marker=marker)
         )
 
+    @api_call("list")
+    async def _list_fetch(self, request: P.Request) -> WorkloadConfigList:
+        # One page for list(): each is a request, traced under the name users call.
+        return await self._page(request)
+
     async def _page(self, request: P.Request) -> WorkloadConfigList:
         data = await self._client._call(request)
         return P.parse_workload_config_list(data, strict=self._client._strict)
 
+    @api_call("create")
     async def create(
         self,
         name: str,
@@ -368,6 +393,7 @@ class WorkloadConfigsResource:
         data = await self._client._call(request)
         return P.parse_workload_config(data, strict=self._client._strict)
 
+    @api_call("get")
     async def get(self, workload_config_id: str) -> WorkloadConfig:
         """One workload config in full; :class:`~aiocompute.NotFoundError` if there is none."""
         data = await self._client._call(P.get_workload_config(workload_config_id))

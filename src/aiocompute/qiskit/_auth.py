@@ -27,7 +27,7 @@ from . import _protocol as P
 
 __all__ = ["DEFAULT_IAM_URL", "IAMAuth"]
 
-logger = logging.getLogger("aiocompute.qiskit")
+logger = logging.getLogger("aiocompute.auth")
 
 #: IBM Cloud IAM's token endpoint.
 DEFAULT_IAM_URL = "https://iam.cloud.ibm.com/identity/token"

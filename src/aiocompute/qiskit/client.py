@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 from .._core.config import check_str, resolve_setting
 from .._core.network import ConnectionOptions, Unpack
+from .._core.observability import api_call
 from .._core.polling import PollCadence, Poller, per_id_fetcher
 from .._core.resources import BaseClient, WaitableResource, client_transport
 from .._core.retries import RetryPolicy
@@ -95,6 +96,9 @@ class QiskitRuntimeClient(BaseClient):
     """
 
     sessions: SessionsResource
+
+    # The first part of the name of every span of this API (see _core.observability).
+    _api_name = "qiskit"
 
     def __init__(
         self,
@@ -215,6 +219,7 @@ class SessionsResource(WaitableResource[Session]):
 
     _default_until = "active"
     _default_timeout = 1800.0
+    _resource_name = "sessions"
 
     def __init__(self, client: QiskitRuntimeClient) -> None:
         self._client = client
@@ -229,6 +234,7 @@ class SessionsResource(WaitableResource[Session]):
             )
         )
 
+    @api_call("create")
     async def create(
         self,
         backend: str,
@@ -248,11 +254,13 @@ class SessionsResource(WaitableResource[Session]):
         response = await self._client._call(request)
         return P.parse_session(response.json(), strict=self._client._strict)
 
+    @api_call("get")
     async def get(self, session_id: str) -> Session:
         """One session; :class:`~aiocompute.NotFoundError` if there is none."""
         response = await self._client._call(P.get_session(session_id))
         return P.parse_session(response.json(), strict=self._client._strict)
 
+    @api_call("update")
     async def update(self, session_id: str, *, accepting_jobs: bool = False) -> None:
         """Set whether the session accepts new jobs.
 
@@ -261,10 +269,12 @@ class SessionsResource(WaitableResource[Session]):
         """
         await self._client._call(P.update_session(session_id, accepting_jobs=accepting_jobs))
 
+    @api_call("close")
     async def close(self, session_id: str) -> None:
         """Close the session now: jobs not yet running are not run. Answers 204."""
         await self._client._call(P.close_session(session_id))
 
+    @api_call("get_many")
     async def get_many(self, session_ids: Sequence[str]) -> dict[str, Session]:
         """Read several sessions at once (one request each, ``poll_concurrency`` at a time);
         ids that do not exist are left out."""

@@ -23,6 +23,7 @@ import attrs
 
 from .._core.config import ConfigError, check_str, resolve_setting
 from .._core.network import ConnectionOptions, Unpack
+from .._core.observability import api_call
 from .._core.polling import PollCadence, Poller
 from .._core.resources import BaseClient, WaitableResource, client_transport
 from .._core.retries import DEFAULT_RETRY, RetryPolicy
@@ -111,6 +112,9 @@ class WorkbenchClient(BaseClient):
     sessions: SessionsResource
     jobs: JobsResource
     audited_jobs: AuditedJobsResource
+
+    # The first part of the name of every span of this API (see _core.observability).
+    _api_name = "workbench"
 
     def __init__(
         self,
@@ -209,14 +213,17 @@ class WorkbenchClient(BaseClient):
             missing = exc
         raise _naming_the_id(missing, request)
 
+    @api_call("version")
     async def version(self) -> ServerVersion:
         """The server's version and enabled features."""
         return P.parse_version(await self._rpc(P.version()), strict=self._strict)
 
+    @api_call("users")
     async def users(self) -> list[User]:
         """Every user registered on the server (admin or super-admin token needed)."""
         return P.parse_users(await self._rpc(P.get_users()), strict=self._strict)
 
+    @api_call("compute_envs")
     async def compute_envs(self, user: str | None = None) -> ComputeEnvironments:
         """Clusters and IDEs the server offers (for ``user``: admin token needed)."""
         result = await self._rpc(P.get_compute_envs(user))
@@ -275,6 +282,7 @@ class SessionsResource(WaitableResource[Session]):
 
     _default_until = "running"
     _default_timeout = 600.0
+    _resource_name = "sessions"
     # The session fields a poll reads: all that state_of and detail_of look at.
     _poll_fields = ("activity_state", "status_detail")
 
@@ -294,6 +302,7 @@ class SessionsResource(WaitableResource[Session]):
             )
         )
 
+    @api_call("launch")
     async def launch(
         self,
         workbench: str,
@@ -327,6 +336,7 @@ class SessionsResource(WaitableResource[Session]):
         result = await self._client._rpc(request)
         return P.parse_launched_session(result, strict=self._client._strict)
 
+    @api_call("list")
     async def list(
         self,
         ids: Sequence[str] | None = None,
@@ -341,6 +351,7 @@ class SessionsResource(WaitableResource[Session]):
         """
         return await self._client._listing(ids, user=user, fields=fields, include_jobs=include_jobs)
 
+    @api_call("get")
     async def get(self, session_id: str, *, user: str | None = None) -> Session:
         """One live session; :class:`~aiocompute.NotFoundError` if there is none."""
         listing = await self._client._listing([session_id], user=user)
@@ -349,6 +360,7 @@ class SessionsResource(WaitableResource[Session]):
             raise NotFoundError(f"session not found: {session_id}", status=200)
         return found
 
+    @api_call("history")
     async def history(
         self,
         begin: datetime | str | None = None,
@@ -362,6 +374,7 @@ class SessionsResource(WaitableResource[Session]):
             begin, end, include_jobs=include_jobs, include_all_users=include_all_users
         )
 
+    @api_call("resume")
     async def resume(
         self,
         session_id: str,
@@ -385,6 +398,7 @@ class SessionsResource(WaitableResource[Session]):
             return _RESUMABLE
         return ()
 
+    @api_call("stop")
     async def stop(
         self, session_ids: str | Sequence[str], *, force: bool = False, suspend: bool = False
     ) -> None:
@@ -487,6 +501,7 @@ class _JobsBase(WaitableResource[Job]):
     async def _cancel(self, job_id: str) -> None:
         await self._client._rpc(self._stop_rpc(job_id))
 
+    @api_call("get")
     async def get(self, job_id: str) -> Job:
         """A job's current record (live first, then the recent history).
 
@@ -500,6 +515,7 @@ class _JobsBase(WaitableResource[Job]):
             raise NotFoundError(f"{self._what} not found: {job_id}", status=200)
         return found[job_id]
 
+    @api_call("list")
     async def list(self) -> list[Job]:
         """The user's jobs and audited jobs the server still reports (live and recent)."""
         listing = await self._client._listing(
@@ -507,6 +523,7 @@ class _JobsBase(WaitableResource[Job]):
         )
         return list(listing.jobs)
 
+    @api_call("output")
     async def output(
         self,
         job_id: str,
@@ -563,6 +580,7 @@ class _JobsBase(WaitableResource[Job]):
         finally:
             await items.aclose()
 
+    @api_call("lines")
     async def lines(
         self,
         job_id: str,
@@ -591,6 +609,7 @@ class _JobsBase(WaitableResource[Job]):
         for output_type, rest in pending.items():
             yield OutputLine(job_id, output_type, rest)
 
+    @api_call("collect")
     async def collect(
         self,
         job_id: str,
@@ -636,6 +655,9 @@ class JobsResource(_JobsBase):
     :class:`~aiocompute.UnreachableState`.
     """
 
+    _resource_name = "jobs"
+
+    @api_call("launch")
     async def launch(self, spec: JobSpec, *, apply_config_settings: bool | None = None) -> Job:
         """Launch a job; returns it as the server recorded it (status ``Pending``).
 
@@ -644,6 +666,7 @@ class JobsResource(_JobsBase):
         request = P.launch_job(spec, apply_config_settings=apply_config_settings)
         return P.parse_job_launch(await self._client._rpc(request), strict=self._client._strict)
 
+    @api_call("stop")
     async def stop(self, job_id: str, *, force: bool = False) -> None:
         """Stop a job (``force``: kill -9 instead of a terminate signal)."""
         await self._client._rpc(P.stop_job(job_id, force=force))
@@ -656,6 +679,7 @@ class AuditedJobsResource(_JobsBase):
     streams like a job's.
     """
 
+    _resource_name = "audited_jobs"
     _audited = True
     _what = "audited job"
 
@@ -665,6 +689,7 @@ class AuditedJobsResource(_JobsBase):
     def _output_rpc(self, job_id: str, user: str | None) -> P.RPCRequest:
         return P.get_audited_job_output(job_id, user=user)
 
+    @api_call("launch")
     async def launch(
         self, spec: JobSpec, *, apply_config_settings: bool | None = None
     ) -> AuditedJob:
@@ -673,11 +698,13 @@ class AuditedJobsResource(_JobsBase):
         result = await self._client._rpc(request)
         return P.parse_audited_job_launch(result, strict=self._client._strict)
 
+    @api_call("details")
     async def details(self, audited_job_id: str, *, user: str | None = None) -> AuditedJobDetails:
         """The audit details of a completed audited job."""
         result = await self._client._rpc(P.get_audited_job_details(audited_job_id, user=user))
         return P.parse_audited_job_details(result, strict=self._client._strict)
 
+    @api_call("stop")
     async def stop(self, audited_job_id: str, *, force: bool = False) -> None:
         """Stop an audited job (``force``: kill instead of terminate)."""
         await self._client._rpc(P.stop_audited_job(audited_job_id, force=force))
