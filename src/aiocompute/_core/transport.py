@@ -1118,7 +1118,7 @@ class Transport:
             said = _beyond_status(readable, status, phrase)
             if said.strip():
                 message += f": {excerpt(said, 120)}"
-        if status in (401, 403) and self._credential_hint:
+        if status == 401 and self._credential_hint:
             message += f" (check the credential: {self._credential_hint})"
         return api_error_for(
             status,
