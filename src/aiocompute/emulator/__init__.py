@@ -22,6 +22,10 @@ Streams can be watched from the test: ``emu.open_streams`` counts the streamed r
 being served now, and each streamed value written in full is reported as a
 :class:`ChunkWrite` (with its write instant) to ``emu.on_chunk_written`` and kept per job in
 ``emu.workbench.jobs[job_id].writes``.
+
+:class:`~aiocompute.emulator.chaos.ChaosProxy` (in :mod:`aiocompute.emulator.chaos`) goes
+between a client and the emulator and injects network faults: a connection cut before or
+after the server acted, gateway errors, 429s, stalls.
 """
 
 from __future__ import annotations
