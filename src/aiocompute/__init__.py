@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ._core import observability as _observability
 from ._core.config import ConfigError
 from ._core.fanout import FanOutResult, Outcome, RateGovernor, fan_out, fan_out_iter
+from ._core.handles import Handle
 from ._core.jsonstream import DecodedValue, JSONStreamDecoder
 from ._core.network import RequestView, ResponseView
 from ._core.pagination import Page, Paginator
@@ -83,6 +84,7 @@ __all__ = [
     "DecodedValue",
     "ETEngineClient",
     "FanOutResult",
+    "Handle",
     "InsecureTransportWarning",
     "JSONStreamDecoder",
     "JobSpec",

@@ -10,15 +10,17 @@ bulk status read), at most ``poll_concurrency`` at a time.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import anyio
 import attrs
 
 from .._core.config import resolve_setting
+from .._core.handles import DEFAULT_CLEANUP_TIMEOUT, Handle, scoped
 from .._core.network import ConnectionOptions, Unpack
 from .._core.observability import api_call
-from .._core.polling import PollCadence, Poller, per_id_fetcher
+from .._core.polling import PollCadence, Poller, Until, per_id_fetcher
 from .._core.resources import BaseClient, WaitableResource, client_transport
 from .._core.retries import DEFAULT_RETRY, RetryPolicy
 from .._core.transport import (
@@ -30,7 +32,7 @@ from .._core.transport import (
     StaticAuth,
     Timeouts,
 )
-from .._exceptions import NotFoundError, ServerError
+from .._exceptions import NotFoundError, ProtocolError, ServerError
 from . import _protocol as P
 from ._states import BATCH_STATES
 from .models import Batch, BatchJob, BatchStatus, Hardware, SubmittedBatch
@@ -215,6 +217,52 @@ class BatchesResource(WaitableResource[BatchStatus]):
             if n_jobs is not None:
                 status = _with_n_jobs(status, n_jobs)
         return status
+
+    def created(
+        self,
+        tool_id: str,
+        *,
+        fixed_args: Mapping[str, Any] | None = None,
+        variable_args: Sequence[Mapping[str, Any]] | None = None,
+        hardware: Hardware | None = None,
+        until: Until[BatchStatus] | None = None,
+        timeout: float | None = None,
+        on_exit: str = "wait",
+        cleanup_timeout: float = DEFAULT_CLEANUP_TIMEOUT,
+    ) -> AbstractAsyncContextManager[Handle[BatchStatus]]:
+        """Run a batch for the length of an ``async with`` block.
+
+        ``async with et.batches.created("tool-sim", variable_args=runs) as b:`` creates it
+        (as :meth:`create`), waits until ``until`` if given (None by default), and yields a
+        :class:`~aiocompute.Handle` over its :class:`BatchStatus`. On any exit ``on_exit``
+        runs, shielded and bounded by ``cleanup_timeout``: ``"wait"`` (default: until every
+        job has finished), ``"delete"`` (its records; the API cannot cancel running jobs)
+        or ``"leave"``.
+        """
+
+        async def launch() -> str:
+            submitted = await self.create(
+                tool_id, fixed_args=fixed_args, variable_args=variable_args, hardware=hardware
+            )
+            if submitted.batch_id is None:
+                raise ProtocolError(
+                    "the server accepted the batch but gave no id: it cannot be followed"
+                )
+            return submitted.batch_id
+
+        async def finish(batch_id: str) -> None:
+            await self.wait(batch_id, ("succeeded", "failed"), timeout=cleanup_timeout)
+
+        return scoped(
+            launch,
+            waits=self,
+            get=self.status,
+            until=until,
+            timeout=timeout,
+            on_exit=on_exit,
+            actions={"wait": finish, "delete": self.delete},
+            cleanup_timeout=cleanup_timeout,
+        )
 
     @api_call("delete")
     async def delete(self, batch_id: str) -> None:

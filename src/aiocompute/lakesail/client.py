@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 from .._core.config import resolve_setting
+from .._core.handles import DEFAULT_CLEANUP_TIMEOUT, Handle, scoped
 from .._core.network import ConnectionOptions, Unpack
 from .._core.observability import api_call
 from .._core.pagination import Page, Paginator
-from .._core.polling import PollCadence, Poller, per_id_fetcher
+from .._core.polling import PollCadence, Poller, Until, per_id_fetcher
 from .._core.resources import BaseClient, WaitableResource, client_transport
 from .._core.retries import DEFAULT_RETRY, RetryPolicy
 from .._core.transport import (
@@ -268,6 +270,61 @@ class SessionsResource(WaitableResource[Session]):
         gets its ``connection_info``."""
         data = await self._client._call(P.get_session(session_id))
         return P.parse_session(data, strict=self._client._strict)
+
+    def created(
+        self,
+        *,
+        endpoint_type: EndpointType | str | None = EndpointType.SPARK_CONNECT,
+        name: str | None = None,
+        team_id: str | None = None,
+        member_id: str | None = None,
+        service_account_id: str | None = None,
+        notebook_id: str | None = None,
+        config: SessionConfig | Mapping[str, Any] | None = None,
+        metadata: Mapping[str, str] | None = None,
+        workload_config_id: str | None = None,
+        allow_shared: bool | None = None,
+        extra: Mapping[str, Any] | None = None,
+        until: Until[Session] | None = READY_STATES,
+        timeout: float | None = None,
+        on_exit: str = "close",
+        cleanup_timeout: float = DEFAULT_CLEANUP_TIMEOUT,
+    ) -> AbstractAsyncContextManager[Handle[Session]]:
+        """Create a session for the length of an ``async with`` block.
+
+        ``async with ls.sessions.created(name="etl") as s:`` creates it (as :meth:`create`),
+        waits until it is ready (``until``, default active or idle; None: no wait) within
+        ``timeout``, and yields a :class:`~aiocompute.Handle`. On any exit, errors and
+        cancellation included, ``on_exit`` runs, shielded and bounded by
+        ``cleanup_timeout``: ``"close"`` (default) or ``"leave"``.
+        """
+
+        async def launch() -> str:
+            session = await self.create(
+                endpoint_type=endpoint_type,
+                name=name,
+                team_id=team_id,
+                member_id=member_id,
+                service_account_id=service_account_id,
+                notebook_id=notebook_id,
+                config=config,
+                metadata=metadata,
+                workload_config_id=workload_config_id,
+                allow_shared=allow_shared,
+                extra=extra,
+            )
+            return session.id
+
+        return scoped(
+            launch,
+            waits=self,
+            get=self.get,
+            until=until,
+            timeout=timeout,
+            on_exit=on_exit,
+            actions={"close": self.close},
+            cleanup_timeout=cleanup_timeout,
+        )
 
     @api_call("close")
     async def close(self, session_id: str) -> None:

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from contextlib import AbstractAsyncContextManager
 
 from .._core.config import check_str, resolve_setting
+from .._core.handles import DEFAULT_CLEANUP_TIMEOUT, Handle, scoped
 from .._core.network import ConnectionOptions, Unpack
 from .._core.observability import api_call
-from .._core.polling import PollCadence, Poller, per_id_fetcher
+from .._core.polling import PollCadence, Poller, Until, per_id_fetcher
 from .._core.resources import BaseClient, WaitableResource, client_transport
 from .._core.retries import RetryPolicy
 from .._core.transport import (
@@ -253,6 +255,52 @@ class SessionsResource(WaitableResource[Session]):
         request = P.create_session(backend, mode=mode, max_ttl=max_ttl, instance=instance)
         response = await self._client._call(request)
         return P.parse_session(response.json(), strict=self._client._strict)
+
+    def opened(
+        self,
+        backend: str,
+        *,
+        mode: SessionMode | str = SessionMode.BATCH,
+        max_ttl: int = P.DEFAULT_MAX_TTL,
+        instance: str | None = None,
+        until: Until[Session] | None = None,
+        timeout: float | None = None,
+        on_exit: str = "close",
+        cleanup_timeout: float = DEFAULT_CLEANUP_TIMEOUT,
+    ) -> AbstractAsyncContextManager[Handle[Session]]:
+        """Open a session for the length of an ``async with`` block.
+
+        ``async with q.sessions.opened("ibm_torino") as s:`` creates it (as :meth:`create`),
+        waits until ``until`` if given (None by default: an open session takes jobs at
+        once) and yields a :class:`~aiocompute.Handle`. On any exit, errors and
+        cancellation included, ``on_exit`` runs, shielded and bounded by
+        ``cleanup_timeout``: ``"close"`` (default: stop accepting jobs, then close),
+        ``"drain"`` (stop accepting jobs; those queued still run) or ``"leave"``.
+        """
+        first: list[Session] = []
+
+        async def launch() -> str:
+            session = await self.create(backend, mode=mode, max_ttl=max_ttl, instance=instance)
+            first.append(session)
+            return session.id
+
+        async def drain(session_id: str) -> None:
+            await self.update(session_id, accepting_jobs=False)
+
+        async def close(session_id: str) -> None:
+            await drain(session_id)
+            await self.close(session_id)
+
+        return scoped(
+            launch,
+            waits=self,
+            get=self.get,
+            until=until,
+            timeout=timeout,
+            on_exit=on_exit,
+            actions={"close": close, "drain": drain},
+            cleanup_timeout=cleanup_timeout,
+        )
 
     @api_call("get")
     async def get(self, session_id: str) -> Session:

@@ -16,6 +16,7 @@ import aiocompute.qiskit.client as _aiocompute_qiskit_client
 import aiocompute.qiskit.models as _aiocompute_qiskit_models
 import aiocompute.workbench.client as _aiocompute_workbench_client
 import aiocompute.workbench.models as _aiocompute_workbench_models
+from aiocompute._core.handles import DEFAULT_CLEANUP_TIMEOUT, Handle
 from aiocompute._core.network import ConnectionOptions, Unpack
 from aiocompute._core.polling import (
     OnCancel,
@@ -37,6 +38,7 @@ from aiocompute._core.transport import (
 )
 from aiocompute.etengine.client import BatchesResource
 from aiocompute.etengine.models import Batch, BatchJob, BatchStatus, Hardware, SubmittedBatch
+from aiocompute.lakesail._states import READY_STATES
 from aiocompute.lakesail.client import WorkloadConfigsResource
 from aiocompute.lakesail.models import (
     EndpointType,
@@ -51,7 +53,13 @@ from aiocompute.lakesail.models import (
 from aiocompute.qiskit._protocol import DEFAULT_MAX_TTL
 from aiocompute.qiskit.client import DEFAULT_API_VERSION, QISKIT_RETRY
 from aiocompute.qiskit.models import SessionMode
-from aiocompute.sync._runtime import SyncClient, SyncIterator, SyncPaginator, SyncResource
+from aiocompute.sync._runtime import (
+    SyncClient,
+    SyncContextManager,
+    SyncIterator,
+    SyncPaginator,
+    SyncResource,
+)
 from aiocompute.workbench.client import AuditedJobsResource
 from aiocompute.workbench.models import (
     AuditedJob,
@@ -137,6 +145,41 @@ class ETEngineBatchesResource(SyncResource):
         :class:`~aiocompute.ServerError` it was), so waits on a deleted batch end at once.
         """
         return self._runner.call(self._async.status, batch_id)
+
+    def created(
+        self,
+        tool_id: str,
+        *,
+        fixed_args: Mapping[str, Any] | None = None,
+        variable_args: Sequence[Mapping[str, Any]] | None = None,
+        hardware: Hardware | None = None,
+        until: Until[BatchStatus] | None = None,
+        timeout: float | None = None,
+        on_exit: str = "wait",
+        cleanup_timeout: float = DEFAULT_CLEANUP_TIMEOUT,
+    ) -> SyncContextManager[Handle[BatchStatus]]:
+        """Run a batch for the length of an ``async with`` block.
+
+        ``async with et.batches.created("tool-sim", variable_args=runs) as b:`` creates it
+        (as :meth:`create`), waits until ``until`` if given (None by default), and yields a
+        :class:`~aiocompute.Handle` over its :class:`BatchStatus`. On any exit ``on_exit``
+        runs, shielded and bounded by ``cleanup_timeout``: ``"wait"`` (default: until every
+        job has finished), ``"delete"`` (its records; the API cannot cancel running jobs)
+        or ``"leave"``.
+
+        Sync twin: use ``with`` where the async method uses ``async with``.
+        """
+        return self._runner.context(
+            self._async.created,
+            tool_id,
+            fixed_args=fixed_args,
+            variable_args=variable_args,
+            hardware=hardware,
+            until=until,
+            timeout=timeout,
+            on_exit=on_exit,
+            cleanup_timeout=cleanup_timeout,
+        )
 
     def delete(self, batch_id: str) -> None:
         """Delete a batch's records. Its running jobs are NOT cancelled (the API has no
@@ -437,6 +480,54 @@ class LakeSailSessionsResource(SyncResource):
         """
         return self._runner.call(self._async.get, session_id)
 
+    def created(
+        self,
+        *,
+        endpoint_type: EndpointType | str | None = EndpointType.SPARK_CONNECT,
+        name: str | None = None,
+        team_id: str | None = None,
+        member_id: str | None = None,
+        service_account_id: str | None = None,
+        notebook_id: str | None = None,
+        config: SessionConfig | Mapping[str, Any] | None = None,
+        metadata: Mapping[str, str] | None = None,
+        workload_config_id: str | None = None,
+        allow_shared: bool | None = None,
+        extra: Mapping[str, Any] | None = None,
+        until: Until[_aiocompute_lakesail_models.Session] | None = READY_STATES,
+        timeout: float | None = None,
+        on_exit: str = "close",
+        cleanup_timeout: float = DEFAULT_CLEANUP_TIMEOUT,
+    ) -> SyncContextManager[Handle[_aiocompute_lakesail_models.Session]]:
+        """Create a session for the length of an ``async with`` block.
+
+        ``async with ls.sessions.created(name="etl") as s:`` creates it (as :meth:`create`),
+        waits until it is ready (``until``, default active or idle; None: no wait) within
+        ``timeout``, and yields a :class:`~aiocompute.Handle`. On any exit, errors and
+        cancellation included, ``on_exit`` runs, shielded and bounded by
+        ``cleanup_timeout``: ``"close"`` (default) or ``"leave"``.
+
+        Sync twin: use ``with`` where the async method uses ``async with``.
+        """
+        return self._runner.context(
+            self._async.created,
+            endpoint_type=endpoint_type,
+            name=name,
+            team_id=team_id,
+            member_id=member_id,
+            service_account_id=service_account_id,
+            notebook_id=notebook_id,
+            config=config,
+            metadata=metadata,
+            workload_config_id=workload_config_id,
+            allow_shared=allow_shared,
+            extra=extra,
+            until=until,
+            timeout=timeout,
+            on_exit=on_exit,
+            cleanup_timeout=cleanup_timeout,
+        )
+
     def close(self, session_id: str) -> None:
         """Close the session now (it becomes ``closed``; cleanup happens in the background)."""
         self._runner.call(self._async.close, session_id)
@@ -710,6 +801,41 @@ class QiskitRuntimeSessionsResource(SyncResource):
             self._async.create, backend, mode=mode, max_ttl=max_ttl, instance=instance
         )
 
+    def opened(
+        self,
+        backend: str,
+        *,
+        mode: SessionMode | str = SessionMode.BATCH,
+        max_ttl: int = DEFAULT_MAX_TTL,
+        instance: str | None = None,
+        until: Until[_aiocompute_qiskit_models.Session] | None = None,
+        timeout: float | None = None,
+        on_exit: str = "close",
+        cleanup_timeout: float = DEFAULT_CLEANUP_TIMEOUT,
+    ) -> SyncContextManager[Handle[_aiocompute_qiskit_models.Session]]:
+        """Open a session for the length of an ``async with`` block.
+
+        ``async with q.sessions.opened("ibm_torino") as s:`` creates it (as :meth:`create`),
+        waits until ``until`` if given (None by default: an open session takes jobs at
+        once) and yields a :class:`~aiocompute.Handle`. On any exit, errors and
+        cancellation included, ``on_exit`` runs, shielded and bounded by
+        ``cleanup_timeout``: ``"close"`` (default: stop accepting jobs, then close),
+        ``"drain"`` (stop accepting jobs; those queued still run) or ``"leave"``.
+
+        Sync twin: use ``with`` where the async method uses ``async with``.
+        """
+        return self._runner.context(
+            self._async.opened,
+            backend,
+            mode=mode,
+            max_ttl=max_ttl,
+            instance=instance,
+            until=until,
+            timeout=timeout,
+            on_exit=on_exit,
+            cleanup_timeout=cleanup_timeout,
+        )
+
     def get(self, session_id: str) -> _aiocompute_qiskit_models.Session:
         """One session; :class:`~aiocompute.NotFoundError` if there is none."""
         return self._runner.call(self._async.get, session_id)
@@ -955,6 +1081,52 @@ class WorkbenchSessionsResource(SyncResource):
             start_hooks=start_hooks,
             stop_hooks=stop_hooks,
             environment=environment,
+        )
+
+    def launched(
+        self,
+        workbench: str,
+        *,
+        name: str | None = None,
+        launch_parameters: LaunchParameters | Mapping[str, Any] | None = None,
+        username: str | None = None,
+        open_file: str | None = None,
+        working_directory: str | None = None,
+        start_hooks: SessionHook | str | Sequence[SessionHook | str] | None = None,
+        stop_hooks: SessionHook | str | Sequence[SessionHook | str] | None = None,
+        environment: Mapping[str, str] | Sequence[EnvironmentVariable] | None = None,
+        until: Until[_aiocompute_workbench_models.Session] | None = "running",
+        timeout: float | None = None,
+        on_exit: str = "stop",
+        cleanup_timeout: float = DEFAULT_CLEANUP_TIMEOUT,
+    ) -> SyncContextManager[Handle[_aiocompute_workbench_models.Session]]:
+        """Launch a session for the length of an ``async with`` block.
+
+        ``async with wb.sessions.launched("VS Code", launch_parameters=lp) as s:`` launches
+        (as :meth:`launch`), waits until ``until`` (default ``"running"``; None: no wait)
+        within ``timeout``, and yields a :class:`~aiocompute.Handle` (``s.id``,
+        ``s.resource``, ``s.refresh()``, ``s.wait()``, ``s.stop()``). On any exit, errors
+        and cancellation included, it runs ``on_exit``: ``"stop"`` (default), ``"suspend"``
+        (save the session's state), ``"kill"`` or ``"leave"``, shielded and bounded by
+        ``cleanup_timeout`` seconds.
+
+        Sync twin: use ``with`` where the async method uses ``async with``.
+        """
+        return self._runner.context(
+            self._async.launched,
+            workbench,
+            name=name,
+            launch_parameters=launch_parameters,
+            username=username,
+            open_file=open_file,
+            working_directory=working_directory,
+            start_hooks=start_hooks,
+            stop_hooks=stop_hooks,
+            environment=environment,
+            until=until,
+            timeout=timeout,
+            on_exit=on_exit,
+            cleanup_timeout=cleanup_timeout,
         )
 
     def list(

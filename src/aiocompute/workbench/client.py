@@ -14,6 +14,7 @@ import math
 import os
 import time
 from collections.abc import AsyncGenerator, Collection, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta, timezone
 from functools import partial
 from pathlib import Path
@@ -22,9 +23,10 @@ from typing import Any
 import attrs
 
 from .._core.config import ConfigError, check_str, resolve_setting
+from .._core.handles import DEFAULT_CLEANUP_TIMEOUT, Handle, scoped
 from .._core.network import ConnectionOptions, Unpack
 from .._core.observability import api_call
-from .._core.polling import PollCadence, Poller
+from .._core.polling import PollCadence, Poller, Until
 from .._core.resources import BaseClient, WaitableResource, client_transport
 from .._core.retries import DEFAULT_RETRY, RetryPolicy
 from .._core.streaming import ResumePolicy, resumable_items
@@ -335,6 +337,68 @@ class SessionsResource(WaitableResource[Session]):
         )
         result = await self._client._rpc(request)
         return P.parse_launched_session(result, strict=self._client._strict)
+
+    def launched(
+        self,
+        workbench: str,
+        *,
+        name: str | None = None,
+        launch_parameters: LaunchParameters | Mapping[str, Any] | None = None,
+        username: str | None = None,
+        open_file: str | None = None,
+        working_directory: str | None = None,
+        start_hooks: SessionHook | str | Sequence[SessionHook | str] | None = None,
+        stop_hooks: SessionHook | str | Sequence[SessionHook | str] | None = None,
+        environment: Mapping[str, str] | Sequence[EnvironmentVariable] | None = None,
+        until: Until[Session] | None = "running",
+        timeout: float | None = None,
+        on_exit: str = "stop",
+        cleanup_timeout: float = DEFAULT_CLEANUP_TIMEOUT,
+    ) -> AbstractAsyncContextManager[Handle[Session]]:
+        """Launch a session for the length of an ``async with`` block.
+
+        ``async with wb.sessions.launched("VS Code", launch_parameters=lp) as s:`` launches
+        (as :meth:`launch`), waits until ``until`` (default ``"running"``; None: no wait)
+        within ``timeout``, and yields a :class:`~aiocompute.Handle` (``s.id``,
+        ``s.resource``, ``s.refresh()``, ``s.wait()``, ``s.stop()``). On any exit, errors
+        and cancellation included, it runs ``on_exit``: ``"stop"`` (default), ``"suspend"``
+        (save the session's state), ``"kill"`` or ``"leave"``, shielded and bounded by
+        ``cleanup_timeout`` seconds.
+        """
+
+        async def launch() -> str:
+            launched = await self.launch(
+                workbench,
+                name=name,
+                launch_parameters=launch_parameters,
+                username=username,
+                open_file=open_file,
+                working_directory=working_directory,
+                start_hooks=start_hooks,
+                stop_hooks=stop_hooks,
+                environment=environment,
+            )
+            return launched.id
+
+        async def stop(session_id: str) -> None:
+            await self.stop(session_id)
+
+        async def suspend(session_id: str) -> None:
+            await self.stop(session_id, suspend=True)
+
+        async def kill(session_id: str) -> None:
+            await self.stop(session_id, force=True)
+
+        return scoped(
+            launch,
+            waits=self,
+            get=self.get,
+            until=until,
+            timeout=timeout,
+            on_exit=on_exit,
+            actions={"stop": stop, "suspend": suspend, "kill": kill},
+            cleanup_timeout=cleanup_timeout,
+        )
 
     @api_call("list")
     async def list(
