@@ -151,3 +151,16 @@ async def test_etengine_created_deletes_or_waits(
             assert b.id not in emu.etengine.batches
         else:
             assert (await et.batches.status(b.id)).state == "succeeded"
+
+
+@pytest.mark.parametrize("method", ["wait_all", "as_completed", "watch", "wait_token"])
+async def test_a_bare_string_of_ids_is_refused(wb: WorkbenchClient, method: str) -> None:
+    async def call() -> None:
+        result = getattr(wb.sessions, method)("abc")
+        if method == "wait_all":
+            await result
+        elif method != "wait_token":
+            await result.__anext__()
+
+    with pytest.raises(TypeError, match=r"takes a collection of ids, not one str: use "):
+        await call()

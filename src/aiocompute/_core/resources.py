@@ -130,6 +130,16 @@ class BaseClient:
         return f"{type(self).__name__}({self._transport.base_url!r})"
 
 
+def _id_list(ids: Iterable[str], method: str) -> list[str]:
+    # A bare string is iterable too: wait_all("abc") would wait for "a", "b" and "c".
+    if isinstance(ids, (str, bytes)):
+        raise TypeError(
+            f"{method}() takes a collection of ids, not one {type(ids).__name__}: "
+            f"use {method}([{ids!r}])"
+        )
+    return list(ids)
+
+
 class WaitableResource(Generic[R]):
     """Waiting methods for a resource with a state machine.
 
@@ -201,7 +211,7 @@ class WaitableResource(Generic[R]):
         ``return_exceptions`` the first failure is raised; with it, each id's error takes
         its place in the list.
         """
-        ids = list(ids)
+        ids = _id_list(ids, "wait_all")
         results: list[Any] = await self._waiter.wait_all(
             ids,
             self._until(until),
@@ -225,7 +235,7 @@ class WaitableResource(Generic[R]):
         target, fails, or times out); ``result.unwrap()`` returns the resource or raises."""
         # aclosing: leaving this generator early must end the poller's wait at once (and
         # unregister its ids), not whenever the garbage collector finds the inner one.
-        ids = list(ids)
+        ids = _id_list(ids, "as_completed")
         results = self._waiter.as_completed(
             ids,
             self._until(until),
@@ -249,6 +259,7 @@ class WaitableResource(Generic[R]):
         resumable) or reached ``until`` (default: the resource's usual target, e.g.
         ``"running"`` for sessions, a state it may otherwise stay in for ever)."""
         target = self._default_until if until is None else until
+        ids = _id_list(ids, "watch")
         events = self._waiter.watch(ids, timeout=self._timeout(timeout), until=target)
         async with aclosing(events):
             async for event in events:
@@ -265,7 +276,9 @@ class WaitableResource(Generic[R]):
         """A JSON-serialisable token (``.to_json()``) with the ids, target and deadline, so
         that another process can continue the wait with :meth:`resume_wait`."""
         target = self._default_until if until is None else until
-        return self._waiter.token(ids, target, timeout=self._timeout(timeout))
+        return self._waiter.token(
+            _id_list(ids, "wait_token"), target, timeout=self._timeout(timeout)
+        )
 
     @api_call("resume_wait")
     async def resume_wait(self, token: WaitToken | str) -> list[R]:
