@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 import typing
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -166,14 +166,60 @@ def test_the_parity_check_catches_a_missing_or_different_twin() -> None:
     assert any(p.startswith("Sync.a(") for p in problems)
 
 
+def _bind(hint: Any, env: dict[Any, Any]) -> Any:
+    if isinstance(hint, TypeVar):
+        return env.get(hint, hint)
+    params = getattr(hint, "__parameters__", ())
+    return hint[tuple(env.get(p, p) for p in params)] if params else hint
+
+
+def resolved_hints(cls: type, name: str) -> dict[str, Any]:
+    """The type hints of ``cls.<name>`` as a type checker sees them on ``cls``: type
+    variables of its generic bases (``SyncWaitableResource[Session]``) bound."""
+    env: dict[Any, Any] = {}
+    for klass in reversed(cls.__mro__):
+        for base in getattr(klass, "__orig_bases__", ()):
+            origin = typing.get_origin(base)
+            if origin is not None and origin is not typing.Generic:
+                args = [_bind(a, env) for a in typing.get_args(base)]
+                env.update(zip(origin.__parameters__, args, strict=True))
+    return {k: _bind(v, env) for k, v in typing.get_type_hints(getattr(cls, name)).items()}
+
+
 def test_type_variables_are_resolved_in_the_generated_annotations() -> None:
-    hints = typing.get_type_hints(sync.WorkbenchSessionsResource.wait)
-    assert hints["return"] is Session
-    assert typing.get_type_hints(sync.WorkbenchJobsResource.wait)["return"] is Job
-    as_completed = typing.get_type_hints(sync.WorkbenchJobsResource.as_completed)["return"]
+    assert sync.WorkbenchSessionsResource.__orig_bases__ == (  # type: ignore[attr-defined]
+        sync.SyncWaitableResource[Session],
+    )
+    assert resolved_hints(sync.WorkbenchSessionsResource, "wait")["return"] is Session
+    assert resolved_hints(sync.WorkbenchJobsResource, "wait")["return"] is Job
+    as_completed = resolved_hints(sync.WorkbenchJobsResource, "as_completed")["return"]
     assert as_completed == sync.SyncIterator[WaitResult[Job]]
+    on_transition = resolved_hints(sync.WorkbenchJobsResource, "wait")["on_transition"]
+    assert typing.get_args(on_transition)[0] == Callable[[TransitionEvent[Job]], object]
     output = typing.get_type_hints(sync.WorkbenchJobsResource.output)["return"]
     assert output == sync.SyncIterator[OutputChunk]
+
+
+WAITING = sorted(n for n in vars(WaitableResource) if not n.startswith("_"))
+
+
+@pytest.mark.parametrize("name", WAITING)
+def test_the_hand_written_waiting_twins_match_the_async_ones(name: str) -> None:
+    """SyncWaitableResource is written by hand: same parameters (annotations included) and
+    the same docstring as WaitableResource, with the sync note for iterators."""
+    async_fn = getattr(WaitableResource, name)
+    twin = inspect.getattr_static(sync.SyncWaitableResource, name)
+    assert inspect.isfunction(twin), f"SyncWaitableResource.{name} is missing"
+
+    def params(fn: Any) -> list[tuple[str, Any, Any, Any]]:
+        sig = inspect.signature(fn)
+        return [(p.name, p.kind, p.default, p.annotation) for p in sig.parameters.values()]
+
+    assert params(twin) == params(async_fn)
+    doc = inspect.getdoc(async_fn) or ""
+    if inspect.isasyncgenfunction(inspect.unwrap(async_fn)):
+        doc += " " + gen._NOTES["iterate"]
+    assert " ".join((inspect.getdoc(twin) or "").split()) == " ".join(doc.split())
 
 
 def test_generated_file_is_up_to_date() -> None:
@@ -323,8 +369,7 @@ def test_fake_twins_have_the_async_signatures(fake_twins: dict[str, Any]) -> Non
     assert parity_problems(FakeClient, twin, LIFECYCLE) == []
     assert parity_problems(FakeThings, fake_twins["FakeThings"], set()) == []
     assert parity_problems(FakeInner, fake_twins["FakeInner"], set()) == []
-    hints = typing.get_type_hints(fake_twins["FakeThings"].wait, fake_twins)
-    assert hints["return"] is Item  # bound through _FakeBase
+    assert resolved_hints(fake_twins["FakeThings"], "wait")["return"] is Item  # via _FakeBase
     assert "def get(self, thing_id: str, /, *, loud: bool = False) -> Item:" in (
         gen.format_source(gen.generate([FakeClient]))
     )
@@ -461,8 +506,8 @@ class ClashClient(BaseClient):
 def test_type_variables_can_be_bound_by_the_resource_annotation() -> None:
     namespace: dict[str, Any] = {"__name__": "bound_generated"}
     exec(compile(gen.generate([BoundByAnnotationClient]), "<generated>", "exec"), namespace)
-    wait = namespace["BoundByAnnotationUnboundThings"].wait
-    assert typing.get_type_hints(wait, namespace)["return"] is Item
+    twin = namespace["BoundByAnnotationUnboundThings"]
+    assert resolved_hints(twin, "wait")["return"] is Item
 
 
 @pytest.mark.parametrize(

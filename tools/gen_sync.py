@@ -36,6 +36,11 @@ returning AsyncIterator/AsyncGenerator)
 ``@property``                               the same property, read from the async object
 ==========================================  ===========================================
 
+The waiting methods of :class:`~aiocompute._core.resources.WaitableResource` (``wait``,
+``wait_all``, ``as_completed``, ``watch``, ``wait_token``, ``resume_wait``) are not generated:
+their twins are written once, in the runtime's ``SyncWaitableResource[R]``, which the twin of
+a ``WaitableResource[Model]`` subclasses as ``SyncWaitableResource[Model]``.
+
 Type variables are resolved: ``SessionsResource(WaitableResource[Session])`` makes ``wait``
 return ``Session``, read from the classes' ``__orig_bases__`` (or from the resource's
 annotation, ``things: Things[Item]``). Names used in annotations and defaults are imported
@@ -77,6 +82,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+
+from aiocompute._core.resources import WaitableResource
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = ROOT / "src" / "aiocompute" / "sync" / "_generated.py"
@@ -668,6 +675,7 @@ class Twin:
     init_args: list[str] = field(default_factory=list)
     init_doc: str = ""
     bindings: dict[Any, Any] = field(default_factory=dict)
+    base: str = ""
 
 
 _NOTES = {
@@ -805,6 +813,15 @@ class Builder:
         twin.resources = self._resources(cls, prefix, cache, stack)
         shadow = self._shadow(cls, twin, skip=set())
         twin.members = self._members(twin, shadow, skip=set())
+        twin.base = self._runtime("SyncResource")
+        if issubclass(cls, WaitableResource):
+            # The waiting methods are hand-written once, in SyncWaitableResource[R]: the twin
+            # subclasses it with the resource type and gets only the API's own methods.
+            env = generic_envs(cls, bindings).get(WaitableResource, {})
+            where = f"{cls.__module__}.{cls.__qualname__}"
+            scope = Scope(self.imports, cls.__module__, env, set(), where)
+            (param,) = WaitableResource.__parameters__
+            twin.base = f"{self._runtime('SyncWaitableResource')}[{scope.type_of(param)}]"
         self.twins.append(twin)
         return twin
 
@@ -823,6 +840,8 @@ class Builder:
     # -- members
 
     def _members(self, twin: Twin, shadow: set[str], skip: set[str]) -> list[Member]:
+        from aiocompute.sync._runtime import SyncWaitableResource
+
         cls = twin.source
         members: list[Member] = []
         seen: set[str] = set()
@@ -833,6 +852,13 @@ class Builder:
                 if name.startswith("_") or name in seen or name in skip:
                     continue
                 seen.add(name)
+                if klass is WaitableResource:
+                    if not hasattr(SyncWaitableResource, name):
+                        raise GenerationError(
+                            f"WaitableResource.{name} has no twin in the hand-written "
+                            f"{RUNTIME}.SyncWaitableResource: add it there"
+                        )
+                    continue
                 built = self._member(twin, name, shadow)
                 if built is not None:
                     members.append(built)
@@ -1015,7 +1041,7 @@ class Builder:
     def _render_twin(self, twin: Twin) -> str:
         src = twin.source
         async_name = f"{src.__module__}.{src.__qualname__}"
-        base = self._runtime("SyncClient" if twin.is_client else "SyncResource")
+        base = self._runtime("SyncClient") if twin.is_client else twin.base
         async_ref = self.imports.token(Ref(src.__module__, src.__name__))
         lines = [f"class {twin.name}({base}):"]
         original = inspect.getdoc(src) or ""

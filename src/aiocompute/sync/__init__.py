@@ -54,6 +54,7 @@ from ._runtime import (
     SyncIterator,
     SyncPaginator,
     SyncResource,
+    SyncWaitableResource,
 )
 
 __all__ = [
@@ -63,5 +64,6 @@ __all__ = [
     "SyncIterator",
     "SyncPaginator",
     "SyncResource",
+    "SyncWaitableResource",
     *_generated_all,
 ]

@@ -47,7 +47,9 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
+    Collection,
     Coroutine,
+    Iterable,
     Iterator,
     Mapping,
 )
@@ -58,7 +60,8 @@ from typing import Any, ClassVar, Generic, ParamSpec, TypeVar
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
 from .._core.pagination import Page, Paginator
-from .._core.resources import BaseClient
+from .._core.polling import OnCancel, PollEvent, TransitionEvent, Until, WaitResult, WaitToken
+from .._core.resources import BaseClient, WaitableResource
 from .._core.retries import RetryPolicy
 from .._core.transport import Timeouts
 from .._exceptions import ClientClosedError
@@ -70,9 +73,11 @@ __all__ = [
     "SyncIterator",
     "SyncPaginator",
     "SyncResource",
+    "SyncWaitableResource",
 ]
 
 T = TypeVar("T")
+R = TypeVar("R")
 P = ParamSpec("P")
 
 #: How long a blocked caller waits at a time before looking again, so that Ctrl-C gets in.
@@ -539,6 +544,119 @@ class SyncResource:
 
     def __repr__(self) -> str:
         return f"<sync {self._async!r}>"
+
+
+class SyncWaitableResource(SyncResource, Generic[R]):
+    """Blocking twin of :class:`~aiocompute._core.resources.WaitableResource`, written once
+    for every resource with a state machine: ``wait`` / ``wait_all`` / ``as_completed`` /
+    ``watch`` / ``wait_token`` / ``resume_wait``, with the async methods' names, parameters
+    and docstrings (a test checks them). A generated resource twin subclasses it with its
+    resource type (``WorkbenchSessionsResource(SyncWaitableResource[Session])``) and adds
+    its API's own methods.
+    """
+
+    _async: WaitableResource[R]
+
+    def wait(
+        self,
+        id: str,
+        until: Until[R] | None = None,
+        *,
+        timeout: float | None = None,
+        on_transition: Callable[[TransitionEvent[R]], object] | None = None,
+        on_poll: Callable[[PollEvent[R]], object] | None = None,
+        on_cancel: OnCancel = "detach",
+    ) -> R:
+        """Wait until ``id`` reaches ``until``; return it in that state.
+
+        Raises :class:`~aiocompute.WaitTimeout` when ``timeout`` passes first, and
+        :class:`~aiocompute.UnreachableState` at once when a state is reached from which the
+        target can never come. ``on_transition`` / ``on_poll`` are called (sync or async)
+        on each change / read. ``on_cancel="cancel"`` stops the remote resource if the wait
+        times out or is cancelled (``"detach"``, the default, leaves it running).
+        """
+        return self._runner.call(
+            self._async.wait,
+            id,
+            until,
+            timeout=timeout,
+            on_transition=on_transition,
+            on_poll=on_poll,
+            on_cancel=on_cancel,
+        )
+
+    def wait_all(
+        self,
+        ids: Iterable[str],
+        until: Until[R] | None = None,
+        *,
+        timeout: float | None = None,
+        return_exceptions: bool = False,
+        on_transition: Callable[[TransitionEvent[R]], object] | None = None,
+        on_cancel: OnCancel = "detach",
+    ) -> list[Any]:
+        """Wait for every id under one deadline; results in the order of ``ids``.
+
+        All ids are polled together (one request per tick where the API allows). Without
+        ``return_exceptions`` the first failure is raised; with it, each id's error takes
+        its place in the list.
+        """
+        return self._runner.call(
+            self._async.wait_all,
+            ids,
+            until,
+            timeout=timeout,
+            return_exceptions=return_exceptions,
+            on_transition=on_transition,
+            on_cancel=on_cancel,
+        )
+
+    def as_completed(
+        self,
+        ids: Iterable[str],
+        until: Until[R] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> SyncIterator[WaitResult[R]]:
+        """Yield a :class:`~aiocompute.WaitResult` per id as each finishes (reaches the
+        target, fails, or times out); ``result.unwrap()`` returns the resource or raises.
+
+        Sync twin: returns a :class:`~aiocompute.sync.SyncIterator`; ``close()`` it or use
+        ``with`` to stop early.
+        """
+        return self._runner.iterate(self._async.as_completed, ids, until, timeout=timeout)
+
+    def watch(
+        self,
+        ids: Iterable[str],
+        until: str | Collection[str] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> SyncIterator[TransitionEvent[R]]:
+        """Yield every change of state of ``ids`` until each has settled (terminal or
+        resumable) or reached ``until`` (default: the resource's usual target, e.g.
+        ``"running"`` for sessions, a state it may otherwise stay in for ever).
+
+        Sync twin: returns a :class:`~aiocompute.sync.SyncIterator`; ``close()`` it or use
+        ``with`` to stop early.
+        """
+        return self._runner.iterate(self._async.watch, ids, until, timeout=timeout)
+
+    def wait_token(
+        self,
+        ids: Iterable[str],
+        until: str | Collection[str] | None = None,
+        *,
+        timeout: float | None = None,
+    ) -> WaitToken:
+        """A JSON-serialisable token (``.to_json()``) with the ids, target and deadline, so
+        that another process can continue the wait with :meth:`resume_wait`.
+        """
+        return self._runner.call_sync(self._async.wait_token, ids, until, timeout=timeout)
+
+    def resume_wait(self, token: WaitToken | str) -> list[R]:
+        """Continue a wait described by a token (or its JSON) until its original deadline."""
+        return self._runner.call(self._async.resume_wait, token)
 
 
 def _bind_resources(twin: SyncClient | SyncResource, runner: _Runner, target: Any) -> None:
