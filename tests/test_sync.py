@@ -311,6 +311,25 @@ class FakeThings(_FakeBase):
         finally:
             RUNS["opened"] = None
 
+    @asynccontextmanager
+    async def guarded(self, delay: float = 0.0) -> AsyncIterator[str]:
+        """A cancel scope and a task group spanning the block; suppresses a LookupError."""
+        RUNS["guarded"] = "entering"
+        RUNS["guarded_unwound"] = False
+        try:
+            with anyio.fail_after(60):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(anyio.sleep, 0)
+                    await anyio.sleep(delay)
+                    RUNS["guarded"] = "entered"
+                    try:
+                        yield "inside"
+                    except LookupError:
+                        RUNS["guarded"] = "suppressed"
+        finally:
+            await anyio.sleep(0.05)  # unwinding takes a while: only a wait for it sees it
+            RUNS["guarded_unwound"] = True
+
     def describe(self) -> str:
         """A plain method: runs in the loop thread."""
         asyncio.get_running_loop()  # raises outside the loop thread
@@ -425,6 +444,40 @@ def test_iterator_twin_closes_the_async_generator(fake: Any) -> None:
     assert next(kept) == 0
     fake.close()
     assert RUNS["closed"] is True
+
+
+def test_context_manager_twin_enters_and_leaves_in_one_task(fake: Any) -> None:
+    # Cancel scopes and task groups must be left in the task that entered them.
+    with fake.things.guarded() as value:
+        assert value == "inside"
+        assert RUNS["guarded"] == "entered"
+    assert RUNS["guarded_unwound"] is True
+    with fake.things.guarded():
+        raise KeyError("suppressed by the async context manager")
+    assert RUNS["guarded"] == "suppressed"
+    # The async context manager's task group wraps it in an ExceptionGroup on its way out.
+    with pytest.raises(Exception) as raised, fake.things.guarded():  # noqa: PT011
+        raise ValueError("passes through")
+    assert raised.group_contains(ValueError, match="passes through")
+    assert RUNS["guarded_unwound"] is True
+    held = fake.things.guarded()
+    with held, pytest.raises(RuntimeError, match="already in use"):
+        held.__enter__()
+
+
+def test_ctrl_c_while_entering_a_context_manager_cancels_it(fake: Any) -> None:
+    timer = threading.Timer(0.2, _thread.interrupt_main)
+    timer.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt), fake.things.guarded(delay=30):
+            pytest.fail("entered")
+    finally:
+        timer.cancel()
+    assert time.monotonic() - started < 2.0
+    assert RUNS["guarded"] == "entering"
+    assert RUNS["guarded_unwound"] is True  # unwound in the loop before the re-raise
+    assert fake.hello() == "hello world from twin"
 
 
 def test_errors_cross_unchanged(fake: Any) -> None:
