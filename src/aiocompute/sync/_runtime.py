@@ -13,8 +13,9 @@ The portal owns the thread and the loop's lifetime, but calls are handed over wi
 ``loop.call_soon_threadsafe`` rather than ``BlockingPortal.call`` / ``start_task_soon``: the
 portal spawns each task through a blocking round trip to the loop thread before waiting for
 its result, two hand-offs instead of one. ``benchmarks/bench_sync.py`` measures both side by
-side: a no-I/O call costs 196-256 us over its async twin through the portal, 51-91 us through
-the loop directly (2,000 calls, load average 5 on 2 cores), against a target of 150 us.
+side: a no-I/O call costs 196-256 us more than its async twin through the portal, 51-93 us
+through the loop directly (runs of 2,000 calls, 2 shared cores, load average 4 to 6),
+against a target of 150 us.
 
 Ctrl-C
 ------
