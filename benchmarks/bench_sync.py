@@ -20,6 +20,9 @@ per-round differences (sync minus async).
    resource, against its sync twin (which runs it in the loop thread).
 4. Items of an async generator (no I/O): ``async for`` against iterating the
    :class:`~aiocompute.sync.SyncIterator` (one hop per item).
+5. The no-I/O coroutine of case 2 handed over by anyio's ``BlockingPortal.call`` on the
+   same loop thread instead: the road the sync layer did not take (the portal spawns each
+   task through a blocking round trip to the loop thread, then waits for its result).
 
 ``overhead`` is (sync - async) per call in microseconds; ``ratio`` is sync / async. The
 target for the sync layer is an overhead of at most 150 us per call. On a shared 2-core
@@ -112,6 +115,7 @@ def run(url: str, calls: int, rounds: int) -> list[Case]:
         "noop": Case("no-I/O coroutine"),
         "plain": Case("plain method (wait_token)"),
         "items": Case("async generator item"),
+        "portal": Case("no-I/O coroutine, anyio portal"),
     }
     try:
         async_wb = WorkbenchClient(url, token=TOKEN)
@@ -150,11 +154,16 @@ def run(url: str, calls: int, rounds: int) -> list[Case]:
                 for _ in runner.iterate(_numbers, per_round):
                     pass
 
+            def portal_noop() -> None:
+                for _ in range(per_round):
+                    runner._portal.call(_noop)
+
             contenders = {
                 "version": (async_version, sync_version),
                 "noop": (async_noop, sync_noop),
                 "plain": (async_plain, sync_plain),
                 "items": (async_items, sync_items),
+                "portal": (async_noop, portal_noop),
             }
             # Warm up both sides (connections opened, code paths hot).
             loop.run_until_complete(async_wb.version())
@@ -195,6 +204,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     report.note(
         f"Target: overhead <= {TARGET_US:.0f} us per call (version() and the no-I/O call): "
         f"{verdict} (worst {worst:.1f} us)."
+    )
+    portal = cases[4].values()["overhead_us"] - cases[1].values()["overhead_us"]
+    report.note(
+        f"anyio's BlockingPortal.call instead of the sync runner's own hand-off: "
+        f"{portal:+.1f} us per call (it spawns each task through a blocking round trip)."
     )
     report.note(
         "The emulator runs in its own process; the sync client's loop thread shares this "

@@ -229,6 +229,7 @@ def test_bench_sync_reports_each_call_shape(runs: dict[str, dict[str, Any]]) -> 
         "no-I/O coroutine",
         "plain method (wait_token)",
         "async generator item",
+        "no-I/O coroutine, anyio portal",
     ]
     for row in report["tables"][0]["rows"]:
         # both twins were timed

@@ -164,3 +164,33 @@ async def test_a_bare_string_of_ids_is_refused(wb: WorkbenchClient, method: str)
 
     with pytest.raises(TypeError, match=r"takes a collection of ids, not one str: use "):
         await call()
+
+
+def test_the_sync_twin_gives_a_blocking_handle_and_stops_on_ctrl_c() -> None:
+    from anyio.from_thread import start_blocking_portal
+
+    from aiocompute.sync import SyncHandle
+    from aiocompute.sync import WorkbenchClient as SyncWorkbenchClient
+
+    emu = Emulator(seed=5)
+    with start_blocking_portal() as portal:
+        portal.call(emu.start)
+        try:
+            with SyncWorkbenchClient(emu.workbench_url, token="user-token", cadence=QUICK) as wb:
+                seen: list[SyncHandle[Any]] = []
+
+                def use() -> None:
+                    with wb.sessions.launched("VS Code", launch_parameters=LP, timeout=30) as s:
+                        seen.append(s)
+                        assert s.refresh().activity_state == "running"
+                        assert not stopped(emu, s.id)
+                        raise KeyboardInterrupt  # as if Ctrl-C came in the block
+
+                with pytest.raises(KeyboardInterrupt):
+                    use()
+                (s,) = seen
+                assert isinstance(s, SyncHandle)
+                assert stopped(emu, s.id)
+                assert s.stopped
+        finally:
+            portal.call(emu.stop)

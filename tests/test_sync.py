@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 import typing
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -166,14 +166,60 @@ def test_the_parity_check_catches_a_missing_or_different_twin() -> None:
     assert any(p.startswith("Sync.a(") for p in problems)
 
 
+def _bind(hint: Any, env: dict[Any, Any]) -> Any:
+    if isinstance(hint, TypeVar):
+        return env.get(hint, hint)
+    params = getattr(hint, "__parameters__", ())
+    return hint[tuple(env.get(p, p) for p in params)] if params else hint
+
+
+def resolved_hints(cls: type, name: str) -> dict[str, Any]:
+    """The type hints of ``cls.<name>`` as a type checker sees them on ``cls``: type
+    variables of its generic bases (``SyncWaitableResource[Session]``) bound."""
+    env: dict[Any, Any] = {}
+    for klass in reversed(cls.__mro__):
+        for base in getattr(klass, "__orig_bases__", ()):
+            origin = typing.get_origin(base)
+            if origin is not None and origin is not typing.Generic:
+                args = [_bind(a, env) for a in typing.get_args(base)]
+                env.update(zip(origin.__parameters__, args, strict=True))
+    return {k: _bind(v, env) for k, v in typing.get_type_hints(getattr(cls, name)).items()}
+
+
 def test_type_variables_are_resolved_in_the_generated_annotations() -> None:
-    hints = typing.get_type_hints(sync.WorkbenchSessionsResource.wait)
-    assert hints["return"] is Session
-    assert typing.get_type_hints(sync.WorkbenchJobsResource.wait)["return"] is Job
-    as_completed = typing.get_type_hints(sync.WorkbenchJobsResource.as_completed)["return"]
+    assert sync.WorkbenchSessionsResource.__orig_bases__ == (  # type: ignore[attr-defined]
+        sync.SyncWaitableResource[Session],
+    )
+    assert resolved_hints(sync.WorkbenchSessionsResource, "wait")["return"] is Session
+    assert resolved_hints(sync.WorkbenchJobsResource, "wait")["return"] is Job
+    as_completed = resolved_hints(sync.WorkbenchJobsResource, "as_completed")["return"]
     assert as_completed == sync.SyncIterator[WaitResult[Job]]
+    on_transition = resolved_hints(sync.WorkbenchJobsResource, "wait")["on_transition"]
+    assert typing.get_args(on_transition)[0] == Callable[[TransitionEvent[Job]], object]
     output = typing.get_type_hints(sync.WorkbenchJobsResource.output)["return"]
     assert output == sync.SyncIterator[OutputChunk]
+
+
+WAITING = sorted(n for n in vars(WaitableResource) if not n.startswith("_"))
+
+
+@pytest.mark.parametrize("name", WAITING)
+def test_the_hand_written_waiting_twins_match_the_async_ones(name: str) -> None:
+    """SyncWaitableResource is written by hand: same parameters (annotations included) and
+    the same docstring as WaitableResource, with the sync note for iterators."""
+    async_fn = getattr(WaitableResource, name)
+    twin = inspect.getattr_static(sync.SyncWaitableResource, name)
+    assert inspect.isfunction(twin), f"SyncWaitableResource.{name} is missing"
+
+    def params(fn: Any) -> list[tuple[str, Any, Any, Any]]:
+        sig = inspect.signature(fn)
+        return [(p.name, p.kind, p.default, p.annotation) for p in sig.parameters.values()]
+
+    assert params(twin) == params(async_fn)
+    doc = inspect.getdoc(async_fn) or ""
+    if inspect.isasyncgenfunction(inspect.unwrap(async_fn)):
+        doc += " " + gen._NOTES["iterate"]
+    assert " ".join((inspect.getdoc(twin) or "").split()) == " ".join(doc.split())
 
 
 def test_generated_file_is_up_to_date() -> None:
@@ -265,6 +311,25 @@ class FakeThings(_FakeBase):
         finally:
             RUNS["opened"] = None
 
+    @asynccontextmanager
+    async def guarded(self, delay: float = 0.0) -> AsyncIterator[str]:
+        """A cancel scope and a task group spanning the block; suppresses a LookupError."""
+        RUNS["guarded"] = "entering"
+        RUNS["guarded_unwound"] = False
+        try:
+            with anyio.fail_after(60):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(anyio.sleep, 0)
+                    await anyio.sleep(delay)
+                    RUNS["guarded"] = "entered"
+                    try:
+                        yield "inside"
+                    except LookupError:
+                        RUNS["guarded"] = "suppressed"
+        finally:
+            await anyio.sleep(0.05)  # unwinding takes a while: only a wait for it sees it
+            RUNS["guarded_unwound"] = True
+
     def describe(self) -> str:
         """A plain method: runs in the loop thread."""
         asyncio.get_running_loop()  # raises outside the loop thread
@@ -323,8 +388,7 @@ def test_fake_twins_have_the_async_signatures(fake_twins: dict[str, Any]) -> Non
     assert parity_problems(FakeClient, twin, LIFECYCLE) == []
     assert parity_problems(FakeThings, fake_twins["FakeThings"], set()) == []
     assert parity_problems(FakeInner, fake_twins["FakeInner"], set()) == []
-    hints = typing.get_type_hints(fake_twins["FakeThings"].wait, fake_twins)
-    assert hints["return"] is Item  # bound through _FakeBase
+    assert resolved_hints(fake_twins["FakeThings"], "wait")["return"] is Item  # via _FakeBase
     assert "def get(self, thing_id: str, /, *, loud: bool = False) -> Item:" in (
         gen.format_source(gen.generate([FakeClient]))
     )
@@ -380,6 +444,40 @@ def test_iterator_twin_closes_the_async_generator(fake: Any) -> None:
     assert next(kept) == 0
     fake.close()
     assert RUNS["closed"] is True
+
+
+def test_context_manager_twin_enters_and_leaves_in_one_task(fake: Any) -> None:
+    # Cancel scopes and task groups must be left in the task that entered them.
+    with fake.things.guarded() as value:
+        assert value == "inside"
+        assert RUNS["guarded"] == "entered"
+    assert RUNS["guarded_unwound"] is True
+    with fake.things.guarded():
+        raise KeyError("suppressed by the async context manager")
+    assert RUNS["guarded"] == "suppressed"
+    # The async context manager's task group wraps it in an ExceptionGroup on its way out.
+    with pytest.raises(Exception) as raised, fake.things.guarded():  # noqa: PT011
+        raise ValueError("passes through")
+    assert raised.group_contains(ValueError, match="passes through")
+    assert RUNS["guarded_unwound"] is True
+    held = fake.things.guarded()
+    with held, pytest.raises(RuntimeError, match="already in use"):
+        held.__enter__()
+
+
+def test_ctrl_c_while_entering_a_context_manager_cancels_it(fake: Any) -> None:
+    timer = threading.Timer(0.2, _thread.interrupt_main)
+    timer.start()
+    started = time.monotonic()
+    try:
+        with pytest.raises(KeyboardInterrupt), fake.things.guarded(delay=30):
+            pytest.fail("entered")
+    finally:
+        timer.cancel()
+    assert time.monotonic() - started < 2.0
+    assert RUNS["guarded"] == "entering"
+    assert RUNS["guarded_unwound"] is True  # unwound in the loop before the re-raise
+    assert fake.hello() == "hello world from twin"
 
 
 def test_errors_cross_unchanged(fake: Any) -> None:
@@ -458,18 +556,14 @@ class ClashClient(BaseClient):
         pass
 
 
-def test_type_variables_can_be_bound_by_the_resource_annotation() -> None:
-    namespace: dict[str, Any] = {"__name__": "bound_generated"}
-    exec(compile(gen.generate([BoundByAnnotationClient]), "<generated>", "exec"), namespace)
-    wait = namespace["BoundByAnnotationUnboundThings"].wait
-    assert typing.get_type_hints(wait, namespace)["return"] is Item
-
-
 @pytest.mark.parametrize(
     ("cls", "message"),
     [
         (BadShapeClient, "BadShapeClient.numbers: an `async def` returning AsyncIterator"),
         (UnboundClient, "type variable T is not bound"),
+        # The resource's type is bound by its class (WaitableResource[Item]), not by the
+        # attribute's annotation.
+        (BoundByAnnotationClient, "type variable T is not bound"),
         (ClashClient, "would hide the sync client's own close()"),
     ],
 )

@@ -6,29 +6,26 @@ Usage, from the repository root::
     python tools/gen_sync.py           # (re)write the generated module
     python tools/gen_sync.py --check   # exit 1 and print a diff if it is stale (CI, tests)
 
-Which clients (the discovery rule)
-----------------------------------
+Which clients
+-------------
 Every subclass of :class:`aiocompute._core.resources.BaseClient` named in the ``__all__`` of
-a module ``aiocompute.<api>.client`` -- the module every API package has. Adding an API
-therefore needs no change here: write its client, export it from its ``client`` module, and
-run this script.
+a module ``aiocompute.<api>.client``: a new API needs no change here, only a run.
 
 What a twin is
 --------------
 For each client, a class of the same name whose ``__init__`` has the async constructor's
 signature; for each resource (a public class annotation of the client whose class has async
-methods, e.g. ``sessions: SessionsResource``), a class ``<Api><Resource>`` (``Workbench`` +
-``SessionsResource``). Every public method and property gets a twin of the same name and
-parameters (names, kinds, defaults and annotations, taken from the source), and the body is
-one call into :mod:`aiocompute.sync._runtime`, chosen from the method's shape:
+methods, e.g. ``sessions: SessionsResource``), a class ``<Api><Resource>``
+(``WorkbenchSessionsResource``). Every public method and property gets a twin of the same
+name, parameters (names, kinds, defaults and annotations, copied from the source) and
+docstring, whose body is one call into :mod:`aiocompute.sync._runtime`:
 
 ==========================================  ===========================================
 async method shape                          sync twin returns
 ==========================================  ===========================================
 ``async def f() -> T``                      ``T`` (``runner.call``)
-``async def f() -> AsyncIterator[T]``       ``SyncIterator[T]`` (``runner.iterate``)
-(an async generator; also a plain ``def``
-returning AsyncIterator/AsyncGenerator)
+an async generator, or a plain ``def``      ``SyncIterator[T]`` (``runner.iterate``)
+returning ``AsyncIterator[T]``
 ``def f() -> Paginator[T]``                 ``SyncPaginator[T]`` (``runner.paginate``)
 ``def f() -> AbstractAsyncContextManager``  ``SyncContextManager[T]`` (``runner.context``)
 (or ``@asynccontextmanager``)
@@ -36,22 +33,21 @@ returning AsyncIterator/AsyncGenerator)
 ``@property``                               the same property, read from the async object
 ==========================================  ===========================================
 
-Type variables are resolved: ``SessionsResource(WaitableResource[Session])`` makes ``wait``
-return ``Session``, read from the classes' ``__orig_bases__`` (or from the resource's
-annotation, ``things: Things[Item]``). Names used in annotations and defaults are imported
-from the module that defines them (import statements are followed). Docstrings are copied,
-so ``help()`` and the API reference show them: the file is stale after any change to an
-async client's public surface, docstrings included.
-``BaseClient``'s own members (``aclose``, ``closed``) are provided by the runtime's
-``SyncClient`` (``close``, ``closed``, ``with``).
+The waiting methods of :class:`~aiocompute._core.resources.WaitableResource` (``wait``,
+``wait_all``, ``as_completed``, ``watch``, ``wait_token``, ``resume_wait``) are not generated:
+they are written once, in the runtime's ``SyncWaitableResource[R]``, and the twin of a
+``WaitableResource[Model]`` subclasses ``SyncWaitableResource[Model]``. ``BaseClient``'s own
+members (``aclose``, ``closed``) are the runtime ``SyncClient``'s (``close``, ``closed``).
 
-Shapes the generator cannot twin (an ``async def`` returning an async iterator or a
-paginator, a method returning an object that has async methods of its own, an async
-classmethod, an unbound type variable...) stop it with a :class:`GenerationError` that says
-which method and why: change the async API, not the generated file.
+Names used in annotations and defaults are imported from the module that defines them
+(``from ... import`` statements inside the project are followed). The file is stale after
+any change to an async client's public surface, docstrings included.
 
-The output is passed through ``ruff check --fix`` (import order) and ``ruff format``, so the
-committed file is exactly what ``--check`` regenerates.
+A shape the generator cannot twin (an ``async def`` returning an async iterator or a
+paginator, a method returning an object with async methods of its own, a type variable
+outside ``WaitableResource``...) stops it with a :class:`GenerationError` saying which
+method and why: change the async API, not the generated file. The output goes through
+``ruff check --fix`` (import order) and ``ruff format``, so ``--check`` compares exactly.
 """
 
 from __future__ import annotations
@@ -63,6 +59,7 @@ import collections.abc
 import contextlib
 import copy
 import difflib
+import functools
 import importlib
 import importlib.util
 import inspect
@@ -73,16 +70,19 @@ import sys
 import textwrap
 import types
 import typing
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+import aiocompute
+from aiocompute._core.handles import Handle
+from aiocompute._core.pagination import Paginator
+from aiocompute._core.resources import BaseClient, WaitableResource
+
 ROOT = Path(__file__).resolve().parents[1]
 TARGET = ROOT / "src" / "aiocompute" / "sync" / "_generated.py"
 PACKAGE = "aiocompute"
-#: The module of each API package that holds its client classes.
-CLIENT_MODULE = "client"
 #: Where the generated code finds its helpers.
 RUNTIME = "aiocompute.sync._runtime"
 
@@ -99,33 +99,20 @@ class GenerationError(Exception):
     """An async API shape the generator cannot turn into a sync twin (the message says why)."""
 
 
-# --------------------------------------------------------------------------------------------
-# Discovery
-# --------------------------------------------------------------------------------------------
-
-
 def discover_clients() -> list[type[Any]]:
     """The async clients to twin: every ``BaseClient`` subclass in the ``__all__`` of an
     ``aiocompute.<api>.client`` module, in package order."""
-    import aiocompute
-    from aiocompute._core.resources import BaseClient
-
     found: list[type[Any]] = []
     for info in sorted(pkgutil.iter_modules(aiocompute.__path__), key=lambda i: i.name):
+        name = f"{PACKAGE}.{info.name}.client"
         if not info.ispkg or info.name.startswith("_") or info.name == "sync":
-            continue
-        name = f"{PACKAGE}.{info.name}.{CLIENT_MODULE}"
+            continue  # (importing aiocompute.sync would need the generated file to be sound)
         if importlib.util.find_spec(name) is None:
             continue
         module = importlib.import_module(name)
         for attr in getattr(module, "__all__", ()):
             obj = getattr(module, attr, None)
-            if (
-                isinstance(obj, type)
-                and issubclass(obj, BaseClient)
-                and obj is not BaseClient
-                and obj.__module__ == name
-            ):
+            if isinstance(obj, type) and issubclass(obj, BaseClient) and obj.__module__ == name:
                 found.append(obj)
     return found
 
@@ -143,229 +130,75 @@ class Ref:
     name: str
 
 
-@dataclass(frozen=True)
-class ModuleRef:
-    """A module (``import module``)."""
-
-    module: str
+# Names of newer Pythons' typing module, imported where the SDK re-exports them for 3.10.
+_PORTABLE = {Ref("typing", "Unpack"): Ref("aiocompute._core.network", "Unpack")}
 
 
-@dataclass(frozen=True)
-class Builtin:
-    """A builtin name (``list``, ``str``...)."""
+@functools.cache
+def _imported(modname: str) -> dict[str, tuple[str, str]]:
+    """The names a module binds by ``from base import original [as name]`` at its top level
+    (inside ``if`` / ``try`` too): ``{name: (base, original)}``."""
+    module = importlib.import_module(modname)
+    found: dict[str, tuple[str, str]] = {}
 
-    name: str
+    def visit(body: list[ast.stmt]) -> None:
+        for st in body:
+            if isinstance(st, ast.ImportFrom):
+                relative = "." * st.level + (st.module or "")
+                base = importlib.util.resolve_name(relative, module.__package__ or "")
+                for alias in st.names:
+                    found.setdefault(alias.asname or alias.name, (base, alias.name))
+            elif isinstance(st, ast.If):
+                visit(st.body)
+                visit(st.orelse)
+            elif isinstance(st, ast.Try):
+                for part in (st.body, *(h.body for h in st.handlers), st.orelse, st.finalbody):
+                    visit(part)
+
+    visit(ast.parse(inspect.getsource(module)).body)
+    return found
 
 
-Target = Ref | ModuleRef | Builtin
-
-_BINDINGS: dict[str, dict[str, tuple[str, ...]] | None] = {}
+def home(modname: str, name: str, where: str) -> Ref | types.ModuleType | None:
+    """What ``name`` is, as seen from module ``modname``: a module, a builtin (None), or
+    a :class:`Ref` to the module that defines it (imports inside the project followed)."""
+    namespace = vars(importlib.import_module(modname))
+    value = namespace.get(name)
+    if isinstance(value, types.ModuleType):
+        return value
+    if isinstance(value, TypeVar):
+        raise GenerationError(
+            f"{where}: the type variable {name} is not bound (only WaitableResource's "
+            "methods may be generic; subclass it with a concrete type, e.g. "
+            "WaitableResource[Model])"
+        )
+    if name in _imported(modname):
+        base, original = _imported(modname)[name]
+        return home(base, original, where) if _in_project(base) else Ref(base, original)
+    if name in namespace:
+        return Ref(modname, name)
+    if hasattr(builtins, name):
+        return None
+    raise GenerationError(
+        f"{where}: cannot tell where the name {name!r} comes from (annotations and "
+        "defaults must use names imported or defined at the module's top level)"
+    )
 
 
 def _in_project(module: str) -> bool:
     return module == PACKAGE or module.startswith(PACKAGE + ".")
 
 
-def _is_module(path: str) -> bool:
-    if path in sys.modules:
-        return True
-    parent, _, child = path.rpartition(".")
-    if not parent:
-        return False
-    try:
-        mod = importlib.import_module(parent)
-    except ImportError:
-        return False
-    if isinstance(getattr(mod, child, None), types.ModuleType):
-        return True
-    if not hasattr(mod, "__path__"):
-        return False
-    try:
-        return importlib.util.find_spec(path) is not None
-    except (ImportError, ValueError):
-        return False
-
-
-def _module_bindings(modname: str) -> dict[str, tuple[str, ...]] | None:
-    """Top-level names of a module and how each is bound: ("def",), ("import", module) or
-    ("from", module, name). None when the module has no Python source."""
-    if modname in _BINDINGS:
-        return _BINDINGS[modname]
-    module = importlib.import_module(modname)
-    try:
-        source = inspect.getsource(module)
-    except (OSError, TypeError):
-        _BINDINGS[modname] = None
-        return None
-    package = module.__package__ or ""
-    out: dict[str, tuple[str, ...]] = {}
-
-    def bind_targets(node: ast.expr) -> None:
-        if isinstance(node, ast.Name):
-            out.setdefault(node.id, ("def",))
-        elif isinstance(node, (ast.Tuple, ast.List)):
-            for elt in node.elts:
-                bind_targets(elt)
-
-    def visit(statements: Iterable[ast.stmt]) -> None:
-        for st in statements:
-            if isinstance(st, ast.ImportFrom):
-                relative = "." * st.level + (st.module or "")
-                base = importlib.util.resolve_name(relative, package) if st.level else st.module
-                assert base is not None
-                for alias in st.names:
-                    if alias.name != "*":
-                        out.setdefault(alias.asname or alias.name, ("from", base, alias.name))
-            elif isinstance(st, ast.Import):
-                for alias in st.names:
-                    if alias.asname:
-                        out.setdefault(alias.asname, ("import", alias.name))
-                    else:
-                        top = alias.name.split(".")[0]
-                        out.setdefault(top, ("import", top))
-            elif isinstance(st, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-                out.setdefault(st.name, ("def",))
-            elif isinstance(st, ast.Assign):
-                for target in st.targets:
-                    bind_targets(target)
-            elif isinstance(st, ast.AnnAssign):
-                bind_targets(st.target)
-            elif type(st).__name__ == "TypeAlias":  # Python 3.12 ``type X = ...``
-                bind_targets(st.name)  # type: ignore[attr-defined]
-            elif isinstance(st, ast.If):
-                visit(st.body)
-                visit(st.orelse)
-            elif isinstance(st, ast.Try):
-                visit(st.body)
-                for handler in st.handlers:
-                    visit(handler.body)
-                visit(st.orelse)
-                visit(st.finalbody)
-            elif isinstance(st, ast.With):
-                visit(st.body)
-
-    visit(ast.parse(source).body)
-    _BINDINGS[modname] = out
-    return out
-
-
-def locate(modname: str, name: str) -> Target:
-    """Where ``name``, as seen from module ``modname``, is defined (imports are followed
-    inside the project; outside it, the module the project imports it from is kept)."""
-    bindings = _module_bindings(modname)
-    if bindings is None:
-        if hasattr(importlib.import_module(modname), name):
-            return Ref(modname, name)
-        raise GenerationError(f"{modname} has no name {name!r}")
-    binding = bindings.get(name)
-    if binding is None:
-        if hasattr(builtins, name):
-            return Builtin(name)
-        raise GenerationError(
-            f"cannot tell where the name {name!r} used in {modname} comes from "
-            "(annotations must use names imported or defined at the module's top level)"
-        )
-    if binding[0] == "def":
-        return Ref(modname, name)
-    if binding[0] == "import":
-        return ModuleRef(binding[1])
-    _, base, original = binding
-    if _is_module(f"{base}.{original}"):
-        return ModuleRef(f"{base}.{original}")
-    if not _in_project(base):
-        return Ref(base, original)
-    return locate(base, original)
-
-
-def member(module: str, attr: str) -> Target:
-    """``module.attr`` as a target."""
-    path = f"{module}.{attr}"
-    if _is_module(path):
-        return ModuleRef(path)
-    if _in_project(module):
-        return locate(module, attr)
-    return Ref(module, attr)
-
-
-def obj_of(target: Target) -> Any:
-    """The runtime object a target names."""
-    if isinstance(target, ModuleRef):
-        return importlib.import_module(target.module)
-    if isinstance(target, Builtin):
-        return getattr(builtins, target.name)
-    return getattr(importlib.import_module(target.module), target.name)
-
-
-# --------------------------------------------------------------------------------------------
-# Type variables bound by the class hierarchy
-# --------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Bound:
-    """A type variable bound by an annotation's subscript (``things: Things[Item]``): the
-    source expression, written later in the scope of the class that uses it."""
-
-    node: ast.expr
-    module: str
-
-    def key(self) -> str:
-        return f"{self.module}:{ast.dump(self.node)}"
-
-
-def _substitute(arg: Any, env: dict[Any, Any]) -> Any:
-    if isinstance(arg, TypeVar):
-        return env.get(arg, arg)
-    params = getattr(arg, "__parameters__", ())
-    if params and typing.get_origin(arg) is not None:
-        values = tuple(env.get(p, p) for p in params)
-        if any(isinstance(v, Bound) for v in values):
-            raise GenerationError(f"cannot bind the type variables of {arg!r} from an annotation")
-        return arg[values]
-    return arg
-
-
-def generic_envs(leaf: type, bound: dict[Any, Any] | None = None) -> dict[type, dict[Any, Any]]:
-    """For each class in ``leaf``'s hierarchy, its type variables bound to what ``leaf``
-    makes of them: ``SessionsResource -> {WaitableResource: {R: Session}}``. ``bound`` binds
-    ``leaf``'s own type variables (from the annotation that names it)."""
-    envs: dict[type, dict[Any, Any]] = {}
-
-    def visit(cls: type, env: dict[Any, Any]) -> None:
-        if cls in envs:
-            return
-        envs[cls] = env
-        for base in cls.__dict__.get("__orig_bases__", cls.__bases__):
-            origin = typing.get_origin(base) or base
-            if (
-                not isinstance(origin, type)
-                or origin is object
-                or origin is typing.Generic
-                or origin is typing.Protocol
-            ):
-                continue
-            args = typing.get_args(base) if typing.get_origin(base) is not None else ()
-            params = getattr(origin, "__parameters__", ())
-            visit(origin, {p: _substitute(a, env) for p, a in zip(params, args, strict=False)})
-
-    visit(leaf, dict(bound or {}))
-    return envs
-
-
-# --------------------------------------------------------------------------------------------
-# Writing expressions (annotations, defaults) into the generated module
-# --------------------------------------------------------------------------------------------
-
-_TOKEN = re.compile(r"__(Q?)REF(\d+)__")
-
-
-# Names of newer Pythons' typing module, imported where the SDK re-exports them for 3.10.
-_PORTABLE = {Ref("typing", "Unpack"): Ref("aiocompute._core.network", "Unpack")}
+def _value(ref: Ref) -> Any:
+    return getattr(importlib.import_module(ref.module), ref.name, None)
 
 
 class Imports:
-    """The names the generated code refers to, as placeholder tokens until the end, when
-    each becomes a plain imported name or, on a clash, ``module_alias.name``."""
+    """The names the generated code uses, as tokens (``__REF3__``, or ``__QREF3__`` where a
+    class member shadows the name) until every name is known; each then becomes a plain
+    imported name, or ``_module_alias.name`` where names clash or are shadowed."""
+
+    _TOKEN = re.compile(r"__(Q?)REF(\d+)__")
 
     def __init__(self) -> None:
         self._refs: dict[Ref, int] = {}
@@ -376,55 +209,38 @@ class Imports:
         return f"__{'Q' if qualified else ''}REF{index}__"
 
     @staticmethod
-    def module_alias(module: str) -> str:
+    def _alias(module: str) -> str:
         if module == "builtins":
-            return "builtins"
+            return module
         return "_" + "_".join(part.strip("_") for part in module.split("."))
 
     def resolve(self, text: str, reserved: set[str]) -> tuple[list[str], str]:
         """Replace the tokens in ``text``; return the import lines and the text."""
-        by_index = {index: ref for ref, index in self._refs.items()}
-        plain: set[int] = set()
-        qualified: set[int] = set()
-        for match in _TOKEN.finditer(text):
-            (qualified if match.group(1) else plain).add(int(match.group(2)))
-        names: dict[str, set[Ref]] = {}
-        for index in plain:
-            ref = by_index[index]
-            names.setdefault(ref.name, set()).add(ref)
-        direct: set[Ref] = set()
-        for name, refs in names.items():
-            if len(refs) == 1 and name not in reserved:
-                direct |= refs
-            else:
-                qualified |= {self._refs[r] for r in refs}
-        spelled: dict[int, str] = {}
+        refs = {index: ref for ref, index in self._refs.items()}
+        used = {(bool(q), int(i)) for q, i in self._TOKEN.findall(text)}
+        plain = {refs[i] for q, i in used if not q}
+        clashing = {r.name for r in plain for o in plain if o.name == r.name and o != r}
+        direct = {r for r in plain if r.name not in clashing | reserved}
         from_imports: dict[str, set[str]] = {}
-        module_imports: set[str] = set()
-        for index in plain | qualified:
-            ref = by_index[index]
-            if ref in direct:
-                from_imports.setdefault(ref.module, set()).add(ref.name)
-                spelled[index] = ref.name
+        modules: set[str] = set()
+        for qualified, index in used:
+            ref = refs[index]
+            if qualified or ref not in direct:
+                modules.add(ref.module)
             else:
-                module_imports.add(ref.module)
-                spelled[index] = f"{self.module_alias(ref.module)}.{ref.name}"
+                from_imports.setdefault(ref.module, set()).add(ref.name)
 
         def spell(match: re.Match[str]) -> str:
-            index = int(match.group(2))
-            if match.group(1):
-                ref = by_index[index]
-                return f"{self.module_alias(ref.module)}.{ref.name}"
-            return spelled[index]
+            ref = refs[int(match.group(2))]
+            if not match.group(1) and ref in direct:
+                return ref.name
+            return f"{self._alias(ref.module)}.{ref.name}"
 
-        lines = [
-            f"from {module} import {', '.join(sorted(names_))}"
-            for module, names_ in sorted(from_imports.items())
-        ]
-        for module in sorted(module_imports):
-            alias = self.module_alias(module)
+        lines = [f"from {m} import {', '.join(sorted(n))}" for m, n in sorted(from_imports.items())]
+        for module in sorted(modules):
+            alias = self._alias(module)
             lines.append(f"import {module}" if alias == module else f"import {module} as {alias}")
-        return lines, _TOKEN.sub(spell, text)
+        return lines, self._TOKEN.sub(spell, text)
 
 
 _LITERALS = {typing.Literal}
@@ -434,152 +250,62 @@ with contextlib.suppress(ImportError):
     _LITERALS.add(typing_extensions.Literal)
 
 
-class Scope:
-    """How to write expressions taken from one module (``module``), inside one generated
-    class (whose member names ``shadow`` module-level names), with type variables bound."""
+class Scope(ast.NodeTransformer):
+    """Writes expressions taken from one module into the generated one: every name becomes
+    an import token (qualified where ``shadow``, the generated class's member names, would
+    hide it); in annotations, quoted forward references are read too."""
 
-    def __init__(
-        self, imports: Imports, module: str, env: dict[Any, Any], shadow: set[str], where: str
-    ) -> None:
-        self.imports = imports
-        self.module = module
-        self.env = env
-        self.shadow = shadow
-        self.where = where
-
-    # -- looking names up
-
-    def lookup(self, name: str) -> Target | TypeVar:
-        value = vars(importlib.import_module(self.module)).get(name)
-        if isinstance(value, TypeVar):
-            return value
-        return locate(self.module, name)
-
-    def target_of(self, node: ast.expr) -> Target | TypeVar | None:
-        """What a Name or a dotted Attribute refers to (None for other expressions)."""
-        if isinstance(node, ast.Name):
-            return self.lookup(node.id)
-        if isinstance(node, ast.Attribute):
-            base = self.target_of(node.value)
-            if isinstance(base, ModuleRef):
-                return member(base.module, node.attr)
-        return None
-
-    def object_of(self, node: ast.expr) -> Any:
-        """The runtime object a Name / Attribute refers to (None if not a plain name)."""
-        target = self.target_of(node)
-        if target is None or isinstance(target, TypeVar):
-            return target
-        try:
-            return obj_of(target)
-        except AttributeError:
-            return None
-
-    # -- writing
-
-    def ref(self, target: Ref) -> str:
-        return self.imports.token(target, qualified=target.name in self.shadow)
-
-    def builtin(self, name: str) -> str:
-        if name in self.shadow:
-            return self.imports.token(Ref("builtins", name), qualified=True)
-        return name
+    def __init__(self, imports: Imports, module: str, shadow: set[str], where: str) -> None:
+        self.imports, self.module, self.shadow, self.where = imports, module, shadow, where
+        self.annotation = False
 
     def expr(self, node: ast.expr, *, annotation: bool) -> str:
         """Source text of ``node`` with every name made importable here."""
-        rewritten = _Rewriter(self, annotation).visit(copy.deepcopy(node))
-        return ast.unparse(rewritten)
-
-    def type_of(self, obj: Any) -> str:
-        """Source text of a runtime type (a type variable's binding)."""
-        if isinstance(obj, Bound):
-            scope = Scope(self.imports, obj.module, {}, self.shadow, self.where)
-            return scope.expr(obj.node, annotation=True)
-        if obj is None or obj is type(None):
-            return "None"
-        if obj is Ellipsis:
-            return "..."
-        if isinstance(obj, TypeVar):
-            if obj in self.env and self.env[obj] is not obj:
-                return self.type_of(self.env[obj])
-            raise GenerationError(
-                f"{self.where}: the type variable {obj.__name__} is not bound by the class "
-                f"hierarchy (subclass the generic base with a concrete type, e.g. "
-                f"WaitableResource[Model])"
-            )
-        if obj is Any:
-            return self.imports.token(Ref("typing", "Any"))
-        origin, args = typing.get_origin(obj), typing.get_args(obj)
-        if origin is typing.Union or origin is types.UnionType:
-            return " | ".join(self.type_of(a) for a in args)
-        if origin in _LITERALS:
-            literal = self.imports.token(Ref("typing", "Literal"))
-            return f"{literal}[{', '.join(repr(a) for a in args)}]"
-        if origin is not None:
-            head = self.type_of(origin)
-            if not args:
-                return head
-            parts = [
-                "[" + ", ".join(self.type_of(p) for p in a) + "]"
-                if isinstance(a, list)
-                else self.type_of(a)
-                for a in args
-            ]
-            return f"{head}[{', '.join(parts)}]"
-        if isinstance(obj, type):
-            if obj.__module__ == "builtins":
-                return self.builtin(obj.__qualname__)
-            top, _, rest = obj.__qualname__.partition(".")
-            target = locate(obj.__module__, top) if _in_project(obj.__module__) else None
-            ref = target if isinstance(target, Ref) else Ref(obj.__module__, top)
-            return self.ref(ref) + (f".{rest}" if rest else "")
-        raise GenerationError(f"{self.where}: cannot write the type {obj!r}")
-
-
-class _Rewriter(ast.NodeTransformer):
-    """Rewrites names into import tokens and type variables into their bindings."""
-
-    def __init__(self, scope: Scope, annotation: bool) -> None:
-        self.scope = scope
         self.annotation = annotation
+        return ast.unparse(self.visit(copy.deepcopy(node)))
 
-    def _target_node(self, target: Target | TypeVar, what: str) -> ast.expr:
-        scope = self.scope
-        if isinstance(target, TypeVar):
-            return ast.parse(scope.type_of(target), mode="eval").body
-        if isinstance(target, Builtin):
-            return ast.Name(scope.builtin(target.name), ast.Load())
-        if isinstance(target, ModuleRef):
-            raise GenerationError(f"{scope.where}: the module {what!r} is used as a value")
-        return ast.Name(scope.ref(target), ast.Load())
+    def object_of(self, node: ast.expr) -> Any:
+        """The runtime object a Name / module attribute refers to (None otherwise)."""
+        target = self._target(node)
+        return _value(target) if isinstance(target, Ref) else target
+
+    def _target(self, node: ast.expr) -> Ref | types.ModuleType | None:
+        if isinstance(node, ast.Name):
+            return home(self.module, node.id, self.where)
+        if isinstance(node, ast.Attribute):
+            base = self._target(node.value)
+            if isinstance(base, types.ModuleType):
+                if _in_project(base.__name__):
+                    return home(base.__name__, node.attr, self.where)
+                value = getattr(base, node.attr, None)  # a submodule, or a name outside
+                return (
+                    value if isinstance(value, types.ModuleType) else Ref(base.__name__, node.attr)
+                )
+        return None
+
+    def _written(self, target: Ref | types.ModuleType | None, name: str) -> ast.expr:
+        if isinstance(target, types.ModuleType):
+            raise GenerationError(f"{self.where}: the module {name!r} is used as a value")
+        if target is None:  # a builtin
+            if name not in self.shadow:
+                return ast.Name(name, ast.Load())
+            target = Ref("builtins", name)
+        qualified = target.name in self.shadow
+        return ast.Name(self.imports.token(target, qualified=qualified), ast.Load())
 
     def visit_Name(self, node: ast.Name) -> ast.expr:
-        return self._target_node(self.scope.lookup(node.id), node.id)
+        return self._written(self._target(node), node.id)
 
     def visit_Attribute(self, node: ast.Attribute) -> ast.expr:
-        chain: list[str] = []
-        current: ast.expr = node
-        while isinstance(current, ast.Attribute):
-            chain.append(current.attr)
-            current = current.value
-        if isinstance(current, ast.Name):
-            target = self.scope.lookup(current.id)
-            if isinstance(target, ModuleRef):
-                attrs = list(reversed(chain))
-                for i, attr in enumerate(attrs):
-                    target = member(target.module, attr)
-                    if not isinstance(target, ModuleRef):
-                        result = self._target_node(target, attr)
-                        for rest in attrs[i + 1 :]:
-                            result = ast.Attribute(result, rest, ast.Load())
-                        return result
-                raise GenerationError(f"{self.scope.where}: a module is used as a value")
-        self.generic_visit(node)
+        target = self._target(node)
+        if isinstance(target, Ref):  # module.name (module.name.attr is handled above it)
+            return self._written(target, node.attr)
+        self.generic_visit(node)  # Name.attr: a class attribute, say
         return node
 
     def visit_Subscript(self, node: ast.Subscript) -> ast.expr:
-        if self.annotation and self.scope.object_of(node.value) in _LITERALS:
-            node.value = self.visit(node.value)
+        if self.annotation and self.object_of(node.value) in _LITERALS:
+            node.value = self.visit(node.value)  # Literal["a"]: strings, not references
             return node
         self.generic_visit(node)
         return node
@@ -604,11 +330,23 @@ _ASYNC_ITERABLES = {
     typing.AsyncGenerator,
 }
 _ASYNC_CONTEXTS = {contextlib.AbstractAsyncContextManager, typing.AsyncContextManager}
-_AWAITABLES = {
-    collections.abc.Awaitable,
-    collections.abc.Coroutine,
-    typing.Awaitable,
-    typing.Coroutine,
+_AWAITABLES = {collections.abc.Awaitable, collections.abc.Coroutine}
+_AWAITABLES |= {typing.Awaitable, typing.Coroutine}
+
+_NOTES = {
+    "iterate": (
+        "Sync twin: returns a :class:`~aiocompute.sync.SyncIterator`; ``close()`` it or use "
+        "``with`` to stop early."
+    ),
+    "paginate": (
+        "Sync twin: returns a :class:`~aiocompute.sync.SyncPaginator`: iterate it, or call "
+        "``.all()`` for a list."
+    ),
+    "context": "Sync twin: use ``with`` where the async method uses ``async with``.",
+    "handle": (
+        "Sync twin: use ``with`` where the async method uses ``async with``; it gives a "
+        ":class:`~aiocompute.sync.SyncHandle`, whose methods block."
+    ),
 }
 
 
@@ -619,27 +357,37 @@ def _has_async_surface(cls: Any) -> bool:
     if any(hasattr(cls, name) for name in ("__aiter__", "__anext__", "__aenter__", "__await__")):
         return True
     for name in dir(cls):
-        if name.startswith("_"):
-            continue
         attr = inspect.getattr_static(cls, name, None)
-        if inspect.iscoroutinefunction(attr) or inspect.isasyncgenfunction(attr):
+        if not name.startswith("_") and (
+            inspect.iscoroutinefunction(attr) or inspect.isasyncgenfunction(attr)
+        ):
             return True
     return False
 
 
+@functools.cache
+def _hand_written_waiting() -> set[str]:
+    """The methods of the runtime's SyncWaitableResource (read from its source: importing
+    it would import the generated module, which may be stale or broken)."""
+    path = Path(aiocompute.__file__).parent / "sync" / "_runtime.py"
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.ClassDef) and node.name == "SyncWaitableResource":
+            return {n.name for n in node.body if isinstance(n, ast.FunctionDef)}
+    return set()
+
+
 def _function_node(func: Callable[..., Any], where: str) -> ast.FunctionDef | ast.AsyncFunctionDef:
     try:
-        source = textwrap.dedent(inspect.getsource(func))
+        node = ast.parse(textwrap.dedent(inspect.getsource(func))).body[0]
     except (OSError, TypeError) as exc:
         raise GenerationError(f"{where}: its source is needed to copy its signature") from exc
-    for node in ast.parse(source).body:
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            return node
-    raise GenerationError(f"{where}: no function definition in its source")
+    if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        raise GenerationError(f"{where}: no function definition in its source")
+    return node
 
 
-def _first_arg(node: ast.expr) -> ast.expr:
-    return node.elts[0] if isinstance(node, ast.Tuple) else node
+def _owner(cls: type, name: str) -> type:
+    return next(klass for klass in cls.__mro__ if name in vars(klass))
 
 
 @dataclass
@@ -661,26 +409,10 @@ class Twin:
 
     name: str
     source: type
-    is_client: bool
+    base: str
     members: list[Member] = field(default_factory=list)
     resources: list[tuple[str, Twin]] = field(default_factory=list)
-    init_params: list[str] = field(default_factory=list)
-    init_args: list[str] = field(default_factory=list)
-    init_doc: str = ""
-    bindings: dict[Any, Any] = field(default_factory=dict)
-
-
-_NOTES = {
-    "iterate": (
-        "Sync twin: returns a :class:`~aiocompute.sync.SyncIterator`; ``close()`` it or use "
-        "``with`` to stop early."
-    ),
-    "paginate": (
-        "Sync twin: returns a :class:`~aiocompute.sync.SyncPaginator`: iterate it, or call "
-        "``.all()`` for a list."
-    ),
-    "context": "Sync twin: use ``with`` where the async method uses ``async with``.",
-}
+    init: Member | None = None  # a client's constructor
 
 
 class Builder:
@@ -689,56 +421,40 @@ class Builder:
     def __init__(self) -> None:
         self.imports = Imports()
         self.twins: list[Twin] = []
-        self._by_name: dict[str, tuple[type, tuple[str, ...]]] = {}
-
-    # -- the hierarchy
+        self._by_class: dict[type, Twin] = {}
 
     def _runtime(self, name: str) -> str:
         return self.imports.token(Ref(RUNTIME, name))
 
-    def _claim(self, name: str, key: tuple[type, tuple[str, ...]]) -> None:
-        owner = self._by_name.setdefault(name, key)
-        if owner != key:
+    def _add(self, twin: Twin) -> Twin:
+        if any(t.name == twin.name for t in self.twins):
             raise GenerationError(
-                f"two resources would get the sync twin name {name!r}: "
-                f"{owner[0].__module__}.{owner[0].__qualname__} and "
-                f"{key[0].__module__}.{key[0].__qualname__} (with different type arguments?); "
-                "give each its own subclass"
-            )
-
-    def add_client(self, cls: type) -> Twin:
-        from aiocompute._core.resources import BaseClient
-
-        prefix = cls.__name__.removesuffix("Client") or cls.__name__
-        twin = Twin(cls.__name__, cls, is_client=True)
-        self._claim(twin.name, (cls, ()))
-        cache: dict[tuple[type, tuple[str, ...]], Twin] = {}
-        twin.resources = self._resources(cls, prefix, cache, (cls,))
-        shadow = self._shadow(cls, twin, skip=_public_names(BaseClient))
-        init = _find(cls, "__init__")
-        where = f"{cls.__module__}.{cls.__qualname__}.__init__"
-        scope = self._scope(twin, init, shadow, where)
-        node = _function_node(init, where)
-        twin.init_params, twin.init_args = self._signature(node, scope, init, where)
-        twin.members = self._members(twin, shadow, skip=_public_names(BaseClient))
-        lifecycle = {"close", "closed"}
-        clash = [m.name for m in twin.members if m.name in lifecycle]
-        clash += [name for name, _ in twin.resources if name in lifecycle]
-        if clash:
-            raise GenerationError(
-                f"{cls.__module__}.{cls.__qualname__}: public member(s) {sorted(clash)} would hide "
-                "the sync client's own close()/closed; rename them"
+                f"two classes would get the sync twin name {twin.name!r}; rename one of "
+                f"them ({twin.source.__module__}.{twin.source.__qualname__})"
             )
         self.twins.append(twin)
         return twin
 
-    def _resources(
-        self,
-        cls: type,
-        prefix: str,
-        cache: dict[tuple[type, tuple[str, ...]], Twin],
-        stack: tuple[type, ...],
-    ) -> list[tuple[str, Twin]]:
+    def add_client(self, cls: type) -> Twin:
+        """The twin of a client class, and of its resources."""
+        twin = Twin(cls.__name__, cls, self._runtime("SyncClient"))
+        prefix = cls.__name__.removesuffix("Client") or cls.__name__
+        twin.resources = self._resources(cls, prefix, (cls,))
+        lifecycle = {n for n in vars(BaseClient) if not n.startswith("_")}
+        shadow = self._shadow(cls, twin, lifecycle)
+        twin.init = self._member(twin, "__init__", shadow)
+        twin.members = self._members(twin, shadow, lifecycle)
+        names = {m.name for m in twin.members} | {name for name, _ in twin.resources}
+        clash = sorted(names & {"close", "closed"})
+        if clash:
+            raise GenerationError(
+                f"{cls.__module__}.{cls.__qualname__}: public member(s) {clash} would hide "
+                "the sync client's own close()/closed; rename them"
+            )
+        return self._add(twin)
+
+    def _resources(self, cls: type, prefix: str, stack: tuple[type, ...]) -> list[tuple[str, Twin]]:
+        """The twins of the resources a class holds (its public attribute annotations)."""
         found: list[tuple[str, Twin]] = []
         seen: set[str] = set()
         for klass in cls.__mro__:
@@ -746,124 +462,108 @@ class Builder:
                 if name.startswith("_") or name in seen:
                     continue
                 seen.add(name)
-                resource, args = self._annotation_class(klass, annotation)
-                if resource is None or not _has_async_surface(resource):
+                resource = annotation
+                if isinstance(annotation, str):
+                    node = ast.parse(annotation, mode="eval").body
+                    node = node.value if isinstance(node, ast.Subscript) else node
+                    scope = Scope(self.imports, klass.__module__, set(), klass.__qualname__)
+                    resource = None
+                    with contextlib.suppress(GenerationError):
+                        resource = scope.object_of(node)
+                if not _has_async_surface(resource):
                     continue
                 if resource in stack:
                     raise GenerationError(
                         f"{klass.__qualname__}.{name}: resources refer to each other in a loop"
                     )
-                params = getattr(resource, "__parameters__", ())
-                if args and len(args) != len(params):
-                    raise GenerationError(
-                        f"{klass.__qualname__}.{name}: {resource.__qualname__} takes "
-                        f"{len(params)} type argument(s), the annotation gives {len(args)}"
-                    )
-                bindings = {
-                    p: Bound(a, klass.__module__) for p, a in zip(params, args, strict=False)
-                }
-                key = (resource, tuple(b.key() for b in bindings.values()))
-                twin = cache.get(key)
-                if twin is None:
-                    twin = self._add_resource(
-                        resource, prefix, cache, (*stack, resource), bindings, key
-                    )
+                twin = self._by_class.get(resource) or self._add_resource(resource, prefix, stack)
                 found.append((name, twin))
         return found
 
-    def _annotation_class(self, klass: type, annotation: Any) -> tuple[Any, list[ast.expr]]:
-        """The class an attribute annotation names, and its type arguments (source)."""
-        if isinstance(annotation, type):
-            return annotation, []
-        if not isinstance(annotation, str):
-            return None, []
-        scope = Scope(self.imports, klass.__module__, {}, set(), klass.__qualname__)
-        node = ast.parse(annotation, mode="eval").body
-        args: list[ast.expr] = []
-        if isinstance(node, ast.Subscript):
-            args = list(node.slice.elts) if isinstance(node.slice, ast.Tuple) else [node.slice]
-            node = node.value
-        with contextlib.suppress(GenerationError):
-            return scope.object_of(node), args
-        return None, []
-
-    def _add_resource(
-        self,
-        cls: type,
-        prefix: str,
-        cache: dict[tuple[type, tuple[str, ...]], Twin],
-        stack: tuple[type, ...],
-        bindings: dict[Any, Any],
-        key: tuple[type, tuple[str, ...]],
-    ) -> Twin:
+    def _add_resource(self, cls: type, prefix: str, stack: tuple[type, ...]) -> Twin:
         name = cls.__name__.lstrip("_")
-        if not name.startswith(prefix):
-            name = prefix + name
-        twin = Twin(name, cls, is_client=False, bindings=bindings)
-        cache[key] = twin
-        self._claim(name, key)
-        twin.resources = self._resources(cls, prefix, cache, stack)
-        shadow = self._shadow(cls, twin, skip=set())
-        twin.members = self._members(twin, shadow, skip=set())
-        self.twins.append(twin)
-        return twin
+        twin = Twin(name if name.startswith(prefix) else prefix + name, cls, "")
+        self._by_class[cls] = twin
+        twin.resources = self._resources(cls, prefix, (*stack, cls))
+        twin.members = self._members(twin, self._shadow(cls, twin, set()), set())
+        twin.base = self._base(cls)
+        return self._add(twin)
+
+    def _base(self, cls: type) -> str:
+        """``SyncResource``, or ``SyncWaitableResource[Model]`` for a WaitableResource."""
+        if not issubclass(cls, WaitableResource):
+            return self._runtime("SyncResource")
+        args = next(
+            (
+                typing.get_args(base)
+                for klass in cls.__mro__
+                for base in vars(klass).get("__orig_bases__", ())
+                if typing.get_origin(base) is WaitableResource
+            ),
+            (),
+        )
+        model = args[0] if args else None
+        if not isinstance(model, type):
+            what = model.__name__ if isinstance(model, TypeVar) else repr(model) if args else "R"
+            raise GenerationError(
+                f"{cls.__module__}.{cls.__qualname__}: the type variable {what} is not bound "
+                "to a model class (subclass WaitableResource with one: WaitableResource[Model])"
+            )
+        top, _, rest = model.__qualname__.partition(".")
+        written = self.imports.token(Ref(model.__module__, top)) + (f".{rest}" if rest else "")
+        return f"{self._runtime('SyncWaitableResource')}[{written}]"
 
     @staticmethod
     def _shadow(cls: type, twin: Twin, skip: set[str]) -> set[str]:
         names = {n for k in cls.__mro__ for n in vars(k) if not n.startswith("_")} - skip
-        names |= {name for name, _ in twin.resources}
-        names |= {"close", "closed"}
-        return names
-
-    def _scope(self, twin: Twin, func: Callable[..., Any], shadow: set[str], where: str) -> Scope:
-        owner = _owner(twin.source, func.__name__)
-        env = generic_envs(twin.source, twin.bindings).get(owner, {})
-        return Scope(self.imports, func.__module__, env, shadow, where)
-
-    # -- members
+        return names | {name for name, _ in twin.resources} | {"close", "closed"}
 
     def _members(self, twin: Twin, shadow: set[str], skip: set[str]) -> list[Member]:
-        cls = twin.source
+        """The twins of the public members of the async class, except the waiting methods
+        (inherited from ``SyncWaitableResource``)."""
         members: list[Member] = []
-        seen: set[str] = set()
-        for klass in cls.__mro__:
-            if klass is object:
-                continue
+        seen: set[str] = set(skip)
+        for klass in twin.source.__mro__[:-1]:  # not object
             for name in vars(klass):
-                if name.startswith("_") or name in seen or name in skip:
+                if name.startswith("_") or name in seen:
                     continue
                 seen.add(name)
-                built = self._member(twin, name, shadow)
-                if built is not None:
-                    members.append(built)
+                if klass is WaitableResource:
+                    if name not in _hand_written_waiting():
+                        raise GenerationError(
+                            f"WaitableResource.{name} has no twin in the hand-written "
+                            f"{RUNTIME}.SyncWaitableResource: add it there"
+                        )
+                elif (member := self._member(twin, name, shadow)) is not None:
+                    members.append(member)
         return members
 
     def _member(self, twin: Twin, name: str, shadow: set[str]) -> Member | None:
+        """The twin of one member (None for what needs none: class attributes...)."""
         cls = twin.source
         attr = inspect.getattr_static(cls, name)
         owner = _owner(cls, name)
         where = f"{owner.__module__}.{owner.__qualname__}.{name}"
         if isinstance(attr, (staticmethod, classmethod)):
-            inner = attr.__func__
-            if inspect.iscoroutinefunction(inner) or inspect.isasyncgenfunction(inner):
+            if inspect.iscoroutinefunction(attr.__func__) or inspect.isasyncgenfunction(
+                attr.__func__
+            ):
                 raise GenerationError(
                     f"{where}: async static/class methods have no sync twin; make it an "
                     "instance method or a plain function"
                 )
             return None
-        if isinstance(attr, property):
-            if attr.fget is None:
-                return None
-            func = attr.fget
-            kind = "property"
+        if isinstance(attr, property) and attr.fget is not None:
+            func, kind = attr.fget, "property"
         elif inspect.isfunction(attr):
-            func = attr
-            kind = ""
+            func, kind = attr, ""
         else:
             return None  # a class attribute, a nested class...
-        scope = self._scope(twin, func, shadow, where)
+        scope = Scope(self.imports, func.__module__, shadow, where)
         node = _function_node(func, where)
         params, args = self._signature(node, scope, func, where)
+        if name == "__init__":
+            return Member(name, "init", params, args, "None", True, "")
         if node.returns is None:
             raise GenerationError(f"{where}: a return annotation is needed to write its twin")
         kind, returns = self._shape(func, node.returns, scope, kind, where)
@@ -880,72 +580,68 @@ class Builder:
         """How to call ``func`` and what the twin returns."""
         if isinstance(returns, ast.Constant) and isinstance(returns.value, str):
             returns = ast.parse(returns.value, mode="eval").body
-        head = returns.value if isinstance(returns, ast.Subscript) else returns
-        head_obj = scope.object_of(head)
-        inner = _first_arg(returns.slice) if isinstance(returns, ast.Subscript) else None
+        head = scope.object_of(returns.value if isinstance(returns, ast.Subscript) else returns)
+        inner = None
+        if isinstance(returns, ast.Subscript):
+            inner = getattr(returns.slice, "elts", [returns.slice])[0]
 
         def wrapped(helper: str) -> str:
             if inner is None:
                 raise GenerationError(f"{where}: annotate the item type ({ast.unparse(returns)})")
             return f"{self._runtime(helper)}[{scope.expr(inner, annotation=True)}]"
 
-        from aiocompute._core.pagination import Paginator
-
-        is_async_iterable = head_obj in _ASYNC_ITERABLES
-        is_paginator = isinstance(head_obj, type) and issubclass(head_obj, Paginator)
+        is_async_iterable = head in _ASYNC_ITERABLES
+        is_paginator = isinstance(head, type) and issubclass(head, Paginator)
+        plain = scope.expr(returns, annotation=True)
         if kind == "property":
-            if is_async_iterable or is_paginator or _has_async_surface(head_obj):
+            if is_async_iterable or is_paginator or _has_async_surface(head):
                 raise GenerationError(f"{where}: a property returning an async object")
-            return kind, scope.expr(returns, annotation=True)
-        if not inspect.isasyncgenfunction(func) and inspect.isasyncgenfunction(
-            inspect.unwrap(func)
-        ):
-            # An async generator behind a decorator that made it something else: that is
-            # @contextlib.asynccontextmanager, whose value is the generator's one item.
-            if not is_async_iterable:
-                raise GenerationError(f"{where}: annotate the async generator AsyncIterator[T]")
-            return "context", wrapped("SyncContextManager")
-        if inspect.isasyncgenfunction(func):
+            return kind, plain
+        if inspect.isasyncgenfunction(inspect.unwrap(func)):
             if not is_async_iterable:
                 raise GenerationError(
                     f"{where}: an async generator must be annotated AsyncIterator[T], "
                     "AsyncIterable[T] or AsyncGenerator[T, None]"
                 )
+            if not inspect.isasyncgenfunction(func):
+                # An async generator a decorator made into something else: that is
+                # @contextlib.asynccontextmanager, whose value is the generator's one item.
+                return "context", wrapped("SyncContextManager")
             return "iterate", wrapped("SyncIterator")
         if inspect.iscoroutinefunction(func):
-            if is_async_iterable or is_paginator or head_obj in _ASYNC_CONTEXTS:
+            if is_async_iterable or is_paginator or head in _ASYNC_CONTEXTS:
                 raise GenerationError(
                     f"{where}: an `async def` returning {ast.unparse(returns)} has no sync twin; "
                     "make it an async generator, or a plain `def` returning the object"
                 )
-            self._check_plain(head_obj, returns, where)
-            return "call", scope.expr(returns, annotation=True)
-        if is_async_iterable:
+            kind = "call"
+        elif is_async_iterable:
             return "iterate", wrapped("SyncIterator")
-        if is_paginator:
+        elif is_paginator:
             return "paginate", wrapped("SyncPaginator")
-        if head_obj in _ASYNC_CONTEXTS:
+        elif head in _ASYNC_CONTEXTS:
+            if isinstance(inner, ast.Subscript) and scope.object_of(inner.value) is Handle:
+                # A scoped handle: the twin yields a SyncHandle, whose methods block.
+                item = scope.expr(inner.slice, annotation=True)
+                manager, handle = self._runtime("SyncContextManager"), self._runtime("SyncHandle")
+                return "handle", f"{manager}[{handle}[{item}]]"
             return "context", wrapped("SyncContextManager")
-        if head_obj in _AWAITABLES:
+        elif head in _AWAITABLES:
             assert isinstance(returns, ast.Subscript)
-            result = returns.slice
-            if isinstance(result, ast.Tuple):  # Coroutine[Y, S, R]
-                result = result.elts[-1]
+            result = getattr(returns.slice, "elts", [returns.slice])[-1]  # Coroutine[Y, S, R]
             return "call", scope.expr(result, annotation=True)
-        self._check_plain(head_obj, returns, where)
-        return "call_sync", scope.expr(returns, annotation=True)
-
-    @staticmethod
-    def _check_plain(head_obj: Any, returns: ast.expr, where: str) -> None:
-        if _has_async_surface(head_obj):
+        else:
+            kind = "call_sync"
+        if _has_async_surface(head):
             raise GenerationError(
                 f"{where}: returns {ast.unparse(returns)}, an object with async methods of its "
                 "own, which the sync layer cannot wrap; return a value, an AsyncIterator, a "
                 "Paginator or an async context manager instead"
             )
+        return kind, plain
 
+    @staticmethod
     def _signature(
-        self,
         node: ast.FunctionDef | ast.AsyncFunctionDef,
         scope: Scope,
         func: Callable[..., Any],
@@ -956,29 +652,27 @@ class Builder:
         positional = [*a.posonlyargs, *a.args]
         if not positional:
             raise GenerationError(f"{where}: a method needs a `self` parameter")
-        first_default = len(positional) - len(a.defaults)
+        defaults = [None] * (len(positional) - len(a.defaults)) + list(a.defaults)
         params: list[str] = []
         args: list[str] = []
 
-        def one(arg: ast.arg, default: ast.expr | None) -> str:
-            text = arg.arg
+        def one(arg: ast.arg, default: ast.expr | None, prefix: str = "") -> str:
+            text = prefix + arg.arg
             if arg.annotation is not None:
                 text += f": {scope.expr(arg.annotation, annotation=True)}"
-                if default is not None:
-                    text += f" = {scope.expr(default, annotation=False)}"
-            elif default is not None:
-                text += f"={scope.expr(default, annotation=False)}"
+            if default is not None:
+                eq = " = " if arg.annotation is not None else "="
+                text += eq + scope.expr(default, annotation=False)
             return text
 
-        for i, arg in enumerate(positional):
-            default = a.defaults[i - first_default] if i >= first_default else None
+        for i, (arg, default) in enumerate(zip(positional, defaults, strict=True)):
             if i > 0:
                 params.append(one(arg, default))
                 args.append(arg.arg)
-            if a.posonlyargs and i == len(a.posonlyargs) - 1 and i > 0:
-                params.append("/")
+                if i == len(a.posonlyargs) - 1:
+                    params.append("/")
         if a.vararg is not None:
-            params.append("*" + one(a.vararg, None))
+            params.append(one(a.vararg, None, "*"))
             args.append("*" + a.vararg.arg)
         elif a.kwonlyargs:
             params.append("*")
@@ -986,7 +680,7 @@ class Builder:
             params.append(one(arg, kw_default))
             args.append(f"{arg.arg}={arg.arg}")
         if a.kwarg is not None:
-            params.append("**" + one(a.kwarg, None))
+            params.append(one(a.kwarg, None, "**"))
             args.append("**" + a.kwarg.arg)
         # The source and the live function must agree (a decorator could change them).
         live = list(inspect.signature(func).parameters)[1:]
@@ -1001,106 +695,54 @@ class Builder:
 
     def render(self) -> str:
         """The module's source (before formatting)."""
-        body: list[str] = []
-        for twin in self.twins:
-            body.append(self._render_twin(twin))
         names = sorted(t.name for t in self.twins)
+        text = "\n\n".join(self._render_twin(twin) for twin in self.twins)
+        import_lines, text = self.imports.resolve(text, set(names) | {"annotations", "builtins"})
         all_text = "__all__ = [" + ", ".join(f'"{n}"' for n in names) + "]\n"
-        text = "\n\n".join(body)
-        reserved = set(names) | {"annotations", "builtins"}
-        import_lines, text = self.imports.resolve(text, reserved)
-        parts = [HEADER, "\n".join(import_lines), "", all_text, "", text]
-        return "\n".join(parts)
+        return "\n".join([HEADER, "\n".join(import_lines), "", all_text, "", text])
 
     def _render_twin(self, twin: Twin) -> str:
         src = twin.source
         async_name = f"{src.__module__}.{src.__qualname__}"
-        base = self._runtime("SyncClient" if twin.is_client else "SyncResource")
         async_ref = self.imports.token(Ref(src.__module__, src.__name__))
-        lines = [f"class {twin.name}({base}):"]
-        original = inspect.getdoc(src) or ""
-        if twin.is_client:
-            intro = _wrap(
+        intro = f"Blocking twin of :class:`{async_name}`."
+        if twin.init is not None:
+            intro = (
                 f"Blocking twin of :class:`{async_name}`: same constructor, resources and "
                 "methods, run on this client's own event-loop thread. Use it as "
                 f"``with {twin.name}(...) as client:`` or call :meth:`close` "
-                "(``with`` and ``close`` replace ``async with`` and ``aclose``).",
-                "    ",
+                "(``with`` and ``close`` replace ``async with`` and ``aclose``)."
             )
-        else:
-            intro = _wrap(f"Blocking twin of :class:`{async_name}`.", "    ")
-        doc = f"{intro}\n\n{original}" if original else intro
-        lines.append(_docstring(doc, "    "))
-        lines.append("")
+        original = inspect.getdoc(src)
+        doc = _wrap(intro, "    ") + (f"\n\n{original}" if original else "")
+        lines = [f"class {twin.name}({twin.base}):", _docstring(doc, "    "), ""]
         lines.append(f"    _async: {async_ref}")
         if twin.resources:
             entries = "".join(f'("{name}", {t.name}), ' for name, t in twin.resources)
             lines.append(f"    _resources = ({entries})")
-            for name, t in twin.resources:
-                lines.append(f"    {name}: {t.name}")
-        if twin.is_client:
-            params = ", ".join(["self", *twin.init_params])
-            args = ", ".join([async_ref, *twin.init_args])
-            lines.append("")
-            lines.append(f"    def __init__({params}) -> None:")
-            lines.append(
-                _docstring(
-                    _wrap(
-                        f"Build the async :class:`{async_name}` (same arguments) inside a "
-                        "new event-loop thread owned by this client.",
-                        "        ",
-                    ),
-                    "        ",
-                )
+            lines.extend(f"    {name}: {t.name}" for name, t in twin.resources)
+        if twin.init is not None:
+            init_doc = (
+                f"Build the async :class:`{async_name}` (same arguments) inside a new "
+                "event-loop thread owned by this client."
             )
-            lines.append(f"        super().__init__({args})")
+            lines.append("")
+            lines.append(f"    def __init__({', '.join(['self', *twin.init.params])}) -> None:")
+            lines.append(_docstring(_wrap(init_doc, "        "), "        "))
+            lines.append(f"        super().__init__({', '.join([async_ref, *twin.init.args])})")
         for m in twin.members:
             lines.append("")
-            lines.extend(self._render_member(m))
+            if m.kind == "property":
+                lines.append("    @property")
+            lines.append(f"    def {m.name}({', '.join(['self', *m.params])}) -> {m.returns}:")
+            if m.doc:
+                lines.append(_docstring(m.doc, "        "))
+            if m.kind == "property":
+                call = f"self._async.{m.name}"
+            else:
+                call = f"self._runner.{m.kind}({', '.join([f'self._async.{m.name}', *m.args])})"
+            lines.append(f"        {call}" if m.returns_none else f"        return {call}")
         return "\n".join(lines) + "\n"
-
-    def _render_member(self, m: Member) -> list[str]:
-        lines: list[str] = []
-        if m.kind == "property":
-            lines.append("    @property")
-        params = ", ".join(["self", *m.params])
-        lines.append(f"    def {m.name}({params}) -> {m.returns}:")
-        if m.doc:
-            lines.append(_docstring(m.doc, "        "))
-        if m.kind == "property":
-            lines.append(f"        return self._async.{m.name}")
-            return lines
-        helper = {
-            "call": "call",
-            "call_sync": "call_sync",
-            "iterate": "iterate",
-            "paginate": "paginate",
-            "context": "context",
-        }[m.kind]
-        call = f"self._runner.{helper}({', '.join([f'self._async.{m.name}', *m.args])})"
-        lines.append(f"        {call}" if m.returns_none else f"        return {call}")
-        return lines
-
-
-def _public_names(cls: type) -> set[str]:
-    return {n for n in vars(cls) if not n.startswith("_")}
-
-
-def _find(cls: type, name: str) -> Callable[..., Any]:
-    for klass in cls.__mro__:
-        if name in vars(klass):
-            value = vars(klass)[name]
-            if inspect.isfunction(value):
-                return value
-            break
-    raise GenerationError(f"{cls.__qualname__}: no Python {name} to copy")
-
-
-def _owner(cls: type, name: str) -> type:
-    for klass in cls.__mro__:
-        if name in vars(klass):
-            return klass
-    raise GenerationError(f"{cls.__qualname__}.{name} not found")
 
 
 def _wrap(paragraph: str, indent: str) -> str:
@@ -1114,11 +756,11 @@ def _docstring(text: str, indent: str) -> str:
     if text.endswith(quote[0]):
         text += " "
     prefix = "r" if "\\" in text else ""
-    lines = text.splitlines()
-    if len(lines) == 1:
-        return f"{indent}{prefix}{quote}{text}{quote}"
-    rest = [f"{indent}{line}" if line.strip() else "" for line in lines[1:]]
-    return "\n".join([f"{indent}{prefix}{quote}{lines[0]}", *rest, f"{indent}{quote}"])
+    first, *rest = text.splitlines()
+    if not rest:
+        return f"{indent}{prefix}{quote}{first}{quote}"
+    body = [f"{indent}{line}" if line.strip() else "" for line in rest]
+    return "\n".join([f"{indent}{prefix}{quote}{first}", *body, f"{indent}{quote}"])
 
 
 # --------------------------------------------------------------------------------------------
@@ -1170,25 +812,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     old = TARGET.read_text(encoding="utf-8") if TARGET.exists() else ""
     shown = TARGET.relative_to(ROOT).as_posix()
+    if new == old:
+        print(f"{shown} is up to date")
+        return 0
     if options.check:
-        if new == old:
-            print(f"{shown} is up to date")
-            return 0
-        sys.stdout.writelines(
-            difflib.unified_diff(
-                old.splitlines(keepends=True),
-                new.splitlines(keepends=True),
-                fromfile=f"{shown} (committed)",
-                tofile=f"{shown} (generated)",
-            )
+        diff = difflib.unified_diff(
+            old.splitlines(keepends=True),
+            new.splitlines(keepends=True),
+            fromfile=f"{shown} (committed)",
+            tofile=f"{shown} (generated)",
         )
+        sys.stdout.writelines(diff)
         print(f"\n{shown} is stale: run `python tools/gen_sync.py`", file=sys.stderr)
         return 1
-    if new != old:
-        TARGET.write_text(new, encoding="utf-8")
-        print(f"wrote {shown}")
-    else:
-        print(f"{shown} is up to date")
+    TARGET.write_text(new, encoding="utf-8")
+    print(f"wrote {shown}")
     return 0
 
 

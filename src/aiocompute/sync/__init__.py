@@ -43,6 +43,9 @@ Where the twins come from
 by hand: every ``BaseClient`` subclass exported (``__all__``) by an
 ``aiocompute.<api>.client`` module gets its twins, so a new API needs no code here, only a
 run of the generator (CI runs ``tools/gen_sync.py --check`` and fails on a stale file).
+Only the waiting methods shared by every resource with a state machine (``wait``,
+``wait_all``, ``as_completed``, ``watch``, ``wait_token``, ``resume_wait``) are written by
+hand, once, in :class:`SyncWaitableResource`, which the generated resource twins subclass.
 """
 
 from ._generated import *  # noqa: F403  (the generated twins; their names are in its __all__)
@@ -51,17 +54,21 @@ from ._runtime import (
     ClientClosedError,
     SyncClient,
     SyncContextManager,
+    SyncHandle,
     SyncIterator,
     SyncPaginator,
     SyncResource,
+    SyncWaitableResource,
 )
 
 __all__ = [
     "ClientClosedError",
     "SyncClient",
     "SyncContextManager",
+    "SyncHandle",
     "SyncIterator",
     "SyncPaginator",
     "SyncResource",
+    "SyncWaitableResource",
     *_generated_all,
 ]

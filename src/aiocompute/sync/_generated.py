@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -16,17 +16,9 @@ import aiocompute.qiskit.client as _aiocompute_qiskit_client
 import aiocompute.qiskit.models as _aiocompute_qiskit_models
 import aiocompute.workbench.client as _aiocompute_workbench_client
 import aiocompute.workbench.models as _aiocompute_workbench_models
-from aiocompute._core.handles import DEFAULT_CLEANUP_TIMEOUT, Handle
+from aiocompute._core.handles import DEFAULT_CLEANUP_TIMEOUT
 from aiocompute._core.network import ConnectionOptions, Unpack
-from aiocompute._core.polling import (
-    OnCancel,
-    PollCadence,
-    PollEvent,
-    TransitionEvent,
-    Until,
-    WaitResult,
-    WaitToken,
-)
+from aiocompute._core.polling import PollCadence, Until
 from aiocompute._core.retries import DEFAULT_RETRY, RetryPolicy
 from aiocompute._core.streaming import ResumePolicy
 from aiocompute._core.transport import (
@@ -56,9 +48,11 @@ from aiocompute.qiskit.models import SessionMode
 from aiocompute.sync._runtime import (
     SyncClient,
     SyncContextManager,
+    SyncHandle,
     SyncIterator,
     SyncPaginator,
     SyncResource,
+    SyncWaitableResource,
 )
 from aiocompute.workbench.client import AuditedJobsResource
 from aiocompute.workbench.models import (
@@ -95,7 +89,7 @@ __all__ = [
 ]
 
 
-class ETEngineBatchesResource(SyncResource):
+class ETEngineBatchesResource(SyncWaitableResource[BatchStatus]):
     """Blocking twin of :class:`aiocompute.etengine.client.BatchesResource`.
 
     ``et.batches``: create, list, read the status of, delete and wait for batches.
@@ -157,7 +151,7 @@ class ETEngineBatchesResource(SyncResource):
         timeout: float | None = None,
         on_exit: str = "wait",
         cleanup_timeout: float = DEFAULT_CLEANUP_TIMEOUT,
-    ) -> SyncContextManager[Handle[BatchStatus]]:
+    ) -> SyncContextManager[SyncHandle[BatchStatus]]:
         """Run a batch for the length of an ``async with`` block.
 
         ``async with et.batches.created("tool-sim", variable_args=runs) as b:`` creates it
@@ -167,9 +161,10 @@ class ETEngineBatchesResource(SyncResource):
         job has finished), ``"delete"`` (its records; the API cannot cancel running jobs)
         or ``"leave"``.
 
-        Sync twin: use ``with`` where the async method uses ``async with``.
+        Sync twin: use ``with`` where the async method uses ``async with``; it gives a
+        :class:`~aiocompute.sync.SyncHandle`, whose methods block.
         """
-        return self._runner.context(
+        return self._runner.handle(
             self._async.created,
             tool_id,
             fixed_args=fixed_args,
@@ -190,107 +185,6 @@ class ETEngineBatchesResource(SyncResource):
     def delete_all(self) -> None:
         """Delete every batch and job record of the user; running jobs keep running."""
         self._runner.call(self._async.delete_all)
-
-    def wait(
-        self,
-        id: str,
-        until: Until[BatchStatus] | None = None,
-        *,
-        timeout: float | None = None,
-        on_transition: Callable[[TransitionEvent[BatchStatus]], object] | None = None,
-        on_poll: Callable[[PollEvent[BatchStatus]], object] | None = None,
-        on_cancel: OnCancel = "detach",
-    ) -> BatchStatus:
-        """Wait until ``id`` reaches ``until``; return it in that state.
-
-        Raises :class:`~aiocompute.WaitTimeout` when ``timeout`` passes first, and
-        :class:`~aiocompute.UnreachableState` at once when a state is reached from which the
-        target can never come. ``on_transition`` / ``on_poll`` are called (sync or async)
-        on each change / read. ``on_cancel="cancel"`` stops the remote resource if the wait
-        times out or is cancelled (``"detach"``, the default, leaves it running).
-        """
-        return self._runner.call(
-            self._async.wait,
-            id,
-            until,
-            timeout=timeout,
-            on_transition=on_transition,
-            on_poll=on_poll,
-            on_cancel=on_cancel,
-        )
-
-    def wait_all(
-        self,
-        ids: Iterable[str],
-        until: Until[BatchStatus] | None = None,
-        *,
-        timeout: float | None = None,
-        return_exceptions: bool = False,
-        on_transition: Callable[[TransitionEvent[BatchStatus]], object] | None = None,
-        on_cancel: OnCancel = "detach",
-    ) -> builtins.list[Any]:
-        """Wait for every id under one deadline; results in the order of ``ids``.
-
-        All ids are polled together (one request per tick where the API allows). Without
-        ``return_exceptions`` the first failure is raised; with it, each id's error takes
-        its place in the list.
-        """
-        return self._runner.call(
-            self._async.wait_all,
-            ids,
-            until,
-            timeout=timeout,
-            return_exceptions=return_exceptions,
-            on_transition=on_transition,
-            on_cancel=on_cancel,
-        )
-
-    def as_completed(
-        self,
-        ids: Iterable[str],
-        until: Until[BatchStatus] | None = None,
-        *,
-        timeout: float | None = None,
-    ) -> SyncIterator[WaitResult[BatchStatus]]:
-        """Yield a :class:`~aiocompute.WaitResult` per id as each finishes (reaches the
-        target, fails, or times out); ``result.unwrap()`` returns the resource or raises.
-
-        Sync twin: returns a :class:`~aiocompute.sync.SyncIterator`; ``close()`` it or use
-        ``with`` to stop early.
-        """
-        return self._runner.iterate(self._async.as_completed, ids, until, timeout=timeout)
-
-    def watch(
-        self,
-        ids: Iterable[str],
-        until: str | Collection[str] | None = None,
-        *,
-        timeout: float | None = None,
-    ) -> SyncIterator[TransitionEvent[BatchStatus]]:
-        """Yield every change of state of ``ids`` until each has settled (terminal or
-        resumable) or reached ``until`` (default: the resource's usual target, e.g.
-        ``"running"`` for sessions, a state it may otherwise stay in for ever).
-
-        Sync twin: returns a :class:`~aiocompute.sync.SyncIterator`; ``close()`` it or use
-        ``with`` to stop early.
-        """
-        return self._runner.iterate(self._async.watch, ids, until, timeout=timeout)
-
-    def wait_token(
-        self,
-        ids: Iterable[str],
-        until: str | Collection[str] | None = None,
-        *,
-        timeout: float | None = None,
-    ) -> WaitToken:
-        """A JSON-serialisable token (``.to_json()``) with the ids, target and deadline, so
-        that another process can continue the wait with :meth:`resume_wait`.
-        """
-        return self._runner.call_sync(self._async.wait_token, ids, until, timeout=timeout)
-
-    def resume_wait(self, token: WaitToken | str) -> builtins.list[BatchStatus]:
-        """Continue a wait described by a token (or its JSON) until its original deadline."""
-        return self._runner.call(self._async.resume_wait, token)
 
 
 class ETEngineJobsResource(SyncResource):
@@ -377,7 +271,7 @@ class ETEngineClient(SyncClient):
         )
 
 
-class LakeSailSessionsResource(SyncResource):
+class LakeSailSessionsResource(SyncWaitableResource[_aiocompute_lakesail_models.Session]):
     """Blocking twin of :class:`aiocompute.lakesail.client.SessionsResource`.
 
     ``ls.sessions``: list, create, read, close, relaunch, issue proxy tokens and wait.
@@ -498,7 +392,7 @@ class LakeSailSessionsResource(SyncResource):
         timeout: float | None = None,
         on_exit: str = "close",
         cleanup_timeout: float = DEFAULT_CLEANUP_TIMEOUT,
-    ) -> SyncContextManager[Handle[_aiocompute_lakesail_models.Session]]:
+    ) -> SyncContextManager[SyncHandle[_aiocompute_lakesail_models.Session]]:
         """Create a session for the length of an ``async with`` block.
 
         ``async with ls.sessions.created(name="etl") as s:`` creates it (as :meth:`create`),
@@ -507,9 +401,10 @@ class LakeSailSessionsResource(SyncResource):
         cancellation included, ``on_exit`` runs, shielded and bounded by
         ``cleanup_timeout``: ``"close"`` (default) or ``"leave"``.
 
-        Sync twin: use ``with`` where the async method uses ``async with``.
+        Sync twin: use ``with`` where the async method uses ``async with``; it gives a
+        :class:`~aiocompute.sync.SyncHandle`, whose methods block.
         """
-        return self._runner.context(
+        return self._runner.handle(
             self._async.created,
             endpoint_type=endpoint_type,
             name=name,
@@ -546,111 +441,6 @@ class LakeSailSessionsResource(SyncResource):
         failed one; the original is left as it is. The server refuses other states.
         """
         return self._runner.call(self._async.relaunch, session_id)
-
-    def wait(
-        self,
-        id: str,
-        until: Until[_aiocompute_lakesail_models.Session] | None = None,
-        *,
-        timeout: float | None = None,
-        on_transition: Callable[[TransitionEvent[_aiocompute_lakesail_models.Session]], object]
-        | None = None,
-        on_poll: Callable[[PollEvent[_aiocompute_lakesail_models.Session]], object] | None = None,
-        on_cancel: OnCancel = "detach",
-    ) -> _aiocompute_lakesail_models.Session:
-        """Wait until ``id`` reaches ``until``; return it in that state.
-
-        Raises :class:`~aiocompute.WaitTimeout` when ``timeout`` passes first, and
-        :class:`~aiocompute.UnreachableState` at once when a state is reached from which the
-        target can never come. ``on_transition`` / ``on_poll`` are called (sync or async)
-        on each change / read. ``on_cancel="cancel"`` stops the remote resource if the wait
-        times out or is cancelled (``"detach"``, the default, leaves it running).
-        """
-        return self._runner.call(
-            self._async.wait,
-            id,
-            until,
-            timeout=timeout,
-            on_transition=on_transition,
-            on_poll=on_poll,
-            on_cancel=on_cancel,
-        )
-
-    def wait_all(
-        self,
-        ids: Iterable[str],
-        until: Until[_aiocompute_lakesail_models.Session] | None = None,
-        *,
-        timeout: float | None = None,
-        return_exceptions: bool = False,
-        on_transition: Callable[[TransitionEvent[_aiocompute_lakesail_models.Session]], object]
-        | None = None,
-        on_cancel: OnCancel = "detach",
-    ) -> builtins.list[Any]:
-        """Wait for every id under one deadline; results in the order of ``ids``.
-
-        All ids are polled together (one request per tick where the API allows). Without
-        ``return_exceptions`` the first failure is raised; with it, each id's error takes
-        its place in the list.
-        """
-        return self._runner.call(
-            self._async.wait_all,
-            ids,
-            until,
-            timeout=timeout,
-            return_exceptions=return_exceptions,
-            on_transition=on_transition,
-            on_cancel=on_cancel,
-        )
-
-    def as_completed(
-        self,
-        ids: Iterable[str],
-        until: Until[_aiocompute_lakesail_models.Session] | None = None,
-        *,
-        timeout: float | None = None,
-    ) -> SyncIterator[WaitResult[_aiocompute_lakesail_models.Session]]:
-        """Yield a :class:`~aiocompute.WaitResult` per id as each finishes (reaches the
-        target, fails, or times out); ``result.unwrap()`` returns the resource or raises.
-
-        Sync twin: returns a :class:`~aiocompute.sync.SyncIterator`; ``close()`` it or use
-        ``with`` to stop early.
-        """
-        return self._runner.iterate(self._async.as_completed, ids, until, timeout=timeout)
-
-    def watch(
-        self,
-        ids: Iterable[str],
-        until: str | Collection[str] | None = None,
-        *,
-        timeout: float | None = None,
-    ) -> SyncIterator[TransitionEvent[_aiocompute_lakesail_models.Session]]:
-        """Yield every change of state of ``ids`` until each has settled (terminal or
-        resumable) or reached ``until`` (default: the resource's usual target, e.g.
-        ``"running"`` for sessions, a state it may otherwise stay in for ever).
-
-        Sync twin: returns a :class:`~aiocompute.sync.SyncIterator`; ``close()`` it or use
-        ``with`` to stop early.
-        """
-        return self._runner.iterate(self._async.watch, ids, until, timeout=timeout)
-
-    def wait_token(
-        self,
-        ids: Iterable[str],
-        until: str | Collection[str] | None = None,
-        *,
-        timeout: float | None = None,
-    ) -> WaitToken:
-        """A JSON-serialisable token (``.to_json()``) with the ids, target and deadline, so
-        that another process can continue the wait with :meth:`resume_wait`.
-        """
-        return self._runner.call_sync(self._async.wait_token, ids, until, timeout=timeout)
-
-    def resume_wait(
-        self, token: WaitToken | str
-    ) -> builtins.list[_aiocompute_lakesail_models.Session]:
-        """Continue a wait described by a token (or its JSON) until its original deadline."""
-        return self._runner.call(self._async.resume_wait, token)
 
 
 class LakeSailWorkloadConfigsResource(SyncResource):
@@ -769,7 +559,7 @@ class LakeSailClient(SyncClient):
         )
 
 
-class QiskitRuntimeSessionsResource(SyncResource):
+class QiskitRuntimeSessionsResource(SyncWaitableResource[_aiocompute_qiskit_models.Session]):
     """Blocking twin of :class:`aiocompute.qiskit.client.SessionsResource`.
 
     ``q.sessions``: create, read, drain, close and wait for Qiskit Runtime sessions.
@@ -812,7 +602,7 @@ class QiskitRuntimeSessionsResource(SyncResource):
         timeout: float | None = None,
         on_exit: str = "close",
         cleanup_timeout: float = DEFAULT_CLEANUP_TIMEOUT,
-    ) -> SyncContextManager[Handle[_aiocompute_qiskit_models.Session]]:
+    ) -> SyncContextManager[SyncHandle[_aiocompute_qiskit_models.Session]]:
         """Open a session for the length of an ``async with`` block.
 
         ``async with q.sessions.opened("ibm_torino") as s:`` creates it (as :meth:`create`),
@@ -822,9 +612,10 @@ class QiskitRuntimeSessionsResource(SyncResource):
         ``cleanup_timeout``: ``"close"`` (default: stop accepting jobs, then close),
         ``"drain"`` (stop accepting jobs; those queued still run) or ``"leave"``.
 
-        Sync twin: use ``with`` where the async method uses ``async with``.
+        Sync twin: use ``with`` where the async method uses ``async with``; it gives a
+        :class:`~aiocompute.sync.SyncHandle`, whose methods block.
         """
-        return self._runner.context(
+        return self._runner.handle(
             self._async.opened,
             backend,
             mode=mode,
@@ -857,109 +648,6 @@ class QiskitRuntimeSessionsResource(SyncResource):
         ids that do not exist are left out.
         """
         return self._runner.call(self._async.get_many, session_ids)
-
-    def wait(
-        self,
-        id: str,
-        until: Until[_aiocompute_qiskit_models.Session] | None = None,
-        *,
-        timeout: float | None = None,
-        on_transition: Callable[[TransitionEvent[_aiocompute_qiskit_models.Session]], object]
-        | None = None,
-        on_poll: Callable[[PollEvent[_aiocompute_qiskit_models.Session]], object] | None = None,
-        on_cancel: OnCancel = "detach",
-    ) -> _aiocompute_qiskit_models.Session:
-        """Wait until ``id`` reaches ``until``; return it in that state.
-
-        Raises :class:`~aiocompute.WaitTimeout` when ``timeout`` passes first, and
-        :class:`~aiocompute.UnreachableState` at once when a state is reached from which the
-        target can never come. ``on_transition`` / ``on_poll`` are called (sync or async)
-        on each change / read. ``on_cancel="cancel"`` stops the remote resource if the wait
-        times out or is cancelled (``"detach"``, the default, leaves it running).
-        """
-        return self._runner.call(
-            self._async.wait,
-            id,
-            until,
-            timeout=timeout,
-            on_transition=on_transition,
-            on_poll=on_poll,
-            on_cancel=on_cancel,
-        )
-
-    def wait_all(
-        self,
-        ids: Iterable[str],
-        until: Until[_aiocompute_qiskit_models.Session] | None = None,
-        *,
-        timeout: float | None = None,
-        return_exceptions: bool = False,
-        on_transition: Callable[[TransitionEvent[_aiocompute_qiskit_models.Session]], object]
-        | None = None,
-        on_cancel: OnCancel = "detach",
-    ) -> list[Any]:
-        """Wait for every id under one deadline; results in the order of ``ids``.
-
-        All ids are polled together (one request per tick where the API allows). Without
-        ``return_exceptions`` the first failure is raised; with it, each id's error takes
-        its place in the list.
-        """
-        return self._runner.call(
-            self._async.wait_all,
-            ids,
-            until,
-            timeout=timeout,
-            return_exceptions=return_exceptions,
-            on_transition=on_transition,
-            on_cancel=on_cancel,
-        )
-
-    def as_completed(
-        self,
-        ids: Iterable[str],
-        until: Until[_aiocompute_qiskit_models.Session] | None = None,
-        *,
-        timeout: float | None = None,
-    ) -> SyncIterator[WaitResult[_aiocompute_qiskit_models.Session]]:
-        """Yield a :class:`~aiocompute.WaitResult` per id as each finishes (reaches the
-        target, fails, or times out); ``result.unwrap()`` returns the resource or raises.
-
-        Sync twin: returns a :class:`~aiocompute.sync.SyncIterator`; ``close()`` it or use
-        ``with`` to stop early.
-        """
-        return self._runner.iterate(self._async.as_completed, ids, until, timeout=timeout)
-
-    def watch(
-        self,
-        ids: Iterable[str],
-        until: str | Collection[str] | None = None,
-        *,
-        timeout: float | None = None,
-    ) -> SyncIterator[TransitionEvent[_aiocompute_qiskit_models.Session]]:
-        """Yield every change of state of ``ids`` until each has settled (terminal or
-        resumable) or reached ``until`` (default: the resource's usual target, e.g.
-        ``"running"`` for sessions, a state it may otherwise stay in for ever).
-
-        Sync twin: returns a :class:`~aiocompute.sync.SyncIterator`; ``close()`` it or use
-        ``with`` to stop early.
-        """
-        return self._runner.iterate(self._async.watch, ids, until, timeout=timeout)
-
-    def wait_token(
-        self,
-        ids: Iterable[str],
-        until: str | Collection[str] | None = None,
-        *,
-        timeout: float | None = None,
-    ) -> WaitToken:
-        """A JSON-serialisable token (``.to_json()``) with the ids, target and deadline, so
-        that another process can continue the wait with :meth:`resume_wait`.
-        """
-        return self._runner.call_sync(self._async.wait_token, ids, until, timeout=timeout)
-
-    def resume_wait(self, token: WaitToken | str) -> list[_aiocompute_qiskit_models.Session]:
-        """Continue a wait described by a token (or its JSON) until its original deadline."""
-        return self._runner.call(self._async.resume_wait, token)
 
 
 class QiskitRuntimeClient(SyncClient):
@@ -1043,7 +731,7 @@ class QiskitRuntimeClient(SyncClient):
         return self._async.retry_policy
 
 
-class WorkbenchSessionsResource(SyncResource):
+class WorkbenchSessionsResource(SyncWaitableResource[_aiocompute_workbench_models.Session]):
     """Blocking twin of :class:`aiocompute.workbench.client.SessionsResource`.
 
     ``wb.sessions``: launch, list, read, resume, stop and wait for sessions.
@@ -1099,7 +787,7 @@ class WorkbenchSessionsResource(SyncResource):
         timeout: float | None = None,
         on_exit: str = "stop",
         cleanup_timeout: float = DEFAULT_CLEANUP_TIMEOUT,
-    ) -> SyncContextManager[Handle[_aiocompute_workbench_models.Session]]:
+    ) -> SyncContextManager[SyncHandle[_aiocompute_workbench_models.Session]]:
         """Launch a session for the length of an ``async with`` block.
 
         ``async with wb.sessions.launched("VS Code", launch_parameters=lp) as s:`` launches
@@ -1110,9 +798,10 @@ class WorkbenchSessionsResource(SyncResource):
         (save the session's state), ``"kill"`` or ``"leave"``, shielded and bounded by
         ``cleanup_timeout`` seconds.
 
-        Sync twin: use ``with`` where the async method uses ``async with``.
+        Sync twin: use ``with`` where the async method uses ``async with``; it gives a
+        :class:`~aiocompute.sync.SyncHandle`, whose methods block.
         """
-        return self._runner.context(
+        return self._runner.handle(
             self._async.launched,
             workbench,
             name=name,
@@ -1186,113 +875,8 @@ class WorkbenchSessionsResource(SyncResource):
         """Stop sessions; ``force`` kills them, ``suspend`` saves their state (RStudio)."""
         self._runner.call(self._async.stop, session_ids, force=force, suspend=suspend)
 
-    def wait(
-        self,
-        id: str,
-        until: Until[_aiocompute_workbench_models.Session] | None = None,
-        *,
-        timeout: float | None = None,
-        on_transition: Callable[[TransitionEvent[_aiocompute_workbench_models.Session]], object]
-        | None = None,
-        on_poll: Callable[[PollEvent[_aiocompute_workbench_models.Session]], object] | None = None,
-        on_cancel: OnCancel = "detach",
-    ) -> _aiocompute_workbench_models.Session:
-        """Wait until ``id`` reaches ``until``; return it in that state.
 
-        Raises :class:`~aiocompute.WaitTimeout` when ``timeout`` passes first, and
-        :class:`~aiocompute.UnreachableState` at once when a state is reached from which the
-        target can never come. ``on_transition`` / ``on_poll`` are called (sync or async)
-        on each change / read. ``on_cancel="cancel"`` stops the remote resource if the wait
-        times out or is cancelled (``"detach"``, the default, leaves it running).
-        """
-        return self._runner.call(
-            self._async.wait,
-            id,
-            until,
-            timeout=timeout,
-            on_transition=on_transition,
-            on_poll=on_poll,
-            on_cancel=on_cancel,
-        )
-
-    def wait_all(
-        self,
-        ids: Iterable[str],
-        until: Until[_aiocompute_workbench_models.Session] | None = None,
-        *,
-        timeout: float | None = None,
-        return_exceptions: bool = False,
-        on_transition: Callable[[TransitionEvent[_aiocompute_workbench_models.Session]], object]
-        | None = None,
-        on_cancel: OnCancel = "detach",
-    ) -> builtins.list[Any]:
-        """Wait for every id under one deadline; results in the order of ``ids``.
-
-        All ids are polled together (one request per tick where the API allows). Without
-        ``return_exceptions`` the first failure is raised; with it, each id's error takes
-        its place in the list.
-        """
-        return self._runner.call(
-            self._async.wait_all,
-            ids,
-            until,
-            timeout=timeout,
-            return_exceptions=return_exceptions,
-            on_transition=on_transition,
-            on_cancel=on_cancel,
-        )
-
-    def as_completed(
-        self,
-        ids: Iterable[str],
-        until: Until[_aiocompute_workbench_models.Session] | None = None,
-        *,
-        timeout: float | None = None,
-    ) -> SyncIterator[WaitResult[_aiocompute_workbench_models.Session]]:
-        """Yield a :class:`~aiocompute.WaitResult` per id as each finishes (reaches the
-        target, fails, or times out); ``result.unwrap()`` returns the resource or raises.
-
-        Sync twin: returns a :class:`~aiocompute.sync.SyncIterator`; ``close()`` it or use
-        ``with`` to stop early.
-        """
-        return self._runner.iterate(self._async.as_completed, ids, until, timeout=timeout)
-
-    def watch(
-        self,
-        ids: Iterable[str],
-        until: str | Collection[str] | None = None,
-        *,
-        timeout: float | None = None,
-    ) -> SyncIterator[TransitionEvent[_aiocompute_workbench_models.Session]]:
-        """Yield every change of state of ``ids`` until each has settled (terminal or
-        resumable) or reached ``until`` (default: the resource's usual target, e.g.
-        ``"running"`` for sessions, a state it may otherwise stay in for ever).
-
-        Sync twin: returns a :class:`~aiocompute.sync.SyncIterator`; ``close()`` it or use
-        ``with`` to stop early.
-        """
-        return self._runner.iterate(self._async.watch, ids, until, timeout=timeout)
-
-    def wait_token(
-        self,
-        ids: Iterable[str],
-        until: str | Collection[str] | None = None,
-        *,
-        timeout: float | None = None,
-    ) -> WaitToken:
-        """A JSON-serialisable token (``.to_json()``) with the ids, target and deadline, so
-        that another process can continue the wait with :meth:`resume_wait`.
-        """
-        return self._runner.call_sync(self._async.wait_token, ids, until, timeout=timeout)
-
-    def resume_wait(
-        self, token: WaitToken | str
-    ) -> builtins.list[_aiocompute_workbench_models.Session]:
-        """Continue a wait described by a token (or its JSON) until its original deadline."""
-        return self._runner.call(self._async.resume_wait, token)
-
-
-class WorkbenchJobsResource(SyncResource):
+class WorkbenchJobsResource(SyncWaitableResource[Job]):
     """Blocking twin of :class:`aiocompute.workbench.client.JobsResource`.
 
     ``wb.jobs``: launch, read, stream output from, stop and wait for Workbench jobs.
@@ -1392,105 +976,8 @@ class WorkbenchJobsResource(SyncResource):
             self._async.collect, job_id, user=user, stall_timeout=stall_timeout, resume=resume
         )
 
-    def wait(
-        self,
-        id: str,
-        until: Until[Job] | None = None,
-        *,
-        timeout: float | None = None,
-        on_transition: Callable[[TransitionEvent[Job]], object] | None = None,
-        on_poll: Callable[[PollEvent[Job]], object] | None = None,
-        on_cancel: OnCancel = "detach",
-    ) -> Job:
-        """Wait until ``id`` reaches ``until``; return it in that state.
 
-        Raises :class:`~aiocompute.WaitTimeout` when ``timeout`` passes first, and
-        :class:`~aiocompute.UnreachableState` at once when a state is reached from which the
-        target can never come. ``on_transition`` / ``on_poll`` are called (sync or async)
-        on each change / read. ``on_cancel="cancel"`` stops the remote resource if the wait
-        times out or is cancelled (``"detach"``, the default, leaves it running).
-        """
-        return self._runner.call(
-            self._async.wait,
-            id,
-            until,
-            timeout=timeout,
-            on_transition=on_transition,
-            on_poll=on_poll,
-            on_cancel=on_cancel,
-        )
-
-    def wait_all(
-        self,
-        ids: Iterable[str],
-        until: Until[Job] | None = None,
-        *,
-        timeout: float | None = None,
-        return_exceptions: bool = False,
-        on_transition: Callable[[TransitionEvent[Job]], object] | None = None,
-        on_cancel: OnCancel = "detach",
-    ) -> builtins.list[Any]:
-        """Wait for every id under one deadline; results in the order of ``ids``.
-
-        All ids are polled together (one request per tick where the API allows). Without
-        ``return_exceptions`` the first failure is raised; with it, each id's error takes
-        its place in the list.
-        """
-        return self._runner.call(
-            self._async.wait_all,
-            ids,
-            until,
-            timeout=timeout,
-            return_exceptions=return_exceptions,
-            on_transition=on_transition,
-            on_cancel=on_cancel,
-        )
-
-    def as_completed(
-        self, ids: Iterable[str], until: Until[Job] | None = None, *, timeout: float | None = None
-    ) -> SyncIterator[WaitResult[Job]]:
-        """Yield a :class:`~aiocompute.WaitResult` per id as each finishes (reaches the
-        target, fails, or times out); ``result.unwrap()`` returns the resource or raises.
-
-        Sync twin: returns a :class:`~aiocompute.sync.SyncIterator`; ``close()`` it or use
-        ``with`` to stop early.
-        """
-        return self._runner.iterate(self._async.as_completed, ids, until, timeout=timeout)
-
-    def watch(
-        self,
-        ids: Iterable[str],
-        until: str | Collection[str] | None = None,
-        *,
-        timeout: float | None = None,
-    ) -> SyncIterator[TransitionEvent[Job]]:
-        """Yield every change of state of ``ids`` until each has settled (terminal or
-        resumable) or reached ``until`` (default: the resource's usual target, e.g.
-        ``"running"`` for sessions, a state it may otherwise stay in for ever).
-
-        Sync twin: returns a :class:`~aiocompute.sync.SyncIterator`; ``close()`` it or use
-        ``with`` to stop early.
-        """
-        return self._runner.iterate(self._async.watch, ids, until, timeout=timeout)
-
-    def wait_token(
-        self,
-        ids: Iterable[str],
-        until: str | Collection[str] | None = None,
-        *,
-        timeout: float | None = None,
-    ) -> WaitToken:
-        """A JSON-serialisable token (``.to_json()``) with the ids, target and deadline, so
-        that another process can continue the wait with :meth:`resume_wait`.
-        """
-        return self._runner.call_sync(self._async.wait_token, ids, until, timeout=timeout)
-
-    def resume_wait(self, token: WaitToken | str) -> builtins.list[Job]:
-        """Continue a wait described by a token (or its JSON) until its original deadline."""
-        return self._runner.call(self._async.resume_wait, token)
-
-
-class WorkbenchAuditedJobsResource(SyncResource):
+class WorkbenchAuditedJobsResource(SyncWaitableResource[Job]):
     """Blocking twin of :class:`aiocompute.workbench.client.AuditedJobsResource`.
 
     ``wb.audited_jobs``: like :class:`JobsResource`, plus audit :meth:`details`.
@@ -1589,103 +1076,6 @@ class WorkbenchAuditedJobsResource(SyncResource):
         return self._runner.call(
             self._async.collect, job_id, user=user, stall_timeout=stall_timeout, resume=resume
         )
-
-    def wait(
-        self,
-        id: str,
-        until: Until[Job] | None = None,
-        *,
-        timeout: float | None = None,
-        on_transition: Callable[[TransitionEvent[Job]], object] | None = None,
-        on_poll: Callable[[PollEvent[Job]], object] | None = None,
-        on_cancel: OnCancel = "detach",
-    ) -> Job:
-        """Wait until ``id`` reaches ``until``; return it in that state.
-
-        Raises :class:`~aiocompute.WaitTimeout` when ``timeout`` passes first, and
-        :class:`~aiocompute.UnreachableState` at once when a state is reached from which the
-        target can never come. ``on_transition`` / ``on_poll`` are called (sync or async)
-        on each change / read. ``on_cancel="cancel"`` stops the remote resource if the wait
-        times out or is cancelled (``"detach"``, the default, leaves it running).
-        """
-        return self._runner.call(
-            self._async.wait,
-            id,
-            until,
-            timeout=timeout,
-            on_transition=on_transition,
-            on_poll=on_poll,
-            on_cancel=on_cancel,
-        )
-
-    def wait_all(
-        self,
-        ids: Iterable[str],
-        until: Until[Job] | None = None,
-        *,
-        timeout: float | None = None,
-        return_exceptions: bool = False,
-        on_transition: Callable[[TransitionEvent[Job]], object] | None = None,
-        on_cancel: OnCancel = "detach",
-    ) -> builtins.list[Any]:
-        """Wait for every id under one deadline; results in the order of ``ids``.
-
-        All ids are polled together (one request per tick where the API allows). Without
-        ``return_exceptions`` the first failure is raised; with it, each id's error takes
-        its place in the list.
-        """
-        return self._runner.call(
-            self._async.wait_all,
-            ids,
-            until,
-            timeout=timeout,
-            return_exceptions=return_exceptions,
-            on_transition=on_transition,
-            on_cancel=on_cancel,
-        )
-
-    def as_completed(
-        self, ids: Iterable[str], until: Until[Job] | None = None, *, timeout: float | None = None
-    ) -> SyncIterator[WaitResult[Job]]:
-        """Yield a :class:`~aiocompute.WaitResult` per id as each finishes (reaches the
-        target, fails, or times out); ``result.unwrap()`` returns the resource or raises.
-
-        Sync twin: returns a :class:`~aiocompute.sync.SyncIterator`; ``close()`` it or use
-        ``with`` to stop early.
-        """
-        return self._runner.iterate(self._async.as_completed, ids, until, timeout=timeout)
-
-    def watch(
-        self,
-        ids: Iterable[str],
-        until: str | Collection[str] | None = None,
-        *,
-        timeout: float | None = None,
-    ) -> SyncIterator[TransitionEvent[Job]]:
-        """Yield every change of state of ``ids`` until each has settled (terminal or
-        resumable) or reached ``until`` (default: the resource's usual target, e.g.
-        ``"running"`` for sessions, a state it may otherwise stay in for ever).
-
-        Sync twin: returns a :class:`~aiocompute.sync.SyncIterator`; ``close()`` it or use
-        ``with`` to stop early.
-        """
-        return self._runner.iterate(self._async.watch, ids, until, timeout=timeout)
-
-    def wait_token(
-        self,
-        ids: Iterable[str],
-        until: str | Collection[str] | None = None,
-        *,
-        timeout: float | None = None,
-    ) -> WaitToken:
-        """A JSON-serialisable token (``.to_json()``) with the ids, target and deadline, so
-        that another process can continue the wait with :meth:`resume_wait`.
-        """
-        return self._runner.call_sync(self._async.wait_token, ids, until, timeout=timeout)
-
-    def resume_wait(self, token: WaitToken | str) -> builtins.list[Job]:
-        """Continue a wait described by a token (or its JSON) until its original deadline."""
-        return self._runner.call(self._async.resume_wait, token)
 
 
 class WorkbenchClient(SyncClient):
