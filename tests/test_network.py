@@ -36,7 +36,8 @@ from aiocompute import (
     TransportError,
     WorkbenchClient,
 )
-from aiocompute._core.transport import StaticAuth, Transport
+from aiocompute._core.auth import StaticAuth
+from aiocompute._core.transport import Transport
 from aiocompute._exceptions import redact_window, register_secret
 from aiocompute.emulator import Emulator as _Emulator
 from aiocompute.emulator import EmulatorConfig, ETEngineEmulatorConfig

@@ -28,17 +28,11 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from aiocompute import _exceptions
+from aiocompute._core.auth import NoAuth, StaticAuth
+from aiocompute._core.http_config import PoolLimits, Timeouts, default_user_agent
+from aiocompute._core.responses import ByteStream, Response
 from aiocompute._core.retries import NO_RETRY, RetryPolicy
-from aiocompute._core.transport import (
-    ByteStream,
-    NoAuth,
-    PoolLimits,
-    Response,
-    StaticAuth,
-    Timeouts,
-    Transport,
-    default_user_agent,
-)
+from aiocompute._core.transport import Transport
 from aiocompute._exceptions import (
     APIError,
     AuthenticationError,
@@ -1138,7 +1132,7 @@ async def test_a_base_url_with_an_explicit_default_port_gets_its_auth(
         await t.request("GET", "https://api.example.com/api/x", idempotent=True)
 
         def use_auth(url: str) -> bool:
-            return t._prepare(
+            return t._base.prepare(
                 "GET", url, json=None, data=None, params=None, headers=None, authenticate=None
             ).use_auth
 

@@ -15,21 +15,16 @@ from typing import Any
 import anyio
 import attrs
 
+from .._core.auth import StaticAuth
 from .._core.config import resolve_setting
+from .._core.http_config import DEFAULT_LIMITS, DEFAULT_TIMEOUTS, PoolLimits, Timeouts
 from .._core.network import ConnectionOptions, Unpack
 from .._core.observability import api_call
 from .._core.polling import PollCadence, Poller, per_id_fetcher
 from .._core.resources import BaseClient, WaitableResource, client_transport
+from .._core.responses import Response
 from .._core.retries import DEFAULT_RETRY, RetryPolicy
-from .._core.transport import (
-    DEFAULT_LIMITS,
-    DEFAULT_TIMEOUTS,
-    PoolLimits,
-    RateGovernor,
-    Response,
-    StaticAuth,
-    Timeouts,
-)
+from .._core.transport import RateGovernor
 from .._exceptions import NotFoundError, ServerError
 from . import _protocol as P
 from ._states import BATCH_STATES

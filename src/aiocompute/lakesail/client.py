@@ -15,21 +15,16 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from .._core.auth import StaticAuth
 from .._core.config import resolve_setting
+from .._core.http_config import DEFAULT_LIMITS, DEFAULT_TIMEOUTS, PoolLimits, Timeouts
 from .._core.network import ConnectionOptions, Unpack
 from .._core.observability import api_call
 from .._core.pagination import Page, Paginator
 from .._core.polling import PollCadence, Poller, per_id_fetcher
 from .._core.resources import BaseClient, WaitableResource, client_transport
 from .._core.retries import DEFAULT_RETRY, RetryPolicy
-from .._core.transport import (
-    DEFAULT_LIMITS,
-    DEFAULT_TIMEOUTS,
-    PoolLimits,
-    RateGovernor,
-    StaticAuth,
-    Timeouts,
-)
+from .._core.transport import RateGovernor
 from . import _protocol as P
 from ._states import READY_STATES, SESSION_STATES
 from .models import (

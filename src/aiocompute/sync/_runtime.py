@@ -57,10 +57,10 @@ from typing import Any, ClassVar, Generic, ParamSpec, TypeVar
 
 from anyio.from_thread import BlockingPortal, start_blocking_portal
 
+from .._core.http_config import Timeouts
 from .._core.pagination import Page, Paginator
 from .._core.resources import BaseClient
 from .._core.retries import RetryPolicy
-from .._core.transport import Timeouts
 from .._exceptions import ClientClosedError
 
 __all__ = [
