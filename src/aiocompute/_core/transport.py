@@ -70,6 +70,7 @@ from .network import (
     ssl_setting,
 )
 from .observability import record_response, retry_recorder
+from .protocol_kit import Request
 from .requests import BaseURL, Prepared
 from .responses import ByteStream, Response
 from .retries import DEFAULT_RETRY, RetryPolicy, call_with_retries, parse_retry_after
@@ -580,6 +581,26 @@ class Transport:
             "again, as sending it again could make a duplicate",
             method=p.verb,
             url=p.where,
+        )
+
+    def send(
+        self,
+        request: Request,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+    ) -> Awaitable[Response]:
+        """Send a request an API's ``_protocol`` built: :meth:`request` with its method,
+        path, query, JSON body and idempotence; ``retry`` and ``timeout`` as there."""
+        # request()'s coroutine itself: a coroutine of our own would only pass it on.
+        return self.request(
+            request.method,
+            request.path,
+            json=request.body,
+            params=request.params or None,
+            idempotent=request.idempotent,
+            retry=retry,
+            timeout=timeout,
         )
 
     async def _request_once(
