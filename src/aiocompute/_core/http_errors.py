@@ -1,7 +1,8 @@
 """Errors at the HTTP edge, mapped once onto the error tree of :mod:`aiocompute._exceptions`.
 
-This module and :mod:`aiocompute._core.responses` are the only places that know aiohttp's
-exceptions. :class:`~aiocompute._core.transport.Transport` raises what they build:
+aiohttp's exceptions are mapped here and nowhere else; the
+:class:`~aiocompute._core.transport.Transport` (and the
+:class:`~aiocompute._core.responses.ByteStream` it opens) raise what this module builds:
 
 ============================================  ==========================================
 what happened                                 raised
