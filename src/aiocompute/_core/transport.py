@@ -7,8 +7,10 @@ slot around each try, calls the event hooks, and raises what
 :mod:`aiocompute._core.http_errors` maps aiohttp's failures and non-2xx answers onto. What
 it configures from lives in :mod:`~aiocompute._core.http_config` (timeouts, pool limits),
 :mod:`~aiocompute._core.auth` (auth providers, credential redaction) and
-:mod:`~aiocompute._core.network` (proxies, TLS, hooks); what it returns in
-:mod:`~aiocompute._core.responses`.
+:mod:`~aiocompute._core.network` (proxies, TLS, hooks); what it sends is prepared by
+:mod:`~aiocompute._core.requests`, and what it returns is in :mod:`~aiocompute._core.responses`.
+An API's ``_protocol`` builds a :class:`~aiocompute._core.protocol_kit.Request`, which
+:meth:`Transport.send` sends.
 
 Retries go through :func:`aiocompute._core.retries.call_with_retries`; whether a call is
 idempotent is always stated by the caller.
@@ -103,7 +105,7 @@ class RateGovernor(Protocol):
         ...
 
 
-# --------------------------------------------------------------------------- building a try
+# --------------------------------------------------------------------------- transport
 
 
 async def _read_bounded(content: aiohttp.StreamReader, limit: int) -> bytes:
@@ -116,9 +118,6 @@ async def _read_bounded(content: aiohttp.StreamReader, limit: int) -> bytes:
         chunks.append(chunk)
         size += len(chunk)
     return b"".join(chunks)
-
-
-# --------------------------------------------------------------------------- transport
 
 
 class _Pool:
