@@ -22,6 +22,10 @@ from aiocompute.emulator import (
     WorkbenchEmulatorConfig,
     serve,
 )
+from aiocompute.emulator import etengine as emulated_etengine
+from aiocompute.emulator import lakesail as emulated_lakesail
+from aiocompute.emulator import qiskit as emulated_qiskit
+from aiocompute.emulator import workbench as emulated_workbench
 
 FAST = WorkbenchEmulatorConfig(
     session_launch_delay=(0.01, 0.03),
@@ -179,6 +183,31 @@ async def test_starts_serves_and_stops_leaving_no_tasks() -> None:
     with pytest.raises(RuntimeError, match="not running"):
         _ = emu.port
     assert asyncio.all_tasks() == {asyncio.current_task()}
+
+
+async def test_every_api_is_mounted_indexed_and_addressed_from_its_declarations() -> None:
+    # Each API module declares API, PREFIX and API_ROOT the same way; the server's index
+    # and its *_url properties are built from them.
+    apis = (emulated_workbench, emulated_lakesail, emulated_qiskit, emulated_etengine)
+    async with Emulator() as emu:
+        async with aiohttp.ClientSession() as http, http.get(emu.url + "/") as resp:
+            index = (await resp.json())["apis"]
+        urls = {
+            "workbench": emu.workbench_url,
+            "lakesail": emu.lakesail_url,
+            "qiskit": emu.qiskit_url,
+            "etengine": emu.etengine_url,
+        }
+        root = emu.url
+    assert index == {
+        "workbench": "/workbench",
+        "lakesail": "/lakesail/api/v1",
+        "qiskit": "/qiskit/api",
+        "etengine": "/etengine/v1",
+    }
+    for api in apis:
+        assert index[api.API] == api.PREFIX + api.API_ROOT
+        assert urls[api.API] == root + index[api.API]
 
 
 async def test_stop_cuts_live_streams_and_leaves_no_tasks() -> None:

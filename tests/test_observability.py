@@ -605,4 +605,5 @@ def test_every_logger_is_in_the_aiocompute_tree() -> None:
         '"aiocompute.stream"',
         '"aiocompute.polling"',
         '"aiocompute.auth"',
+        '"aiocompute.handles"',
     }

@@ -137,6 +137,27 @@ def test_read_json() -> None:
     assert read_json('{"result": ' + "[" * 100_000 + "]" * 100_000 + "}") == (None, TOO_DEEP)
 
 
+# --------------------------------------------------------------------------- Request
+
+
+def test_a_request_always_states_whether_it_is_idempotent() -> None:
+    with pytest.raises(TypeError, match="idempotent"):
+        kit.Request("GET", "/x")  # type: ignore[call-arg]
+    request = kit.Request("GET", "/x", idempotent=True)
+    assert (request.body, request.params, request.operation, request.stream) == (
+        None,
+        None,
+        None,
+        False,
+    )
+
+
+def test_every_api_builds_the_one_request_type() -> None:
+    built = (wp.version(), wp.get_session(["s"]), qp.get_session("s"), lp.list_sessions())
+    for request in (*built, ep.list_batches()):
+        assert type(request) is kit.Request
+
+
 # --------------------------------------------------------------------------- the builders
 
 BUILDERS: list[tuple[str, Callable[[str], Any]]] = [
@@ -195,4 +216,4 @@ def test_workbench_ids_never_reach_the_url_path(value: str) -> None:
             request = build(value)
         except (TypeError, ValueError):
             continue
-        assert request.path == f"/api/{request.method}"
+        assert request.path == f"/api/{request.operation}"

@@ -30,10 +30,11 @@ from anyio.from_thread import start_blocking_portal
 import aiocompute.sync as sync
 from aiocompute import NotFoundError, WaitTimeout
 from aiocompute._core.config import ConfigError
+from aiocompute._core.http_config import PoolLimits, Timeouts
 from aiocompute._core.pagination import Page, Paginator
 from aiocompute._core.polling import PollCadence, TransitionEvent, WaitResult
 from aiocompute._core.resources import BaseClient, WaitableResource
-from aiocompute._core.transport import PoolLimits, Timeouts, Transport
+from aiocompute._core.transport import Transport
 from aiocompute.emulator import Emulator, EmulatorConfig, WorkbenchEmulatorConfig
 from aiocompute.workbench import Job, JobSpec, OutputChunk, ServerVersion, Session
 

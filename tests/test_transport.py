@@ -28,17 +28,12 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
 from aiocompute import _exceptions
+from aiocompute._core.auth import NoAuth, StaticAuth
+from aiocompute._core.http_config import PoolLimits, Timeouts, default_user_agent
+from aiocompute._core.protocol_kit import Request
+from aiocompute._core.responses import ByteStream, Response
 from aiocompute._core.retries import NO_RETRY, RetryPolicy
-from aiocompute._core.transport import (
-    ByteStream,
-    NoAuth,
-    PoolLimits,
-    Response,
-    StaticAuth,
-    Timeouts,
-    Transport,
-    default_user_agent,
-)
+from aiocompute._core.transport import Transport
 from aiocompute._exceptions import (
     APIError,
     AuthenticationError,
@@ -382,6 +377,25 @@ async def test_no_retry_of_a_launch_on_503(
         await transport.request("POST", "launch", json={"n": 1}, idempotent=False)
     assert calls(mocked, "POST", url) == 1
     assert rec.sleeps == []
+
+
+async def test_send_follows_the_requests_idempotence(
+    transport: Transport, mocked: aioresponses, rec: Recorder
+) -> None:
+    # A _protocol Request goes out with its method, path, query and JSON body, and its
+    # idempotence decides the retries, as with request().
+    read = Request("GET", "/v1/items", params={"limit": 2, "marker": None}, idempotent=True)
+    mocked.get(f"{BASE}/v1/items?limit=2", status=503, body="busy")
+    mocked.get(f"{BASE}/v1/items?limit=2", payload={"items": []})
+    assert (await transport.send(read)).json() == {"items": []}
+    launch = Request("POST", "/v1/launch", body={"n": 1}, idempotent=False)
+    mocked.post(f"{BASE}/v1/launch", status=503, body="maintenance", repeat=True)
+    with pytest.raises(ServerError):
+        await transport.send(launch)
+    assert calls(mocked, "POST", f"{BASE}/v1/launch") == 1
+    sent = mocked.requests[("POST", URL(f"{BASE}/v1/launch"))][0]
+    assert sent.kwargs["data"] == b'{"n":1}'
+    assert len(rec.sleeps) == 1  # the read's one retry
 
 
 async def test_no_retry_of_a_launch_after_a_dropped_connection(
@@ -1138,7 +1152,7 @@ async def test_a_base_url_with_an_explicit_default_port_gets_its_auth(
         await t.request("GET", "https://api.example.com/api/x", idempotent=True)
 
         def use_auth(url: str) -> bool:
-            return t._prepare(
+            return t._base.prepare(
                 "GET", url, json=None, data=None, params=None, headers=None, authenticate=None
             ).use_auth
 

@@ -28,6 +28,7 @@ from aiocompute import (
     WorkbenchClient,
 )
 from aiocompute._core.config import ConfigError
+from aiocompute._core.protocol_kit import Request
 from aiocompute.emulator import Emulator, EmulatorConfig, WorkbenchEmulatorConfig
 from aiocompute.workbench import (
     AuditedJob,
@@ -589,7 +590,7 @@ async def test_reads_honour_retry_after_on_429(wb: WorkbenchClient, emu: Emulato
 
     emu.faults.rate_limit_next["workbench.get_compute_envs"] = 1
     with pytest.raises(RateLimitError) as info:
-        await wb._rpc(P.get_compute_envs(), retry=RetryPolicy(max_attempts=1))
+        await wb._send(P.get_compute_envs(), retry=RetryPolicy(max_attempts=1))
     assert info.value.retry_after == 1
 
 
@@ -706,11 +707,11 @@ async def test_acting_for_a_user_lists_only_their_ended_sessions(emu: Emulator) 
 
 
 def test_acting_for_names_the_user_where_each_call_takes_it() -> None:
-    def act(request: P.RPCRequest) -> P.RPCRequest:
+    def act(request: Request) -> Request:
         return P.acting_for(request, "alice")
 
     envs = act(P.get_compute_envs())
-    assert (envs.http_method, envs.body["kwparams"]) == ("POST", {"user": "alice"})
+    assert (envs.method, envs.body["kwparams"]) == ("POST", {"user": "alice"})
     assert act(P.get_session(["s1"])).body["kwparams"]["user"] == "alice"
     assert act(P.get_job_output("j1")).body["kwparams"]["user"] == "alice"
     assert act(P.resume_session("s1")).body["kwparams"]["username"] == "alice"
@@ -724,7 +725,7 @@ def test_acting_for_names_the_user_where_each_call_takes_it() -> None:
     assert act(P.launch_job(explicit)).body["kwparams"]["job"]["user"] == "bob"
     stop = P.stop_job("j1")
     assert act(stop) is stop
-    assert P.acting_for(P.get_compute_envs(), None).http_method == "GET"
+    assert P.acting_for(P.get_compute_envs(), None).method == "GET"
 
 
 @pytest.mark.parametrize("bad", ["", "  "])

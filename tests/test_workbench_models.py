@@ -348,7 +348,7 @@ def test_job_request_examples_read_as_jobspec(name: str) -> None:
     spec = structure(wp.converter(strict=True), payload, JobSpec, what="job")
     assert spec.cluster in ("Local", "Kubernetes")
     assert spec.exe is not None
-    assert wp.launch_job(spec).kwparams["job"] == payload
+    assert wp.kwparams_of(wp.launch_job(spec))["job"] == payload
 
 
 @pytest.mark.parametrize(

@@ -19,6 +19,7 @@ from aiocompute import (
     ProtocolError,
     ServerError,
 )
+from aiocompute._core.protocol_kit import Request
 from aiocompute.workbench import _protocol as wp
 from aiocompute.workbench.models import (
     AuditedJob,
@@ -58,7 +59,7 @@ LP = LaunchParameters(name="Job name", cluster="Local")
 def test_launch_session_matches_example(ref: str) -> None:
     req = wp.launch_session("RStudio", name="My RStudio Session", launch_parameters=LP)
     assert req.body == load(f"{ref}.launch_session.request.json")
-    assert (req.http_method, req.path, req.idempotent) == ("POST", "/api/launch_session", False)
+    assert (req.method, req.path, req.idempotent) == ("POST", "/api/launch_session", False)
 
 
 def test_launch_job_matches_examples() -> None:
@@ -73,7 +74,7 @@ def test_launch_job_matches_examples() -> None:
     )
     assert wp.launch_job(preview).body == load("preview.launch_job.request.json")
     req = wp.launch_job(spec)
-    assert (req.http_method, req.path, req.idempotent) == ("POST", "/api/launch_job", False)
+    assert (req.method, req.path, req.idempotent) == ("POST", "/api/launch_job", False)
 
 
 def test_launch_audited_job_matches_examples() -> None:
@@ -118,9 +119,9 @@ def test_resume_session_matches_example(ref: str) -> None:
 def test_get_compute_envs_matches_example(ref: str) -> None:
     req = wp.get_compute_envs(user="session-username")
     assert req.body == load(f"{ref}.get_compute_envs.request.json")
-    assert req.http_method == "POST"
+    assert req.method == "POST"
     plain = wp.get_compute_envs()
-    assert (plain.http_method, plain.path, plain.kwparams) == ("GET", "/api/get_compute_envs", {})
+    assert (plain.method, plain.path, wp.kwparams_of(plain)) == ("GET", "/api/get_compute_envs", {})
 
 
 @pytest.mark.parametrize("ref", ["current", "preview"])
@@ -134,8 +135,8 @@ def test_get_job_output_matches_example(ref: str) -> None:
 def test_get_audited_job_output_sends_both_id_spellings() -> None:
     req = wp.get_audited_job_output("audited_job_id", user="job-user")
     example = load("current.get_audited_job_output.request.json")
-    assert example["kwparams"].items() <= req.kwparams.items()
-    assert req.kwparams["job_id"] == "audited_job_id"
+    assert example["kwparams"].items() <= wp.kwparams_of(req).items()
+    assert wp.kwparams_of(req)["job_id"] == "audited_job_id"
     assert req.stream
 
 
@@ -149,10 +150,10 @@ def test_get_audited_job_details_matches_example() -> None:
 def test_stop_session_matches_example_and_sends_both_suspend_keys(ref: str) -> None:
     req = wp.stop_session(["id1", "id2", "..."])
     example = load(f"{ref}.stop_session.request.json")
-    assert example["kwparams"].items() <= req.kwparams.items()
-    assert req.kwparams["suspend"] is False
+    assert example["kwparams"].items() <= wp.kwparams_of(req).items()
+    assert wp.kwparams_of(req)["suspend"] is False
     suspended = wp.stop_session("id1", suspend=True, force_quit=True)
-    assert suspended.kwparams == {
+    assert wp.kwparams_of(suspended) == {
         "session_ids": "id1",
         "force_quit": True,
         "suspend_session": True,
@@ -165,7 +166,7 @@ def test_stop_session_matches_example_and_sends_both_suspend_keys(ref: str) -> N
 def test_stop_job_matches_example(ref: str) -> None:
     req = wp.stop_job("id1")
     assert req.body == load(f"{ref}.stop_job.request.fixed-missing-comma.json")
-    assert wp.stop_job("id1", force=True).kwparams["force_quit"] is True
+    assert wp.kwparams_of(wp.stop_job("id1", force=True))["force_quit"] is True
     assert not req.idempotent
 
 
@@ -177,10 +178,11 @@ def test_stop_audited_job_matches_example() -> None:
 
 def test_parameterless_reads_use_get() -> None:
     for req in (wp.version(), wp.get_users()):
-        assert req.http_method == "GET"
+        assert req.method == "GET"
         assert req.idempotent
-        assert req.body == {"method": req.method, "kwparams": {}}
-        assert req.path == f"/api/{req.method}"
+        assert req.body is None  # a GET sends no envelope
+        assert wp.kwparams_of(req) == {}
+        assert req.path == f"/api/{req.operation}"
 
 
 def test_every_method_has_a_builder_with_the_right_idempotency() -> None:
@@ -204,7 +206,7 @@ def test_every_method_has_a_builder_with_the_right_idempotency() -> None:
     }
     assert set(samples) == set(wp.METHODS)
     for method, req in samples.items():
-        assert req.method == method
+        assert req.operation == wp.rpc_method(req) == method
         assert req.path == f"/api/{method}"
         assert req.idempotent is (method in reads)
 
@@ -213,9 +215,13 @@ def test_every_method_has_a_builder_with_the_right_idempotency() -> None:
 
 
 def test_get_session_defaults_and_options() -> None:
-    assert wp.get_session().kwparams == {}
+    assert wp.kwparams_of(wp.get_session()) == {}
     req = wp.get_session("abc", fields=["url"], include_all_jobs=True)
-    assert req.kwparams == {"session_id": "abc", "fields": ["id", "url"], "include_all_jobs": True}
+    assert wp.kwparams_of(req) == {
+        "session_id": "abc",
+        "fields": ["id", "url"],
+        "include_all_jobs": True,
+    }
 
 
 def test_get_historical_session_formats_bounds() -> None:
@@ -223,14 +229,14 @@ def test_get_historical_session_formats_bounds() -> None:
     req = wp.get_historical_session(
         datetime(2025, 7, 23, 2, tzinfo=plus2), "2025-07-30T23:59:59Z", include_all_users=True
     )
-    assert req.kwparams == {
+    assert wp.kwparams_of(req) == {
         "filter_time_begin": "2025-07-23T00:00:00.000000Z",
         "filter_time_end": "2025-07-30T23:59:59.000000Z",
         "include_all_users": True,
     }
     naive = wp.get_historical_session(end=datetime(2025, 1, 1))
-    assert naive.kwparams == {"filter_time_end": "2025-01-01T00:00:00.000000Z"}
-    assert wp.get_historical_session().kwparams == {}
+    assert wp.kwparams_of(naive) == {"filter_time_end": "2025-01-01T00:00:00.000000Z"}
+    assert wp.kwparams_of(wp.get_historical_session()) == {}
 
 
 def test_launch_session_options() -> None:
@@ -244,7 +250,7 @@ def test_launch_session_options() -> None:
         stop_hooks=[SessionHook("/bin/stop")],
         environment={"A": "1"},
     )
-    assert req.kwparams == {
+    assert wp.kwparams_of(req) == {
         "workbench": "JupyterLab",
         "username": "u",
         "open_file": "a.ipynb",
@@ -255,7 +261,7 @@ def test_launch_session_options() -> None:
         "environment": [{"name": "A", "value": "1"}],
     }
     env = wp.launch_session("RStudio", environment=[EnvironmentVariable("B", "2")])
-    assert env.kwparams["environment"] == [{"name": "B", "value": "2"}]
+    assert wp.kwparams_of(env)["environment"] == [{"name": "B", "value": "2"}]
 
 
 def test_launch_parameters_are_written_in_full() -> None:
@@ -267,7 +273,7 @@ def test_launch_parameters_are_written_in_full() -> None:
         placement_constraints=[PlacementConstraint("zone", "a")],
         resource_profile="small",
     )
-    sent = wp.launch_session("RStudio", launch_parameters=lp).kwparams["launch_parameters"]
+    sent = wp.kwparams_of(wp.launch_session("RStudio", launch_parameters=lp))["launch_parameters"]
     assert sent == {
         "name": "n",
         "cluster": "Kubernetes",
@@ -294,7 +300,7 @@ def test_job_spec_is_written_camel_case() -> None:
         extra={"resourceProfile": "large"},
     )
     req = wp.launch_job(spec, apply_config_settings=False)
-    assert req.kwparams == {
+    assert wp.kwparams_of(req) == {
         "job": {
             "name": "fit",
             "cluster": "Kubernetes",
@@ -438,18 +444,18 @@ def test_bad_arguments_are_refused_before_sending(
 
 def test_same_container_in_both_forms_is_fine() -> None:
     spec = JobSpec(name="n", cluster="c", exe="x", container=Container("a"), container_image="a")
-    assert wp.launch_job(spec).kwparams["job"]["container"] == {"image": "a"}
+    assert wp.kwparams_of(wp.launch_job(spec))["job"]["container"] == {"image": "a"}
 
 
 @given(st.lists(st.text(min_size=1).filter(lambda s: "," not in s and s.strip()), min_size=1))
 def test_session_ids_join_and_split_back(ids: list[str]) -> None:
-    joined = wp.stop_session(ids).kwparams["session_ids"]
+    joined = wp.kwparams_of(wp.stop_session(ids))["session_ids"]
     assert joined.split(",") == ids
 
 
 def test_requests_carry_no_credentials() -> None:
-    names = {a.name for a in attrs.fields(wp.RPCRequest)}
-    assert names == {"method", "kwparams", "http_method", "path", "idempotent", "stream"}
+    names = {a.name for a in attrs.fields(Request)}
+    assert names == {"method", "path", "idempotent", "body", "params", "operation", "stream"}
 
 
 # --------------------------------------------------------------------------- envelopes
@@ -861,7 +867,7 @@ def test_session_ids_edge_cases_keep_their_errors() -> None:
     class Id(str):
         pass
 
-    assert wp.get_session([Id("a"), "b"]).kwparams["session_id"] == "a,b"
+    assert wp.kwparams_of(wp.get_session([Id("a"), "b"]))["session_id"] == "a,b"
     with pytest.raises(ValueError, match=r"session_ids\[1\] is required"):
         wp.get_session(["a", " \t"])
     with pytest.raises(ValueError, match=r"session_ids\[0\] must not contain a comma"):

@@ -12,13 +12,13 @@ from ._core import observability as _observability
 from ._core.config import ConfigError
 from ._core.fanout import FanOutResult, Outcome, RateGovernor, fan_out, fan_out_iter
 from ._core.handles import Handle
+from ._core.http_config import PoolLimits, Timeouts
 from ._core.jsonstream import DecodedValue, JSONStreamDecoder
 from ._core.network import RequestView, ResponseView
 from ._core.pagination import Page, Paginator
 from ._core.polling import PollCadence, PollEvent, TransitionEvent, WaitResult, WaitToken
 from ._core.retries import RetryPolicy
 from ._core.streaming import ResumePolicy
-from ._core.transport import PoolLimits, Timeouts
 from ._exceptions import (
     AioComputeError,
     APIError,

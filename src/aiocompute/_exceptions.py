@@ -19,7 +19,7 @@ Every error the SDK raises on purpose is an :class:`AioComputeError`::
         ├── WaitTimeout           the deadline passed first
         └── UnreachableState      a terminal state was reached from which the target can't come
 
-HTTP-level failures are mapped once, at the transport edge (``_core.transport``); an API's
+HTTP-level failures are mapped once, at the transport edge (``_core.http_errors``); an API's
 own error envelope (e.g. Workbench's ``{"error": {...}}`` in a 200 body) is mapped by that
 API's ``_protocol`` module through :func:`api_error_for`. No error ever carries a credential:
 bodies, headers and URLs are scrubbed by :func:`redact` before they are stored, and errors

@@ -2,7 +2,8 @@
 
 Logging. Every logger of the package is a child of ``aiocompute``, named by concern:
 ``aiocompute.transport`` (one line per HTTP try: method, redacted URL, status, time),
-``aiocompute.retries``, ``aiocompute.stream``, ``aiocompute.polling``, ``aiocompute.auth``.
+``aiocompute.retries``, ``aiocompute.stream``, ``aiocompute.polling``, ``aiocompute.auth``,
+``aiocompute.handles``.
 The library adds no handler unless ``AIOCOMPUTE_LOG`` is set (``debug``, ``info``,
 ``warning`` or ``error``): then :func:`configure_logging`, run by ``import aiocompute``,
 puts one stderr handler on the ``aiocompute`` logger (never on the root logger).

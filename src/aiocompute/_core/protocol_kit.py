@@ -1,7 +1,9 @@
-"""What the API ``_protocol`` modules share: the check of every id that goes into a URL
-path, and reading a JSON body without letting a hostile one escape as a bare exception.
+"""What the API ``_protocol`` modules share: the one :class:`Request` type their builders
+return, the check of every id that goes into a URL path, and reading a JSON body without
+letting a hostile one escape as a bare exception.
 
-Sans I/O like the modules that use it: no aiohttp, no anyio.
+Sans I/O like the modules that use it: no aiohttp, no anyio. A client sends a
+:class:`Request` with :meth:`aiocompute._core.transport.Transport.send`.
 
 Why ids are checked, not only quoted: a URL library and the servers behind it resolve
 ``.`` and ``..`` segments, so ``DELETE /batches/..`` would reach ``DELETE /`` (and
@@ -16,10 +18,42 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Literal
 from urllib.parse import quote
 
-__all__ = ["NOT_JSON", "TOO_DEEP", "path_id", "read_json"]
+from attrs import field, frozen
+
+__all__ = ["NOT_JSON", "TOO_DEEP", "HTTPMethod", "Request", "path_id", "read_json"]
+
+#: The HTTP methods the APIs use.
+HTTPMethod = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+@frozen
+class Request:
+    """One API call, ready for a transport: what every ``_protocol`` builder returns.
+
+    ``method`` is the HTTP method and ``path`` is relative to the client's base URL;
+    ``params`` is the query (None or absent parameters: none) and ``body`` the JSON body
+    (None: no body). ``idempotent`` says whether the call may be retried after it may have reached
+    the server: reads yes, and writes whose repetition changes nothing; creates, launches,
+    stops and deletes no. It has no default: every builder states it.
+
+    ``operation`` names the API's operation where the API has such names (Workbench's RPC
+    method, a LakeSail operation); ``stream`` marks a call whose answer is a long-lived
+    stream (opened with ``Transport.stream``). A request carries no credential: auth
+    headers are the transport's.
+    """
+
+    method: HTTPMethod
+    path: str
+    idempotent: bool = field(kw_only=True)
+    body: Any = field(default=None, kw_only=True)
+    params: Mapping[str, Any] | None = field(default=None, kw_only=True)
+    operation: str | None = field(default=None, kw_only=True)
+    stream: bool = field(default=False, kw_only=True)
+
 
 # Ids made only of these need no quoting and pass every check below (save "." and ".."):
 # nearly every real id, so they skip the character-by-character walk.

@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from .fanout import RateGovernor
+from .http_config import Timeouts
 from .network import ConnectionOptions
 from .observability import api_call, observe_transitions, record_transition
 from .polling import (
@@ -30,7 +31,7 @@ from .polling import (
 )
 from .retries import RetryPolicy
 from .transport import RateGovernor as Governor
-from .transport import Timeouts, Transport
+from .transport import Transport
 
 __all__ = ["BaseClient", "WaitableResource", "client_transport"]
 

@@ -29,7 +29,7 @@ import attrs
 from .._exceptions import StreamDecodeError, TransportError
 from .jsonstream import JSONStreamDecoder
 from .observability import record_event
-from .transport import ByteStream
+from .responses import ByteStream
 
 __all__ = ["ReplayFilter", "ResumePolicy", "iter_json_values", "resumable_items"]
 

@@ -1,23 +1,16 @@
-"""The aiohttp seam: one ``ClientSession`` per client, timeouts, retries, error mapping.
+"""The aiohttp seam: :class:`Transport`, one ``ClientSession`` per client, and the one HTTP
+try that requests and streams share.
 
-Every API client talks HTTP through a :class:`Transport`. This module is the only place
-that knows aiohttp's exceptions; it maps them, once, onto the error tree of
-:mod:`aiocompute._exceptions`:
-
-============================================  ==========================================
-what happened                                 raised
-============================================  ==========================================
-2xx                                           a :class:`Response` is returned
-401 / 403                                     :class:`AuthenticationError`
-404                                           :class:`NotFoundError`
-429                                           :class:`RateLimitError` (``.retry_after``)
-5xx (also an HTML page from a proxy)          :class:`ServerError`
-other non-2xx                                 :class:`APIError`
-connection refused, DNS, connect timeout      :class:`TransportError` ``sent=False``
-dropped connection, cut body, read timeout    :class:`TransportError` ``sent=True``
-TLS / certificate failure                     :class:`TransportError` ``retryable=False``
-a 2xx body that is not the promised JSON      :class:`ProtocolError` (from ``Response.json``)
-============================================  ==========================================
+Every API client talks HTTP through a :class:`Transport`: it joins paths onto the base URL,
+adds the headers (auth last, so nothing replaces a credential), holds the rate governor's
+slot around each try, calls the event hooks, and raises what
+:mod:`aiocompute._core.http_errors` maps aiohttp's failures and non-2xx answers onto. What
+it configures from lives in :mod:`~aiocompute._core.http_config` (timeouts, pool limits),
+:mod:`~aiocompute._core.auth` (auth providers, credential redaction) and
+:mod:`~aiocompute._core.network` (proxies, TLS, hooks); what it sends is prepared by
+:mod:`~aiocompute._core.requests`, and what it returns is in :mod:`~aiocompute._core.responses`.
+An API's ``_protocol`` builds a :class:`~aiocompute._core.protocol_kit.Request`, which
+:meth:`Transport.send` sends.
 
 Retries go through :func:`aiocompute._core.retries.call_with_retries`; whether a call is
 idempotent is always stated by the caller.
@@ -29,8 +22,7 @@ the longest silence allowed between two chunks.
 
 Credentials never reach logs, reprs or errors: the transport logs method, redacted URL,
 status and elapsed time only, and every header value that looks like a credential is
-registered with :func:`aiocompute._exceptions.register_secret` so that error texts are
-scrubbed of it even when a server echoes it back.
+registered for redaction (:mod:`aiocompute._core.auth`).
 """
 
 from __future__ import annotations
@@ -38,73 +30,54 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy as _copy
-import html
 import itertools
-import json as _json
 import logging
-import math
 import os
 import random
-import re
 import ssl
-import sys
 import time
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
-from http import HTTPStatus
-from types import MappingProxyType, TracebackType
-from typing import Any, NamedTuple, Protocol, TypeVar
-from urllib.parse import urlencode
+from types import TracebackType
+from typing import Any, Protocol, TypeVar
 
 import aiohttp
 import anyio
-from attrs import field, frozen
 from multidict import CIMultiDict
-from yarl import URL
 
 from .._exceptions import (
-    APIError,
     ClientClosedError,
     InsecureTransportWarning,
     OutcomeUnknown,
-    ProtocolError,
     TransportError,
-    api_error_for,
-    excerpt,
-    redact,
-    register_secret,
 )
-from .._version import __version__
+from .auth import AuthProvider, NoAuth, checked_headers, remember_credentials
+from .http_config import (
+    DEFAULT_LIMITS,
+    DEFAULT_TIMEOUTS,
+    PoolLimits,
+    Timeouts,
+    check_seconds,
+    default_user_agent,
+)
+from .http_errors import MAPPED, ErrorParser, api_error, error_in_body, map_error, safe_url
 from .network import (
     EventHooks,
     RequestView,
     ResponseView,
     call_hooks,
     check_proxy,
-    is_loopback,
     redacted_headers,
     ssl_setting,
 )
 from .observability import record_response, retry_recorder
+from .protocol_kit import Request
+from .requests import BaseURL, Prepared
+from .responses import ByteStream, Response
 from .retries import DEFAULT_RETRY, RetryPolicy, call_with_retries, parse_retry_after
 
-__all__ = [
-    "DEFAULT_LIMITS",
-    "DEFAULT_TIMEOUTS",
-    "ERROR_BODY_LIMIT",
-    "AuthProvider",
-    "ByteStream",
-    "ErrorParser",
-    "NoAuth",
-    "PoolLimits",
-    "RateGovernor",
-    "Response",
-    "StaticAuth",
-    "Timeouts",
-    "Transport",
-    "default_user_agent",
-]
+__all__ = ["ERROR_BODY_LIMIT", "RateGovernor", "Transport"]
 
 logger = logging.getLogger("aiocompute.transport")
 
@@ -112,294 +85,6 @@ T = TypeVar("T")
 
 #: At most this many bytes of an error response are read (the rest is dropped).
 ERROR_BODY_LIMIT = 64 * 1024
-
-# HTML is reduced to text from at most this many characters: the excerpt is short anyway,
-# and the tag-stripping regex must stay cheap on hostile input.
-_HTML_SCAN_CHARS = 4096
-
-
-# --------------------------------------------------------------------------- configuration
-
-
-def _check_number(owner: str, name: str, value: Any, *, allow_none: bool) -> None:
-    if value is None:
-        if allow_none:
-            return
-        raise ValueError(f"{owner}.{name} must be a positive number of seconds, not None")
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{owner}.{name} must be a number of seconds, got {value!r}")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{owner}.{name} must be a positive finite number, got {value!r}")
-
-
-def _seconds(owner: str, *, allow_none: bool) -> Callable[[Any, Any, Any], None]:
-    def check(_inst: Any, attribute: Any, value: Any) -> None:
-        _check_number(owner, attribute.name, value, allow_none=allow_none)
-
-    return check
-
-
-def _count(_inst: Any, attribute: Any, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"PoolLimits.{attribute.name} must be an int, got {value!r}")
-    if value < 0:
-        raise ValueError(f"PoolLimits.{attribute.name} must be >= 0 (0 = unlimited), got {value}")
-
-
-@frozen
-class Timeouts:
-    """Timeouts in seconds; ``None`` means no limit (except for ``stall``).
-
-    - ``connect``: establishing a TCP (and TLS) connection.
-    - ``read``: the longest wait for the next bytes of a response (socket read). A request
-      arms this timer only when it could fire before ``total`` does (``read < total``, or
-      ``total`` is None): by default ``total`` already bounds every request.
-    - ``total``: one whole HTTP exchange of :meth:`Transport.request` (each try on its own;
-      the retry policy bounds the retrying). Never applied to streams.
-    - ``stall``: the longest silence allowed on a stream between two chunks. It cannot be
-      None: a stream without a stall timeout could hang forever.
-    """
-
-    connect: float | None = field(default=10.0, validator=_seconds("Timeouts", allow_none=True))
-    read: float | None = field(default=60.0, validator=_seconds("Timeouts", allow_none=True))
-    total: float | None = field(default=60.0, validator=_seconds("Timeouts", allow_none=True))
-    stall: float = field(default=60.0, validator=_seconds("Timeouts", allow_none=False))
-
-    def _for_request(self, total: float | None) -> aiohttp.ClientTimeout:
-        # connect=None: waiting for a free pooled connection is bounded by total, not by the
-        # connect timeout, so a busy fan-out does not fail with spurious connect timeouts.
-        # aiohttp re-arms the read timer on every chunk received: skip it when total, which
-        # covers the body too, would always fire first.
-        read = self.read if total is None or (self.read is not None and self.read < total) else None
-        return aiohttp.ClientTimeout(
-            total=total, connect=None, sock_connect=self.connect, sock_read=read
-        )
-
-    def _for_stream(self) -> aiohttp.ClientTimeout:
-        return aiohttp.ClientTimeout(
-            total=None, connect=None, sock_connect=self.connect, sock_read=None
-        )
-
-
-@frozen
-class PoolLimits:
-    """Connection-pool limits of a transport's one ``ClientSession``.
-
-    ``max_connections`` and ``max_connections_per_host`` use aiohttp's meaning: 0 means
-    unlimited. ``keepalive_timeout`` is how long an idle connection is kept for reuse.
-    """
-
-    max_connections: int = field(default=100, validator=_count)
-    max_connections_per_host: int = field(default=0, validator=_count)
-    keepalive_timeout: float = field(
-        default=15.0, validator=_seconds("PoolLimits", allow_none=False)
-    )
-
-
-#: The default timeouts: connect 10 s, read 60 s, total 60 s, stall 60 s.
-DEFAULT_TIMEOUTS = Timeouts()
-
-#: The default pool: 100 connections, no per-host limit, 15 s keep-alive.
-DEFAULT_LIMITS = PoolLimits()
-
-
-def default_user_agent() -> str:
-    """``aiocompute/<version> python/<x.y> aiohttp/<version>``."""
-    py = f"{sys.version_info.major}.{sys.version_info.minor}"
-    return f"aiocompute/{__version__} python/{py} aiohttp/{aiohttp.__version__}"
-
-
-# --------------------------------------------------------------------------- bodies
-
-
-def _content_type(headers: Mapping[str, str]) -> str:
-    return headers.get("Content-Type", "") or ""
-
-
-def _charset(content_type: str) -> str:
-    match = re.search(r"charset\s*=\s*\"?([\w.:-]+)", content_type, re.IGNORECASE)
-    return match.group(1) if match else "utf-8"
-
-
-def _decode(body: bytes, content_type: str) -> str:
-    try:
-        return body.decode(_charset(content_type), "replace")
-    except LookupError:  # an unknown charset name
-        return body.decode("utf-8", "replace")
-
-
-_HTML_START = (b"<!doctype html", b"<html", b"<head", b"<body", b"<title")
-_HTML_NOISE = re.compile(r"(?is)<(script|style)\b[^>]*>.*?</\1\s*>|<!--.*?-->|<[^>]*>")
-
-
-def _looks_like_html(body: bytes, content_type: str) -> bool:
-    if "html" in content_type.lower():
-        return True
-    return body[:256].lstrip().lower().startswith(_HTML_START)
-
-
-def _readable(body: bytes, content_type: str) -> str:
-    """The body as text fit for an excerpt: an HTML page is reduced to its words."""
-    if _looks_like_html(body, content_type):
-        text = _decode(body[: _HTML_SCAN_CHARS * 4], content_type)[:_HTML_SCAN_CHARS]
-        return " ".join(html.unescape(_HTML_NOISE.sub(" ", text)).split())
-    return _decode(body[:_HTML_SCAN_CHARS], content_type)
-
-
-class Response(NamedTuple):
-    """A complete, successful (2xx) HTTP response.
-
-    ``headers`` is case-insensitive. ``url`` is the redacted URL that was requested.
-    """
-
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-    method: str
-    url: str
-
-    @property
-    def text(self) -> str:
-        """The body decoded with the charset of ``Content-Type`` (UTF-8 by default)."""
-        return _decode(self.body, _content_type(self.headers))
-
-    def json(self) -> Any:
-        """The body parsed as JSON.
-
-        Raises :class:`ProtocolError` (with the status and a short excerpt) for an empty
-        body, an HTML page (a proxy's or a login page) or anything that is not valid JSON.
-        """
-        if not self.body.strip():
-            raise ProtocolError(
-                "expected a JSON body, got an empty one",
-                status=self.status,
-                method=self.method,
-                url=self.url,
-            )
-        try:
-            return _json.loads(self.body)
-        except (ValueError, RecursionError) as exc:  # JSONDecodeError, UnicodeDecodeError
-            detail = (
-                "nested too deeply"
-                if isinstance(exc, RecursionError)
-                else f"{type(exc).__name__}: {exc}"
-            )
-        # Raised here, not in the except block: the JSONDecodeError (whose .doc is the whole
-        # body) must not ride along as __context__.
-        content_type = _content_type(self.headers)
-        if _looks_like_html(self.body, content_type):
-            message = "expected JSON, got an HTML page (from a proxy or a login page?)"
-        else:
-            message = f"expected JSON, got an invalid body ({detail})"
-        raise ProtocolError(
-            message,
-            status=self.status,
-            body=_readable(self.body, content_type),
-            method=self.method,
-            url=self.url,
-        )
-
-    def __repr__(self) -> str:
-        # Never the body or headers: a token endpoint's body is a credential.
-        return (
-            f"Response(status={self.status}, method={self.method!r}, url={self.url!r}, "
-            f"body=<{len(self.body)} bytes>)"
-        )
-
-
-#: API-specific error decoder: ``(status, body, headers) -> (code, message)`` taken from the
-#: API's error shape, or None to fall back to a generic "HTTP 502 Bad Gateway: ..." message.
-ErrorParser = Callable[[int, bytes, Mapping[str, str]], "tuple[Any, str] | None"]
-
-
-# --------------------------------------------------------------------------- auth & governor
-
-# Header names whose values are credentials (registered for redaction).
-_SENSITIVE_HEADER = re.compile(
-    r"(?i)authorization|cookie|token|secret|password|api[-_]?key|credential"
-)
-
-
-def _register_credential(value: str) -> None:
-    register_secret(value)
-    # "Bearer abc" / "Basic abc" / "token abc": the bare credential may be echoed alone.
-    parts = value.split(None, 1)
-    if len(parts) == 2:
-        register_secret(parts[1].strip())
-
-
-def _checked_headers(headers: Mapping[str, str] | None, where: object) -> dict[str, str]:
-    # ``where`` is only formatted into an error message.
-    if headers is None:
-        return {}
-    if not isinstance(headers, Mapping):
-        raise TypeError(f"{where} must be a mapping of header names to values")
-    checked: dict[str, str] = {}
-    for name, value in headers.items():
-        # Errors name the header, never its value (it may be a credential).
-        if not isinstance(name, str) or not isinstance(value, str):
-            raise TypeError(f"{where}: header {name!r} must map a str to a str")
-        if any(c in name or c in value for c in "\r\n"):
-            raise ValueError(f"{where}: header {name!r} contains a line break")
-        if _SENSITIVE_HEADER.search(name):
-            _register_credential(value)
-        checked[name] = value
-    return checked
-
-
-class AuthProvider(Protocol):
-    """Supplies the authentication headers of each HTTP try.
-
-    Called once per try, so a provider may refresh an expiring token (Qiskit's IAM token)
-    between tries.
-    """
-
-    async def headers(self) -> Mapping[str, str]:
-        """The headers to add to the request, e.g. ``{"Authorization": "Bearer ..."}``."""
-        ...
-
-
-class StaticAuth:
-    """Fixed authentication headers (a bearer token, a raw API key, a session cookie).
-
-    Every value (and its part after a scheme such as ``Bearer``) is registered for
-    redaction. The repr shows header names, never values.
-    """
-
-    __slots__ = ("_headers",)
-
-    def __init__(self, headers: Mapping[str, str]) -> None:
-        checked = _checked_headers(headers, "StaticAuth")
-        for value in checked.values():
-            _register_credential(value)
-        self._headers: Mapping[str, str] = MappingProxyType(checked)
-
-    @classmethod
-    def bearer(cls, token: str) -> StaticAuth:
-        """``Authorization: Bearer <token>``."""
-        if not isinstance(token, str) or not token.strip():
-            raise ValueError("a bearer token must be a non-empty string")
-        return cls({"Authorization": f"Bearer {token.strip()}"})
-
-    async def headers(self) -> Mapping[str, str]:
-        """The fixed headers."""
-        return self._headers
-
-    def __repr__(self) -> str:
-        return f"StaticAuth(<headers: {', '.join(self._headers) or 'none'}>)"
-
-
-class NoAuth:
-    """No authentication headers."""
-
-    __slots__ = ()
-
-    async def headers(self) -> Mapping[str, str]:
-        """An empty mapping."""
-        return MappingProxyType({})
-
-    def __repr__(self) -> str:
-        return "NoAuth()"
 
 
 class RateGovernor(Protocol):
@@ -420,183 +105,7 @@ class RateGovernor(Protocol):
         ...
 
 
-# --------------------------------------------------------------------------- helpers
-
-
-def _safe_url(url: str | URL) -> str:
-    """The URL without user info and with credential-like query values redacted."""
-    return redact(_without_userinfo(url))
-
-
-def _without_userinfo(url: str | URL) -> str:
-    try:
-        parsed = URL(url) if isinstance(url, str) else url
-        if parsed.user is not None or parsed.password is not None:
-            parsed = parsed.with_user(None)
-        return str(parsed)
-    except (TypeError, ValueError):
-        return str(url)
-
-
-def _check_base_url(base_url: str) -> URL:
-    if not isinstance(base_url, str):
-        raise TypeError(f"base_url must be a str, got {type(base_url).__name__}")
-    try:
-        url = URL(base_url.strip())
-    except ValueError:
-        url = URL()
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ValueError(
-            f"base_url must be an absolute http(s) URL such as 'https://host/api', "
-            f"got {_safe_url(base_url)!r}"
-        )
-    if url.query_string or url.fragment:
-        raise ValueError(f"base_url must not have a query or fragment: {_safe_url(base_url)!r}")
-    return url
-
-
-# "scheme://user:password@" inside free text.
-_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]*@")
-
-_ABSOLUTE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
-
-
-class _Prepared(NamedTuple):
-    """What every try of one request or stream sends, worked out once."""
-
-    verb: str
-    url: str
-    query: list[tuple[str, str]] | None
-    body: bytes | None
-    content_type: str | None
-    extra: Mapping[str, str]
-    use_auth: bool
-    #: A credential would go over plain http to a host that is not loopback.
-    insecure: bool
-    #: The redacted URL with its query, for errors, logs and hooks.
-    where: str
-
-
-def _encode_params(params: Mapping[str, Any] | None) -> list[tuple[str, str]] | None:
-    if params is None:
-        return None
-    encoded: list[tuple[str, str]] = []
-    for key, value in params.items():
-        values = value if isinstance(value, (list, tuple)) else (value,)
-        for item in values:
-            if item is None:  # an absent optional parameter
-                continue
-            if isinstance(item, bool):
-                encoded.append((key, "true" if item else "false"))
-            elif isinstance(item, (str, int, float)):
-                encoded.append((key, str(item)))
-            else:
-                raise TypeError(
-                    f"query parameter {key!r}: cannot send a {type(item).__name__} "
-                    "(use str, int, float, bool, or a list of those)"
-                )
-    return encoded
-
-
-def _with_query(url: str, query: list[tuple[str, str]] | None) -> str:
-    """The URL as it will be sent, for logs and errors."""
-    if not query:
-        return url
-    try:
-        parsed = URL(url)
-        return str(parsed.with_query([*parsed.query.items(), *query]))
-    except (TypeError, ValueError):
-        return url
-
-
-# What json.dumps(separators=(",", ":"), ensure_ascii=False, allow_nan=False) would build on
-# every call; one encoder serves every call (encode() keeps no state between calls).
-_JSON_ENCODER = _json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-
-
-def _encode_body(
-    json_body: Any, data: Mapping[str, str] | None, where: object
-) -> tuple[bytes | None, str | None]:
-    if json_body is not None and data is not None:
-        raise ValueError(f"{where}: pass either json= or data=, not both")
-    if json_body is not None:
-        try:
-            text = _JSON_ENCODER.encode(json_body)
-        except (TypeError, ValueError) as exc:
-            raise type(exc)(f"{where}: the JSON body cannot be encoded: {exc}") from None
-        return text.encode("utf-8"), "application/json"
-    if data is not None:
-        if not isinstance(data, Mapping):
-            raise TypeError(f"{where}: data= must be a mapping of form fields")
-        return urlencode(list(data.items())).encode("ascii"), "application/x-www-form-urlencoded"
-    return None, None
-
-
-def _reason(status: int, reason: str | None) -> str:
-    if reason:
-        return reason
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return ""
-
-
-_CONNECT_TIMEOUT: tuple[type[BaseException], ...] = tuple(
-    t for t in (getattr(aiohttp, "ConnectionTimeoutError", None),) if t is not None
-)
-_DNS_ERROR: tuple[type[BaseException], ...] = tuple(
-    t for t in (getattr(aiohttp, "ClientConnectorDNSError", None),) if t is not None
-)
-
-# Everything below is mapped to TransportError; anything else (bugs, cancellation) passes.
-_MAPPED = (aiohttp.ClientError, asyncio.TimeoutError, TimeoutError, OSError)
-
-
-def _map_error(exc: BaseException, *, method: str, url: str, timeout_text: str) -> TransportError:
-    """Map an aiohttp / socket / timeout exception onto :class:`TransportError`."""
-
-    def err(message: str, *, sent: bool, retryable: bool = True) -> TransportError:
-        return TransportError(message, sent=sent, retryable=retryable, method=method, url=url)
-
-    try:
-        detail = str(exc) or type(exc).__name__
-    except Exception:  # some aiohttp errors cannot print themselves without request info
-        detail = type(exc).__name__
-    detail = _USERINFO.sub(r"\1", detail)  # aiohttp's texts quote URLs whole
-    if isinstance(exc, aiohttp.ClientHttpProxyError):
-        # The proxy refused the CONNECT tunnel: the request never reached the server.
-        return err(
-            f"the proxy refused the connection: HTTP {exc.status} {exc.message}",
-            sent=False,
-            retryable=exc.status in (502, 503, 504),
-        )
-    # TLS first: certificate errors are also connector errors, but retrying cannot help.
-    if isinstance(exc, (aiohttp.ClientSSLError, aiohttp.ServerFingerprintMismatch)):
-        return err(f"TLS error: {detail}", sent=False, retryable=False)
-    if isinstance(exc, ssl.SSLError):
-        return err(f"TLS error: {detail}", sent=True, retryable=False)
-    if _CONNECT_TIMEOUT and isinstance(exc, _CONNECT_TIMEOUT):
-        return err(f"timed out connecting: {detail}", sent=False)
-    if _DNS_ERROR and isinstance(exc, _DNS_ERROR):
-        return err(f"DNS lookup failed: {detail}", sent=False)
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return err(f"cannot connect: {detail}", sent=False)
-    if isinstance(exc, aiohttp.ServerTimeoutError):
-        return err(f"timed out reading the response: {detail}", sent=True)
-    if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
-        return err(f"timed out {timeout_text}", sent=True)
-    if isinstance(exc, aiohttp.ServerDisconnectedError):
-        return err("the server closed the connection before answering", sent=True)
-    if isinstance(exc, aiohttp.ClientPayloadError):
-        return err(f"the response body was cut off: {detail}", sent=True)
-    if isinstance(exc, aiohttp.InvalidURL):
-        return err(f"invalid URL: {detail}", sent=False, retryable=False)
-    if isinstance(exc, aiohttp.ClientResponseError):
-        # A malformed response: trying again won't help.
-        return err(f"bad HTTP response: {exc.message or detail}", sent=True, retryable=False)
-    if isinstance(exc, (aiohttp.ClientConnectionError, OSError)):
-        return err(f"connection error: {detail}", sent=True)
-    return err(f"HTTP client error: {detail}", sent=True, retryable=False)
+# --------------------------------------------------------------------------- transport
 
 
 async def _read_bounded(content: aiohttp.StreamReader, limit: int) -> bytes:
@@ -609,106 +118,6 @@ async def _read_bounded(content: aiohttp.StreamReader, limit: int) -> bytes:
         chunks.append(chunk)
         size += len(chunk)
     return b"".join(chunks)
-
-
-# --------------------------------------------------------------------------- stream
-
-
-class ByteStream:
-    """The body of a long-lived streamed response, as byte chunks in arrival order.
-
-    Iterate with ``async for chunk in stream``. Each wait for the next chunk is bounded by
-    the stall timeout: silence longer than that raises :class:`TransportError` ("stream
-    stalled"). Obtained from :meth:`Transport.stream`, whose ``async with`` block closes it.
-    """
-
-    def __init__(
-        self, response: aiohttp.ClientResponse, *, stall: float, method: str, url: str
-    ) -> None:
-        self._response = response
-        self._stall = stall
-        self._eof = False
-        self._closed = False
-        #: Bytes received so far.
-        self.bytes_read = 0
-        #: The request method.
-        self.method = method
-        #: The redacted request URL.
-        self.url = url
-
-    @property
-    def status(self) -> int:
-        """The HTTP status (always 2xx: other statuses raise when the stream is opened)."""
-        return self._response.status
-
-    @property
-    def headers(self) -> Mapping[str, str]:
-        """The response headers (case-insensitive)."""
-        return self._response.headers
-
-    @property
-    def closed(self) -> bool:
-        """True once the stream ended or was closed."""
-        return self._closed
-
-    def __aiter__(self) -> ByteStream:
-        return self
-
-    async def __anext__(self) -> bytes:
-        if self._eof:
-            raise StopAsyncIteration
-        if self._closed:
-            raise RuntimeError("this stream was closed: read it inside its `async with` block")
-        error: TransportError | None = None
-        try:
-            with anyio.fail_after(self._stall):
-                chunk = await self._response.content.readany()
-        except _MAPPED as exc:
-            self._shut()
-            if isinstance(exc, TimeoutError) and not isinstance(exc, aiohttp.ClientError):
-                error = TransportError(
-                    f"stream stalled: no data for {self._stall:g} s",
-                    sent=True,
-                    retryable=True,
-                    method=self.method,
-                    url=self.url,
-                )
-            else:
-                error = _map_error(
-                    exc, method=self.method, url=self.url, timeout_text="reading the stream"
-                )
-        except BaseException:
-            self._shut()  # cancelled mid-read: the connection is in an unknown state
-            raise
-        if error is not None:
-            # Raised outside the except block: aiohttp's exception (its request_info holds
-            # the request's headers) must not ride along as __context__.
-            raise error
-        if not chunk:
-            self._eof = True
-            self._shut()
-            raise StopAsyncIteration
-        self.bytes_read += len(chunk)
-        return chunk
-
-    async def aclose(self) -> None:
-        """Close the stream now; an unread connection is dropped, not reused."""
-        self._shut()
-
-    def _shut(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self._eof:
-            self._response.release()  # fully read: the connection may be reused
-        else:
-            self._response.close()  # unread bytes pending: drop the connection
-
-    def __repr__(self) -> str:
-        return f"ByteStream(status={self.status}, url={self.url!r}, bytes_read={self.bytes_read})"
-
-
-# --------------------------------------------------------------------------- transport
 
 
 class _Pool:
@@ -766,36 +175,6 @@ class _Pool:
                 await session.close()
 
 
-# The headers an APIError takes its request_id from, the first one present.
-_REQUEST_ID_HEADERS = (
-    "X-Request-Id",
-    "X-Correlation-Id",
-    "X-Global-Transaction-Id",
-    "Request-Id",
-    "X-Amzn-RequestId",
-    "X-Amz-Request-Id",
-    "X-Trace-Id",
-)
-
-
-def _request_id(headers: Mapping[str, str]) -> str | None:
-    for name in _REQUEST_ID_HEADERS:
-        value = headers.get(name)
-        if value:
-            return value
-    return None
-
-
-def _beyond_status(text: str, status: int, reason: str) -> str:
-    """``text`` if it says more than the status and its reason ("401 Unauthorized" twice
-    from an HTML error page says nothing new), else ""."""
-    rest = text.lower().replace(str(status), " ")
-    if reason:
-        rest = rest.replace(reason.lower(), " ")
-    rest = re.sub(r"\b(?:http|error)\b", " ", rest)
-    return text if re.search(r"\w", rest) else ""
-
-
 class Transport:
     """An HTTP client bound to one API base URL: one ``aiohttp.ClientSession`` (made lazily
     inside the running loop, or the caller's ``http_session``), closed by :meth:`aclose` or
@@ -844,12 +223,7 @@ class Transport:
     ) -> None:
         self._closed = False
         self._derived = False
-        self._base = _check_base_url(base_url)
-        self._base_url = str(self._base).rstrip("/")
-        self._origin = (self._base.scheme, self._base.host, self._base.port)
-        self._base_insecure = self._base.scheme == "http" and not is_loopback(self._base.host)
-        # Credentials in the URL itself (basic auth) are credentials like any other.
-        register_secret(self._base.password)
+        self._base = BaseURL(base_url)
         for name, value, kind in (
             ("timeouts", timeouts, Timeouts),
             ("limits", limits, PoolLimits),
@@ -890,7 +264,7 @@ class Transport:
             "User-Agent": f"{agent} {user_agent}" if user_agent else agent,
             "Accept": "application/json",
         }
-        self._default_headers.update(_checked_headers(headers, "headers"))
+        self._default_headers.update(checked_headers(headers, "headers"))
         self._pool = _Pool(
             limits=limits,
             timeout=timeouts._for_request(timeouts.total),
@@ -907,7 +281,7 @@ class Transport:
     @property
     def base_url(self) -> str:
         """The base URL paths are joined onto (no trailing slash)."""
-        return self._base_url
+        return self._base.url
 
     @property
     def timeouts(self) -> Timeouts:
@@ -948,12 +322,12 @@ class Transport:
         if headers is not None:
             copy._default_headers = {
                 **self._default_headers,
-                **_checked_headers(headers, "headers"),
+                **checked_headers(headers, "headers"),
             }
         return copy
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(base_url={_safe_url(self._base_url)!r})"
+        return f"{type(self).__name__}(base_url={safe_url(self._base.url)!r})"
 
     async def __aenter__(self) -> Transport:
         if self.closed:
@@ -999,69 +373,20 @@ class Transport:
 
     # -- request building
 
-    def _url_for(self, path: str) -> str:
-        return self._resolve(path)[0]
-
-    def _resolve(self, path: str) -> tuple[str, bool]:
-        """The URL of ``path``, and whether it was joined onto the base URL (then it has the
-        base URL's origin by construction; an absolute URL must be checked)."""
-        if not isinstance(path, str):
-            raise TypeError(f"path must be a str, got {type(path).__name__}")
-        if _ABSOLUTE.match(path):
-            if not path.lower().startswith(("http://", "https://")):
-                raise ValueError(f"only http(s) URLs can be requested, got {_safe_url(path)!r}")
-            return path, False
-        if not path:
-            return self._base_url, True
-        return f"{self._base_url}/{path.lstrip('/')}", True
-
-    def _prepare(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: Any,
-        data: Mapping[str, str] | None,
-        params: Mapping[str, Any] | None,
-        headers: Mapping[str, str] | None,
-        authenticate: bool | None,
-    ) -> _Prepared:
-        verb = method.upper()
-        url, joined = self._resolve(path)
-        query = _encode_params(params)
-        where = _safe_url(_with_query(url, query))
-        body, content_type = _encode_body(json, data, f"{verb} {where}")
-        extra = _checked_headers(headers, f"{verb} {where}")
-        if joined:
-            same_origin, insecure = True, self._base_insecure
-        else:
-            try:
-                target = URL(url)
-            except ValueError:
-                same_origin, insecure = False, False
-            else:
-                # Effective ports: "https://h:443" and "https://h" are one origin.
-                same_origin = (target.scheme, target.host, target.port) == self._origin
-                insecure = target.scheme == "http" and not is_loopback(target.host)
-        use_auth = same_origin if authenticate is None else authenticate
-        return _Prepared(verb, url, query, body, content_type, extra, use_auth, insecure, where)
-
-    async def _headers_for(self, p: _Prepared) -> CIMultiDict[str]:
+    async def _headers_for(self, p: Prepared) -> CIMultiDict[str]:
         merged = CIMultiDict(self._default_headers)
         merged.update(p.extra)
         if p.content_type is not None:
             merged["Content-Type"] = p.content_type
         if p.use_auth:
             auth_headers = await self._auth.headers()
-            for name, value in auth_headers.items():
-                # Providers may refresh tokens: remember each one for redaction.
-                if _SENSITIVE_HEADER.search(name):
-                    _register_credential(value)
+            # Providers may refresh tokens: remember each one for redaction.
+            remember_credentials(auth_headers)
             # Last: no other header may replace a credential.
             merged.update(auth_headers)
         return merged
 
-    def _warn_if_insecure(self, p: _Prepared) -> None:
+    def _warn_if_insecure(self, p: Prepared) -> None:
         if (
             p.use_auth
             and p.insecure
@@ -1070,7 +395,7 @@ class Transport:
         ):
             self._pool.warned_insecure = True
             warnings.warn(
-                f"a credential is sent over plain http to {_safe_url(p.url)!r}: anyone on the "
+                f"a credential is sent over plain http to {safe_url(p.url)!r}: anyone on the "
                 "network can read it; use https://",
                 InsecureTransportWarning,
                 stacklevel=4,
@@ -1083,86 +408,11 @@ class Transport:
     def _governed(self) -> AbstractAsyncContextManager[object]:
         return self._governor.slot() if self._governor is not None else contextlib.nullcontext()
 
-    def _api_error(
-        self,
-        status: int,
-        reason: str | None,
-        body: bytes,
-        headers: Mapping[str, str],
-        p: _Prepared,
-        *,
-        retry_after: float | None,
-    ) -> APIError:
-        content_type = _content_type(headers)
-        readable = _readable(body, content_type)
-        code: Any = None
-        parsed: tuple[Any, str] | None = None
-        if self._error_parser is not None and not 300 <= status < 400:
-            try:
-                parsed = self._error_parser(status, body, headers)
-            except Exception as exc:
-                # A parser bug must not hide the HTTP error the server reported.
-                logger.debug("error parser failed on HTTP %d: %s", status, type(exc).__name__)
-        phrase = _reason(status, reason)
-        if 300 <= status < 400:
-            location = headers.get("Location") or "(no Location)"
-            message = (
-                f"HTTP {status} {phrase}: the server redirects to {_safe_url(location)!r}, "
-                "and aiocompute never follows redirects (none of the APIs redirects: is the "
-                "base URL right, https rather than http, with its path prefix?)"
-            )
-        elif parsed is not None and parsed[1]:
-            code, message = parsed[0], str(parsed[1])
-        else:
-            message = f"HTTP {status} {phrase}".strip()
-            said = _beyond_status(readable, status, phrase)
-            if said.strip():
-                message += f": {excerpt(said, 120)}"
-        if status == 401 and self._credential_hint:
-            message += f" (check the credential: {self._credential_hint})"
-        return api_error_for(
-            status,
-            message,
-            code=code,
-            body=readable,
-            retry_after=retry_after,
-            method=p.verb,
-            url=p.where,
-            request_id=_request_id(headers),
-            headers=headers,
-        )
-
-    def _error_in_body(
-        self, status: int, body: bytes, headers: Mapping[str, str], p: _Prepared
-    ) -> APIError | None:
-        """An error the API put inside a 2xx body (Workbench's RPC errors), or None."""
-        if self._body_error_parser is None:
-            return None
-        try:
-            parsed = self._body_error_parser(status, body, headers)
-        except Exception as exc:
-            # The API's own decoding reports a body it cannot read; this check only looks.
-            logger.debug("body error parser failed on HTTP %d: %s", status, type(exc).__name__)
-            return None
-        if parsed is None:
-            return None
-        code, message = parsed
-        return api_error_for(
-            status,
-            str(message),
-            code=code,
-            body=_readable(body, _content_type(headers)),
-            method=p.verb,
-            url=p.where,
-            request_id=_request_id(headers),
-            headers=headers,
-        )
-
     # -- one HTTP try, shared by requests and streams
 
     async def _open(
         self,
-        p: _Prepared,
+        p: Prepared,
         *,
         timeout: aiohttp.ClientTimeout,  # noqa: ASYNC109 (aiohttp's, passed on)
         attempt: int,
@@ -1199,8 +449,8 @@ class Transport:
                     proxy=self._proxy,
                     ssl=self._ssl,
                 )
-        except _MAPPED as exc:
-            error = _map_error(exc, method=p.verb, url=p.where, timeout_text=timeout_text)
+        except MAPPED as exc:
+            error = map_error(exc, method=p.verb, url=p.where, timeout_text=timeout_text)
         if error is not None or response is None:
             # Raised outside the except block: aiohttp's exception holds the request's
             # headers (its request_info) and must not ride along as __context__.
@@ -1227,14 +477,22 @@ class Transport:
             return response
         raw = b""
         # The status alone is enough if the error body cannot be had in time.
-        with contextlib.suppress(*_MAPPED):
+        with contextlib.suppress(*MAPPED):
             with anyio.fail_after(deadline):
                 raw = await _read_bounded(response.content, ERROR_BODY_LIMIT)
         response.close()  # the rest of an error body is not worth reading
         retry_after = parse_retry_after(response.headers.get("Retry-After"))
         self._feedback(status, retry_after)
-        raise self._api_error(
-            status, response.reason, raw, response.headers, p, retry_after=retry_after
+        raise api_error(
+            status,
+            response.reason,
+            raw,
+            response.headers,
+            method=p.verb,
+            url=p.where,
+            retry_after=retry_after,
+            parser=self._error_parser,
+            credential_hint=self._credential_hint,
         )
 
     async def _with_retries(
@@ -1287,8 +545,8 @@ class Transport:
         if not isinstance(idempotent, bool):
             raise TypeError("idempotent= must be True or False")
         if timeout is not None:
-            _check_number("request", "timeout", timeout, allow_none=False)
-        p = self._prepare(
+            check_seconds("request", "timeout", timeout, allow_none=False)
+        p = self._base.prepare(
             method,
             path,
             json=json,
@@ -1324,9 +582,29 @@ class Transport:
             url=p.where,
         )
 
+    def send(
+        self,
+        request: Request,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: float | None = None,
+    ) -> Awaitable[Response]:
+        """Send a request an API's ``_protocol`` built: :meth:`request` with its method,
+        path, query, JSON body and idempotence; ``retry`` and ``timeout`` as there."""
+        # request()'s coroutine itself: a coroutine of our own would only pass it on.
+        return self.request(
+            request.method,
+            request.path,
+            json=request.body,
+            params=request.params or None,
+            idempotent=request.idempotent,
+            retry=retry,
+            timeout=timeout,
+        )
+
     async def _request_once(
         self,
-        p: _Prepared,
+        p: Prepared,
         client_timeout: aiohttp.ClientTimeout,
         attempt: int,
         timeout_text: str,
@@ -1338,8 +616,8 @@ class Transport:
             error: TransportError | None = None
             try:
                 body = await response.read()
-            except _MAPPED as exc:
-                error = _map_error(exc, method=p.verb, url=p.where, timeout_text=timeout_text)
+            except MAPPED as exc:
+                error = map_error(exc, method=p.verb, url=p.where, timeout_text=timeout_text)
             finally:
                 response.release()
             if error is not None:
@@ -1347,7 +625,9 @@ class Transport:
                 record_response(None)
                 raise error
             status, headers = response.status, response.headers
-            in_body = self._error_in_body(status, body, headers, p)
+            in_body = error_in_body(
+                status, body, headers, method=p.verb, url=p.where, parser=self._body_error_parser
+            )
             if in_body is not None:
                 code = in_body.code
                 stands_for = code if isinstance(code, int) and 400 <= code < 600 else status
@@ -1383,8 +663,8 @@ class Transport:
         if not isinstance(idempotent, bool):
             raise TypeError("idempotent= must be True or False")
         stall = stall_timeout if stall_timeout is not None else self._timeouts.stall
-        _check_number("stream", "stall_timeout", stall, allow_none=False)
-        p = self._prepare(
+        check_seconds("stream", "stall_timeout", stall, allow_none=False)
+        p = self._base.prepare(
             method,
             path,
             json=json,
@@ -1397,7 +677,7 @@ class Transport:
 
     @contextlib.asynccontextmanager
     async def _stream_context(
-        self, p: _Prepared, stall: float, retry: RetryPolicy | None, idempotent: bool
+        self, p: Prepared, stall: float, retry: RetryPolicy | None, idempotent: bool
     ) -> AsyncIterator[ByteStream]:
         # Connect is bounded by its own timeout; the wait for the status line by the stall
         # timeout. Together they bound the opening, pool waits included.
@@ -1421,4 +701,4 @@ class Transport:
         try:
             yield stream
         finally:
-            stream._shut()
+            await stream.aclose()

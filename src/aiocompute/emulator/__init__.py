@@ -38,7 +38,8 @@ from ._config import (
     QiskitEmulatorConfig,
     WorkbenchEmulatorConfig,
 )
-from ._server import ChunkWrite, Emulator, RequestRecord, Transition, serve
+from ._runtime import ChunkWrite, RequestRecord, Transition
+from ._server import Emulator, serve
 from .etengine import ETBatchRecord, ETEngineState, ETJobRecord
 from .lakesail import LakeSailSessionRecord, LakeSailState
 from .qiskit import QiskitSessionRecord, QiskitState

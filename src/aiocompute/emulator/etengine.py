@@ -38,14 +38,24 @@ import attrs
 from aiohttp import web
 
 from ._config import ETEngineEmulatorConfig
-from ._server import Runtime, Transition
+from ._runtime import Runtime, Transition
 
-__all__ = ["API", "PREFIX", "ETBatchRecord", "ETEngineState", "ETJobRecord", "create_app"]
+__all__ = [
+    "API",
+    "API_ROOT",
+    "PREFIX",
+    "ETBatchRecord",
+    "ETEngineState",
+    "ETJobRecord",
+    "create_app",
+]
 
-#: API name, the first part of every stats / fault key.
+#: API name, the first part of every stats / fault key (``"etengine.get_batch"``).
 API = "etengine"
-#: Where the API is mounted on the emulator (the base URL is ``<prefix>/v1``).
+#: Where the API is mounted on the emulator.
 PREFIX = "/etengine"
+#: The API's base URL under the prefix (the service's ``https://api.exploretech.ai/v1``).
+API_ROOT = "/v1"
 
 _PHASES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING")
 _UNKNOWN = "Unknown error occurred"
@@ -417,13 +427,13 @@ def create_app(state: ETEngineState) -> web.Application:
     """The ET Engine sub-application: ``/v1/...`` routes named ``"etengine.<method>"``."""
     app = web.Application()
     routes: tuple[tuple[str, str, str], ...] = (
-        ("POST", "/v1/tools/{tool_id}", "create_batch"),
-        ("GET", "/v1/batches", "list_batches"),
-        ("DELETE", "/v1/batches", "delete_all_batches"),
-        ("GET", "/v1/batches/{batch_id}", "get_batch"),
-        ("DELETE", "/v1/batches/{batch_id}", "delete_batch"),
-        ("GET", "/v1/batches/{batch_id}/jobs", "list_jobs"),
-        ("GET", "/v1/batches/{batch_id}/jobs/{job_id}", "get_job"),
+        ("POST", f"{API_ROOT}/tools/{{tool_id}}", "create_batch"),
+        ("GET", f"{API_ROOT}/batches", "list_batches"),
+        ("DELETE", f"{API_ROOT}/batches", "delete_all_batches"),
+        ("GET", f"{API_ROOT}/batches/{{batch_id}}", "get_batch"),
+        ("DELETE", f"{API_ROOT}/batches/{{batch_id}}", "delete_batch"),
+        ("GET", f"{API_ROOT}/batches/{{batch_id}}/jobs", "list_jobs"),
+        ("GET", f"{API_ROOT}/batches/{{batch_id}}/jobs/{{job_id}}", "get_job"),
     )
     for verb, path, method in routes:
 

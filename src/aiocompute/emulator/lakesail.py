@@ -52,7 +52,7 @@ import attrs
 from aiohttp import web
 
 from ._config import LakeSailEmulatorConfig
-from ._server import Runtime, Transition
+from ._runtime import Runtime, Transition
 
 __all__ = [
     "API",
@@ -70,7 +70,7 @@ __all__ = [
 API = "lakesail"
 #: Where the API is mounted on the emulator.
 PREFIX = "/lakesail"
-#: The API root under the prefix (the platform's ``https://platform.lakesail.com/api/v1``).
+#: The API's base URL under the prefix (the platform's ``https://platform.lakesail.com/api/v1``).
 API_ROOT = "/api/v1"
 
 _SESSIONS = "/workloads/sessions"

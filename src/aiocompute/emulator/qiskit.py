@@ -43,10 +43,11 @@ import attrs
 from aiohttp import web
 
 from ._config import QiskitEmulatorConfig
-from ._server import Runtime, Transition
+from ._runtime import Runtime, Transition
 
 __all__ = [
     "API",
+    "API_ROOT",
     "IAM_PATH",
     "PREFIX",
     "IssuedToken",
@@ -55,10 +56,12 @@ __all__ = [
     "create_app",
 ]
 
-#: API name, the first part of every stats / fault key.
+#: API name, the first part of every stats / fault key (``"qiskit.get_session"``).
 API = "qiskit"
 #: Where the API is mounted on the emulator.
 PREFIX = "/qiskit"
+#: The API's base URL under the prefix (the service's ``https://quantum.cloud.ibm.com/api``).
+API_ROOT = "/api"
 #: The IAM token endpoint, under the prefix.
 IAM_PATH = "/iam/identity/token"
 
@@ -449,10 +452,10 @@ def create_app(state: QiskitState) -> web.Application:
     app = web.Application()
     routes: tuple[tuple[str, str, str], ...] = (
         ("POST", IAM_PATH, "iam_token"),
-        ("POST", "/api/v1/sessions", "create_session"),
-        ("GET", "/api/v1/sessions/{id}", "get_session"),
-        ("PATCH", "/api/v1/sessions/{id}", "update_session"),
-        ("DELETE", "/api/v1/sessions/{id}/close", "close_session"),
+        ("POST", f"{API_ROOT}/v1/sessions", "create_session"),
+        ("GET", f"{API_ROOT}/v1/sessions/{{id}}", "get_session"),
+        ("PATCH", f"{API_ROOT}/v1/sessions/{{id}}", "update_session"),
+        ("DELETE", f"{API_ROOT}/v1/sessions/{{id}}/close", "close_session"),
     )
     for verb, path, method in routes:
 

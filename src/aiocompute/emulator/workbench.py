@@ -82,10 +82,11 @@ import attrs
 from aiohttp import web
 
 from ._config import WorkbenchEmulatorConfig
-from ._server import ChunkWrite, Runtime, Signal, Transition
+from ._runtime import ChunkWrite, Runtime, Signal, Transition
 
 __all__ = [
     "API",
+    "API_ROOT",
     "METHODS",
     "PREFIX",
     "JobRecord",
@@ -94,10 +95,12 @@ __all__ = [
     "create_app",
 ]
 
-#: API name, the first part of every stats / fault key.
+#: API name, the first part of every stats / fault key (``"workbench.get_session"``).
 API = "workbench"
 #: Where the API is mounted on the emulator.
 PREFIX = "/workbench"
+#: The API's base URL under the prefix (a Workbench server's address: methods are below it).
+API_ROOT = ""
 #: Every method of the reference.
 METHODS = (
     "launch_session",
@@ -1441,7 +1444,8 @@ def create_app(state: WorkbenchState) -> web.Application:
             return await state.handle(_method, request)
 
         name = f"{API}.{method}"
-        app.router.add_post(f"/api/{method}", handler, name=name)
+        path = f"{API_ROOT}/api/{method}"
+        app.router.add_post(path, handler, name=name)
         if method in GET_METHODS:
-            app.router.add_get(f"/api/{method}", handler, name=name, allow_head=False)
+            app.router.add_get(path, handler, name=name, allow_head=False)
     return app

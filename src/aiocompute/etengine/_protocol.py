@@ -22,18 +22,16 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import attrs
-from attrs import frozen
 
-from .._core.protocol_kit import NOT_JSON, path_id, read_json
+from .._core.protocol_kit import NOT_JSON, Request, path_id, read_json
 from .._core.serde import WireConverter, make_converter, structure
 from .._exceptions import NotFoundError, ProtocolError
 from .models import Batch, BatchJob, BatchStatus, Hardware, SubmittedBatch
 
 __all__ = [
-    "Request",
     "batch_state",
     "converter",
     "create_batch",
@@ -70,20 +68,9 @@ def converter(strict: bool = False) -> WireConverter:
 # --------------------------------------------------------------------------- requests
 
 
-@frozen
-class Request:
-    """One HTTP call, ready for a transport: method, path (relative to the base URL, which
-    ends in ``/v1``), JSON body or None, and whether it may be retried once sent."""
-
-    method: Literal["GET", "POST", "DELETE"]
-    path: str
-    body: Any = None
-    idempotent: bool = True
-
-
 def list_batches() -> Request:
     """``GET /batches``: every batch of the user."""
-    return Request("GET", "/batches")
+    return Request("GET", "/batches", idempotent=True)
 
 
 def delete_all_batches() -> Request:
@@ -96,7 +83,7 @@ def delete_all_batches() -> Request:
 
 def get_batch_status(batch_id: str) -> Request:
     """``GET /batches/<batch_id>``: the batch's status counts."""
-    return Request("GET", f"/batches/{path_id(batch_id, 'batch_id')}")
+    return Request("GET", f"/batches/{path_id(batch_id, 'batch_id')}", idempotent=True)
 
 
 def delete_batch(batch_id: str) -> Request:
@@ -107,13 +94,13 @@ def delete_batch(batch_id: str) -> Request:
 
 def list_jobs(batch_id: str) -> Request:
     """``GET /batches/<batch_id>/jobs``."""
-    return Request("GET", f"/batches/{path_id(batch_id, 'batch_id')}/jobs")
+    return Request("GET", f"/batches/{path_id(batch_id, 'batch_id')}/jobs", idempotent=True)
 
 
 def get_job(batch_id: str, job_id: str) -> Request:
     """``GET /batches/<batch_id>/jobs/<job_id>``."""
     batch, job = path_id(batch_id, "batch_id"), path_id(job_id, "job_id")
-    return Request("GET", f"/batches/{batch}/jobs/{job}")
+    return Request("GET", f"/batches/{batch}/jobs/{job}", idempotent=True)
 
 
 def _json_ready(value: Any, what: str) -> Any:

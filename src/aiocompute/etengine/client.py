@@ -16,22 +16,18 @@ from typing import Any
 import anyio
 import attrs
 
+from .._core.auth import StaticAuth
 from .._core.config import resolve_setting
 from .._core.handles import DEFAULT_CLEANUP_TIMEOUT, Handle, scoped
+from .._core.http_config import DEFAULT_LIMITS, DEFAULT_TIMEOUTS, PoolLimits, Timeouts
 from .._core.network import ConnectionOptions, Unpack
 from .._core.observability import api_call
 from .._core.polling import PollCadence, Poller, Until, per_id_fetcher
+from .._core.protocol_kit import Request
 from .._core.resources import BaseClient, WaitableResource, client_transport
+from .._core.responses import Response
 from .._core.retries import DEFAULT_RETRY, RetryPolicy
-from .._core.transport import (
-    DEFAULT_LIMITS,
-    DEFAULT_TIMEOUTS,
-    PoolLimits,
-    RateGovernor,
-    Response,
-    StaticAuth,
-    Timeouts,
-)
+from .._core.transport import RateGovernor
 from .._exceptions import NotFoundError, ProtocolError, ServerError
 from . import _protocol as P
 from ._states import BATCH_STATES
@@ -119,14 +115,10 @@ class ETEngineClient(BaseClient):
         self.batches = BatchesResource(self)
         self.jobs = JobsResource(self)
 
-    def _call(self, request: P.Request) -> Awaitable[Response]:
+    def _send(self, request: Request) -> Awaitable[Response]:
+        """Send one request; the transport's :class:`Response`, to await."""
         # The transport's coroutine itself: a coroutine of our own would only pass it on.
-        return self._transport.request(
-            request.method,
-            request.path,
-            json=request.body,
-            idempotent=request.idempotent,
-        )
+        return self._transport.send(request)
 
 
 class BatchesResource(WaitableResource[BatchStatus]):
@@ -177,7 +169,7 @@ class BatchesResource(WaitableResource[BatchStatus]):
         request = P.create_batch(
             tool_id, fixed_args=fixed_args, variable_args=variable_args, hardware=hardware
         )
-        response = await self._client._call(request)
+        response = await self._client._send(request)
         created = P.parse_created_batch(response.body, tool_id=tool_id, n_jobs=P.n_jobs_of(request))
         if created.batch_id is not None:
             self._n_jobs[created.batch_id] = created.n_jobs
@@ -186,7 +178,7 @@ class BatchesResource(WaitableResource[BatchStatus]):
     @api_call("list")
     async def list(self) -> list[Batch]:
         """Every batch of the user."""
-        response = await self._client._call(P.list_batches())
+        response = await self._client._send(P.list_batches())
         batches = P.parse_batches(response.json(), strict=self._client._strict)
         for batch in batches:
             if batch.n_jobs is not None:
@@ -204,7 +196,7 @@ class BatchesResource(WaitableResource[BatchStatus]):
         :class:`~aiocompute.ServerError` it was), so waits on a deleted batch end at once.
         """
         try:
-            response = await self._client._call(P.get_batch_status(batch_id))
+            response = await self._client._send(P.get_batch_status(batch_id))
         except ServerError as exc:
             if exc.status == 500 and not await self._listed(batch_id):
                 raise _not_found("batch", batch_id, exc) from None
@@ -268,13 +260,13 @@ class BatchesResource(WaitableResource[BatchStatus]):
     async def delete(self, batch_id: str) -> None:
         """Delete a batch's records. Its running jobs are NOT cancelled (the API has no
         way to). Not retried once sent."""
-        await self._client._call(P.delete_batch(batch_id))
+        await self._client._send(P.delete_batch(batch_id))
         self._n_jobs.pop(batch_id, None)
 
     @api_call("delete_all")
     async def delete_all(self) -> None:
         """Delete every batch and job record of the user; running jobs keep running."""
-        await self._client._call(P.delete_all_batches())
+        await self._client._send(P.delete_all_batches())
         self._n_jobs.clear()
 
     async def _listed(self, batch_id: str) -> bool:
@@ -322,7 +314,7 @@ class JobsResource:
     @api_call("list")
     async def list(self, batch_id: str) -> list[BatchJob]:
         """The jobs of a batch with their tool, log id and arguments."""
-        response = await self._client._call(P.list_jobs(batch_id))
+        response = await self._client._send(P.list_jobs(batch_id))
         return P.parse_jobs(response.json(), strict=self._client._strict)
 
     @api_call("get")
@@ -333,7 +325,7 @@ class JobsResource:
         :class:`~aiocompute.NotFoundError`.
         """
         try:
-            response = await self._client._call(P.get_job(batch_id, job_id))
+            response = await self._client._send(P.get_job(batch_id, job_id))
         except ServerError as exc:
             if exc.status == 500 and not await self._listed(batch_id, job_id):
                 raise _not_found("job", job_id, exc) from None

@@ -2,8 +2,9 @@
 
 Plain data in, plain data or models out; no aiohttp, no anyio, no I/O, no credentials.
 
-Requests: one builder per endpoint of the reference returns a :class:`Request` (HTTP method,
-path under the API base, query parameters, JSON body, whether it may be retried once sent).
+Requests: one builder per endpoint of the reference returns a
+:class:`~aiocompute._core.protocol_kit.Request` (HTTP method, path under the API base, query
+parameters, JSON body, whether it may be retried once sent, the operation's name).
 Arguments are checked first: ids must match ``^[A-Z0-9]{1,20}$``, ``limit`` must be within
 0..100; bad ones raise :class:`ValueError` / :class:`TypeError` naming the parameter.
 
@@ -23,12 +24,12 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
 import attrs
-from attrs import field, frozen
+from attrs import frozen
 
-from .._core.protocol_kit import path_id, read_json
+from .._core.protocol_kit import Request, path_id, read_json
 from .._core.serde import WireConverter, make_converter, structure
 from .._exceptions import ProtocolError, redact
 from .models import (
@@ -52,7 +53,6 @@ __all__ = [
     "ID_PATTERN",
     "MAX_LIMIT",
     "OPERATIONS",
-    "Request",
     "check_id",
     "close_session",
     "converter",
@@ -98,24 +98,6 @@ def converter(strict: bool = False) -> WireConverter:
 
 
 # --------------------------------------------------------------------------- requests
-
-
-@frozen
-class Request:
-    """One LakeSail API call, ready for a transport.
-
-    ``path`` is relative to the API base (``/workloads/sessions``); ``params`` is the query
-    (absent parameters left out); ``body`` is the JSON body (None: no body). ``idempotent``
-    says whether the call may be retried after it may have reached the server: reads yes;
-    creates, closes, relaunches and token issues no.
-    """
-
-    operation: str
-    method: Literal["GET", "POST", "DELETE"]
-    path: str
-    params: Mapping[str, Any] = field(factory=dict)
-    body: Any = None
-    idempotent: bool = False
 
 
 #: Every operation of the reference, by name.
@@ -280,7 +262,7 @@ def list_sessions(
         limit=_limit(limit),
         marker=_marker(marker),
     )
-    return Request("list_sessions", "GET", _SESSIONS, params, idempotent=True)
+    return Request("GET", _SESSIONS, params=params, idempotent=True, operation="list_sessions")
 
 
 def create_session(
@@ -316,19 +298,25 @@ def create_session(
         workloadConfigId=_opt_id(workload_config_id, "workload_config_id"),
         allowShared=allow_shared,
     )
-    return Request("create_session", "POST", _SESSIONS, body=_merge_extra(body, extra))
+    return Request(
+        "POST",
+        _SESSIONS,
+        body=_merge_extra(body, extra),
+        idempotent=False,
+        operation="create_session",
+    )
 
 
 def get_session(session_id: str) -> Request:
     """``GET /workloads/sessions/{session}``: one session's details."""
     sid = _path_id(session_id, "session_id")
-    return Request("get_session", "GET", f"{_SESSIONS}/{sid}", idempotent=True)
+    return Request("GET", f"{_SESSIONS}/{sid}", idempotent=True, operation="get_session")
 
 
 def close_session(session_id: str) -> Request:
     """``DELETE /workloads/sessions/{session}``: close the session now. Not retried once sent."""
     sid = _path_id(session_id, "session_id")
-    return Request("close_session", "DELETE", f"{_SESSIONS}/{sid}")
+    return Request("DELETE", f"{_SESSIONS}/{sid}", idempotent=False, operation="close_session")
 
 
 def issue_session_token(session_id: str, *, duration_seconds: int | None = None) -> Request:
@@ -337,14 +325,22 @@ def issue_session_token(session_id: str, *, duration_seconds: int | None = None)
     """
     sid = _path_id(session_id, "session_id")
     body = _params(durationSeconds=_seconds(duration_seconds, "duration_seconds", positive=True))
-    return Request("issue_session_token", "POST", f"{_SESSIONS}/{sid}/token", body=body)
+    return Request(
+        "POST",
+        f"{_SESSIONS}/{sid}/token",
+        body=body,
+        idempotent=False,
+        operation="issue_session_token",
+    )
 
 
 def relaunch_session(session_id: str) -> Request:
     """``POST /workloads/sessions/{session}/relaunch``: a new session with the same workload
     configuration as a closed or failed one (the server refuses others). Not idempotent."""
     sid = _path_id(session_id, "session_id")
-    return Request("relaunch_session", "POST", f"{_SESSIONS}/{sid}/relaunch")
+    return Request(
+        "POST", f"{_SESSIONS}/{sid}/relaunch", idempotent=False, operation="relaunch_session"
+    )
 
 
 def list_workload_configs(
@@ -354,7 +350,9 @@ def list_workload_configs(
     params = _params(
         teamId=_opt_id(team_id, "team_id"), limit=_limit(limit), marker=_marker(marker)
     )
-    return Request("list_workload_configs", "GET", _CONFIGS, params, idempotent=True)
+    return Request(
+        "GET", _CONFIGS, params=params, idempotent=True, operation="list_workload_configs"
+    )
 
 
 def create_workload_config(
@@ -391,13 +389,19 @@ def create_workload_config(
         config=None if config is None else _model_or_mapping(config, WorkloadSettings, "config"),
         endpointLimits=limits,
     )
-    return Request("create_workload_config", "POST", _CONFIGS, body=_merge_extra(body, extra))
+    return Request(
+        "POST",
+        _CONFIGS,
+        body=_merge_extra(body, extra),
+        idempotent=False,
+        operation="create_workload_config",
+    )
 
 
 def get_workload_config(workload_config_id: str) -> Request:
     """``GET /workloads/compute-configs/{workloadConfig}``: one workload config in full."""
     cid = _path_id(workload_config_id, "workload_config_id")
-    return Request("get_workload_config", "GET", f"{_CONFIGS}/{cid}", idempotent=True)
+    return Request("GET", f"{_CONFIGS}/{cid}", idempotent=True, operation="get_workload_config")
 
 
 # --------------------------------------------------------------------------- errors

@@ -1,6 +1,6 @@
 """The async LakeSail platform client: ``LakeSailClient`` and its resources.
 
-Every call goes through :meth:`LakeSailClient._call`: build the request in ``_protocol``
+Every call goes through :meth:`LakeSailClient._send`: build the request in ``_protocol``
 (validated, no I/O), send it through the shared transport (reads retried; creates, closes,
 relaunches and token issues only if the request never left), read the answer in
 ``_protocol``. Lists are :class:`~aiocompute.Paginator` objects following the opaque
@@ -16,22 +16,18 @@ from collections.abc import Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
+from .._core.auth import StaticAuth
 from .._core.config import resolve_setting
 from .._core.handles import DEFAULT_CLEANUP_TIMEOUT, Handle, scoped
+from .._core.http_config import DEFAULT_LIMITS, DEFAULT_TIMEOUTS, PoolLimits, Timeouts
 from .._core.network import ConnectionOptions, Unpack
 from .._core.observability import api_call
 from .._core.pagination import Page, Paginator
 from .._core.polling import PollCadence, Poller, Until, per_id_fetcher
+from .._core.protocol_kit import Request
 from .._core.resources import BaseClient, WaitableResource, client_transport
 from .._core.retries import DEFAULT_RETRY, RetryPolicy
-from .._core.transport import (
-    DEFAULT_LIMITS,
-    DEFAULT_TIMEOUTS,
-    PoolLimits,
-    RateGovernor,
-    StaticAuth,
-    Timeouts,
-)
+from .._core.transport import RateGovernor
 from . import _protocol as P
 from ._states import READY_STATES, SESSION_STATES
 from .models import (
@@ -120,21 +116,15 @@ class LakeSailClient(BaseClient):
         self.sessions = SessionsResource(self)
         self.workload_configs = WorkloadConfigsResource(self)
 
-    async def _call(self, request: P.Request, *, expect_body: bool = True) -> Any:
+    async def _send(self, request: Request, *, expect_body: bool = True) -> Any:
         """Send one request; return its decoded JSON body (None when not ``expect_body``)."""
-        response = await self._transport.request(
-            request.method,
-            request.path,
-            json=request.body,
-            params=dict(request.params) or None,
-            idempotent=request.idempotent,
-        )
+        response = await self._transport.send(request)
         if not expect_body:
             return None
         return response.json()
 
-    async def _session_page(self, request: P.Request) -> SessionList:
-        return P.parse_session_list(await self._call(request), strict=self._strict)
+    async def _session_page(self, request: Request) -> SessionList:
+        return P.parse_session_list(await self._send(request), strict=self._strict)
 
 
 def _page_options(limit: int | None, max_items: int | None) -> dict[str, Any]:
@@ -206,7 +196,7 @@ class SessionsResource(WaitableResource[Session]):
         return Paginator(fetch, what="LakeSail sessions", **_page_options(limit, max_items))
 
     @api_call("list")
-    async def _list_fetch(self, request: P.Request) -> SessionList:
+    async def _list_fetch(self, request: Request) -> SessionList:
         # One page for list(): each is a request, traced under the name users call.
         return await self._client._session_page(request)
 
@@ -262,13 +252,13 @@ class SessionsResource(WaitableResource[Session]):
             allow_shared=allow_shared,
             extra=extra,
         )
-        return P.parse_session(await self._client._call(request), strict=self._client._strict)
+        return P.parse_session(await self._client._send(request), strict=self._client._strict)
 
     @api_call("get")
     async def get(self, session_id: str) -> Session:
         """One session; :class:`~aiocompute.NotFoundError` if there is none. The owner also
         gets its ``connection_info``."""
-        data = await self._client._call(P.get_session(session_id))
+        data = await self._client._send(P.get_session(session_id))
         return P.parse_session(data, strict=self._client._strict)
 
     def created(
@@ -329,7 +319,7 @@ class SessionsResource(WaitableResource[Session]):
     @api_call("close")
     async def close(self, session_id: str) -> None:
         """Close the session now (it becomes ``closed``; cleanup happens in the background)."""
-        await self._client._call(P.close_session(session_id), expect_body=False)
+        await self._client._send(P.close_session(session_id), expect_body=False)
 
     @api_call("token")
     async def token(self, session_id: str, *, duration_seconds: int | None = None) -> SessionToken:
@@ -340,13 +330,13 @@ class SessionsResource(WaitableResource[Session]):
         platform's default if None). Not retried once sent.
         """
         request = P.issue_session_token(session_id, duration_seconds=duration_seconds)
-        return P.parse_session_token(await self._client._call(request), strict=self._client._strict)
+        return P.parse_session_token(await self._client._send(request), strict=self._client._strict)
 
     @api_call("relaunch")
     async def relaunch(self, session_id: str) -> Session:
         """A brand-new session (new id) with the same workload configuration as a closed or
         failed one; the original is left as it is. The server refuses other states."""
-        data = await self._client._call(P.relaunch_session(session_id))
+        data = await self._client._send(P.relaunch_session(session_id))
         return P.parse_session(data, strict=self._client._strict, what="relaunched session")
 
     # Poller plumbing.
@@ -416,12 +406,12 @@ class WorkloadConfigsResource:
         )
 
     @api_call("list")
-    async def _list_fetch(self, request: P.Request) -> WorkloadConfigList:
+    async def _list_fetch(self, request: Request) -> WorkloadConfigList:
         # One page for list(): each is a request, traced under the name users call.
         return await self._page(request)
 
-    async def _page(self, request: P.Request) -> WorkloadConfigList:
-        data = await self._client._call(request)
+    async def _page(self, request: Request) -> WorkloadConfigList:
+        data = await self._client._send(request)
         return P.parse_workload_config_list(data, strict=self._client._strict)
 
     @api_call("create")
@@ -447,11 +437,11 @@ class WorkloadConfigsResource:
             endpoint_limits=endpoint_limits,
             extra=extra,
         )
-        data = await self._client._call(request)
+        data = await self._client._send(request)
         return P.parse_workload_config(data, strict=self._client._strict)
 
     @api_call("get")
     async def get(self, workload_config_id: str) -> WorkloadConfig:
         """One workload config in full; :class:`~aiocompute.NotFoundError` if there is none."""
-        data = await self._client._call(P.get_workload_config(workload_config_id))
+        data = await self._client._send(P.get_workload_config(workload_config_id))
         return P.parse_workload_config(data, strict=self._client._strict)

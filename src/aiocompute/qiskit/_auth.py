@@ -1,6 +1,6 @@
 """IBM Cloud IAM authentication for Qiskit Runtime: an API key exchanged for bearer tokens.
 
-:class:`IAMAuth` is an :class:`~aiocompute._core.transport.AuthProvider`. It fetches an
+:class:`IAMAuth` is an :class:`~aiocompute._core.auth.AuthProvider`. It fetches an
 access token from ``POST <iam_url>`` (form ``grant_type=...apikey&apikey=<key>``) through the
 client's own :class:`~aiocompute._core.transport.Transport` (``authenticate=False``, absolute
 URL, so the emulator can serve it too), caches it, and fetches a new one once

@@ -2,9 +2,9 @@
 
 Plain data in, plain data or models out; no aiohttp, no anyio, no I/O, no credentials.
 
-Requests: one builder per endpoint returns a :class:`Request` (HTTP method, path under
-``/v1``, JSON body, idempotent); arguments are checked first and bad ones raise
-:class:`ValueError` / :class:`TypeError` naming the parameter.
+Requests: one builder per endpoint returns a :class:`~aiocompute._core.protocol_kit.Request`
+(HTTP method, path under ``/v1``, JSON body, idempotent); arguments are checked first and
+bad ones raise :class:`ValueError` / :class:`TypeError` naming the parameter.
 
 Responses: :func:`parse_session` reads a session object; ``PATCH`` and ``DELETE .../close``
 answer 204 with no body, so they have nothing to parse. :func:`error_parser` reads the two
@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
-from attrs import field, frozen
+from attrs import frozen
 
-from .._core.protocol_kit import NOT_JSON, path_id, read_json
+from .._core.protocol_kit import NOT_JSON, Request, path_id, read_json
 from .._core.serde import WireConverter, make_converter, structure
 from .._exceptions import ProtocolError
 from .models import Session, SessionMode
@@ -29,7 +29,6 @@ from .models import Session, SessionMode
 __all__ = [
     "DEFAULT_MAX_TTL",
     "IAMToken",
-    "Request",
     "close_session",
     "converter",
     "create_session",
@@ -62,22 +61,6 @@ def converter(strict: bool = False) -> WireConverter:
 
 
 # --------------------------------------------------------------------------- requests
-
-
-@frozen
-class Request:
-    """One HTTP call, ready for a transport.
-
-    ``path`` is relative to the API base URL (``/v1/sessions/...``); ``body`` is the JSON
-    body or None. ``idempotent`` says whether the call may be retried after it may have
-    reached the server.
-    """
-
-    method: Literal["GET", "POST", "PATCH", "DELETE"]
-    path: str
-    body: Mapping[str, Any] | None = None
-    idempotent: bool = True
-    params: Mapping[str, Any] = field(factory=dict)
 
 
 def _text(value: Any, what: str) -> str:
@@ -122,7 +105,7 @@ def create_session(
 def get_session(session_id: str) -> Request:
     """``GET /v1/sessions/{id}``."""
     sid = path_id(session_id, "session_id")
-    return Request("GET", f"/v1/sessions/{sid}")
+    return Request("GET", f"/v1/sessions/{sid}", idempotent=True)
 
 
 def update_session(session_id: str, *, accepting_jobs: bool) -> Request:

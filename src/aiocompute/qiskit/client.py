@@ -1,6 +1,6 @@
 """The async Qiskit Runtime client: ``QiskitRuntimeClient`` and its ``sessions`` resource.
 
-Every call goes through :meth:`QiskitRuntimeClient._call`: build the request in
+Every call goes through :meth:`QiskitRuntimeClient._send`: build the request in
 ``_protocol`` (validated, no I/O), make sure an IAM token is at hand, send it through the
 shared transport, read the answer in ``_protocol``. Waiting goes through one
 :class:`~aiocompute._core.polling.Poller` that reads one session per request (the API has no
@@ -15,19 +15,15 @@ from contextlib import AbstractAsyncContextManager
 
 from .._core.config import check_str, resolve_setting
 from .._core.handles import DEFAULT_CLEANUP_TIMEOUT, Handle, scoped
+from .._core.http_config import DEFAULT_LIMITS, DEFAULT_TIMEOUTS, PoolLimits, Timeouts
 from .._core.network import ConnectionOptions, Unpack
 from .._core.observability import api_call
 from .._core.polling import PollCadence, Poller, Until, per_id_fetcher
+from .._core.protocol_kit import Request
 from .._core.resources import BaseClient, WaitableResource, client_transport
+from .._core.responses import Response
 from .._core.retries import RetryPolicy
-from .._core.transport import (
-    DEFAULT_LIMITS,
-    DEFAULT_TIMEOUTS,
-    PoolLimits,
-    RateGovernor,
-    Response,
-    Timeouts,
-)
+from .._core.transport import RateGovernor
 from .._exceptions import AuthenticationError, NotFoundError, naming_the_missing
 from . import _protocol as P
 from ._auth import DEFAULT_IAM_URL, IAMAuth
@@ -177,37 +173,29 @@ class QiskitRuntimeClient(BaseClient):
         """The retry policy in force for reads."""
         return self._transport.retry
 
-    async def _call(self, request: P.Request) -> Response:
-        """Send one request with a valid token; resend once with a new token after a 401."""
+    async def _send(self, request: Request) -> Response:
+        """Send one request with a valid IAM token; after a 401, once more with a fresh one."""
         token = await self._auth.ensure()  # IAM errors surface here, outside the retries
         try:
-            return await self._send(request)
+            return await self._send_naming_the_session(request)
         except AuthenticationError as exc:
             if exc.status != 401:
                 raise
             # Revoked or expired early: one fresh token, one more try.
             self._auth.invalidate(token)
             await self._auth.ensure()
-            return await self._send(request)
+            return await self._send_naming_the_session(request)
 
-    async def _send(self, request: P.Request) -> Response:
+    async def _send_naming_the_session(self, request: Request) -> Response:
+        """One request through the transport; a 404 says which session is missing."""
         missing: NotFoundError | None = None
         try:
-            return await self._send_once(request)
+            return await self._transport.send(request)
         except NotFoundError as exc:
             missing = exc
         # "Session not found." names no id: say which.
         match = _SESSION_PATH.match(request.path)
         raise missing if match is None else naming_the_missing(missing, "session", match[1])
-
-    async def _send_once(self, request: P.Request) -> Response:
-        return await self._transport.request(
-            request.method,
-            request.path,
-            json=dict(request.body) if request.body is not None else None,
-            params=request.params or None,
-            idempotent=request.idempotent,
-        )
 
 
 class SessionsResource(WaitableResource[Session]):
@@ -253,7 +241,7 @@ class SessionsResource(WaitableResource[Session]):
         docstring). Use :meth:`wait` to know when it is active.
         """
         request = P.create_session(backend, mode=mode, max_ttl=max_ttl, instance=instance)
-        response = await self._client._call(request)
+        response = await self._client._send(request)
         return P.parse_session(response.json(), strict=self._client._strict)
 
     def opened(
@@ -305,7 +293,7 @@ class SessionsResource(WaitableResource[Session]):
     @api_call("get")
     async def get(self, session_id: str) -> Session:
         """One session; :class:`~aiocompute.NotFoundError` if there is none."""
-        response = await self._client._call(P.get_session(session_id))
+        response = await self._client._send(P.get_session(session_id))
         return P.parse_session(response.json(), strict=self._client._strict)
 
     @api_call("update")
@@ -315,12 +303,12 @@ class SessionsResource(WaitableResource[Session]):
         ``accepting_jobs=False`` (the default) drains it: queued jobs still run, then it
         closes (wait for ``"closed"``). The server answers 204 with no body.
         """
-        await self._client._call(P.update_session(session_id, accepting_jobs=accepting_jobs))
+        await self._client._send(P.update_session(session_id, accepting_jobs=accepting_jobs))
 
     @api_call("close")
     async def close(self, session_id: str) -> None:
         """Close the session now: jobs not yet running are not run. Answers 204."""
-        await self._client._call(P.close_session(session_id))
+        await self._client._send(P.close_session(session_id))
 
     @api_call("get_many")
     async def get_many(self, session_ids: Sequence[str]) -> dict[str, Session]:

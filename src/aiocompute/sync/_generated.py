@@ -17,17 +17,12 @@ import aiocompute.qiskit.models as _aiocompute_qiskit_models
 import aiocompute.workbench.client as _aiocompute_workbench_client
 import aiocompute.workbench.models as _aiocompute_workbench_models
 from aiocompute._core.handles import DEFAULT_CLEANUP_TIMEOUT
+from aiocompute._core.http_config import DEFAULT_LIMITS, DEFAULT_TIMEOUTS, PoolLimits, Timeouts
 from aiocompute._core.network import ConnectionOptions, Unpack
 from aiocompute._core.polling import PollCadence, Until
 from aiocompute._core.retries import DEFAULT_RETRY, RetryPolicy
 from aiocompute._core.streaming import ResumePolicy
-from aiocompute._core.transport import (
-    DEFAULT_LIMITS,
-    DEFAULT_TIMEOUTS,
-    PoolLimits,
-    RateGovernor,
-    Timeouts,
-)
+from aiocompute._core.transport import RateGovernor
 from aiocompute.etengine.client import BatchesResource
 from aiocompute.etengine.models import Batch, BatchJob, BatchStatus, Hardware, SubmittedBatch
 from aiocompute.lakesail._states import READY_STATES

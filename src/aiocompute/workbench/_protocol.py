@@ -2,9 +2,11 @@
 
 Plain data in, plain data or models out; no aiohttp, no anyio, no I/O, no credentials.
 
-Requests: one builder per RPC method returns an :class:`RPCRequest` (method, kwparams,
-HTTP method, path, idempotent); arguments are checked first and bad ones raise
-:class:`ValueError` / :class:`TypeError` naming the parameter.
+Requests: one builder per RPC method returns a :class:`~aiocompute._core.protocol_kit.Request`
+(``POST /api/<method>`` with ``{"method", "kwparams"}``, or a GET for a call without
+parameters; the RPC's name as its ``operation``; idempotent or not); arguments are checked
+first and bad ones raise :class:`ValueError` / :class:`TypeError` naming the parameter.
+:func:`kwparams_of` and :func:`rpc_method` read a request back.
 
 Responses: :func:`decode_envelope` turns ``(status, body)`` into the ``result`` value, in
 the order the API asks for: HTTP status, then an ``{"error": {...}}`` object (which Workbench
@@ -26,9 +28,9 @@ from functools import partial
 from typing import Any, Literal
 
 import attrs
-from attrs import field, frozen
+from attrs import frozen
 
-from .._core.protocol_kit import NOT_JSON, read_json
+from .._core.protocol_kit import NOT_JSON, Request, read_json
 from .._core.serde import (
     WireConverter,
     format_timestamp,
@@ -62,7 +64,6 @@ from .models import (
 
 __all__ = [
     "METHODS",
-    "RPCRequest",
     "converter",
     "decode_envelope",
     "error_parser",
@@ -74,6 +75,7 @@ __all__ = [
     "get_session",
     "get_users",
     "job_state",
+    "kwparams_of",
     "launch_audited_job",
     "launch_job",
     "launch_session",
@@ -89,6 +91,7 @@ __all__ = [
     "parse_users",
     "parse_version",
     "resume_session",
+    "rpc_method",
     "session_state",
     "stop_audited_job",
     "stop_job",
@@ -150,44 +153,40 @@ def converter(strict: bool = False) -> WireConverter:
 # --------------------------------------------------------------------------- requests
 
 
-@frozen
-class RPCRequest:
-    """One Workbench RPC call, ready for a transport.
-
-    ``body`` is what a POST sends; a GET sends no body. ``idempotent`` says whether the call
-    may be retried after it may have reached the server (reads yes; launches, stops and
-    resumes no). ``stream`` marks calls whose answer is a long-lived output stream.
-    """
-
-    method: str
-    kwparams: Mapping[str, Any] = field(factory=dict)
-    http_method: Literal["POST", "GET"] = "POST"
-    path: str = ""
-    idempotent: bool = False
-    stream: bool = False
-
-    @property
-    def body(self) -> dict[str, Any]:
-        """``{"method": ..., "kwparams": {...}}``."""
-        return {"method": self.method, "kwparams": dict(self.kwparams)}
-
-
-def _request(
+def _rpc_request(
     method: str,
     kwparams: Mapping[str, Any] | None = None,
     *,
     idempotent: bool,
     get: bool = False,
     stream: bool = False,
-) -> RPCRequest:
-    return RPCRequest(
-        method=method,
-        kwparams=dict(kwparams or {}),
-        http_method="GET" if get else "POST",
-        path=f"/api/{method}",
+) -> Request:
+    """The request of RPC ``method``: ``/api/<method>``, by POST with the body
+    ``{"method": ..., "kwparams": {...}}``, or by GET (only for calls without parameters)
+    with no body. The RPC's name is the request's ``operation``."""
+    if get and kwparams:
+        raise ValueError(f"{method}: a call with parameters is sent by POST")
+    return Request(
+        "GET" if get else "POST",
+        f"/api/{method}",
+        body=None if get else {"method": method, "kwparams": dict(kwparams or {})},
         idempotent=idempotent,
+        operation=method,
         stream=stream,
     )
+
+
+def rpc_method(request: Request) -> str:
+    """The name of the RPC a request calls (its ``operation``)."""
+    if request.operation is None:
+        raise ValueError(f"not a Workbench RPC: {request.method} {request.path}")
+    return request.operation
+
+
+def kwparams_of(request: Request) -> Mapping[str, Any]:
+    """The RPC's ``kwparams`` (empty for a call sent by GET, which has no body)."""
+    body = request.body
+    return body["kwparams"] if isinstance(body, Mapping) else {}
 
 
 #: Where each RPC that can act for another user names that user: a path into kwparams.
@@ -205,7 +204,7 @@ _ACTING_PARAMS: Mapping[str, tuple[str, ...]] = {
 }
 
 
-def acting_for(request: RPCRequest, user: str | None) -> RPCRequest:
+def acting_for(request: Request, user: str | None) -> Request:
     """``request`` made on behalf of ``user`` (a client's ``act_as``).
 
     A call that can name the user it acts for gets ``user`` there, unless the caller named
@@ -215,10 +214,11 @@ def acting_for(request: RPCRequest, user: str | None) -> RPCRequest:
     """
     if user is None:
         return request
-    where = _ACTING_PARAMS.get(request.method)
+    method = rpc_method(request)
+    where = _ACTING_PARAMS.get(method)
     if where is None:
         return request
-    kw = dict(request.kwparams)
+    kw = dict(kwparams_of(request))
     target = kw
     for key in where[:-1]:
         inner = target.get(key)
@@ -229,7 +229,7 @@ def acting_for(request: RPCRequest, user: str | None) -> RPCRequest:
     if target.get(where[-1]) is not None:
         return request
     target[where[-1]] = user
-    return attrs.evolve(request, kwparams=kw, http_method="POST")
+    return _rpc_request(method, kw, idempotent=request.idempotent, stream=request.stream)
 
 
 #: Every RPC method this module builds requests for.
@@ -352,21 +352,21 @@ def _time_bound(value: datetime | str, what: str) -> str:
         raise ValueError(f"{what}: {exc}") from None
 
 
-def version() -> RPCRequest:
+def version() -> Request:
     """``version``: server version and enabled features."""
-    return _request("version", idempotent=True, get=True)
+    return _rpc_request("version", idempotent=True, get=True)
 
 
-def get_users() -> RPCRequest:
+def get_users() -> Request:
     """``get_users``: all users (admin token needed)."""
-    return _request("get_users", idempotent=True, get=True)
+    return _rpc_request("get_users", idempotent=True, get=True)
 
 
-def get_compute_envs(user: str | None = None) -> RPCRequest:
+def get_compute_envs(user: str | None = None) -> Request:
     """``get_compute_envs``: clusters and IDEs; ``user`` needs an admin token (sent by POST)."""
     if user is None:
-        return _request("get_compute_envs", idempotent=True, get=True)
-    return _request("get_compute_envs", {"user": _text(user, "user")}, idempotent=True)
+        return _rpc_request("get_compute_envs", idempotent=True, get=True)
+    return _rpc_request("get_compute_envs", {"user": _text(user, "user")}, idempotent=True)
 
 
 def launch_session(
@@ -380,7 +380,7 @@ def launch_session(
     start_hooks: SessionHook | str | Sequence[SessionHook | str] | None = None,
     stop_hooks: SessionHook | str | Sequence[SessionHook | str] | None = None,
     environment: Mapping[str, str] | Sequence[EnvironmentVariable] | None = None,
-) -> RPCRequest:
+) -> Request:
     """``launch_session``: start a session of IDE ``workbench`` (e.g. ``"RStudio"``).
 
     Not idempotent: a retried launch may start a second session.
@@ -402,7 +402,7 @@ def launch_session(
         kw["stop_hooks"] = _hooks(stop_hooks, "stop_hooks")
     if environment is not None:
         kw["environment"] = _environment(environment, "environment")
-    return _request("launch_session", kw, idempotent=False)
+    return _rpc_request("launch_session", kw, idempotent=False)
 
 
 def get_session(
@@ -412,7 +412,7 @@ def get_session(
     fields: Sequence[str] | None = None,
     include_jobs: bool = False,
     include_all_jobs: bool = False,
-) -> RPCRequest:
+) -> Request:
     """``get_session``: live sessions (all of the user's, or the given ids).
 
     ``fields`` limits the session fields returned; ``"id"`` is always added so results can
@@ -432,7 +432,7 @@ def get_session(
         kw["include_jobs"] = True
     if include_all_jobs is not False and _flag(include_all_jobs, "include_all_jobs"):
         kw["include_all_jobs"] = True
-    return _request("get_session", kw, idempotent=True)
+    return _rpc_request("get_session", kw, idempotent=True)
 
 
 def get_historical_session(
@@ -441,7 +441,7 @@ def get_historical_session(
     *,
     include_jobs: bool = False,
     include_all_users: bool = False,
-) -> RPCRequest:
+) -> Request:
     """``get_historical_session``: ended sessions whose end time is within [begin, end]."""
     kw: dict[str, Any] = {}
     if begin is not None:
@@ -457,7 +457,7 @@ def get_historical_session(
         kw["include_jobs"] = True
     if _flag(include_all_users, "include_all_users"):
         kw["include_all_users"] = True
-    return _request("get_historical_session", kw, idempotent=True)
+    return _rpc_request("get_historical_session", kw, idempotent=True)
 
 
 def resume_session(
@@ -465,19 +465,19 @@ def resume_session(
     *,
     username: str | None = None,
     launch_parameters: LaunchParameters | Mapping[str, Any] | None = None,
-) -> RPCRequest:
+) -> Request:
     """``resume_session``: resume a suspended session. Not idempotent."""
     kw: dict[str, Any] = {"session_id": _session_id(session_id, "session_id")}
     if username is not None:
         kw["username"] = _text(username, "username")
     if launch_parameters is not None:
         kw["launch_parameters"] = _launch_parameters(launch_parameters)
-    return _request("resume_session", kw, idempotent=False)
+    return _rpc_request("resume_session", kw, idempotent=False)
 
 
 def stop_session(
     session_ids: str | Sequence[str], *, force_quit: bool = False, suspend: bool = False
-) -> RPCRequest:
+) -> Request:
     """``stop_session``: stop (or force-quit, or suspend) sessions.
 
     ``suspend`` is sent under both ``suspend_session`` (the reference) and ``suspend``
@@ -490,7 +490,7 @@ def stop_session(
         "suspend_session": suspend,
         "suspend": suspend,
     }
-    return _request("stop_session", kw, idempotent=False)
+    return _rpc_request("stop_session", kw, idempotent=False)
 
 
 def _job_payload(spec: JobSpec, what: str) -> dict[str, Any]:
@@ -517,47 +517,47 @@ def _job_payload(spec: JobSpec, what: str) -> dict[str, Any]:
     return payload
 
 
-def launch_job(spec: JobSpec, *, apply_config_settings: bool | None = None) -> RPCRequest:
+def launch_job(spec: JobSpec, *, apply_config_settings: bool | None = None) -> Request:
     """``launch_job``. ``apply_config_settings=False`` skips launcher mounts and global
     settings. Not idempotent: a retried launch may start a second job."""
     kw: dict[str, Any] = {"job": _job_payload(spec, "job")}
     if apply_config_settings is not None:
         kw["apply_config_settings"] = _flag(apply_config_settings, "apply_config_settings")
-    return _request("launch_job", kw, idempotent=False)
+    return _rpc_request("launch_job", kw, idempotent=False)
 
 
-def launch_audited_job(spec: JobSpec, *, apply_config_settings: bool | None = None) -> RPCRequest:
+def launch_audited_job(spec: JobSpec, *, apply_config_settings: bool | None = None) -> Request:
     """``launch_audited_job``: like :func:`launch_job`, sent as ``audited_job``."""
     kw: dict[str, Any] = {"audited_job": _job_payload(spec, "audited_job")}
     if apply_config_settings is not None:
         kw["apply_config_settings"] = _flag(apply_config_settings, "apply_config_settings")
-    return _request("launch_audited_job", kw, idempotent=False)
+    return _rpc_request("launch_audited_job", kw, idempotent=False)
 
 
-def stop_job(job_id: str, *, force: bool = False) -> RPCRequest:
+def stop_job(job_id: str, *, force: bool = False) -> Request:
     """``stop_job``; ``force`` sends the kill signal (``force_quit``)."""
     kw = {"job_id": _text(job_id, "job_id"), "force_quit": _flag(force, "force")}
-    return _request("stop_job", kw, idempotent=False)
+    return _rpc_request("stop_job", kw, idempotent=False)
 
 
-def stop_audited_job(audited_job_id: str, *, force: bool = False) -> RPCRequest:
+def stop_audited_job(audited_job_id: str, *, force: bool = False) -> Request:
     """``stop_audited_job``; ``force`` sends the kill signal (``force_quit``)."""
     kw = {
         "audited_job_id": _text(audited_job_id, "audited_job_id"),
         "force_quit": _flag(force, "force"),
     }
-    return _request("stop_audited_job", kw, idempotent=False)
+    return _rpc_request("stop_audited_job", kw, idempotent=False)
 
 
-def get_job_output(job_id: str, *, user: str | None = None) -> RPCRequest:
+def get_job_output(job_id: str, *, user: str | None = None) -> Request:
     """``get_job_output``: a stream of output chunks."""
     kw: dict[str, Any] = {"job_id": _text(job_id, "job_id")}
     if user is not None:
         kw["user"] = _text(user, "user")
-    return _request("get_job_output", kw, idempotent=True, stream=True)
+    return _rpc_request("get_job_output", kw, idempotent=True, stream=True)
 
 
-def get_audited_job_output(audited_job_id: str, *, user: str | None = None) -> RPCRequest:
+def get_audited_job_output(audited_job_id: str, *, user: str | None = None) -> Request:
     """``get_audited_job_output``: a stream of chunks, or one object for a finished job.
 
     The id is sent as ``audited_job_id`` (the reference's example) and ``job_id`` (its
@@ -567,15 +567,15 @@ def get_audited_job_output(audited_job_id: str, *, user: str | None = None) -> R
     kw: dict[str, Any] = {"audited_job_id": job_id, "job_id": job_id}
     if user is not None:
         kw["user"] = _text(user, "user")
-    return _request("get_audited_job_output", kw, idempotent=True, stream=True)
+    return _rpc_request("get_audited_job_output", kw, idempotent=True, stream=True)
 
 
-def get_audited_job_details(audited_job_id: str, *, user: str | None = None) -> RPCRequest:
+def get_audited_job_details(audited_job_id: str, *, user: str | None = None) -> Request:
     """``get_audited_job_details``: auditing details of a completed audited job."""
     kw: dict[str, Any] = {"audited_job_id": _text(audited_job_id, "audited_job_id")}
     if user is not None:
         kw["user"] = _text(user, "user")
-    return _request("get_audited_job_details", kw, idempotent=True)
+    return _rpc_request("get_audited_job_details", kw, idempotent=True)
 
 
 # --------------------------------------------------------------------------- responses

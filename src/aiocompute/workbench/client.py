@@ -1,11 +1,11 @@
 """The async Posit Workbench client: ``WorkbenchClient`` and its resources.
 
-Every call goes through :meth:`WorkbenchClient._rpc`: build the request in ``_protocol``
-(validated, no I/O), send it through the shared transport (retries for reads only), read
-the answer in ``_protocol`` (status, then ``error``, then ``result``). Waiting goes through
-one :class:`~aiocompute._core.polling.Poller` per resource kind, which polls all waited
-ids with one ``get_session`` per tick; job output goes through the shared resumable
-stream (``_core.streaming``).
+Every call goes through :meth:`WorkbenchClient._send`: build the request in ``_protocol``
+(validated, no I/O), send it through the shared transport (retries for reads only), decode
+the answer's envelope in ``_protocol`` (status, then ``error``, then ``result``). Waiting
+goes through one :class:`~aiocompute._core.polling.Poller` per resource kind, which polls
+all waited ids with one ``get_session`` per tick; job output goes through the shared
+resumable stream (``_core.streaming``).
 """
 
 from __future__ import annotations
@@ -22,22 +22,18 @@ from typing import Any
 
 import attrs
 
+from .._core.auth import StaticAuth
 from .._core.config import ConfigError, check_str, resolve_setting
 from .._core.handles import DEFAULT_CLEANUP_TIMEOUT, Handle, scoped
+from .._core.http_config import DEFAULT_LIMITS, DEFAULT_TIMEOUTS, PoolLimits, Timeouts
 from .._core.network import ConnectionOptions, Unpack
 from .._core.observability import api_call
 from .._core.polling import PollCadence, Poller, Until
+from .._core.protocol_kit import Request
 from .._core.resources import BaseClient, WaitableResource, client_transport
 from .._core.retries import DEFAULT_RETRY, RetryPolicy
 from .._core.streaming import ResumePolicy, resumable_items
-from .._core.transport import (
-    DEFAULT_LIMITS,
-    DEFAULT_TIMEOUTS,
-    PoolLimits,
-    RateGovernor,
-    StaticAuth,
-    Timeouts,
-)
+from .._core.transport import RateGovernor
 from .._exceptions import NotFoundError, naming_the_missing
 from . import _protocol as P
 from ._states import JOB_STATES, SESSION_STATES
@@ -191,26 +187,24 @@ class WorkbenchClient(BaseClient):
         acting = "" if self._act_as is None else f", act_as={self._act_as!r}"
         return f"{type(self).__name__}({self._transport.base_url!r}{acting})"
 
-    async def _rpc(
+    async def _send(
         self,
-        request: P.RPCRequest,
+        request: Request,
         *,
         retry: RetryPolicy | None = None,
         timeout: float | None = None,
     ) -> Any:
-        """Send one RPC and return its ``result`` (errors in the body raised as APIError)."""
+        """Send one RPC and return its ``result``, the answer's envelope decoded by
+        :func:`~aiocompute.workbench._protocol.decode_envelope` (an error in the body is
+        raised as APIError; a "not found" names the id).
+
+        A call that can name the user it acts for names ``act_as``'s (unless it names one).
+        """
         request = P.acting_for(request, self._act_as)
         missing: NotFoundError | None = None
         try:
-            response = await self._transport.request(
-                request.http_method,
-                request.path,
-                json=request.body if request.http_method == "POST" else None,
-                idempotent=request.idempotent,
-                retry=retry,
-                timeout=timeout,
-            )
-            return P.decode_envelope(request.method, response.status, response.body)
+            response = await self._transport.send(request, retry=retry, timeout=timeout)
+            return P.decode_envelope(P.rpc_method(request), response.status, response.body)
         except NotFoundError as exc:
             missing = exc
         raise _naming_the_id(missing, request)
@@ -218,17 +212,17 @@ class WorkbenchClient(BaseClient):
     @api_call("version")
     async def version(self) -> ServerVersion:
         """The server's version and enabled features."""
-        return P.parse_version(await self._rpc(P.version()), strict=self._strict)
+        return P.parse_version(await self._send(P.version()), strict=self._strict)
 
     @api_call("users")
     async def users(self) -> list[User]:
         """Every user registered on the server (admin or super-admin token needed)."""
-        return P.parse_users(await self._rpc(P.get_users()), strict=self._strict)
+        return P.parse_users(await self._send(P.get_users()), strict=self._strict)
 
     @api_call("compute_envs")
     async def compute_envs(self, user: str | None = None) -> ComputeEnvironments:
         """Clusters and IDEs the server offers (for ``user``: admin token needed)."""
-        result = await self._rpc(P.get_compute_envs(user))
+        result = await self._send(P.get_compute_envs(user))
         return P.parse_compute_envs(result, strict=self._strict)
 
     # Shared reads behind sessions and jobs.
@@ -249,7 +243,7 @@ class WorkbenchClient(BaseClient):
             include_jobs=include_jobs,
             include_all_jobs=include_all_jobs,
         )
-        return P.parse_session_listing(await self._rpc(request), strict=self._strict)
+        return P.parse_session_listing(await self._send(request), strict=self._strict)
 
     async def _history(
         self,
@@ -265,7 +259,7 @@ class WorkbenchClient(BaseClient):
         request = P.get_historical_session(
             begin, end, include_jobs=include_jobs, include_all_users=include_all_users or bool(only)
         )
-        listing = P.parse_session_listing(await self._rpc(request), strict=self._strict)
+        listing = P.parse_session_listing(await self._send(request), strict=self._strict)
         if only is None:
             return listing
         return attrs.evolve(
@@ -335,7 +329,7 @@ class SessionsResource(WaitableResource[Session]):
             stop_hooks=stop_hooks,
             environment=environment,
         )
-        result = await self._client._rpc(request)
+        result = await self._client._send(request)
         return P.parse_launched_session(result, strict=self._client._strict)
 
     def launched(
@@ -450,7 +444,7 @@ class SessionsResource(WaitableResource[Session]):
         request = P.resume_session(
             session_id, username=username, launch_parameters=launch_parameters
         )
-        result = await self._client._rpc(request)
+        result = await self._client._send(request)
         self._resumed[session_id] = time.monotonic()
         return P.parse_launched_session(result, strict=self._client._strict)
 
@@ -467,7 +461,7 @@ class SessionsResource(WaitableResource[Session]):
         self, session_ids: str | Sequence[str], *, force: bool = False, suspend: bool = False
     ) -> None:
         """Stop sessions; ``force`` kills them, ``suspend`` saves their state (RStudio)."""
-        await self._client._rpc(P.stop_session(session_ids, force_quit=force, suspend=suspend))
+        await self._client._send(P.stop_session(session_ids, force_quit=force, suspend=suspend))
 
     # Poller plumbing.
 
@@ -502,10 +496,11 @@ class SessionsResource(WaitableResource[Session]):
 _ID_PARAMS = (("session_id", "session"), ("job_id", "job"), ("audited_job_id", "audited job"))
 
 
-def _naming_the_id(error: NotFoundError, request: P.RPCRequest) -> NotFoundError:
+def _naming_the_id(error: NotFoundError, request: Request) -> NotFoundError:
     """A "not found" error that says which id (Workbench's own messages often do not)."""
+    kwparams = P.kwparams_of(request)
     for param, what in _ID_PARAMS:
-        value = request.kwparams.get(param)
+        value = kwparams.get(param)
         if isinstance(value, str):
             return naming_the_missing(error, what, value)
     return error
@@ -540,10 +535,10 @@ class _JobsBase(WaitableResource[Job]):
     _what = "job"
 
     # The RPCs that differ between jobs and audited jobs.
-    def _stop_rpc(self, job_id: str) -> P.RPCRequest:
+    def _stop_request(self, job_id: str) -> Request:
         return P.stop_job(job_id)
 
-    def _output_rpc(self, job_id: str, user: str | None) -> P.RPCRequest:
+    def _output_request(self, job_id: str, user: str | None) -> Request:
         return P.get_job_output(job_id, user=user)
 
     def __init__(self, client: WorkbenchClient) -> None:
@@ -563,7 +558,7 @@ class _JobsBase(WaitableResource[Job]):
         )
 
     async def _cancel(self, job_id: str) -> None:
-        await self._client._rpc(self._stop_rpc(job_id))
+        await self._client._send(self._stop_request(job_id))
 
     @api_call("get")
     async def get(self, job_id: str) -> Job:
@@ -606,12 +601,16 @@ class _JobsBase(WaitableResource[Job]):
         An error object in the stream raises the matching :class:`~aiocompute.APIError`
         after the chunks before it. Leaving the loop closes the connection at once.
         """
-        request = P.acting_for(self._output_rpc(job_id, user), self._client._act_as)
+        request = P.acting_for(self._output_request(job_id, user), self._client._act_as)
         transport = self._client._transport
 
         def open_stream() -> Any:
             return transport.stream(
-                request.http_method, request.path, json=request.body, stall_timeout=stall_timeout
+                request.method,
+                request.path,
+                json=request.body,
+                idempotent=request.idempotent,
+                stall_timeout=stall_timeout,
             )
 
         async def still_running() -> bool:
@@ -629,7 +628,7 @@ class _JobsBase(WaitableResource[Job]):
                 P.parse_stream_object,
                 audited=self._audited,
                 strict=self._client._strict,
-                method=request.method,
+                method=P.rpc_method(request),
             ),
             channel=_replay_channel,
             text=lambda c: c.output,
@@ -728,12 +727,12 @@ class JobsResource(_JobsBase):
         Not retried once the request may have reached the server.
         """
         request = P.launch_job(spec, apply_config_settings=apply_config_settings)
-        return P.parse_job_launch(await self._client._rpc(request), strict=self._client._strict)
+        return P.parse_job_launch(await self._client._send(request), strict=self._client._strict)
 
     @api_call("stop")
     async def stop(self, job_id: str, *, force: bool = False) -> None:
         """Stop a job (``force``: kill -9 instead of a terminate signal)."""
-        await self._client._rpc(P.stop_job(job_id, force=force))
+        await self._client._send(P.stop_job(job_id, force=force))
 
 
 class AuditedJobsResource(_JobsBase):
@@ -747,10 +746,10 @@ class AuditedJobsResource(_JobsBase):
     _audited = True
     _what = "audited job"
 
-    def _stop_rpc(self, job_id: str) -> P.RPCRequest:
+    def _stop_request(self, job_id: str) -> Request:
         return P.stop_audited_job(job_id)
 
-    def _output_rpc(self, job_id: str, user: str | None) -> P.RPCRequest:
+    def _output_request(self, job_id: str, user: str | None) -> Request:
         return P.get_audited_job_output(job_id, user=user)
 
     @api_call("launch")
@@ -759,16 +758,16 @@ class AuditedJobsResource(_JobsBase):
     ) -> AuditedJob:
         """Launch an audited job; returns it as the server recorded it."""
         request = P.launch_audited_job(spec, apply_config_settings=apply_config_settings)
-        result = await self._client._rpc(request)
+        result = await self._client._send(request)
         return P.parse_audited_job_launch(result, strict=self._client._strict)
 
     @api_call("details")
     async def details(self, audited_job_id: str, *, user: str | None = None) -> AuditedJobDetails:
         """The audit details of a completed audited job."""
-        result = await self._client._rpc(P.get_audited_job_details(audited_job_id, user=user))
+        result = await self._client._send(P.get_audited_job_details(audited_job_id, user=user))
         return P.parse_audited_job_details(result, strict=self._client._strict)
 
     @api_call("stop")
     async def stop(self, audited_job_id: str, *, force: bool = False) -> None:
         """Stop an audited job (``force``: kill instead of terminate)."""
-        await self._client._rpc(P.stop_audited_job(audited_job_id, force=force))
+        await self._client._send(P.stop_audited_job(audited_job_id, force=force))
