@@ -16,7 +16,7 @@ from contextlib import aclosing
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
-from .fanout import RateGovernor
+from .governor import Governor, RateGovernor
 from .network import ConnectionOptions
 from .observability import api_call, observe_transitions, record_transition
 from .polling import (
@@ -29,7 +29,6 @@ from .polling import (
     WaitToken,
 )
 from .retries import RetryPolicy
-from .transport import RateGovernor as Governor
 from .transport import Timeouts, Transport
 
 __all__ = ["BaseClient", "WaitableResource", "client_transport"]

@@ -76,6 +76,7 @@ from .._exceptions import (
     register_secret,
 )
 from .._version import __version__
+from .governor import Governor
 from .network import (
     EventHooks,
     RequestView,
@@ -98,7 +99,6 @@ __all__ = [
     "ErrorParser",
     "NoAuth",
     "PoolLimits",
-    "RateGovernor",
     "Response",
     "StaticAuth",
     "Timeouts",
@@ -400,24 +400,6 @@ class NoAuth:
 
     def __repr__(self) -> str:
         return "NoAuth()"
-
-
-class RateGovernor(Protocol):
-    """Paces HTTP tries (implemented by :class:`aiocompute.RateGovernor`).
-
-    ``slot()`` is held around each try: it may cap how many tries are in flight and pace
-    their starts. ``feedback(status, retry_after)`` is called after each try that got an
-    HTTP status (for an error inside a 2xx body, the status that error stands for), or with
-    ``status=None`` after a try that failed to get one; not when a try is cancelled.
-    """
-
-    def slot(self) -> AbstractAsyncContextManager[object]:
-        """Held around one try: waits for a free slot and the next paced start."""
-        ...
-
-    def feedback(self, status: int | None, retry_after: float | None) -> None:
-        """Learn from the outcome of a try."""
-        ...
 
 
 # --------------------------------------------------------------------------- helpers
@@ -832,7 +814,7 @@ class Transport:
         error_parser: ErrorParser | None = None,
         body_error_parser: ErrorParser | None = None,
         user_agent: str | None = None,
-        governor: RateGovernor | None = None,
+        governor: Governor | None = None,
         headers: Mapping[str, str] | None = None,
         on_retry: Callable[[int, BaseException, float], None] | None = None,
         trust_env: bool = True,

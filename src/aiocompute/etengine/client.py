@@ -16,6 +16,7 @@ import anyio
 import attrs
 
 from .._core.config import resolve_setting
+from .._core.governor import Governor
 from .._core.network import ConnectionOptions, Unpack
 from .._core.observability import api_call
 from .._core.polling import PollCadence, Poller, per_id_fetcher
@@ -25,7 +26,6 @@ from .._core.transport import (
     DEFAULT_LIMITS,
     DEFAULT_TIMEOUTS,
     PoolLimits,
-    RateGovernor,
     Response,
     StaticAuth,
     Timeouts,
@@ -80,7 +80,7 @@ class ETEngineClient(BaseClient):
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
         retry: RetryPolicy = DEFAULT_RETRY,
         limits: PoolLimits = DEFAULT_LIMITS,
-        governor: RateGovernor | None = None,
+        governor: Governor | None = None,
         cadence: PollCadence | None = None,
         poll_concurrency: int = 8,
         strict: bool = False,

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .._core.config import resolve_setting
+from .._core.governor import Governor
 from .._core.network import ConnectionOptions, Unpack
 from .._core.observability import api_call
 from .._core.pagination import Page, Paginator
@@ -26,7 +27,6 @@ from .._core.transport import (
     DEFAULT_LIMITS,
     DEFAULT_TIMEOUTS,
     PoolLimits,
-    RateGovernor,
     StaticAuth,
     Timeouts,
 )
@@ -82,7 +82,7 @@ class LakeSailClient(BaseClient):
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
         retry: RetryPolicy = DEFAULT_RETRY,
         limits: PoolLimits = DEFAULT_LIMITS,
-        governor: RateGovernor | None = None,
+        governor: Governor | None = None,
         cadence: PollCadence | None = None,
         strict: bool = False,
         **connection: Unpack[ConnectionOptions],

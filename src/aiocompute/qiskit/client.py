@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 
 from .._core.config import check_str, resolve_setting
+from .._core.governor import Governor
 from .._core.network import ConnectionOptions, Unpack
 from .._core.observability import api_call
 from .._core.polling import PollCadence, Poller, per_id_fetcher
@@ -22,7 +23,6 @@ from .._core.transport import (
     DEFAULT_LIMITS,
     DEFAULT_TIMEOUTS,
     PoolLimits,
-    RateGovernor,
     Response,
     Timeouts,
 )
@@ -112,7 +112,7 @@ class QiskitRuntimeClient(BaseClient):
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
         retry: RetryPolicy = QISKIT_RETRY,
         limits: PoolLimits = DEFAULT_LIMITS,
-        governor: RateGovernor | None = None,
+        governor: Governor | None = None,
         cadence: PollCadence | None = None,
         poll_concurrency: int = 8,
         strict: bool = False,

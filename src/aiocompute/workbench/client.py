@@ -22,6 +22,7 @@ from typing import Any
 import attrs
 
 from .._core.config import ConfigError, check_str, resolve_setting
+from .._core.governor import Governor
 from .._core.network import ConnectionOptions, Unpack
 from .._core.observability import api_call
 from .._core.polling import PollCadence, Poller
@@ -32,7 +33,6 @@ from .._core.transport import (
     DEFAULT_LIMITS,
     DEFAULT_TIMEOUTS,
     PoolLimits,
-    RateGovernor,
     StaticAuth,
     Timeouts,
 )
@@ -125,7 +125,7 @@ class WorkbenchClient(BaseClient):
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
         retry: RetryPolicy = DEFAULT_RETRY,
         limits: PoolLimits = DEFAULT_LIMITS,
-        governor: RateGovernor | None = None,
+        governor: Governor | None = None,
         cadence: PollCadence | None = None,
         strict: bool = False,
         act_as: str | None = None,
