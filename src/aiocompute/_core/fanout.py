@@ -28,6 +28,7 @@ from typing import Generic, NoReturn, TypeVar, cast
 
 import anyio
 import anyio.abc
+from anyio.lowlevel import checkpoint_if_cancelled
 from attrs import frozen
 
 if sys.version_info < (3, 11):
@@ -205,7 +206,6 @@ class _Engine(Generic[T, R]):
             self._async = items.__aiter__()
         else:
             self._sync = iter(items)
-        # Async iterators (async generators in particular) must not be advanced concurrently.
         self._pull_lock = anyio.Lock()
         self._concurrency = concurrency
         self._fail_fast = fail_fast
@@ -249,34 +249,58 @@ class _Engine(Generic[T, R]):
             self._tg.cancel_scope.cancel()
 
     async def _pull(self) -> tuple[int, T] | None:
-        """The next item and its index, or None when no item is left to start.
+        """The next item and its index, or None when no item is left to start."""
+        if self._sync is not None:
+            return self._pull_sync(self._sync)
+        assert self._async is not None
+        return await self._pull_async(self._async)
 
-        Taking the lock is also where a worker whose function never awaits sees a cancel.
-        """
+    def _pull_sync(self, source: Iterator[T]) -> tuple[int, T] | None:
+        if self._exhausted or self._stopping:
+            return None
+        try:
+            item = next(source)
+        except StopIteration:
+            self._exhausted = True
+            return None
+        except Exception as exc:
+            self._source_failed(exc)
+            return None
+        return self._numbered(item)
+
+    async def _pull_async(self, source: AsyncIterator[T]) -> tuple[int, T] | None:
+        # Two workers must not advance an async iterator (an async generator) at once.
         async with self._pull_lock:
             if self._exhausted or self._stopping:
                 return None
             try:
-                if self._async is not None:
-                    item = await self._async.__anext__()
-                else:
-                    assert self._sync is not None
-                    item = next(self._sync)
-            except (StopIteration, StopAsyncIteration):
+                item = await source.__anext__()
+            except StopAsyncIteration:
                 self._exhausted = True
                 return None
             except Exception as exc:
-                # The input itself failed: that stops the run, and is raised as is afterwards.
-                self._exhausted = True
-                self.source_error = exc
-                self._stop()
+                self._source_failed(exc)
                 return None
-            index = self._next_index
-            self._next_index += 1
-            return index, item
+            return self._numbered(item)
+
+    def _numbered(self, item: T) -> tuple[int, T]:
+        index = self._next_index
+        self._next_index += 1
+        return index, item
+
+    def _source_failed(self, exc: Exception) -> None:
+        """The input itself raised: it stops the run, and is raised as is afterwards."""
+        self._exhausted = True
+        self.source_error = exc
+        self._stop()
 
     async def _worker(self) -> None:
-        while (got := await self._pull()) is not None:
+        while True:
+            # A function that never awaits must still let a cancel stop the loop.
+            await checkpoint_if_cancelled()
+            got = await self._pull()
+            if got is None:
+                return
             index, item = got
             # Grow the pool one worker at a time, only while there is work to give it.
             if self._workers < self._concurrency and not self._exhausted:

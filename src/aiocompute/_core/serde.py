@@ -273,7 +273,7 @@ def _enum_aware(base: type, hook: Callable[[Any, Any], Any]) -> Callable[[Any, A
     """
 
     def structure_primitive(value: Any, tp: Any) -> Any:
-        if not _is_enum(tp):
+        if tp is base or not _is_enum(tp):
             return hook(value, tp)
         try:
             return tp(hook(value, base))
@@ -517,10 +517,18 @@ def _mapping_hook(conv: WireConverter, tp: Any) -> Callable[[Any, Any], Any]:
 def _optional_hook(conv: WireConverter, tp: Any) -> Callable[[Any, Any], Any]:
     """``X | None``: None, or what X's hook makes of the value."""
     (member,) = [a for a in get_args(tp) if a is not type(None)]
+    try:
+        inner = conv.get_structure_hook(member)
+    except RecursionError:
+        # A class that contains itself (cattrs is still building its hook): look the hook
+        # up when a value comes, as cattrs' own generated functions do.
+        def structure_late(value: Any, _: Any) -> Any:
+            return None if value is None else conv.structure(value, member)
+
+        return structure_late
 
     def structure_optional(value: Any, _: Any) -> Any:
-        # X's hook is looked up per value, so a class that contains itself works.
-        return None if value is None else conv.structure(value, member)
+        return None if value is None else inner(value, member)
 
     return structure_optional
 
@@ -602,7 +610,7 @@ def _attrs_structure_hook(conv: WireConverter, cls: type) -> Callable[[Any, Any]
         if not isinstance(data, Mapping):
             raise TypeError(f"expected an object for {name}, got {_json_type(data)}")
         src = data
-        if any(alt in data for alt in alias_map):
+        if alias_map and any(alt in data for alt in alias_map):
             src = dict(data)
             for alt, primary in alias_map.items():
                 if alt in src:
