@@ -21,8 +21,11 @@ Part A, no added latency: the SDK's own cost.
   and ``Authorization`` header, one ``aiohttp.ClientSession`` with the same pool (100
   connections, the SDK's default ``PoolLimits``, passed to the SDK client explicitly), the
   status checked, JSON parsed with ``resp.json()`` and the job taken out of its list;
-* two hybrids to tell where a difference comes from: ``gather + et.jobs.get`` (the SDK
-  client without fan_out) and ``fan_out + raw read`` (fan_out's engine, raw reads).
+* three rows to tell where a difference comes from: ``gather + et.jobs.get`` (the SDK
+  client without fan_out), ``fan_out + raw read`` (fan_out's engine, raw reads) and
+  ``fan_out, trust_env=False`` (the SDK client made with ``trust_env=False``: with the
+  default, aiohttp looks up ``.netrc`` and the proxy variables in a worker thread on every
+  request).
 
 Each contender first reads 100 times (warm-up, connections opened), then come 5 rounds,
 each running every contender once in a rotating order; the table gives each contender's
@@ -125,7 +128,7 @@ class Reads:
         self.url = url
         self.items = items
 
-    def client(self) -> AbstractAsyncContextManager[Client]:
+    def client(self, *, trust_env: bool = True) -> AbstractAsyncContextManager[Client]:
         """A new SDK client with a pool of :data:`POOL` connections."""
         raise NotImplementedError
 
@@ -153,9 +156,14 @@ class JobReads(Reads):
     sdk_call = "et.jobs.get"
     latency_key = "etengine"
 
-    def client(self) -> AbstractAsyncContextManager[Client]:
+    def client(self, *, trust_env: bool = True) -> AbstractAsyncContextManager[Client]:
         """An :class:`ETEngineClient` on the emulator."""
-        return ETEngineClient(api_key=ET_KEY, url=self.url, limits=PoolLimits(max_connections=POOL))
+        return ETEngineClient(
+            api_key=ET_KEY,
+            url=self.url,
+            limits=PoolLimits(max_connections=POOL),
+            trust_env=trust_env,
+        )
 
     def sdk_read(self, client: Client) -> Callable[[Item], Awaitable[Any]]:
         """``et.jobs.get`` on a ``(batch_id, job_id)`` pair: the call itself, with no
@@ -197,9 +205,11 @@ class SessionReads(Reads):
     sdk_call = "wb.sessions.get"
     latency_key = "workbench"
 
-    def client(self) -> AbstractAsyncContextManager[Client]:
+    def client(self, *, trust_env: bool = True) -> AbstractAsyncContextManager[Client]:
         """A :class:`WorkbenchClient` on the emulator."""
-        return WorkbenchClient(self.url, token=TOKEN, limits=PoolLimits(max_connections=POOL))
+        return WorkbenchClient(
+            self.url, token=TOKEN, limits=PoolLimits(max_connections=POOL), trust_env=trust_env
+        )
 
     def sdk_read(self, client: Client) -> Callable[[Item], Awaitable[Any]]:
         """``wb.sessions.get`` on a session id."""
@@ -335,13 +345,14 @@ def median_round(rounds: list[dict[str, float]]) -> dict[str, float]:
 
 
 def contenders_a(reads: Reads) -> tuple[str, ...]:
-    """Part A's rows: the SDK, the raw baselines, and the two hybrids."""
+    """Part A's rows: the SDK, the raw baselines, and the three diagnostic rows."""
     return (
         "fan_out",
         "raw aiohttp",
         "raw aiohttp, SDK timeouts",
         f"gather + {reads.sdk_call}",
         "fan_out + raw read",
+        "fan_out, trust_env=False",
     )
 
 
@@ -355,9 +366,11 @@ def contender_runs(
     concurrency: int,
     *,
     raw_timed: aiohttp.ClientSession | None = None,
+    no_env: Client | None = None,
 ) -> dict[str, Run]:
     """Part A's contenders by row name, each reading a list of items (the ``raw aiohttp,
-    SDK timeouts`` row only with ``raw_timed``, a session with the SDK's timeouts)."""
+    SDK timeouts`` row only with ``raw_timed``, a session with the SDK's timeouts; the
+    ``trust_env=False`` row only with ``no_env``, a client made so)."""
     names = contenders_a(reads)
     sdk, bare = reads.sdk_read(client), reads.raw_read(raw)
     runs: dict[str, Run] = {
@@ -369,6 +382,9 @@ def contender_runs(
         runs[names[2]] = lambda xs: run_gather(bare_timed, xs, concurrency)
     runs[names[3]] = lambda xs: run_gather(sdk, xs, concurrency)
     runs[names[4]] = lambda xs: run_fanout(bare, xs, concurrency)
+    if no_env is not None:
+        sdk_no_env = reads.sdk_read(no_env)
+        runs[names[5]] = lambda xs: run_fanout(sdk_no_env, xs, concurrency)
     return runs
 
 
@@ -387,12 +403,13 @@ async def part_a(
     t = Timeouts()
     async with (
         reads.client() as client,
+        reads.client(trust_env=False) as no_env,
         aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=POOL)) as raw,
         aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(limit=POOL), timeout=t._for_request(t.total)
         ) as raw_timed,
     ):
-        runs = contender_runs(reads, client, raw, concurrency, raw_timed=raw_timed)
+        runs = contender_runs(reads, client, raw, concurrency, raw_timed=raw_timed, no_env=no_env)
         for run in runs.values():
             await run(items[:warmup])
         for index in range(rounds):
@@ -579,6 +596,8 @@ def ratios(a: dict[str, Any], b: dict[str, Any]) -> dict[str, float]:
         "pairs": len(paired),
         "throughput_ratio": fo["rps"] / raw["rps"],
         "throughput_ratio_same_timeouts": fo["rps"] / raw_timed["rps"],
+        "no_env_ratio": a["summary"]["fan_out, trust_env=False"]["rps"] / raw["rps"],
+        "no_env_cpu_us": a["summary"]["fan_out, trust_env=False"]["cpu_ms_median"] * 1e3,
         "cpu_us": fo["cpu_ms_median"] * 1e3,
         "raw_cpu_us": raw["cpu_ms_median"] * 1e3,
         "cpu_ratio": fo["cpu_ms_median"] / raw["cpu_ms_median"],
@@ -647,7 +666,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     report.note(
         f"client CPU per typed read with no added latency (ET Engine job reads, process CPU "
         f"time / reads): fan_out {et['cpu_us']:.0f} us, raw aiohttp {et['raw_cpu_us']:.0f} us "
-        f"({et['cpu_ratio']:.2f}x raw's)"
+        f"({et['cpu_ratio']:.2f}x raw's); with trust_env=False {et['no_env_cpu_us']:.0f} us, "
+        f"{et['no_env_ratio']:.2f}x raw aiohttp's throughput"
     )
     report.note(
         f"target B, fan_out (C=32) >= {TARGET_B}x its concurrency ceiling at "

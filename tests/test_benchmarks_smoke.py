@@ -119,6 +119,7 @@ def test_bench_fanout_reports_both_parts(runs: dict[str, dict[str, Any]]) -> Non
         "raw aiohttp, SDK timeouts",
         "gather + et.jobs.get",
         "fan_out + raw read",
+        "fan_out, trust_env=False",
     ]
     assert _rows(report, 2) == [
         "fan_out",
@@ -126,6 +127,7 @@ def test_bench_fanout_reports_both_parts(runs: dict[str, dict[str, Any]]) -> Non
         "raw aiohttp, SDK timeouts",
         "gather + wb.sessions.get",
         "fan_out + raw read",
+        "fan_out, trust_env=False",
     ]
     for index in (1, 3):
         assert _rows(report, index) == ["fan_out C=32", "fan_out C=100", "sequential loop"]
