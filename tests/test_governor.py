@@ -260,11 +260,20 @@ async def test_concurrency_slots() -> None:
     assert gov.stats.acquired == 8
 
 
-def test_rate_governor_is_a_governor() -> None:
-    # The transport's contract, checked by mypy here: slot() and feedback().
-    governor: Governor = RateGovernor()
-    assert callable(governor.slot)
-    assert callable(governor.feedback)
+async def test_rate_governor_serves_the_transports_contract() -> None:
+    # What the transport does around each try, through the Governor protocol only.
+    fake = FakeTime()
+    governor: Governor = make(fake, max_concurrency=1)
+    async with governor.slot():
+        governor.feedback(429, 2.0)
+    gov = governor
+    assert isinstance(gov, RateGovernor)
+    assert gov.stats.acquired == 1
+    assert gov.stats.throttled == 1
+    assert gov.paused_until == pytest.approx(fake.now + 2.0)
+    async with governor.slot():  # waits out the pause on the governor's clock
+        pass
+    assert fake.sleeps == pytest.approx([2.0])
 
 
 async def test_slot_is_released_on_error_and_cancel() -> None:
