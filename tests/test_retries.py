@@ -346,8 +346,6 @@ def drive(
     idempotent: bool = True,
     fake: FakeTime | None = None,
     on_retry: Callable[[int, BaseException, float], None] | None = None,
-    first_error: Exception | None = None,
-    started: float | None = None,
 ) -> T:
     fake = fake or FakeTime()
     return run(
@@ -359,8 +357,6 @@ def drive(
             sleep=fake.sleep,
             clock=fake.clock,
             on_retry=on_retry,
-            first_error=first_error,
-            started=started,
         )
     )
 
@@ -376,43 +372,6 @@ def test_driver_retries_until_success() -> None:
     assert calls[0] == 3
     assert [(a, n) for a, n, _ in seen] == [(1, "ServerError"), (2, "TransportError")]
     assert fake.sleeps == [d for _, _, d in seen]
-
-
-def test_driver_goes_on_from_a_first_try_made_by_the_caller() -> None:
-    # The transport makes the first try itself and hands its error over.
-    fake = FakeTime()
-    fn, calls = failing([dropped()])
-    seen: list[int] = []
-    result = drive(
-        fn,
-        RetryPolicy(max_attempts=3),
-        fake=fake,
-        on_retry=lambda a, e, d: seen.append(a),
-        first_error=status_error(503),
-        started=fake.now,
-    )
-    assert result == "ok"
-    assert calls[0] == 2  # tries 2 and 3: the first was the caller's
-    assert seen == [1, 2]
-
-
-def test_driver_reraises_a_first_error_that_must_not_be_retried() -> None:
-    fn, calls = failing([])
-    first = status_error(404)
-    with pytest.raises(type(first)) as info:
-        run(call_with_retries(fn, RetryPolicy(), idempotent=True, first_error=first))
-    assert info.value is first
-    assert calls[0] == 0
-
-
-def test_driver_counts_the_budget_from_the_callers_first_try() -> None:
-    fake = FakeTime()
-    fn, calls = failing([])
-    policy = RetryPolicy(total_timeout=5.0, backoff_initial=1.0, backoff_max=1.0)
-    with pytest.raises(type(status_error(503))):
-        # The first try took 10 s: no time is left to retry.
-        drive(fn, policy, fake=fake, first_error=status_error(503), started=fake.now - 10.0)
-    assert calls[0] == 0
 
 
 def test_driver_reraises_the_last_error_unchanged_when_attempts_run_out() -> None:
@@ -546,7 +505,7 @@ def test_driver_never_exceeds_attempts_or_budget(
     assert all(end <= total + 1e-9 for end in sleep_ends)
 
 
-def test_driver_without_an_rng_makes_one_only_for_a_retry(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_driver_without_an_rng_makes_one_per_call(monkeypatch: pytest.MonkeyPatch) -> None:
     made: list[random.Random] = []
 
     class Counting(random.Random):
@@ -566,10 +525,10 @@ def test_driver_without_an_rng_makes_one_only_for_a_retry(monkeypatch: pytest.Mo
 
     ok, _ = failing([])
     assert go(ok) == "ok"
-    assert made == []  # success at once: no generator seeded
+    assert len(made) == 1
     flaky, calls = failing([status_error(503), status_error(503)])
     assert go(flaky) == "ok"
     assert calls[0] == 3
-    assert len(made) == 1  # one for the whole call, however many retries
+    assert len(made) == 2  # one for the whole call, however many retries
     assert len(fake.sleeps) == 2
     assert all(0 <= s <= RetryPolicy().backoff_max for s in fake.sleeps)

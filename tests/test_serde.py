@@ -402,15 +402,14 @@ def test_models_are_plain_attrs() -> None:
     assert [a.name for a in attrs.fields(Box)] == ["image", "raw"]
 
 
-# --------------------------------------------------------------------------- fast paths
-# Lenient converters structure attrs classes and arrays through plainer twins of cattrs'
-# functions, and fall back to cattrs' own when anything is off. Both ways must agree on
-# every input: same objects, same errors.
+# --------------------------------------------------------------------------- typical models
+# What the API models hold: optional primitives, enums that keep unknown text, timestamps,
+# nested models, arrays and mappings, with factories and keyword-only attributes.
 
 
 @frozen
 class Flat:
-    """Only plain defaults: built with positional arguments by the fast path."""
+    """Every kind of attribute the API models have, with plain and factory defaults."""
 
     name: str
     color: Color | str | None = None
@@ -443,43 +442,12 @@ class KeywordOnly:
     third: str = "x"
 
 
-def slow_conv(monkeypatch: pytest.MonkeyPatch, **kwargs: Any) -> Any:
-    from aiocompute._core import serde
-
-    with monkeypatch.context() as m:
-        m.setattr(serde, "_FAST_PATHS", False)
-        return conv(**kwargs)
-
-
 def outcome(converter: Any, data: Any, cls: Any) -> tuple[str, Any]:
     try:
         value = structure(converter, data, cls, what="thing")
     except ProtocolError as exc:
         return "error", str(exc)
     return "ok", value
-
-
-def same_outcome(a: tuple[str, Any], b: tuple[str, Any]) -> None:
-    assert a[0] == b[0], (a, b)
-    if a[0] == "error":
-        assert a[1] == b[1]
-        return
-    assert a[1] == b[1]
-    same_objects(a[1], b[1])
-
-
-def same_objects(x: Any, y: Any) -> None:
-    """== ignores raw and does not tell an enum member from its value: look closer."""
-    assert type(x) is type(y)
-    if isinstance(x, (list, tuple)):
-        for i, j in zip(x, y, strict=True):
-            same_objects(i, j)
-    elif attrs.has(type(x)):
-        for field_ in attrs.fields(type(x)):
-            if field_.name == "raw":
-                assert x.raw is y.raw
-            else:
-                same_objects(getattr(x, field_.name), getattr(y, field_.name))
 
 
 JSON_VALUES = st.recursive(
@@ -525,34 +493,46 @@ THING_KEYS = [
 ]
 
 
-@given(st.dictionaries(st.sampled_from(FLAT_KEYS), JSON_VALUES, max_size=8))
-def test_fast_path_agrees_with_cattrs_on_any_input(data: dict[str, Any]) -> None:
-    from aiocompute._core import serde
+def check_read(got: tuple[str, Any], data: Any, cls: Any) -> None:
+    """A read gives the model (its raw the very object read, at every level) or a
+    ProtocolError naming a wire path; never another exception."""
+    if got[0] == "error":
+        assert got[1].startswith("could not read thing: $")
+        return
+    check_raw(got[1], data)
+    assert type(got[1]) is cls
 
-    serde._FAST_PATHS = False
-    try:
-        slow = make_converter(naming="snake")
-    finally:
-        serde._FAST_PATHS = True
-    fast = make_converter(naming="snake")
-    same_outcome(outcome(fast, data, Flat), outcome(slow, data, Flat))
-    same_outcome(outcome(fast, [data, data], list[Flat]), outcome(slow, [data, data], list[Flat]))
+
+def check_raw(obj: Any, data: Any) -> None:
+    if isinstance(obj, (list, tuple)) and isinstance(data, list):
+        for item, value in zip(obj, data, strict=True):
+            check_raw(item, value)
+    elif attrs.has(type(obj)) and "raw" in attrs.fields_dict(type(obj)):
+        assert obj.raw is data
+
+
+@given(st.dictionaries(st.sampled_from(FLAT_KEYS), JSON_VALUES, max_size=8))
+def test_any_input_reads_as_the_model_or_a_protocol_error(data: dict[str, Any]) -> None:
+    got = outcome(make_converter(naming="snake"), data, Flat)
+    check_read(got, data, Flat)
+    # Each element of an array reads as it reads alone; its errors name its index.
+    both = outcome(make_converter(naming="snake"), [data, data], list[Flat])
+    assert both[0] == got[0]
+    if got[0] == "ok":
+        assert both[1] == [got[1], got[1]]
+    else:
+        assert "$[0]" in both[1]
 
 
 @given(st.dictionaries(st.sampled_from(THING_KEYS), JSON_VALUES, max_size=8))
-def test_fast_path_agrees_with_cattrs_with_aliases_and_factories(data: dict[str, Any]) -> None:
-    from aiocompute._core import serde
-
-    serde._FAST_PATHS = False
-    try:
-        slow = conv()
-    finally:
-        serde._FAST_PATHS = True
-    same_outcome(outcome(conv(), data, Thing), outcome(slow, data, Thing))
-    same_outcome(outcome(conv(), data, SubThing), outcome(slow, data, SubThing))
+def test_any_input_with_aliases_and_factories_reads_or_fails_cleanly(
+    data: dict[str, Any],
+) -> None:
+    check_read(outcome(conv(), data, Thing), data, Thing)
+    check_read(outcome(conv(), data, SubThing), data, SubThing)
 
 
-def test_fast_path_results_on_typical_input(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_typical_input() -> None:
     data = {
         "name": "n",
         "color": "red",
@@ -583,12 +563,7 @@ def test_fast_path_results_on_typical_input(monkeypatch: pytest.MonkeyPatch) -> 
     assert isinstance(flat.ratio, float)
     assert type(flat.tags) is tuple
     assert read({"name": "n", "color": "green"}, Flat).color == "green"
-    assert (
-        same_outcome(outcome(conv(), data, Flat), outcome(slow_conv(monkeypatch), data, Flat))
-        is None
-    )
-    # A nested model and a Mapping[str, Any] are read inline; odd values still take the
-    # hooks (a key that is not a str; a box that is not an object).
+    # A nested model gets its own raw; a Mapping[str, Any] is a copy.
     nested = {**data, "box": {"image": "c"}, "extra": {"a": [1], "b": None}}
     got = read(nested, Flat)
     assert got.box == Box("c")
@@ -596,13 +571,14 @@ def test_fast_path_results_on_typical_input(monkeypatch: pytest.MonkeyPatch) -> 
     assert got.box.raw is nested["box"]
     assert got.extra == {"a": [1], "b": None}
     assert got.extra is not nested["extra"]  # a copy
-    for odd in ({**data, "extra": {1: "a"}}, {**data, "box": "c"}, {**data, "box": {"q": 1}}):
-        same_outcome(outcome(conv(), odd, Flat), outcome(slow_conv(monkeypatch), odd, Flat))
     assert read({**data, "extra": {1: "a"}}, Flat).extra == {"1": "a"}
+    with pytest.raises(ProtocolError, match=r"\$\.box: expected an object for Box, got string"):
+        read({**data, "box": "c"}, Flat)
+    with pytest.raises(ProtocolError, match=r"\$\.box\.image: required key missing"):
+        read({**data, "box": {"q": 1}}, Flat)
 
 
-def test_fast_path_errors_are_cattrs_errors() -> None:
-    # The fast twin fails, cattrs' function runs and says where: same messages as ever.
+def test_errors_name_the_wire_path_and_the_attribute() -> None:
     with pytest.raises(ProtocolError) as info:
         read({"name": "n", "boxes": [{"image": "a"}, {"image": []}], "count": "many"}, Flat)
     message = str(info.value)
@@ -619,17 +595,12 @@ def test_fast_path_errors_are_cattrs_errors() -> None:
         {"shade": JSON_VALUES}, optional={"count": JSON_VALUES, "other": JSON_VALUES}
     )
 )
-def test_fast_path_agrees_with_cattrs_on_required_enums(data: dict[str, Any]) -> None:
-    from aiocompute._core import serde
-
-    serde._FAST_PATHS = False
-    try:
-        slow = make_converter(naming="snake")
-    finally:
-        serde._FAST_PATHS = True
-    same_outcome(
-        outcome(make_converter(naming="snake"), data, Painted), outcome(slow, data, Painted)
-    )
+def test_a_required_enum_is_a_member_or_an_error(data: dict[str, Any]) -> None:
+    got = outcome(make_converter(naming="snake"), data, Painted)
+    if got[0] == "ok":
+        assert type(got[1].shade) is Color
+    else:
+        assert "$" in got[1]
 
 
 def test_a_required_enum_is_an_enum_member() -> None:
@@ -669,20 +640,6 @@ def test_hooks_registered_after_make_converter_are_honoured() -> None:
     assert got.tags == ("<t>",)
 
 
-def test_the_fast_path_is_taken_where_it_should_be() -> None:
-    from aiocompute._core.serde import _fast_structure_fn
-
-    c = conv()
-    for cls in (Flat, KeywordOnly, Thing, Box):
-        assert _fast_structure_fn(c, cls) is not None, cls
-    # Strict converters keep cattrs' functions (they also report unknown keys).
-    hook = conv(strict=True).get_structure_hook(Flat)
-    assert all(
-        getattr(cell.cell_contents, "__name__", "") != "structure_fast"
-        for cell in hook.__closure__ or ()
-    )
-
-
 @frozen
 class Node:
     name: str
@@ -690,15 +647,15 @@ class Node:
     parent: Node | None = None
 
 
-def test_recursive_classes_read_the_same_both_ways(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_recursive_classes() -> None:
     data = {"name": "a", "children": [{"name": "b", "children": [{"name": 3}]}], "parent": {}}
-    fast, slow = conv(), slow_conv(monkeypatch)
-    same_outcome(outcome(fast, data, Node), outcome(slow, data, Node))
+    with pytest.raises(ProtocolError, match=r"\$\.parent\.name: required key missing"):
+        structure(conv(), data, Node, what="thing")
     data["parent"] = {"name": "p"}
-    got = outcome(fast, data, Node)
+    got = outcome(conv(), data, Node)
     assert got[0] == "ok"
     assert got[1].children[0].children[0] == Node(name="3")
-    same_outcome(got, outcome(slow, data, Node))
+    assert got[1].parent == Node(name="p")
 
 
 @attrs.frozen
@@ -723,7 +680,7 @@ def test_timestamp_or_text_fields_keep_unreadable_text(strict: bool) -> None:
         )
 
 
-# --------------------------------------------------------------------------- more fast paths
+# --------------------------------------------------------------------------- text, enums, dicts
 
 
 class Phase(str, enum.Enum):
@@ -758,108 +715,43 @@ RECORD_VALUES = (
 )
 
 
-def fast_and_slow(monkeypatch: pytest.MonkeyPatch) -> tuple[Any, Any]:
-    return make_converter(naming="snake"), slow_conv(monkeypatch)
-
-
 @given(st.dictionaries(st.sampled_from(["phase", "at", "args", "extra"]), RECORD_VALUES))
-def test_fast_path_agrees_with_cattrs_on_time_text_case_enums_and_dicts(
-    data: dict[str, Any],
-) -> None:
-    from aiocompute._core import serde
-
-    serde._FAST_PATHS = False
-    try:
-        slow = make_converter(naming="snake")
-    finally:
-        serde._FAST_PATHS = True
-    fast = make_converter(naming="snake")
-    for _ in range(2):  # the second time, case variants come from the enum's memo
-        a, b = outcome(fast, data, Record), outcome(slow, data, Record)
-        same_outcome(a, b)
-        if a[0] == "ok":
-            for name in ("at", "args", "extra"):
-                x, y = getattr(a[1], name), getattr(b[1], name)
-                assert type(x) is type(y)
-                if isinstance(x, datetime):
-                    assert x.tzinfo == y.tzinfo == UTC
-                if isinstance(x, dict):
-                    assert x is not data.get(name)  # a copy, as cattrs makes
+def test_time_text_case_enums_and_dicts(data: dict[str, Any]) -> None:
+    got = outcome(make_converter(naming="snake"), data, Record)
+    check_read(got, data, Record)
+    if got[0] == "ok":
+        record = got[1]
+        assert record.phase is None or isinstance(record.phase, (Phase, str))
+        if isinstance(record.at, datetime):
+            assert record.at.tzinfo == UTC
+        for name in ("args", "extra"):
+            value = getattr(record, name)
+            assert type(value) is dict
+            assert value is not data.get(name)  # a copy
 
 
-def test_epoch_times_upper_case_statuses_and_dicts_take_the_fast_path(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    from aiocompute._core import serde
-
-    fast, slow = fast_and_slow(monkeypatch)
+def test_epoch_times_upper_case_statuses_and_dicts() -> None:
+    c = make_converter(naming="snake")
     data = {"phase": "RUN", "at": 1_700_000_000_123, "args": {"a": 1, "b": [2]}, "extra": {}}
-    got = structure(fast, data, Record, what="record")
+    got = structure(c, data, Record, what="record")
     assert got.phase is Phase.RUN
     assert got.at == datetime(2023, 11, 14, 22, 13, 20, 123000, tzinfo=UTC)
     assert got.args == {"a": 1, "b": [2]}
     assert got.args is not data["args"]
-    same_outcome(("ok", got), outcome(slow, data, Record))
-    # Neither the time-or-text hook, nor the mapping's cattrs function, nor the enum's
-    # _missing_ is called for these values any more.
-    calls: list[str] = []
-    real_missing = Phase._missing_.__func__  # type: ignore[attr-defined]
-
-    def counting_missing(cls: Any, value: object) -> Any:
-        calls.append(f"missing {value!r}")
-        return real_missing(cls, value)
-
-    monkeypatch.setattr(Phase, "_missing_", classmethod(counting_missing))
-
-    def counting_parse(value: Any) -> Any:
-        calls.append("parse")
-        return value
-
-    monkeypatch.setattr(serde, "parse_timestamp", counting_parse)
-    again = structure(fast, {**data, "phase": "RUN"}, Record, what="record")
-    assert again == got
-    assert calls == []
-    # A case variant not seen yet still asks the enum (once).
-    assert structure(fast, {"phase": "rUn"}, Record, what="record").phase is Phase.RUN
-    assert structure(fast, {"phase": "rUn"}, Record, what="record").phase is Phase.RUN
-    assert calls == ["missing 'rUn'"]
+    assert structure(c, {"phase": "rUn"}, Record, what="record").phase is Phase.RUN
+    # Unknown text stays text.
+    assert structure(c, {"phase": "Paused"}, Record, what="record").phase == "Paused"
 
 
-def test_the_enum_memo_is_bounded_and_keeps_unknown_text(monkeypatch: pytest.MonkeyPatch) -> None:
-    from aiocompute._core import serde
-
-    fast = make_converter(naming="snake")
-    hook = fast.get_structure_hook(Phase | str | None)
-    variants = [
-        "".join(c.upper() if (i >> k) & 1 else c for k, c in enumerate("done  ")) for i in range(64)
-    ]
-    for text in variants + [" done", "DONE ", "Done"] * 3:
-        assert hook(text, Phase | str | None) is Phase.DONE
-    memo = fast._shortcuts[hook].members
-    assert memo is not None
-    assert len(memo) <= len(Phase) + serde._ENUM_TEXT_MEMO
-    # Unknown texts stay strings and are not remembered.
-    assert hook("Paused", Phase | str | None) == "Paused"
-    assert "Paused" not in memo
-
-
-def test_mapping_copies_only_where_cattrs_copies(monkeypatch: pytest.MonkeyPatch) -> None:
-    from aiocompute._core.serde import _mapping_copies
-
-    fast = make_converter(naming="snake")
-    for tp, copies in (
-        (Mapping[str, Any], True),
-        (dict[str, Any], True),
-        (dict[str, int], False),  # values are checked
-        (dict[int, Any], False),  # keys are converted
-    ):
-        hook = fast.get_structure_hook(tp)
-        assert _mapping_copies(fast, tp, lambda v, _: dict(v)) is copies, tp
-        assert hook({"1": 2}, tp) == structure(slow_conv(monkeypatch), {"1": 2}, tp, what="m")
-    # A later str hook is honoured: no copy then.
-    fast.register_structure_hook(str, lambda v, _: f"<{v}>")
-    hook = fast.get_structure_hook(dict[str, Any])
-    assert hook({"k": 1}, dict[str, Any]) == {"<k>": 1}
+def test_mappings_honour_the_converters_hooks() -> None:
+    c = make_converter(naming="snake")
+    assert structure(c, {"1": 2}, dict[str, Any], what="m") == {"1": 2}
+    assert structure(c, {"1": 2}, dict[int, Any], what="m") == {1: 2}  # keys converted
+    with pytest.raises(ProtocolError, match="expected an integer"):
+        structure(c, {"k": "x"}, dict[str, int], what="m")  # values checked
+    # A str hook registered later is honoured for keys.
+    c.register_structure_hook(str, lambda v, _: f"<{v}>")
+    assert structure(c, {"k": 1}, dict[str, Any], what="m") == {"<k>": 1}
 
 
 @frozen
@@ -892,9 +784,30 @@ def test_absent_keys_with_factory_defaults_get_a_fresh_value_each(cls: Any) -> N
     assert given_tags.tags == {"k": 1}
 
 
+def test_a_default_factory_runs_once_per_read() -> None:
+    calls: list[int] = []
+
+    def counted() -> dict[str, Any]:
+        calls.append(1)
+        return {}
+
+    @frozen
+    class Counted:
+        name: str
+        tags: Mapping[str, Any] = field(factory=counted)
+        count: int = 0
+
+    c = conv()
+    assert c.structure({"name": "a", "count": "3"}, Counted).count == 3
+    assert len(calls) == 1
+    with pytest.raises(ProtocolError):
+        structure(c, {"name": "a", "count": "many"}, Counted, what="counted")
+    assert len(calls) == 1  # a read that fails builds nothing
+
+
 @frozen
 class Checked:
-    """A validator: __init__ does more than store, so the fast path must call it."""
+    """A validator: it runs on every read."""
 
     count: int = field(validator=attrs.validators.ge(0))
 
@@ -908,7 +821,7 @@ class PostInit:
         self.seen.append("post-init")
 
 
-def test_fast_built_objects_are_the_frozen_class_itself() -> None:
+def test_read_objects_are_the_frozen_class_itself() -> None:
     import copy
     import pickle
 
@@ -930,22 +843,7 @@ def test_fast_built_objects_are_the_frozen_class_itself() -> None:
     assert attrs.evolve(got, name="m") == attrs.evolve(made, name="m")
 
 
-def test_which_classes_the_fast_path_builds_without_their_init() -> None:
-    from aiocompute._core.fastinit import builder_for
-
-    for cls in (Flat, Box, Thing, SubThing, KeywordOnly):
-        assert builder_for(cls) is not None, cls
-    for cls in (Checked, PostInit):
-        assert builder_for(cls) is None, cls
-
-    @attrs.frozen(slots=False)
-    class WithDict:  # instances have a __dict__: not built this way
-        a: int
-
-    assert builder_for(WithDict) is None
-
-
-def test_classes_whose_init_does_more_than_store_are_built_by_it() -> None:
+def test_validators_and_post_init_hooks_run() -> None:
     with pytest.raises(ProtocolError, match="count"):
         read({"count": -1}, Checked)  # the validator ran
     assert read({"count": 2}, Checked) == Checked(2)

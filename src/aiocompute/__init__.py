@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any
 
 from ._core import observability as _observability
 from ._core.config import ConfigError
-from ._core.fanout import FanOutResult, Outcome, RateGovernor, fan_out, fan_out_iter
+from ._core.fanout import FanOutResult, Outcome, fan_out, fan_out_iter
+from ._core.governor import RateGovernor
 from ._core.handles import Handle
 from ._core.http_config import PoolLimits, Timeouts
 from ._core.jsonstream import DecodedValue, JSONStreamDecoder

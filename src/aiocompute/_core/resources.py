@@ -16,7 +16,7 @@ from contextlib import aclosing
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
-from .fanout import RateGovernor
+from .governor import Governor, RateGovernor
 from .http_config import Timeouts
 from .network import ConnectionOptions
 from .observability import api_call, observe_transitions, record_transition
@@ -30,7 +30,6 @@ from .polling import (
     WaitToken,
 )
 from .retries import RetryPolicy
-from .transport import RateGovernor as Governor
 from .transport import Transport
 
 __all__ = ["BaseClient", "WaitableResource", "client_transport"]

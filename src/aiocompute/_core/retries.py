@@ -220,8 +220,6 @@ async def call_with_retries(
     sleep: Callable[[float], Awaitable[Any]] = anyio.sleep,
     clock: Callable[[], float] = time.monotonic,
     on_retry: Callable[[int, BaseException, float], None] | None = None,
-    first_error: Exception | None = None,
-    started: float | None = None,
 ) -> T:
     """Await ``fn()`` until it succeeds or the policy says stop; return its result.
 
@@ -229,51 +227,42 @@ async def call_with_retries(
     if the wait from :func:`backoff_delay` would take the elapsed time (measured with
     ``clock`` from the first try) past ``policy.total_timeout``, the driver stops. On stop,
     the last error is re-raised as is. ``on_retry(attempt, error, delay)`` is called before
-    each wait. ``sleep``, ``clock`` and ``rng`` are injectable for tests. Cancellation is
-    never retried.
-
-    A caller that made the first try itself (most calls succeed at once, and then need no
-    driver) passes its error as ``first_error`` and its start time (by ``clock``) as
-    ``started``: the driver goes on from there as if it had made that try.
+    each wait. ``sleep``, ``clock`` and ``rng`` are injectable for tests (the transport
+    passes an ``rng`` of its own: seeding a new one reads the system's entropy). Cancellation
+    is never retried.
     """
-    # Made on the first retry: most calls succeed at once, and seeding costs a system call.
-    rand = rng
-    if started is None:
-        started = clock()
-    attempt = 0 if first_error is None else 1
-    error = first_error
+    if rng is None:
+        rng = random.Random()
+    started = clock()
+    attempt = 0
     while True:
-        if error is None:
-            attempt += 1
-            try:
-                return await fn()
-            except Exception as exc:
-                error = exc
-        if not should_retry(policy, attempt=attempt, idempotent=idempotent, error=error):
-            raise error
-        if rand is None:
-            rand = random.Random()
-        delay = backoff_delay(policy, attempt, retry_after=_retry_after_of(error), rng=rand)
-        elapsed = clock() - started
-        if elapsed + delay > policy.total_timeout:
+        attempt += 1
+        try:
+            return await fn()
+        except Exception as error:
+            if not should_retry(policy, attempt=attempt, idempotent=idempotent, error=error):
+                raise
+            delay = backoff_delay(policy, attempt, retry_after=_retry_after_of(error), rng=rng)
+            elapsed = clock() - started
+            if elapsed + delay > policy.total_timeout:
+                logger.debug(
+                    "not retrying after attempt %d: %.2fs spent + %.2fs wait > %.2fs budget",
+                    attempt,
+                    elapsed,
+                    delay,
+                    policy.total_timeout,
+                )
+                raise
+            # The error's text is already redacted by the error classes.
             logger.debug(
-                "not retrying after attempt %d: %.2fs spent + %.2fs wait > %.2fs budget",
+                "retrying after attempt %d/%d in %.3fs: %s: %s",
                 attempt,
-                elapsed,
+                policy.max_attempts,
                 delay,
-                policy.total_timeout,
+                type(error).__name__,
+                error,
             )
-            raise error
-        # The error's text is already redacted by the error classes.
-        logger.debug(
-            "retrying after attempt %d/%d in %.3fs: %s: %s",
-            attempt,
-            policy.max_attempts,
-            delay,
-            type(error).__name__,
-            error,
-        )
-        if on_retry is not None:
-            on_retry(attempt, error, delay)
-        error = None
+            if on_retry is not None:
+                on_retry(attempt, error, delay)
+        # Outside the except block: an error raised while waiting must not chain the last one.
         await sleep(delay)

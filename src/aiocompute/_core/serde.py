@@ -1,7 +1,8 @@
 """cattrs converter factory shared by every API package.
 
-This module knows no API's names. Each API package builds its converter(s) once with
-:func:`make_converter` and keeps its wire names *there*, never in the models:
+This module knows no API's names. Each API package builds its two converters (lenient and
+strict) once, with :class:`Converters`, and keeps its wire names *there*, never in the
+models (:func:`make_converter` builds one converter from the same arguments):
 
 * ``naming`` sets how attribute names become wire keys for the whole converter
   (``"snake"``: unchanged; ``"camel"``: ``working_directory`` -> ``workingDirectory``).
@@ -42,14 +43,13 @@ input says nothing).
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import math
 import re
 import types
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta, timezone
-from typing import Any, Literal, NamedTuple, TypeVar, Union, get_args, get_origin
+from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
 import attrs
 import cattrs
@@ -69,9 +69,9 @@ from cattrs.errors import (
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
 from .._exceptions import ProtocolError
-from .fastinit import builder_for
 
 __all__ = [
+    "Converters",
     "Naming",
     "Timestamp",
     "WireConverter",
@@ -96,16 +96,6 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=_UTC)
 
 # How many error lines a ProtocolError message lists before summarising the rest.
 _MAX_ERRORS = 5
-
-# Texts an ``Enum | str`` union remembers beyond the enum's values, per union, once the
-# enum's _missing_ has matched them ("RUNNING" for "running"); bounded, as they come from
-# the wire.
-_ENUM_TEXT_MEMO = 64
-
-# Converters made while this is False structure through cattrs' functions only, without
-# the fast twins (_fast_structure_fn, the element loop of _sequence_hook); the tests compare
-# both ways.
-_FAST_PATHS = True
 
 
 def to_camel(name: str) -> str:
@@ -132,11 +122,6 @@ def parse_timestamp(value: Any) -> datetime:
     Naive values are taken as UTC. Raises :class:`TypeError` for other JSON types and
     :class:`ValueError` for unreadable strings or out-of-range numbers.
     """
-    if type(value) is int:  # the usual wire form (epoch ms); exactly int, so never a bool
-        try:
-            return _EPOCH + timedelta(milliseconds=value)
-        except OverflowError:
-            raise ValueError(f"epoch-ms timestamp out of range: {value!r}") from None
     if isinstance(value, datetime):
         return value if value.tzinfo is not None else value.replace(tzinfo=_UTC)
     if isinstance(value, bool):  # bool is an int subclass; a flag is never a time
@@ -288,12 +273,7 @@ def _enum_aware(base: type, hook: Callable[[Any, Any], Any]) -> Callable[[Any, A
     """
 
     def structure_primitive(value: Any, tp: Any) -> Any:
-        if tp is base:
-            # The usual case: every primitive hook returns a value of its own type as is.
-            if type(value) is base:
-                return value
-            return hook(value, tp)
-        if not (isinstance(tp, type) and issubclass(tp, enum.Enum)):
+        if tp is base or not _is_enum(tp):
             return hook(value, tp)
         try:
             return tp(hook(value, base))
@@ -337,30 +317,6 @@ def _is_optional(tp: Any) -> bool:
     return args is not None and len(args) == 2 and type(None) in args
 
 
-class _Shortcut(NamedTuple):
-    """What a hook is known to return for some values, without being called (see
-    :func:`_fast_value`)."""
-
-    #: None is returned as is (an optional attribute).
-    none: bool = False
-    #: A value of exactly this type is returned as is (a primitive's own hook).
-    exact: type | None = None
-    #: An int is epoch milliseconds, read as parse_timestamp reads it.
-    epoch_ms: bool = False
-    #: An empty JSON array gives an empty tuple.
-    empty_tuple: bool = False
-    #: A str found here gives the enum member it maps to.
-    members: Mapping[str, Any] | None = None
-    #: A dict is read by this fast function of an attrs class (``fast(dict, raw)``), which
-    #: raises on any problem (see :func:`_fast_structure_fn`).
-    model: Callable[[Any, Any], Any] | None = None
-    #: A dict whose keys are all str gives a copy of itself (``Mapping[str, Any]``).
-    copies_dict: bool = False
-    #: The shortcut holds only when the hook structures this very type (None: any type).
-    #: cattrs hands a primitive's hook the enums derived from it too (see _enum_aware).
-    for_type: Any = None
-
-
 class WireConverter(cattrs.Converter):
     """A :class:`cattrs.Converter` that also knows each class's wire names.
 
@@ -368,16 +324,7 @@ class WireConverter(cattrs.Converter):
     an attribute (used in error paths).
     """
 
-    __slots__ = (
-        "_aliases",
-        "_class_naming",
-        "_fast_paths",
-        "_primitives",
-        "_renames",
-        "_shortcuts",
-        "naming",
-        "strict",
-    )
+    __slots__ = ("_aliases", "_class_naming", "_renames", "naming", "strict")
 
     def __init__(
         self,
@@ -399,13 +346,6 @@ class WireConverter(cattrs.Converter):
         self._class_naming = dict(class_naming)
         self._renames = {cls: dict(m) for cls, m in renames.items()}
         self._aliases = {cls: {a: tuple(ws) for a, ws in m.items()} for cls, m in aliases.items()}
-        # The primitive hooks make_converter registers (see _optional_hook).
-        self._primitives: dict[type, Callable[[Any, Any], Any]] = {}
-        # Hooks whose answer for some values is known without calling them; used by
-        # _fast_structure_fn.
-        self._shortcuts: dict[Callable[[Any, Any], Any], _Shortcut] = {}
-        # Whether the hooks made for this converter take the fast paths (tests compare).
-        self._fast_paths = _FAST_PATHS
 
     def naming_for(self, cls: type) -> Naming:
         """The naming rule of ``cls``: its own, an ancestor's, or the converter's."""
@@ -454,24 +394,16 @@ def make_converter(
         aliases=aliases or {},
     )
 
-    if strict:
-        primitives: dict[type, Callable[[Any, Any], Any]] = {
-            str: _strict_str,
-            int: _strict_int,
-            float: _strict_float,
-            bool: _strict_bool,
-        }
-    else:
-        primitives = {str: _lenient_str, int: _lenient_int, float: _lenient_float}
-        primitives[bool] = _lenient_bool
+    primitives: dict[type, Callable[[Any, Any], Any]] = (
+        {str: _strict_str, int: _strict_int, float: _strict_float, bool: _strict_bool}
+        if strict
+        else {str: _lenient_str, int: _lenient_int, float: _lenient_float, bool: _lenient_bool}
+    )
     for tp, hook in primitives.items():
-        conv._primitives[tp] = _enum_aware(tp, hook)
-        conv._shortcuts[conv._primitives[tp]] = _Shortcut(exact=tp, for_type=tp)
-        conv.register_structure_hook(tp, conv._primitives[tp])
+        conv.register_structure_hook(tp, _enum_aware(tp, hook))
     # str-valued enums would otherwise be written as themselves (see _enum_aware).
     conv.register_unstructure_hook(str, _plain_str)
     conv.register_structure_hook(datetime, _structure_timestamp)
-    conv._shortcuts[_structure_timestamp] = _Shortcut(epoch_ms=True)
     conv.register_unstructure_hook(datetime, format_timestamp)
 
     conv.register_structure_hook_factory(is_sequence, lambda tp: _sequence_hook(conv, tp))
@@ -479,15 +411,46 @@ def make_converter(
     conv.register_structure_hook_factory(_is_multi_union, lambda tp: _union_hook(conv, tp))
     conv.register_structure_hook_factory(_is_optional, lambda tp: _optional_hook(conv, tp))
     # After the union hooks, so it wins for ``datetime | str | None`` fields.
-    time_or_text = _time_or_text_hook(strict)
-    conv.register_structure_hook_func(_is_time_or_text, time_or_text)
-    if not strict:  # epoch numbers are read in lenient mode only
-        conv._shortcuts[time_or_text] = _Shortcut(none=True, epoch_ms=True)
+    conv.register_structure_hook_func(_is_time_or_text, _time_or_text_hook(strict))
     conv.register_structure_hook_factory(attrs.has, lambda cls: _attrs_structure_hook(conv, cls))
     conv.register_unstructure_hook_factory(
         attrs.has, lambda cls: _attrs_unstructure_hook(conv, cls)
     )
     return conv
+
+
+class Converters:
+    """The two converters of one API, made once from its wire-name configuration.
+
+    ``converters()`` (or ``.lenient``) is the lenient converter, for production;
+    ``converters(strict=True)`` (or ``.strict``) the strict one, for tests against recorded
+    examples. The arguments are :func:`make_converter`'s, without ``strict``.
+    """
+
+    __slots__ = ("lenient", "strict")
+
+    def __init__(
+        self,
+        *,
+        naming: Naming,
+        class_naming: Mapping[type, Naming] | None = None,
+        renames: Mapping[type, Mapping[str, str]] | None = None,
+        aliases: Mapping[type, Mapping[str, Iterable[str]]] | None = None,
+    ) -> None:
+        self.lenient, self.strict = (
+            make_converter(
+                naming=naming,
+                strict=strict,
+                class_naming=class_naming,
+                renames=renames,
+                aliases=aliases,
+            )
+            for strict in (False, True)
+        )
+
+    def __call__(self, strict: bool = False) -> WireConverter:
+        """The strict converter if ``strict``, else the lenient one."""
+        return self.strict if strict else self.lenient
 
 
 def _is_time_or_text(tp: Any) -> bool:
@@ -518,143 +481,55 @@ def _time_or_text_hook(strict: bool) -> Callable[[Any, Any], Any]:
 
 def _sequence_hook(conv: WireConverter, tp: Any) -> Callable[[Any, Any], Any]:
     """JSON arrays only: cattrs alone would happily turn ``"abc"`` into ``('a','b','c')``."""
-    origin = get_origin(tp) or tp
+    is_tuple = (get_origin(tp) or tp) is tuple
     inner = (
         homogenous_tuple_structure_factory(tp, conv)
-        if origin is tuple
+        if is_tuple
         else list_structure_factory(tp, conv)
     )
-
-    is_tuple = origin is tuple
     lenient = not conv.strict
-    # What cattrs makes of an empty array; answered without a call when it is () or [],
-    # since many arrays on the wire are empty.
-    try:
-        probe = inner([], tp)
-    except Exception:
-        probe = None
-    empty_tuple = type(probe) is tuple and probe == ()
-    empty_list = type(probe) is list and probe == []
-
-    # The element hook cattrs' function calls; calling it here skips cattrs' per-element
-    # bookkeeping for errors, which only a failing array needs.
-    element = _element_hook(conv, tp) if conv._fast_paths else None
 
     def structure_sequence(value: Any, t: Any) -> Any:
         if value is None and lenient:  # "tags": null reads as no tags
             return () if is_tuple else []
         if not isinstance(value, (list, tuple)):
             raise TypeError(f"expected an array, got {_json_type(value)}")
-        if not value:
-            if empty_tuple:
-                return ()
-            if empty_list:
-                return []  # a new list each time: lists are mutable
-        if element is not None:
-            hook, element_type = element
-            try:
-                items = [hook(item, element_type) for item in value]
-            except Exception:
-                items = None
-            if items is not None:
-                return tuple(items) if is_tuple else items
-        # Also when an element failed: cattrs' function says which, and why.
         return inner(value, t)
-
-    if empty_tuple:
-        conv._shortcuts[structure_sequence] = _Shortcut(empty_tuple=True)
 
     return structure_sequence
 
 
-def _element_hook(conv: WireConverter, tp: Any) -> tuple[Callable[[Any, Any], Any], Any] | None:
-    """``(hook, type)`` of the elements of ``tp`` as cattrs' sequence functions find them,
-    or None where those do something else (bare or ``Any`` elements, a recursive type)."""
-    args = get_args(tp)
-    if not args or args[0] is Any or args[0] is object:
-        return None
-    try:
-        return conv.get_structure_hook(args[0]), args[0]
-    except RecursionError:
-        return None
-
-
-#: The key types of a JSON object.
-_STR_ONLY = frozenset({str})
-
-
 def _mapping_hook(conv: WireConverter, tp: Any) -> Callable[[Any, Any], Any]:
+    """JSON objects only; in lenient mode ``null`` reads as an empty one."""
     inner = mapping_structure_factory(tp, conv)
-
     lenient = not conv.strict
-    copies = conv._fast_paths and _mapping_copies(conv, tp, inner)
 
     def structure_mapping(value: Any, t: Any) -> Any:
         if value is None and lenient:
             return {}
         if not isinstance(value, Mapping):
             raise TypeError(f"expected an object, got {_json_type(value)}")
-        if copies and type(value) is dict and _STR_ONLY.issuperset(map(type, value)):
-            return dict(value)
         return inner(value, t)
 
-    if copies:
-        conv._shortcuts[structure_mapping] = _Shortcut(copies_dict=True)
     return structure_mapping
 
 
-def _mapping_copies(conv: WireConverter, tp: Any, inner: Callable[[Any, Any], Any]) -> bool:
-    """Whether cattrs' function of ``tp`` (``Mapping[str, Any]``, ``dict[str, Any]``...)
-    gives a plain dict copy of a JSON object with ``str`` keys: the key hook is
-    make_converter's own ``str`` hook (a ``str`` as is) and the value hook returns any
-    value as is."""
-    args = get_args(tp)
-    if len(args) != 2 or args[0] is not str:
-        return False
-    try:
-        if conv.get_structure_hook(str) is not conv._primitives.get(str):
-            return False
-        probe = object()
-        if conv.get_structure_hook(args[1])(probe, args[1]) is not probe:
-            return False
-        made = inner({"k": probe}, tp)
-    except Exception:  # a value hook that checks its values: not a copy
-        return False
-    return type(made) is dict and made == {"k": probe}
-
-
 def _optional_hook(conv: WireConverter, tp: Any) -> Callable[[Any, Any], Any]:
-    """``X | None``: None, or X's hook, looked up once (cattrs looks it up on every value).
-
-    A value of exactly the type of a primitive ``X`` (``str``, ``int``, ``float``,
-    ``bool``) is returned as is, as that hook would; only when the hook in force for ``X``
-    is still make_converter's own, so a hook registered later is always honoured.
-    """
+    """``X | None``: None, or what X's hook makes of the value."""
     (member,) = [a for a in get_args(tp) if a is not type(None)]
     try:
         inner = conv.get_structure_hook(member)
     except RecursionError:
-        # A class that contains itself: look the hook up when a value comes.
+        # A class that contains itself (cattrs is still building its hook): look the hook
+        # up when a value comes, as cattrs' own generated functions do.
         def structure_late(value: Any, _: Any) -> Any:
             return None if value is None else conv.structure(value, member)
 
         return structure_late
-    exact = member if inner is conv._primitives.get(member) else None
 
     def structure_optional(value: Any, _: Any) -> Any:
-        if value is None:
-            return None
-        if type(value) is exact:
-            return value
-        return inner(value, member)
+        return None if value is None else inner(value, member)
 
-    inner_shortcut = conv._shortcuts.get(inner)
-    conv._shortcuts[structure_optional] = _Shortcut(
-        none=True,
-        exact=exact,
-        epoch_ms=inner is _structure_timestamp,
-        model=inner_shortcut.model if inner_shortcut is not None else None,
-    )
     return structure_optional
 
 
@@ -677,16 +552,6 @@ def _union_hook(conv: WireConverter, tp: Any) -> Callable[[Any, Any], Any]:
     has = set(members)
     expected = " or ".join(getattr(m, "__name__", repr(m)) for m in members)
 
-    # enum_cls(value) finds a member by its value in this same way; a miss still asks it.
-    by_value: dict[Any, Any] = {}
-    if enum_cls is not None:
-        with contextlib.suppress(TypeError):  # unhashable values: always ask the enum
-            by_value = {m.value: m for m in enum_cls}
-    # Texts that the enum's _missing_ matched are added to by_value (an enum answers the
-    # same for the same text), so the next one is found at once, here and by the fast path
-    # (the shortcut below holds this very dict).
-    memo_limit = len(by_value) + _ENUM_TEXT_MEMO
-
     def structure_union(value: Any, _: Any) -> Any:
         if value is None and allows_none:
             return None
@@ -694,18 +559,11 @@ def _union_hook(conv: WireConverter, tp: Any) -> Callable[[Any, Any], Any]:
             return conv.structure(value, cls)
         if isinstance(value, str):
             if enum_cls is not None:
-                member = by_value.get(value)
-                if member is not None:
-                    return member
                 try:
-                    found = enum_cls(value)
+                    return enum_cls(value)
                 except ValueError:
                     if str not in has:
                         raise ValueError(f"unknown {enum_cls.__name__} value {value!r}") from None
-                else:
-                    if by_value and type(value) is str and len(by_value) < memo_limit:
-                        by_value[value] = found
-                    return found
             if str in has:
                 return value
             if datetime in has:
@@ -724,8 +582,6 @@ def _union_hook(conv: WireConverter, tp: Any) -> Callable[[Any, Any], Any]:
                 return str(value)
         raise TypeError(f"expected {expected}, got {_json_type(value)}")
 
-    if by_value:
-        conv._shortcuts[structure_union] = _Shortcut(none=allows_none, members=by_value)
     return structure_union
 
 
@@ -747,176 +603,27 @@ def _attrs_structure_hook(conv: WireConverter, cls: type) -> Callable[[Any, Any]
     fn: Callable[[Any, Any], Any] = make_dict_structure_fn(
         cls, conv, _cattrs_forbid_extra_keys=conv.strict, **overrides
     )
-    fast = _fast_structure_fn(conv, cls) if conv._fast_paths and not conv.strict else None
     alias_map = conv.aliases_for(cls)
     name = cls.__name__
 
     def structure_model(data: Any, _: Any) -> Any:
-        if type(data) is not dict and not isinstance(data, Mapping):
+        if not isinstance(data, Mapping):
             raise TypeError(f"expected an object for {name}, got {_json_type(data)}")
         src = data
-        if alias_map and not alias_map.keys().isdisjoint(data.keys()):
+        if alias_map and any(alt in data for alt in alias_map):
             src = dict(data)
             for alt, primary in alias_map.items():
                 if alt in src:
                     alt_value = src.pop(alt)
                     src.setdefault(primary, alt_value)
-        if fast is not None:
-            try:
-                # It gives the object its raw itself.
-                return fast(src, data)
-            except Exception:
-                pass
-        # Also when the fast function failed: cattrs' own says where, and why.
         obj = fn(src, cls)
         if has_raw:
-            # The model is frozen; raw is filled once, right after construction.
+            # The model is frozen; raw is filled once, right after construction (the way
+            # attrs documents for frozen classes).
             object.__setattr__(obj, "raw", data)
         return obj
 
-    if fast is not None and not alias_map:
-        # A class holding this one may call fast itself (see _fast_value).
-        conv._shortcuts[structure_model] = _Shortcut(model=fast)
     return structure_model
-
-
-def _fast_structure_fn(conv: WireConverter, cls: type) -> Callable[[Any, Any], Any] | None:
-    """A plainer twin of cattrs' structuring function of ``cls`` (lenient converters only).
-
-    It reads the same keys with the same hooks and builds the object the same way, but
-    skips cattrs' per-attribute error bookkeeping, and does not call a hook whose answer is
-    known (None for an optional attribute, a plain ``str`` for a ``str``...: see
-    ``WireConverter._shortcuts``). It raises on any problem, and then the caller runs
-    cattrs' function, whose errors say what went wrong where. None when ``cls`` has
-    something it does not handle (a generic class, an attribute outside ``__init__``...).
-    """
-    if get_origin(cls) is not None or getattr(cls, "__parameters__", None):
-        return None
-    fields = attrs.fields(cls)
-    # Arguments are passed by position up to the first one that cannot be (a keyword-only
-    # one), by keyword after. An absent key passes the attribute's default, which is what
-    # __init__ does with an omitted argument (a factory is called, as __init__ would). A
-    # factory that takes self can only be omitted, so such a class builds a dict of
-    # arguments instead; so does a class with an __init__ of its own (defaults and order
-    # may differ).
-    code = getattr(getattr(cls, "__init__", None), "__code__", None)
-    attrs_init = "<attrs generated" in getattr(code, "co_filename", "")
-    by_dict = not attrs_init or any(
-        # (attrs' stubs type Factory as a function; it is a class.)
-        a.name != "raw" and isinstance(a.default, attrs.Factory) and a.default.takes_self  # type: ignore[arg-type]
-        for a in fields
-    )
-    # raw (the wire object as received) is passed by the caller.
-    lines = ["def structure_fast(o, raw):"]
-    if by_dict:
-        lines.append("    res = {}")
-    namespace: dict[str, Any] = {"__cls": cls, "__epoch": _EPOCH, "__td": timedelta}
-    call_args: list[str] = []
-    # (attribute, local) pairs, for a class built through its builder (fastinit).
-    setters: list[tuple[str, str]] = []
-    positional = True
-    for i, a in enumerate(fields):
-        if a.name == "raw":
-            if not a.init or a.alias != "raw":
-                return None
-            if by_dict:
-                lines.append("    res['raw'] = raw")
-            else:
-                # By position where it can be: a keyword argument costs __init__ more.
-                if a.kw_only:
-                    positional = False
-                call_args.append("raw" if positional else "raw=raw")
-                setters.append(("raw", "raw"))
-            continue
-        if not a.init or a.type is None or isinstance(a.type, str) or a.alias is None:
-            return None
-        try:
-            hook = conv.get_structure_hook(a.type)
-        except Exception:  # a recursive type, a type without a hook...
-            return None
-        namespace[f"__h{i}"], namespace[f"__t{i}"] = hook, a.type
-        key, arg = repr(conv.wire_name(cls, a.name)), f"a{i}"
-        value = _fast_value(conv, hook, a.type, i, namespace)
-        if by_dict:
-            target = f"res[{a.alias!r}]"
-        else:
-            target = arg
-            if a.kw_only:
-                positional = False
-            call_args.append(arg if positional else f"{a.alias}={arg}")
-            setters.append((a.name, arg))
-        if a.default is attrs.NOTHING:
-            lines += [f"    v = o[{key}]", f"    {target} = {value}"]
-        elif by_dict:
-            lines += [f"    if {key} in o:", f"        v = o[{key}]", f"        {target} = {value}"]
-        else:
-            default = f"__d{i}"
-            if isinstance(a.default, attrs.Factory):  # type: ignore[arg-type]
-                namespace[f"__d{i}"] = a.default.factory
-                default += "()"
-            else:
-                namespace[f"__d{i}"] = a.default
-            lines += [
-                f"    if {key} in o:",
-                f"        v = o[{key}]",
-                f"        {target} = {value}",
-                "    else:",
-                f"        {target} = {default}",
-            ]
-    builder = None if by_dict else builder_for(cls)
-    if by_dict:
-        lines.append("    return __cls(**res)")
-    elif builder is not None:
-        # What __init__ would store, stored plainly (see fastinit), then the object
-        # becomes what it is: an instance of the frozen class.
-        namespace["__new"], namespace["__builder"] = object.__new__, builder
-        lines.append("    obj = __new(__builder)")
-        lines += [f"    obj.{name} = {local}" for name, local in setters]
-        lines += ["    obj.__class__ = __cls", "    return obj"]
-    else:
-        lines.append(f"    return __cls({', '.join(call_args)})")
-    source = "\n".join(lines)
-    exec(compile(source, f"<aiocompute fast structure {cls.__qualname__}>", "exec"), namespace)
-    fast: Callable[[Any, Any], Any] = namespace["structure_fast"]
-    return fast
-
-
-def _fast_value(
-    conv: WireConverter,
-    hook: Callable[[Any, Any], Any],
-    tp: Any,
-    i: int,
-    namespace: dict[str, Any],
-) -> str:
-    """The expression that structures ``v`` (of type ``tp``) with attribute ``i``'s hook, or
-    gives what that hook is known to give without calling it (the commonest case first)."""
-    call = f"__h{i}(v, __t{i})"
-    shortcut = conv._shortcuts.get(hook)
-    if shortcut is None or (shortcut.for_type is not None and tp is not shortcut.for_type):
-        return call
-    if shortcut.none:
-        call = f"(None if v is None else {call})"
-    if shortcut.epoch_ms:
-        # parse_timestamp's first case, written out: an int is epoch milliseconds (the
-        # same whole number of microseconds as timedelta(milliseconds=v), built faster).
-        return f"(__epoch + __td(0, 0, v * 1000) if type(v) is int else {call})"
-    if shortcut.exact is not None:
-        namespace[f"__e{i}"] = shortcut.exact
-        return f"(v if type(v) is __e{i} else {call})"
-    if shortcut.empty_tuple:
-        return f"(() if type(v) is list and not v else {call})"
-    if shortcut.members is not None:
-        namespace[f"__m{i}"] = shortcut.members
-        return f"(__m{i}[v] if type(v) is str and v in __m{i} else {call})"
-    if shortcut.model is not None:
-        # A nested model read by its own fast function: if that raises, so does this one,
-        # and the caller's cattrs function then reads the whole object.
-        namespace[f"__f{i}"] = shortcut.model
-        return f"(__f{i}(v, v) if type(v) is dict else {call})"
-    if shortcut.copies_dict:
-        namespace["__str_only"] = _STR_ONLY
-        return f"(dict(v) if type(v) is dict and __str_only.issuperset(map(type, v)) else {call})"
-    return call
 
 
 def _attrs_unstructure_hook(conv: WireConverter, cls: type) -> Callable[[Any], dict[str, Any]]:

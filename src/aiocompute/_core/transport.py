@@ -40,7 +40,7 @@ import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 import anyio
@@ -53,6 +53,7 @@ from .._exceptions import (
     TransportError,
 )
 from .auth import AuthProvider, NoAuth, checked_headers, remember_credentials
+from .governor import Governor
 from .http_config import (
     DEFAULT_LIMITS,
     DEFAULT_TIMEOUTS,
@@ -77,7 +78,7 @@ from .requests import BaseURL, Prepared
 from .responses import ByteStream, Response
 from .retries import DEFAULT_RETRY, RetryPolicy, call_with_retries, parse_retry_after
 
-__all__ = ["ERROR_BODY_LIMIT", "RateGovernor", "Transport"]
+__all__ = ["ERROR_BODY_LIMIT", "Transport"]
 
 logger = logging.getLogger("aiocompute.transport")
 
@@ -85,24 +86,6 @@ T = TypeVar("T")
 
 #: At most this many bytes of an error response are read (the rest is dropped).
 ERROR_BODY_LIMIT = 64 * 1024
-
-
-class RateGovernor(Protocol):
-    """Paces HTTP tries (implemented by :class:`aiocompute.RateGovernor`).
-
-    ``slot()`` is held around each try: it may cap how many tries are in flight and pace
-    their starts. ``feedback(status, retry_after)`` is called after each try that got an
-    HTTP status (for an error inside a 2xx body, the status that error stands for), or with
-    ``status=None`` after a try that failed to get one; not when a try is cancelled.
-    """
-
-    def slot(self) -> AbstractAsyncContextManager[object]:
-        """Held around one try: waits for a free slot and the next paced start."""
-        ...
-
-    def feedback(self, status: int | None, retry_after: float | None) -> None:
-        """Learn from the outcome of a try."""
-        ...
 
 
 # --------------------------------------------------------------------------- transport
@@ -211,7 +194,7 @@ class Transport:
         error_parser: ErrorParser | None = None,
         body_error_parser: ErrorParser | None = None,
         user_agent: str | None = None,
-        governor: RateGovernor | None = None,
+        governor: Governor | None = None,
         headers: Mapping[str, str] | None = None,
         on_retry: Callable[[int, BaseException, float], None] | None = None,
         trust_env: bool = True,

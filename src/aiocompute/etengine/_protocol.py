@@ -27,7 +27,7 @@ from typing import Any
 import attrs
 
 from .._core.protocol_kit import NOT_JSON, Request, path_id, read_json
-from .._core.serde import WireConverter, make_converter, structure
+from .._core.serde import Converters, structure
 from .._exceptions import NotFoundError, ProtocolError
 from .models import Batch, BatchJob, BatchStatus, Hardware, SubmittedBatch
 
@@ -52,17 +52,9 @@ __all__ = [
 # --------------------------------------------------------------------------- converters
 
 
-def _make(strict: bool) -> WireConverter:
-    return make_converter(naming="snake", strict=strict)
-
-
-_LENIENT = _make(strict=False)
-_STRICT = _make(strict=True)
-
-
-def converter(strict: bool = False) -> WireConverter:
-    """The ET Engine converter: lenient (default) or strict (unknown keys, wrong types raise)."""
-    return _STRICT if strict else _LENIENT
+#: The ET Engine converters: ``converter()`` is the lenient one, ``converter(strict=True)``
+#: the strict one (unknown keys and wrong JSON types raise).
+converter = Converters(naming="snake")
 
 
 # --------------------------------------------------------------------------- requests

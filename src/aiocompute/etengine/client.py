@@ -18,6 +18,7 @@ import attrs
 
 from .._core.auth import StaticAuth
 from .._core.config import resolve_setting
+from .._core.governor import Governor
 from .._core.handles import DEFAULT_CLEANUP_TIMEOUT, Handle, scoped
 from .._core.http_config import DEFAULT_LIMITS, DEFAULT_TIMEOUTS, PoolLimits, Timeouts
 from .._core.network import ConnectionOptions, Unpack
@@ -27,7 +28,6 @@ from .._core.protocol_kit import Request
 from .._core.resources import BaseClient, WaitableResource, client_transport
 from .._core.responses import Response
 from .._core.retries import DEFAULT_RETRY, RetryPolicy
-from .._core.transport import RateGovernor
 from .._exceptions import NotFoundError, ProtocolError, ServerError
 from . import _protocol as P
 from ._states import BATCH_STATES
@@ -78,7 +78,7 @@ class ETEngineClient(BaseClient):
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
         retry: RetryPolicy = DEFAULT_RETRY,
         limits: PoolLimits = DEFAULT_LIMITS,
-        governor: RateGovernor | None = None,
+        governor: Governor | None = None,
         cadence: PollCadence | None = None,
         poll_concurrency: int = 8,
         strict: bool = False,

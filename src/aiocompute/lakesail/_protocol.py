@@ -30,7 +30,7 @@ import attrs
 from attrs import frozen
 
 from .._core.protocol_kit import Request, path_id, read_json
-from .._core.serde import WireConverter, make_converter, structure
+from .._core.serde import Converters, structure
 from .._exceptions import ProtocolError, redact
 from .models import (
     EndpointType,
@@ -84,17 +84,11 @@ MAX_LIMIT = 100
 # --------------------------------------------------------------------------- converters
 
 
-def _make(strict: bool) -> WireConverter:
-    return make_converter(naming="camel", strict=strict)
-
-
-_LENIENT = _make(strict=False)
-_STRICT = _make(strict=True)
-
-
-def converter(strict: bool = False) -> WireConverter:
-    """The LakeSail converter: lenient (default) or strict (unknown keys and wrong types raise)."""
-    return _STRICT if strict else _LENIENT
+#: The LakeSail converters: ``converter()`` is the lenient one, ``converter(strict=True)``
+#: the strict one (unknown keys and wrong JSON types raise).
+converter = Converters(naming="camel")
+# Requests are written with the lenient converter.
+_LENIENT = converter.lenient
 
 
 # --------------------------------------------------------------------------- requests

@@ -22,7 +22,7 @@ from typing import Any
 from attrs import frozen
 
 from .._core.protocol_kit import NOT_JSON, Request, path_id, read_json
-from .._core.serde import WireConverter, make_converter, structure
+from .._core.serde import Converters, structure
 from .._exceptions import ProtocolError
 from .models import Session, SessionMode
 
@@ -47,17 +47,9 @@ DEFAULT_MAX_TTL = 28800
 # --------------------------------------------------------------------------- converters
 
 
-def _make(strict: bool) -> WireConverter:
-    return make_converter(naming="snake", strict=strict)
-
-
-_LENIENT = _make(strict=False)
-_STRICT = _make(strict=True)
-
-
-def converter(strict: bool = False) -> WireConverter:
-    """The Qiskit converter: lenient (default) or strict (unknown keys, wrong types raise)."""
-    return _STRICT if strict else _LENIENT
+#: The Qiskit converters: ``converter()`` is the lenient one, ``converter(strict=True)``
+#: the strict one (unknown keys and wrong JSON types raise).
+converter = Converters(naming="snake")
 
 
 # --------------------------------------------------------------------------- requests

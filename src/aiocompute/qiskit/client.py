@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 
 from .._core.config import check_str, resolve_setting
+from .._core.governor import Governor
 from .._core.handles import DEFAULT_CLEANUP_TIMEOUT, Handle, scoped
 from .._core.http_config import DEFAULT_LIMITS, DEFAULT_TIMEOUTS, PoolLimits, Timeouts
 from .._core.network import ConnectionOptions, Unpack
@@ -23,7 +24,6 @@ from .._core.protocol_kit import Request
 from .._core.resources import BaseClient, WaitableResource, client_transport
 from .._core.responses import Response
 from .._core.retries import RetryPolicy
-from .._core.transport import RateGovernor
 from .._exceptions import AuthenticationError, NotFoundError, naming_the_missing
 from . import _protocol as P
 from ._auth import DEFAULT_IAM_URL, IAMAuth
@@ -110,7 +110,7 @@ class QiskitRuntimeClient(BaseClient):
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
         retry: RetryPolicy = QISKIT_RETRY,
         limits: PoolLimits = DEFAULT_LIMITS,
-        governor: RateGovernor | None = None,
+        governor: Governor | None = None,
         cadence: PollCadence | None = None,
         poll_concurrency: int = 8,
         strict: bool = False,

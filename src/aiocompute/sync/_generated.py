@@ -16,13 +16,13 @@ import aiocompute.qiskit.client as _aiocompute_qiskit_client
 import aiocompute.qiskit.models as _aiocompute_qiskit_models
 import aiocompute.workbench.client as _aiocompute_workbench_client
 import aiocompute.workbench.models as _aiocompute_workbench_models
+from aiocompute._core.governor import Governor
 from aiocompute._core.handles import DEFAULT_CLEANUP_TIMEOUT
 from aiocompute._core.http_config import DEFAULT_LIMITS, DEFAULT_TIMEOUTS, PoolLimits, Timeouts
 from aiocompute._core.network import ConnectionOptions, Unpack
 from aiocompute._core.polling import PollCadence, Until
 from aiocompute._core.retries import DEFAULT_RETRY, RetryPolicy
 from aiocompute._core.streaming import ResumePolicy
-from aiocompute._core.transport import RateGovernor
 from aiocompute.etengine.client import BatchesResource
 from aiocompute.etengine.models import Batch, BatchJob, BatchStatus, Hardware, SubmittedBatch
 from aiocompute.lakesail._states import READY_STATES
@@ -242,7 +242,7 @@ class ETEngineClient(SyncClient):
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
         retry: RetryPolicy = DEFAULT_RETRY,
         limits: PoolLimits = DEFAULT_LIMITS,
-        governor: RateGovernor | None = None,
+        governor: Governor | None = None,
         cadence: PollCadence | None = None,
         poll_concurrency: int = 8,
         strict: bool = False,
@@ -532,7 +532,7 @@ class LakeSailClient(SyncClient):
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
         retry: RetryPolicy = DEFAULT_RETRY,
         limits: PoolLimits = DEFAULT_LIMITS,
-        governor: RateGovernor | None = None,
+        governor: Governor | None = None,
         cadence: PollCadence | None = None,
         strict: bool = False,
         **connection: Unpack[ConnectionOptions],
@@ -693,7 +693,7 @@ class QiskitRuntimeClient(SyncClient):
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
         retry: RetryPolicy = QISKIT_RETRY,
         limits: PoolLimits = DEFAULT_LIMITS,
-        governor: RateGovernor | None = None,
+        governor: Governor | None = None,
         cadence: PollCadence | None = None,
         poll_concurrency: int = 8,
         strict: bool = False,
@@ -1121,7 +1121,7 @@ class WorkbenchClient(SyncClient):
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
         retry: RetryPolicy = DEFAULT_RETRY,
         limits: PoolLimits = DEFAULT_LIMITS,
-        governor: RateGovernor | None = None,
+        governor: Governor | None = None,
         cadence: PollCadence | None = None,
         strict: bool = False,
         act_as: str | None = None,

@@ -32,9 +32,8 @@ from attrs import frozen
 
 from .._core.protocol_kit import NOT_JSON, Request, read_json
 from .._core.serde import (
-    WireConverter,
+    Converters,
     format_timestamp,
-    make_converter,
     parse_timestamp,
     structure,
 )
@@ -131,23 +130,16 @@ _ALIASES: dict[type, dict[str, tuple[str, ...]]] = {
 }
 
 
-def _make(strict: bool) -> WireConverter:
-    return make_converter(
-        naming="snake",
-        strict=strict,
-        class_naming=_CLASS_NAMING,
-        renames=_RENAMES,
-        aliases=_ALIASES,
-    )
-
-
-_LENIENT = _make(strict=False)
-_STRICT = _make(strict=True)
-
-
-def converter(strict: bool = False) -> WireConverter:
-    """The Workbench converter: lenient (default) or strict (unknown keys and wrong types raise)."""
-    return _STRICT if strict else _LENIENT
+#: The Workbench converters: ``converter()`` is the lenient one, ``converter(strict=True)``
+#: the strict one (unknown keys and wrong JSON types raise).
+converter = Converters(
+    naming="snake",
+    class_naming=_CLASS_NAMING,
+    renames=_RENAMES,
+    aliases=_ALIASES,
+)
+# Requests are written with the lenient converter.
+_LENIENT = converter.lenient
 
 
 # --------------------------------------------------------------------------- requests

@@ -24,6 +24,7 @@ import attrs
 
 from .._core.auth import StaticAuth
 from .._core.config import ConfigError, check_str, resolve_setting
+from .._core.governor import Governor
 from .._core.handles import DEFAULT_CLEANUP_TIMEOUT, Handle, scoped
 from .._core.http_config import DEFAULT_LIMITS, DEFAULT_TIMEOUTS, PoolLimits, Timeouts
 from .._core.network import ConnectionOptions, Unpack
@@ -33,7 +34,6 @@ from .._core.protocol_kit import Request
 from .._core.resources import BaseClient, WaitableResource, client_transport
 from .._core.retries import DEFAULT_RETRY, RetryPolicy
 from .._core.streaming import ResumePolicy, resumable_items
-from .._core.transport import RateGovernor
 from .._exceptions import NotFoundError, naming_the_missing
 from . import _protocol as P
 from ._states import JOB_STATES, SESSION_STATES
@@ -123,7 +123,7 @@ class WorkbenchClient(BaseClient):
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
         retry: RetryPolicy = DEFAULT_RETRY,
         limits: PoolLimits = DEFAULT_LIMITS,
-        governor: RateGovernor | None = None,
+        governor: Governor | None = None,
         cadence: PollCadence | None = None,
         strict: bool = False,
         act_as: str | None = None,
