@@ -644,3 +644,27 @@ def test_a_credential_cut_by_an_excerpt_is_still_redacted() -> None:
     assert redact_window("an ordinary text") == "an ordinary text"
     error = StreamDecodeError("cut off", offset=9, excerpt=f'"{secret[:15]}', truncated=True)
     assert secret[:15] not in str(error)
+
+
+async def test_no_proxy_sends_matching_hosts_directly(monkeypatch: pytest.MonkeyPatch) -> None:
+    async with Emulator() as emu, ForwardProxy() as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
+        async with ETEngineClient(api_key=KEY, url=emu.etengine_url) as et:
+            assert await et.batches.list() == []
+    assert proxy.requests == []
+
+
+def test_the_environment_is_read_when_the_client_is_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.corp.example:3128")
+    monkeypatch.setenv("NO_PROXY", ".internal.example")
+    et = ETEngineClient(api_key=KEY, url="https://et.example.com/v1")
+    monkeypatch.setenv("HTTPS_PROXY", "http://changed.example:1")
+    transport = et._transport
+    assert str(transport._proxy_for("https://et.example.com/v1/batches")) == (
+        "http://proxy.corp.example:3128"
+    )
+    assert transport._proxy_for("https://iam.internal.example/token") is None
+    assert (
+        ETEngineClient(api_key=KEY, url="https://x", trust_env=False)._transport._base_proxy is None
+    )

@@ -27,8 +27,10 @@ import os
 import re
 import ssl
 import sys
+import urllib.request
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from attrs import frozen
@@ -54,7 +56,9 @@ __all__ = [
     "ResponseView",
     "Unpack",
     "check_proxy",
+    "env_proxies",
     "is_loopback",
+    "proxy_from_env",
     "redacted_headers",
     "ssl_setting",
 ]
@@ -186,6 +190,44 @@ def check_proxy(proxy: str | None) -> URL | None:
         safe = str(url.with_user(None)) if url.host else "<unreadable>"
         raise ValueError(f"proxy must be an http(s) URL such as 'http://proxy:3128', got {safe!r}")
     return url
+
+
+def env_proxies() -> Mapping[str, str]:
+    """The environment's proxy settings now, by scheme (``http``, ``https``, ``all``, and
+    ``no`` for the hosts to reach directly), as :mod:`urllib.request` reads them: lower-case
+    names win over upper-case ones, and ``HTTP_PROXY`` is ignored in a CGI script.
+
+    Read once per client (like httpx): looking them up on every request would cost a thread
+    hop each, most of a fast read's client time.
+    """
+    found: dict[str, str] = urllib.request.getproxies_environment()
+    return MappingProxyType(found)
+
+
+def proxy_from_env(url: str | URL, proxies: Mapping[str, str]) -> URL | None:
+    """The proxy ``proxies`` (from :func:`env_proxies`) name for ``url``, or None when it is
+    to be reached directly (no proxy for its scheme, or its host matches ``NO_PROXY``)."""
+    target = URL(url) if isinstance(url, str) else url
+    chosen = proxies.get(target.scheme or "") or proxies.get("all")
+    if not chosen:
+        return None
+    if target.host and _bypassed(target.host, proxies.get("no", "")):
+        return None
+    return check_proxy(chosen if "://" in chosen else f"http://{chosen}")
+
+
+def _bypassed(host: str, no_proxy: str) -> bool:
+    # NO_PROXY as curl and urllib read it: "*", or names matched as the host or a suffix
+    # of it at a dot ("example.com" and ".example.com" both cover "api.example.com").
+    host = host.strip("[]").lower()
+    for entry in no_proxy.replace(" ", "").lower().split(","):
+        if entry == "*":
+            return True
+        name = entry.strip("[]").rsplit(":", 1)[0] if entry.count(":") == 1 else entry
+        name = name.lstrip(".")
+        if name and (host == name or host.endswith("." + name)):
+            return True
+    return False
 
 
 def ssl_setting(

@@ -45,6 +45,7 @@ from typing import Any, TypeVar
 import aiohttp
 import anyio
 from multidict import CIMultiDict
+from yarl import URL
 
 from .._exceptions import (
     ClientClosedError,
@@ -69,6 +70,8 @@ from .network import (
     ResponseView,
     call_hooks,
     check_proxy,
+    env_proxies,
+    proxy_from_env,
     redacted_headers,
     ssl_setting,
 )
@@ -240,6 +243,10 @@ class Transport:
         self._on_retry = on_retry
         self._credential_hint = credential_hint
         self._proxy = check_proxy(proxy)
+        # The environment's proxies, read once (see network.env_proxies); the base URL's
+        # own is worked out now, as nearly every request goes there.
+        self._env_proxies = env_proxies() if trust_env and self._proxy is None else {}
+        self._base_proxy = self._proxy or proxy_from_env(self._base.url, self._env_proxies)
         self._ssl = ssl_setting(verify, trust_env=trust_env)
         self._hooks = EventHooks.of(event_hooks)
         agent = default_user_agent()
@@ -252,7 +259,9 @@ class Transport:
             limits=limits,
             timeout=timeouts._for_request(timeouts.total),
             # An explicit proxy replaces the environment's.
-            trust_env=trust_env and self._proxy is None,
+            # aiohttp's own trust_env would look the proxies (and ~/.netrc) up again on
+            # every request, in a worker thread: the transport does it once instead.
+            trust_env=False,
             session=http_session,
         )
         self._rng = random.Random()
@@ -388,6 +397,11 @@ class Transport:
         if self._governor is not None:
             self._governor.feedback(status, retry_after)
 
+    def _proxy_for(self, url: str) -> URL | None:
+        if self._proxy is not None or url.startswith(self._base.url):
+            return self._base_proxy
+        return proxy_from_env(url, self._env_proxies)  # another origin, e.g. an IAM endpoint
+
     def _governed(self) -> AbstractAsyncContextManager[object]:
         return self._governor.slot() if self._governor is not None else contextlib.nullcontext()
 
@@ -429,7 +443,7 @@ class Transport:
                     headers=headers,
                     timeout=timeout,
                     allow_redirects=False,
-                    proxy=self._proxy,
+                    proxy=self._proxy_for(p.url),
                     ssl=self._ssl,
                 )
         except MAPPED as exc:
