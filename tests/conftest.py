@@ -1,19 +1,35 @@
-"""Shared fixtures. Per-area fixtures live in the test modules that need them."""
+"""Shared fixtures. Per-area fixtures live in the test modules that need them; shared
+constants and helpers (quick policies, building emulators) in ``helpers.py``.
+
+Emulators:
+
+- ``emulator``: a factory, ``await emulator(seed=..., workbench=...)``, for a started
+  :class:`Emulator` (arguments as :func:`helpers.make_emulator`), stopped after the test;
+- ``emu``: one such emulator, set up by the nearest ``@pytest.mark.emulator(...)`` mark
+  (same arguments; a module sets its own with ``pytestmark = pytest.mark.emulator(...)``);
+- ``threaded_emulator``: one emulator per module, served by its own event-loop thread, for
+  sync code (the sync twins, the CLI's ``main()``); set up by the module's ``emulator`` mark.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import types
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import aiohttp
 import pytest
 from aioresponses import aioresponses
 from aioresponses import core as aioresponses_core
+from anyio.from_thread import start_blocking_portal
 from hypothesis import settings
 from yarl import URL
+
+from aiocompute.emulator import Emulator
+from helpers import make_emulator
 
 # CI gets more examples; local runs stay quick.
 settings.register_profile("ci", max_examples=200, deadline=None)
@@ -36,3 +52,50 @@ def mocked(monkeypatch: pytest.MonkeyPatch) -> Iterator[aioresponses]:
         monkeypatch.setattr(aioresponses_core, "ClientResponse", _CompatResponse)
     with aioresponses() as m:
         yield m
+
+
+# -- emulators --------------------------------------------------------------------------------
+
+EmulatorFactory = Callable[..., Awaitable[Emulator]]
+
+
+def _marked_settings(node: pytest.Item | pytest.Collector) -> dict[str, Any]:
+    """The keyword arguments of the nearest ``@pytest.mark.emulator(...)``, if any."""
+    mark = node.get_closest_marker("emulator")
+    if mark is None:
+        return {}
+    if mark.args:
+        raise TypeError("@pytest.mark.emulator takes keyword arguments only")
+    return dict(mark.kwargs)
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[EmulatorFactory]:
+    """``await emulator(seed=..., config=..., **parts)``: a started emulator, stopped after
+    the test (in the reverse order of starting)."""
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def start(**settings: Any) -> Emulator:
+            return await stack.enter_async_context(make_emulator(**settings))
+
+        yield start
+
+
+@pytest.fixture
+async def emu(emulator: EmulatorFactory, request: pytest.FixtureRequest) -> Emulator:
+    """A started emulator, set up by the nearest ``@pytest.mark.emulator(...)``."""
+    return await emulator(**_marked_settings(request.node))
+
+
+@pytest.fixture(scope="module")
+def threaded_emulator(request: pytest.FixtureRequest) -> Iterator[Emulator]:
+    """One emulator for the module, served by its own event-loop thread (through an anyio
+    blocking portal), so sync code can call it from the test thread; set up by the module's
+    ``emulator`` mark (a mark on a single test does not reach a module's fixture)."""
+    server = make_emulator(**_marked_settings(request.node))
+    with start_blocking_portal() as portal:
+        portal.call(server.start)
+        try:
+            yield server
+        finally:
+            portal.call(server.stop)

@@ -72,10 +72,7 @@ class Q:
         return json.loads(data)  # type: ignore[no-any-return]
 
 
-@pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with Emulator(config=EmulatorConfig(qiskit=FAST), seed=9) as server:
-        yield server
+pytestmark = pytest.mark.emulator(seed=9, qiskit=FAST)
 
 
 @pytest.fixture

@@ -8,18 +8,15 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from aiocompute import PollCadence, TransitionEvent, UnreachableState, WaitTimeout
-from aiocompute.emulator import Emulator, EmulatorConfig, LakeSailEmulatorConfig
+from aiocompute import TransitionEvent, UnreachableState, WaitTimeout
+from aiocompute.emulator import Emulator, LakeSailEmulatorConfig
 from aiocompute.lakesail import LakeSailClient, Session
+from helpers import QUICK_POLL
 
 FAST = LakeSailEmulatorConfig(provision_delay=(0.05, 0.15), idle_delay=0.15)
-QUICK_POLL = PollCadence(initial=0.02, max=0.05, fast=0.02, min_gap=0.01, jitter=0.0)
 
 
-@pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with Emulator(config=EmulatorConfig(lakesail=FAST), seed=9) as server:
-        yield server
+pytestmark = pytest.mark.emulator(seed=9, lakesail=FAST)
 
 
 @pytest.fixture

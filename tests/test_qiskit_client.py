@@ -15,7 +15,6 @@ from aiocompute import (
     APIError,
     AuthenticationError,
     NotFoundError,
-    PollCadence,
     RetryPolicy,
     ServerError,
     TransportError,
@@ -26,14 +25,14 @@ from aiocompute._core.config import ConfigError
 from aiocompute._core.retries import should_retry
 from aiocompute.emulator import Emulator, EmulatorConfig, QiskitEmulatorConfig
 from aiocompute.qiskit import QISKIT_RETRY, QiskitRuntimeClient, Session, SessionState
+from helpers import QUICK_POLL, quick_retry
 
 CRN = "crn:v1:bluemix:public:quantum-computing:us-east:a/abc::"
 KEY = "qiskit-key"
 FAST = QiskitEmulatorConfig(
     activate_delay=0.05, interactive_ttl=0.4, drain_delay=0.1, pending_inactive_delay=0.0
 )
-QUICK_POLL = PollCadence(initial=0.02, max=0.05, fast=0.02, min_gap=0.01, jitter=0.0)
-QUICK_RETRY = QISKIT_RETRY.replace(backoff_initial=0.01, backoff_max=0.02, retry_after_max=0.1)
+QUICK_RETRY = quick_retry(QISKIT_RETRY)
 
 
 def client(emu: Emulator, **kwargs: Any) -> QiskitRuntimeClient:
@@ -44,10 +43,7 @@ def client(emu: Emulator, **kwargs: Any) -> QiskitRuntimeClient:
     return QiskitRuntimeClient(url=emu.qiskit_url, iam_url=emu.qiskit_iam_url, **kwargs)
 
 
-@pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with Emulator(config=EmulatorConfig(qiskit=FAST), seed=3) as server:
-        yield server
+pytestmark = pytest.mark.emulator(seed=3, qiskit=FAST)
 
 
 @pytest.fixture
