@@ -1,5 +1,5 @@
 """Shared fixtures. Per-area fixtures live in the test modules that need them; shared
-constants and helpers (quick policies, building emulators) in ``helpers.py``.
+constants and helpers (quick policies, building emulators, virtual time) in ``helpers.py``.
 
 Emulators:
 
@@ -13,11 +13,10 @@ Emulators:
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import os
 import types
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import aiohttp
@@ -29,7 +28,7 @@ from hypothesis import settings
 from yarl import URL
 
 from aiocompute.emulator import Emulator
-from helpers import make_emulator
+from helpers import EmulatorFactory, emulators, make_emulator
 
 # CI gets more examples; local runs stay quick.
 settings.register_profile("ci", max_examples=200, deadline=None)
@@ -56,8 +55,6 @@ def mocked(monkeypatch: pytest.MonkeyPatch) -> Iterator[aioresponses]:
 
 # -- emulators --------------------------------------------------------------------------------
 
-EmulatorFactory = Callable[..., Awaitable[Emulator]]
-
 
 def _marked_settings(node: pytest.Item | pytest.Collector) -> dict[str, Any]:
     """The keyword arguments of the nearest ``@pytest.mark.emulator(...)``, if any."""
@@ -72,12 +69,8 @@ def _marked_settings(node: pytest.Item | pytest.Collector) -> dict[str, Any]:
 @pytest.fixture
 async def emulator() -> AsyncIterator[EmulatorFactory]:
     """``await emulator(seed=..., config=..., **parts)``: a started emulator, stopped after
-    the test (in the reverse order of starting)."""
-    async with contextlib.AsyncExitStack() as stack:
-
-        async def start(**settings: Any) -> Emulator:
-            return await stack.enter_async_context(make_emulator(**settings))
-
+    the test; see :func:`helpers.emulators`."""
+    async with emulators() as start:
         yield start
 
 

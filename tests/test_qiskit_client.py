@@ -25,7 +25,7 @@ from aiocompute._core.config import ConfigError
 from aiocompute._core.retries import should_retry
 from aiocompute.emulator import Emulator, EmulatorConfig, QiskitEmulatorConfig
 from aiocompute.qiskit import QISKIT_RETRY, QiskitRuntimeClient, Session, SessionState
-from helpers import QUICK_POLL, quick_retry
+from helpers import QUICK_POLL, make_emulator_on_loop_clock, quick_retry, virtual_time
 
 CRN = "crn:v1:bluemix:public:quantum-computing:us-east:a/abc::"
 KEY = "qiskit-key"
@@ -159,14 +159,14 @@ async def test_wait_all_reads_one_session_per_request_under_a_cap(emu: Emulator)
         assert set(many) == set(ids[:2])
 
 
-async def test_watch_sees_each_state(emu: Emulator) -> None:
+@virtual_time
+async def test_watch_sees_each_state() -> None:
+    # States last 0.1 s: on virtual time a poll every 50 ms or less sees each of them, however
+    # busy the machine is.
     config = QiskitEmulatorConfig(
         activate_delay=0.1, interactive_ttl=0.15, pending_inactive_delay=0.1, ttl_scale=0.001
     )
-    async with (
-        Emulator(config=EmulatorConfig(qiskit=config), seed=1) as server,
-        client(server) as q,
-    ):
+    async with make_emulator_on_loop_clock(qiskit=config, seed=1) as server, client(server) as q:
         first = await q.sessions.create("ibm_kyiv", max_ttl=500)  # closes after 0.5 s
         # By default a watch ends at the usual target, "active".
         to_active = [e.new_state async for e in q.sessions.watch([first.id], timeout=5)]
@@ -225,9 +225,13 @@ async def test_token_is_fetched_once_and_cached(q: QiskitRuntimeClient, emu: Emu
     assert q._auth.fetches == 1
 
 
+@virtual_time
 async def test_due_token_is_refreshed_once_for_many_concurrent_calls() -> None:
+    # On virtual time, for the emulator and the token cache alike: the sleeps land where they
+    # say, however busy the machine is.
     config = QiskitEmulatorConfig(token_lifetime=0.5, activate_delay=0.05)
-    async with Emulator(config=EmulatorConfig(qiskit=config)) as emu, client(emu) as q:
+    async with make_emulator_on_loop_clock(qiskit=config) as emu, client(emu) as q:
+        q._auth._clock = anyio.current_time
         s = await q.sessions.create("ibm_kyiv")
         assert emu.stats["qiskit.iam_token"] == 1
         await anyio.sleep(0.42)  # past 80% of the lifetime: due, not yet expired
