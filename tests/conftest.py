@@ -9,6 +9,10 @@ Emulators:
   (same arguments; a module sets its own with ``pytestmark = pytest.mark.emulator(...)``);
 - ``threaded_emulator``: one emulator per module, served by its own event-loop thread, for
   sync code (the sync twins, the CLI's ``main()``); set up by the module's ``emulator`` mark.
+
+Ctrl-C: with ``@pytest.mark.usefixtures("interruptible")``, SIGINT raises KeyboardInterrupt
+during the test, in pytest and in the processes it starts, even if pytest's parent ignores
+SIGINT (``nohup``, ``trap "" INT``, some CI runners).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from hypothesis import settings
 from yarl import URL
 
 from aiocompute.emulator import Emulator
-from helpers import EmulatorFactory, emulators, make_emulator
+from helpers import EmulatorFactory, emulators, make_emulator, sigint_raises_keyboard_interrupt
 
 # CI gets more examples; local runs stay quick.
 settings.register_profile("ci", max_examples=200, deadline=None)
@@ -92,3 +96,15 @@ def threaded_emulator(request: pytest.FixtureRequest) -> Iterator[Emulator]:
             yield server
         finally:
             portal.call(server.stop)
+
+
+# -- Ctrl-C -------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def interruptible() -> Iterator[None]:
+    """SIGINT raises KeyboardInterrupt during the test, in pytest and in the processes the
+    test starts, whether or not pytest's parent ignores SIGINT (see
+    :func:`helpers.sigint_raises_keyboard_interrupt`)."""
+    with sigint_raises_keyboard_interrupt():
+        yield

@@ -1,8 +1,9 @@
-"""What many test modules share: quick policies, building emulators, virtual time.
+"""What many test modules share: quick policies, building emulators, virtual time, Ctrl-C.
 
 Imported as ``helpers`` (``from helpers import QUICK_POLL``), like ``netkit``: ``tests/`` has
 no ``__init__.py`` and pytest's default "prepend" import mode puts it on ``sys.path``. The
-fixtures built on these (``emulator``, ``emu``, ``threaded_emulator``) live in ``conftest.py``.
+fixtures built on these (``emulator``, ``emu``, ``threaded_emulator``, ``interruptible``) live
+in ``conftest.py``.
 """
 
 from __future__ import annotations
@@ -11,8 +12,9 @@ import asyncio
 import contextlib
 import functools
 import selectors
+import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 from unittest import mock
 
@@ -177,3 +179,25 @@ def virtual_time(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[...
                 loop.close()
 
     return run
+
+
+# -- Ctrl-C -------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def sigint_raises_keyboard_interrupt() -> Iterator[None]:
+    """Inside, SIGINT raises KeyboardInterrupt in this process, and a child process started
+    here starts with SIGINT at its default (so Python in it raises KeyboardInterrupt too).
+
+    Python installs its KeyboardInterrupt handler only if SIGINT was not ignored when it
+    started. A parent that ignores SIGINT (``nohup``, ``trap "" INT``, some CI runners)
+    passes SIG_IGN on to pytest and, across fork and exec, to every child; then neither
+    ``_thread.interrupt_main()`` nor ``send_signal(SIGINT)`` interrupts anything. A signal
+    with a handler is reset to its default across exec; an ignored one stays ignored.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        if previous is not None:  # None: set outside Python; nothing to restore it with
+            signal.signal(signal.SIGINT, previous)

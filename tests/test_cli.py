@@ -590,6 +590,7 @@ def _console_script() -> list[str]:
     return [sys.executable, "-c", "import sys; from aiocompute.cli import main; sys.exit(main())"]
 
 
+@pytest.mark.usefixtures("interruptible")
 def test_console_script_against_a_served_emulator(tmp_path: Path) -> None:
     command = _console_script()
     server = subprocess.Popen(

@@ -1,10 +1,13 @@
-"""The test infrastructure itself: the virtual-time loop and emulators on its clock
+"""The test infrastructure itself: the virtual-time loop and emulators on its clock, Ctrl-C
 (helpers.py), and the emulator fixtures and their ``emulator`` mark (conftest.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import signal
+import subprocess
+import sys
 import time
 import urllib.request
 
@@ -21,6 +24,7 @@ from helpers import (
     emulators,
     make_emulator_on_loop_clock,
     quick_retry,
+    sigint_raises_keyboard_interrupt,
     virtual_time,
 )
 
@@ -113,3 +117,26 @@ def test_quick_retry_keeps_its_base_and_takes_changes() -> None:
     assert RetryPolicy(backoff_initial=0.01, backoff_max=0.02, retry_after_max=0.1) == QUICK_RETRY
     assert quick_retry(RetryPolicy(max_attempts=2)).max_attempts == 2
     assert quick_retry(retry_after_max=0.15).retry_after_max == 0.15
+
+
+# -- Ctrl-C -------------------------------------------------------------------------------------
+
+_CHILD = "import signal; print(signal.getsignal(signal.SIGINT) is signal.default_int_handler)"
+
+
+def _child_raises_keyboard_interrupt() -> bool:
+    done = subprocess.run([sys.executable, "-c", _CHILD], capture_output=True, text=True)
+    return {"True": True, "False": False}[done.stdout.strip()]
+
+
+def test_ctrl_c_works_inside_even_where_sigint_is_ignored() -> None:
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # as under nohup or trap "" INT
+    try:
+        assert not _child_raises_keyboard_interrupt()  # children inherit SIG_IGN...
+        with sigint_raises_keyboard_interrupt():
+            assert _child_raises_keyboard_interrupt()  # ...but not from inside
+            with pytest.raises(KeyboardInterrupt):
+                signal.raise_signal(signal.SIGINT)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN  # restored
+    finally:
+        signal.signal(signal.SIGINT, previous)

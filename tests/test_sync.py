@@ -412,6 +412,7 @@ def test_a_call_cancelled_before_it_starts_is_settled(fake: Any) -> None:
         call.outcome()
 
 
+@pytest.mark.usefixtures("interruptible")
 def test_ctrl_c_cancels_the_call_and_lets_it_unwind_first(fake: Any) -> None:
     RUNS["slow_unwound"] = False
     timer = threading.Timer(0.2, _thread.interrupt_main)
@@ -569,6 +570,7 @@ def test_job_output_break_releases_the_connection(threaded_emulator: Emulator) -
         assert isinstance(wb.version(), ServerVersion)
 
 
+@pytest.mark.usefixtures("interruptible")
 def test_ctrl_c_during_a_wait_cancels_it(
     wb: sync.WorkbenchClient, threaded_emulator: Emulator
 ) -> None:
@@ -591,6 +593,7 @@ def test_ctrl_c_during_a_wait_cancels_it(
     assert threaded_emulator.stats["workbench.get_session"] == polls
 
 
+@pytest.mark.usefixtures("interruptible")
 def test_ctrl_c_during_a_stream_closes_it(threaded_emulator: Emulator) -> None:
     with _client(
         threaded_emulator, limits=PoolLimits(max_connections=1), timeouts=Timeouts(total=2)
