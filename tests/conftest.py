@@ -48,6 +48,18 @@ class _CompatResponse(aiohttp.ClientResponse):
         super().__init__(method, url, **kwargs)
 
 
+@pytest.fixture(autouse=True)
+def _no_machine_ca_bundle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The machine's CA settings do not reach the tests (a test about them sets its own).
+
+    Where SSL_CERT_FILE / SSL_CERT_DIR are set (some CI images, Nix shells), every client
+    made with ``trust_env`` loads that bundle into a context of its own: about 50 ms each,
+    nearly half of the default run's CPU time on a machine that sets them.
+    """
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+
+
 @pytest.fixture
 def mocked(monkeypatch: pytest.MonkeyPatch) -> Iterator[aioresponses]:
     """aioresponses, patched to work with the installed aiohttp."""
