@@ -560,6 +560,7 @@ def test_demo_quick(capsys: pytest.CaptureFixture[str]) -> None:
         assert part in out
 
 
+@pytest.mark.slow
 def test_demo_full_json(capsys: pytest.CaptureFixture[str]) -> None:
     """The demo users run (~12 s): 24 sessions, 20 jobs, 4 batches, a 12-line log."""
     report = run_json(capsys, "demo")
@@ -590,6 +591,7 @@ def _console_script() -> list[str]:
     return [sys.executable, "-c", "import sys; from aiocompute.cli import main; sys.exit(main())"]
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("interruptible")
 def test_console_script_against_a_served_emulator(tmp_path: Path) -> None:
     command = _console_script()

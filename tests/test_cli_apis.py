@@ -604,6 +604,7 @@ def test_emulator_lists_every_api(capsys: pytest.CaptureFixture[str]) -> None:
     assert data["qiskit_instances"]
 
 
+@pytest.mark.slow
 def test_demo_fans_out_etengine_batches(capsys: pytest.CaptureFixture[str]) -> None:
     report = run_json(capsys, "demo", "--quick")
     assert report["ok"] is True
