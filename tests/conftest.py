@@ -1,5 +1,5 @@
 """Shared fixtures. Per-area fixtures live in the test modules that need them; shared
-constants and helpers (quick policies, building emulators, virtual time) in ``helpers.py``.
+constants and helpers (quick policies, building emulators, virtual time, Ctrl-C) in ``helpers.py``.
 
 Emulators:
 
