@@ -83,6 +83,7 @@ def _rows(report: dict[str, Any], index: int) -> list[str]:
     return rows
 
 
+@pytest.mark.slow
 def test_bench_waits_reports_every_contender(runs: dict[str, dict[str, Any]]) -> None:
     report = _finished(runs, "bench_waits")
     assert _rows(report, 0) == ["wait_all", "naive 1 s", "naive 0.1 s"]
@@ -103,6 +104,7 @@ def test_bench_waits_reports_every_contender(runs: dict[str, dict[str, Any]]) ->
     assert "target lag p99 <= 300 ms" in notes
 
 
+@pytest.mark.slow
 def test_bench_fanout_reports_both_parts(runs: dict[str, dict[str, Any]]) -> None:
     report = _finished(runs, "bench_fanout")
     titles = [t["title"] for t in report["tables"]]
@@ -169,6 +171,7 @@ def test_bench_fanout_reports_both_parts(runs: dict[str, dict[str, Any]]) -> Non
     assert "target B, fan_out (C=32) >= 0.9x its concurrency ceiling at 20 ms" in notes
 
 
+@pytest.mark.slow
 def test_bench_streams_reports_volume_and_latency(runs: dict[str, dict[str, Any]]) -> None:
     report = _finished(runs, "bench_streams")
     assert _rows(report, 0) == [
@@ -228,6 +231,7 @@ def _report(runs: dict[str, dict[str, Any]], name: str) -> dict[str, Any]:
     return report
 
 
+@pytest.mark.slow
 def test_bench_sync_reports_each_call_shape(runs: dict[str, dict[str, Any]]) -> None:
     report = _report(runs, "bench_sync")
     assert _rows(report, 0) == [
@@ -243,6 +247,7 @@ def test_bench_sync_reports_each_call_shape(runs: dict[str, dict[str, Any]]) -> 
         assert float(row[3].replace(",", "")) > 0
 
 
+@pytest.mark.slow
 def test_bench_jsonstream_reports_every_case(runs: dict[str, dict[str, Any]]) -> None:
     report = _report(runs, "bench_jsonstream")
     cases = _rows(report, 0)

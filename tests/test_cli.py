@@ -4,13 +4,11 @@ serves from a background thread (plus one subprocess test of the console script)
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,7 +20,7 @@ from aiocompute._version import __version__
 from aiocompute.cli import main
 from aiocompute.cli._app import build_parser
 from aiocompute.cli._output import to_data
-from aiocompute.emulator import Emulator, EmulatorConfig, WorkbenchEmulatorConfig
+from aiocompute.emulator import Emulator, WorkbenchEmulatorConfig
 from aiocompute.workbench.models import Job, JobStatus, LaunchParameters, Session, SessionState
 
 # A token only this emulator accepts; no captured output may ever contain it.
@@ -30,41 +28,22 @@ TOKEN = "cli-secret-Xq81-token"
 OTHER_TOKEN = "wrong-secret-Zz93-token"
 
 
-@pytest.fixture(scope="module")
-def emu() -> Iterator[Emulator]:
-    """An emulator serving from its own thread and event loop, so that ``main()`` (which runs
-    ``asyncio.run``) can be called from the test thread."""
-    config = EmulatorConfig(
-        workbench=WorkbenchEmulatorConfig(
-            tokens={TOKEN: ("alice", "user"), "admin-token": ("admin", "admin")}
-        )
-    )
-    ready = threading.Event()
-    holder: dict[str, Any] = {}
-
-    async def serve() -> None:
-        async with Emulator(config=config, seed=11) as server:
-            holder["emu"], holder["loop"] = server, asyncio.get_running_loop()
-            holder["stop"] = stop = asyncio.Event()
-            ready.set()
-            await stop.wait()
-
-    thread = threading.Thread(target=lambda: asyncio.run(serve()), daemon=True)
-    thread.start()
-    assert ready.wait(10), "the emulator did not start"
-    yield holder["emu"]
-    holder["loop"].call_soon_threadsafe(holder["stop"].set)
-    thread.join(10)
+pytestmark = pytest.mark.emulator(
+    seed=11,
+    workbench=WorkbenchEmulatorConfig(
+        tokens={TOKEN: ("alice", "user"), "admin-token": ("admin", "admin")}
+    ),
+)
 
 
 @pytest.fixture
-def env(emu: Emulator, monkeypatch: pytest.MonkeyPatch) -> Emulator:
+def env(threaded_emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Emulator:
     """Configuration through the environment, as users are told to do."""
-    monkeypatch.setenv("WORKBENCH_SERVER", emu.workbench_url)
+    monkeypatch.setenv("WORKBENCH_SERVER", threaded_emulator.workbench_url)
     monkeypatch.setenv("WORKBENCH_API_KEY", TOKEN)
     for name in ("RS_SESSION_RPC_COOKIE", "PWB_SESSION_RUNTIME_DIR", "COLUMNS"):
         monkeypatch.delenv(name, raising=False)
-    return emu
+    return threaded_emulator
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -581,6 +560,7 @@ def test_demo_quick(capsys: pytest.CaptureFixture[str]) -> None:
         assert part in out
 
 
+@pytest.mark.slow
 def test_demo_full_json(capsys: pytest.CaptureFixture[str]) -> None:
     """The demo users run (~12 s): 24 sessions, 20 jobs, 4 batches, a 12-line log."""
     report = run_json(capsys, "demo")
@@ -611,6 +591,8 @@ def _console_script() -> list[str]:
     return [sys.executable, "-c", "import sys; from aiocompute.cli import main; sys.exit(main())"]
 
 
+@pytest.mark.slow
+@pytest.mark.usefixtures("interruptible")
 def test_console_script_against_a_served_emulator(tmp_path: Path) -> None:
     command = _console_script()
     server = subprocess.Popen(

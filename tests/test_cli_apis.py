@@ -5,9 +5,7 @@ command's listing of those APIs and the ET Engine part of the demo."""
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -18,7 +16,6 @@ from aiocompute.cli._app import UsageError, build_parser
 from aiocompute.cli._etengine import parse_args_pairs
 from aiocompute.emulator import (
     Emulator,
-    EmulatorConfig,
     ETEngineEmulatorConfig,
     LakeSailEmulatorConfig,
     QiskitEmulatorConfig,
@@ -37,52 +34,34 @@ LAKESAIL_ENV = ("LAKESAIL_API_TOKEN", "LAKESAIL_BASE_URL")
 ET_ENV = ("ET_ENGINE_API_KEY", "ET_ENGINE_URL")
 
 
-@pytest.fixture(scope="module")
-def emu() -> Iterator[Emulator]:
-    """An emulator on its own thread and loop (``main()`` runs its own ``asyncio.run``)."""
-    config = EmulatorConfig(
-        qiskit=QiskitEmulatorConfig(
-            api_keys={QISKIT_KEY: "user-alice"}, instances=frozenset({INSTANCE})
-        ),
-        lakesail=LakeSailEmulatorConfig(tokens={LAKESAIL_TOKEN: ("MALICE", "member")}),
-        # Batches take about half a second: long enough for a short --timeout to pass first.
-        etengine=ETEngineEmulatorConfig(api_keys={ET_KEY: "user-1"}, run_delay=(0.3, 0.4)),
-    )
-    ready = threading.Event()
-    holder: dict[str, Any] = {}
-
-    async def serve() -> None:
-        async with Emulator(config=config, seed=5) as server:
-            holder["emu"], holder["loop"] = server, asyncio.get_running_loop()
-            holder["stop"] = stop = asyncio.Event()
-            ready.set()
-            await stop.wait()
-
-    thread = threading.Thread(target=lambda: asyncio.run(serve()), daemon=True)
-    thread.start()
-    assert ready.wait(10), "the emulator did not start"
-    yield holder["emu"]
-    holder["loop"].call_soon_threadsafe(holder["stop"].set)
-    thread.join(10)
+pytestmark = pytest.mark.emulator(
+    seed=5,
+    qiskit=QiskitEmulatorConfig(
+        api_keys={QISKIT_KEY: "user-alice"}, instances=frozenset({INSTANCE})
+    ),
+    lakesail=LakeSailEmulatorConfig(tokens={LAKESAIL_TOKEN: ("MALICE", "member")}),
+    # Batches take about half a second: long enough for a short --timeout to pass first.
+    etengine=ETEngineEmulatorConfig(api_keys={ET_KEY: "user-1"}, run_delay=(0.3, 0.4)),
+)
 
 
 @pytest.fixture
-def env(emu: Emulator, monkeypatch: pytest.MonkeyPatch) -> Emulator:
+def env(threaded_emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Emulator:
     """Every API configured through the environment, as users are told to do."""
     values = {
         "QISKIT_IBM_TOKEN": QISKIT_KEY,
         "QISKIT_IBM_INSTANCE": INSTANCE,
-        "QISKIT_IBM_URL": emu.qiskit_url,
-        "QISKIT_IBM_IAM_URL": emu.qiskit_iam_url,
+        "QISKIT_IBM_URL": threaded_emulator.qiskit_url,
+        "QISKIT_IBM_IAM_URL": threaded_emulator.qiskit_iam_url,
         "LAKESAIL_API_TOKEN": LAKESAIL_TOKEN,
-        "LAKESAIL_BASE_URL": emu.lakesail_url,
+        "LAKESAIL_BASE_URL": threaded_emulator.lakesail_url,
         "ET_ENGINE_API_KEY": ET_KEY,
-        "ET_ENGINE_URL": emu.etengine_url,
+        "ET_ENGINE_URL": threaded_emulator.etengine_url,
     }
     for name, value in values.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("COLUMNS", raising=False)
-    return emu
+    return threaded_emulator
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -625,6 +604,7 @@ def test_emulator_lists_every_api(capsys: pytest.CaptureFixture[str]) -> None:
     assert data["qiskit_instances"]
 
 
+@pytest.mark.slow
 def test_demo_fans_out_etengine_batches(capsys: pytest.CaptureFixture[str]) -> None:
     report = run_json(capsys, "demo", "--quick")
     assert report["ok"] is True

@@ -304,6 +304,7 @@ def test_python_block_uses_real_names(block: Block) -> None:
 # --------------------------------------------------------------------------- testing.md
 
 
+@pytest.mark.slow
 def test_testing_page_pytest_example_passes(tmp_path: Path) -> None:
     blocks = [b for b in _blocks(DOCS / "testing.md") if b.marker == "pytest"]
     assert blocks, "docs/testing.md lost its <!-- pytest --> example"

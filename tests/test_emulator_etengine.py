@@ -61,10 +61,7 @@ class ET:
         return data.decode()
 
 
-@pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with Emulator(config=EmulatorConfig(etengine=FAST), seed=2) as server:
-        yield server
+pytestmark = pytest.mark.emulator(seed=2, etengine=FAST)
 
 
 @pytest.fixture

@@ -76,10 +76,7 @@ class LS:
         return await self.ok("GET", f"/workloads/sessions/{sid}", token)  # type: ignore[no-any-return]
 
 
-@pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with Emulator(config=EmulatorConfig(lakesail=FAST), seed=11) as server:
-        yield server
+pytestmark = pytest.mark.emulator(seed=11, lakesail=FAST)
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 
 from aiocompute.emulator import Emulator, EmulatorConfig, QiskitEmulatorConfig
+from helpers import make_emulator_on_loop_clock, virtual_time
 
 CRN = "crn:v1:bluemix:public:quantum-computing:us-east:a/abc::"
 GRANT = "urn:ibm:params:oauth:grant-type:apikey"
@@ -72,10 +73,7 @@ class Q:
         return json.loads(data)  # type: ignore[no-any-return]
 
 
-@pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with Emulator(config=EmulatorConfig(qiskit=FAST), seed=9) as server:
-        yield server
+pytestmark = pytest.mark.emulator(seed=9, qiskit=FAST)
 
 
 @pytest.fixture
@@ -239,12 +237,12 @@ async def test_sessions_are_private_to_their_user(q: Q) -> None:
     assert status == 404
 
 
+@virtual_time
 async def test_expired_tokens_get_401() -> None:
+    # On virtual time: the token outlives the create and has expired after the sleep, however
+    # busy the machine is.
     config = QiskitEmulatorConfig(token_lifetime=0.3)
-    async with (
-        Emulator(config=EmulatorConfig(qiskit=config)) as emu,
-        aiohttp.ClientSession() as http,
-    ):
+    async with make_emulator_on_loop_clock(qiskit=config) as emu, aiohttp.ClientSession() as http:
         q = Q(http, emu)
         token = await q.token()
         sid = (await q.create(token))["id"]

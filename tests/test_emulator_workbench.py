@@ -11,6 +11,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import aiohttp
+import attrs
 import pytest
 
 from aiocompute.emulator import (
@@ -26,6 +27,7 @@ from aiocompute.emulator import etengine as emulated_etengine
 from aiocompute.emulator import lakesail as emulated_lakesail
 from aiocompute.emulator import qiskit as emulated_qiskit
 from aiocompute.emulator import workbench as emulated_workbench
+from helpers import make_emulator
 
 FAST = WorkbenchEmulatorConfig(
     session_launch_delay=(0.01, 0.03),
@@ -146,21 +148,7 @@ async def drain(resp: aiohttp.ClientResponse, into: bytearray) -> None:
         into += piece
 
 
-def make_emulator(seed: int = 1, **workbench: Any) -> Emulator:
-    config = EmulatorConfig(workbench=WorkbenchEmulatorConfig(**{**_fast_kwargs(), **workbench}))
-    return Emulator(config=config, seed=seed)
-
-
-def _fast_kwargs() -> dict[str, Any]:
-    import attrs
-
-    return {f.name: getattr(FAST, f.name) for f in attrs.fields(WorkbenchEmulatorConfig)}
-
-
-@pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with make_emulator() as emulator:
-        yield emulator
+pytestmark = pytest.mark.emulator(seed=1, workbench=FAST)
 
 
 @pytest.fixture
@@ -211,7 +199,7 @@ async def test_every_api_is_mounted_indexed_and_addressed_from_its_declarations(
 
 
 async def test_stop_cuts_live_streams_and_leaves_no_tasks() -> None:
-    emu = make_emulator()
+    emu = make_emulator(seed=1, workbench=FAST)
     await emu.start()
     async with aiohttp.ClientSession() as http:
         wb = WB(http, emu)
@@ -506,7 +494,7 @@ async def test_historical_time_filters(wb: WB) -> None:
 
 async def test_same_seed_same_ids_and_delays() -> None:
     async def run(seed: int) -> tuple[list[str], list[list[float]]]:
-        async with make_emulator(seed) as emu, aiohttp.ClientSession() as http:
+        async with make_emulator(seed=seed, workbench=FAST) as emu, aiohttp.ClientSession() as http:
             wb = WB(http, emu)
             ids = [(await wb.launch())["id"] for _ in range(3)]
             gaps = []
@@ -599,7 +587,10 @@ async def test_stop_job_kills_running_and_cancels_pending(emu: Emulator, wb: WB)
 
 @pytest.mark.parametrize("framing", ["ndjson", "concatenated", "pretty"])
 async def test_stream_framings(framing: str) -> None:
-    async with make_emulator(stream_framing=framing) as emu, aiohttp.ClientSession() as http:
+    async with (
+        make_emulator(seed=1, workbench=attrs.evolve(FAST, stream_framing=framing)) as emu,
+        aiohttp.ClientSession() as http,
+    ):
         wb = WB(http, emu)
         job = await wb.launch_job("--emu-chunks=3", "--emu-interval=0")
         async with await wb.stream(job_id=job["id"]) as resp:
@@ -668,14 +659,19 @@ async def test_audited_job_output_live_then_finished_shape(emu: Emulator, wb: WB
 
 
 async def test_single_result_nesting_switch() -> None:
-    async with make_emulator(job_result_nesting="single") as emu, aiohttp.ClientSession() as http:
+    async with (
+        make_emulator(seed=1, workbench=attrs.evolve(FAST, job_result_nesting="single")) as emu,
+        aiohttp.ClientSession() as http,
+    ):
         result = await WB(http, emu).result("launch_job", job={"name": "j", "exe": "R"})
     assert set(result) == {"job"}
 
 
 async def test_adhoc_jobs_may_require_include_all_jobs() -> None:
     async with (
-        make_emulator(adhoc_jobs_require_include_all=True) as emu,
+        make_emulator(
+            seed=1, workbench=attrs.evolve(FAST, adhoc_jobs_require_include_all=True)
+        ) as emu,
         aiohttp.ClientSession() as http,
     ):
         wb = WB(http, emu)
@@ -884,7 +880,10 @@ async def test_chunk_writes_are_recorded_when_written(emu: Emulator, wb: WB) -> 
 
 
 async def test_chunk_write_log_is_bounded_and_skips_cut_values() -> None:
-    async with make_emulator(job_write_log_size=3) as emu, aiohttp.ClientSession() as http:
+    async with (
+        make_emulator(seed=1, workbench=attrs.evolve(FAST, job_write_log_size=3)) as emu,
+        aiohttp.ClientSession() as http,
+    ):
         wb = WB(http, emu)
         seen: list[ChunkWrite] = []
         emu.on_chunk_written.append(seen.append)
@@ -934,7 +933,7 @@ async def test_split_lines_cut_chunks_at_seeded_points(emu: Emulator, wb: WB) ->
     # Every replay, and every emulator of the same seed, cuts the same way.
     async with await wb.stream(job_id=job["id"]) as resp:
         assert decode_values(await resp.read()) == values
-    async with make_emulator() as twin, aiohttp.ClientSession() as http:
+    async with make_emulator(seed=1, workbench=FAST) as twin, aiohttp.ClientSession() as http:
         twin_job = await WB(http, twin).launch_job(*args)
         assert twin_job["id"] == job["id"]
         assert [twin.workbench.jobs[job["id"]].chunk(i) for i in range(9)] == chunks

@@ -15,8 +15,6 @@ from aiocompute import (
     APIError,
     AuthenticationError,
     NotFoundError,
-    PollCadence,
-    RetryPolicy,
     ServerError,
     UnreachableState,
     WaitTimeout,
@@ -32,10 +30,9 @@ from aiocompute.etengine import (
     JobStatus,
     SubmittedBatch,
 )
+from helpers import QUICK_POLL, QUICK_RETRY
 
 KEY = "et-key"
-QUICK_POLL = PollCadence(initial=0.02, max=0.05, fast=0.02, min_gap=0.01, jitter=0.0)
-QUICK_RETRY = RetryPolicy(backoff_initial=0.01, backoff_max=0.02, retry_after_max=0.1)
 
 
 def client(emu: Emulator, **kwargs: Any) -> ETEngineClient:
@@ -45,10 +42,7 @@ def client(emu: Emulator, **kwargs: Any) -> ETEngineClient:
     return ETEngineClient(url=emu.etengine_url, **kwargs)
 
 
-@pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with Emulator(seed=4) as server:
-        yield server
+pytestmark = pytest.mark.emulator(seed=4)
 
 
 @pytest.fixture

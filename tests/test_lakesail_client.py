@@ -17,7 +17,6 @@ from aiocompute import (
     NotFoundError,
     Paginator,
     ProtocolError,
-    RetryPolicy,
     ServerError,
 )
 from aiocompute._core.config import ConfigError
@@ -33,6 +32,7 @@ from aiocompute.lakesail import (
     WorkloadConfig,
     WorkloadSettings,
 )
+from helpers import QUICK_RETRY
 
 # A distinctive credential: if it ever shows up in a text, it leaked.
 SECRET = "lsk-Zq81vX-5f3c9e2d7a-secret"
@@ -44,18 +44,14 @@ TOKENS = {
     SECRET: ("MCAROL", "member"),
 }
 FAST = LakeSailEmulatorConfig(tokens=TOKENS, provision_delay=0.02, idle_delay=0.5)
-QUICK = RetryPolicy(backoff_initial=0.01, backoff_max=0.02, retry_after_max=0.1)
 
 
-@pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with Emulator(config=EmulatorConfig(lakesail=FAST), seed=4) as server:
-        yield server
+pytestmark = pytest.mark.emulator(seed=4, lakesail=FAST)
 
 
 @pytest.fixture
 async def ls(emu: Emulator) -> AsyncIterator[LakeSailClient]:
-    async with LakeSailClient("lakesail-token", base_url=emu.lakesail_url, retry=QUICK) as c:
+    async with LakeSailClient("lakesail-token", base_url=emu.lakesail_url, retry=QUICK_RETRY) as c:
         yield c
 
 
@@ -351,7 +347,7 @@ def test_default_base_url(monkeypatch: pytest.MonkeyPatch) -> None:
 async def test_the_token_never_shows(emu: Emulator, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="aiocompute")
     texts: list[str] = []
-    async with LakeSailClient(SECRET, base_url=emu.lakesail_url, retry=QUICK) as ls:
+    async with LakeSailClient(SECRET, base_url=emu.lakesail_url, retry=QUICK_RETRY) as ls:
         texts.append(repr(ls))
         s = await ls.sessions.create(name="carol")
         texts.append(repr(s))

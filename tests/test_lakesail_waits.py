@@ -8,18 +8,15 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from aiocompute import PollCadence, TransitionEvent, UnreachableState, WaitTimeout
-from aiocompute.emulator import Emulator, EmulatorConfig, LakeSailEmulatorConfig
+from aiocompute import TransitionEvent, UnreachableState, WaitTimeout
+from aiocompute.emulator import Emulator, LakeSailEmulatorConfig
 from aiocompute.lakesail import LakeSailClient, Session
+from helpers import QUICK_POLL, make_emulator_on_loop_clock, virtual_time
 
 FAST = LakeSailEmulatorConfig(provision_delay=(0.05, 0.15), idle_delay=0.15)
-QUICK_POLL = PollCadence(initial=0.02, max=0.05, fast=0.02, min_gap=0.01, jitter=0.0)
 
 
-@pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with Emulator(config=EmulatorConfig(lakesail=FAST), seed=9) as server:
-        yield server
+pytestmark = pytest.mark.emulator(seed=9, lakesail=FAST)
 
 
 @pytest.fixture
@@ -89,11 +86,16 @@ async def test_relaunch_and_wait_for_the_new_session(ls: LakeSailClient) -> None
     assert ready.is_ready
 
 
-async def test_watch_reports_each_transition(ls: LakeSailClient) -> None:
-    s = await ls.sessions.create(name="watched", config={"idleCloseDelaySeconds": 1})
-    events: list[TransitionEvent[Session]] = []
-    async for event in ls.sessions.watch([s.id], "closed", timeout=5):
-        events.append(event)
+@virtual_time  # "active" lasts 0.15 s: every state is seen however busy the machine is
+async def test_watch_reports_each_transition() -> None:
+    async with (
+        make_emulator_on_loop_clock(seed=9, lakesail=FAST) as emu,
+        LakeSailClient("lakesail-token", base_url=emu.lakesail_url, cadence=QUICK_POLL) as ls,
+    ):
+        s = await ls.sessions.create(name="watched", config={"idleCloseDelaySeconds": 1})
+        events: list[TransitionEvent[Session]] = []
+        async for event in ls.sessions.watch([s.id], "closed", timeout=5):
+            events.append(event)
     states = [e.new_state for e in events]
     # watch() stops at the usual target (active or idle) unless told to follow on.
     assert states[0] == "pending"

@@ -35,10 +35,7 @@ from aiocompute import (
     JobSpec,
     LakeSailClient,
     NotFoundError,
-    PollCadence,
     QiskitRuntimeClient,
-    ResumePolicy,
-    RetryPolicy,
     WorkbenchClient,
 )
 from aiocompute._core import observability
@@ -51,6 +48,7 @@ from aiocompute.emulator import (
     WorkbenchEmulatorConfig,
 )
 from aiocompute.qiskit import QISKIT_RETRY
+from helpers import QUICK_POLL, QUICK_RESUME, QUICK_RETRY
 
 SRC = Path(__file__).resolve().parent.parent / "src"
 
@@ -62,9 +60,6 @@ LS_TOKEN = "lstok-OTEL-c2f0e9b813"
 SECRETS = (WB_TOKEN, ET_KEY, QK_KEY, LS_TOKEN)
 
 CRN = "crn:v1:bluemix:public:quantum-computing:us-east:a/abc::"
-QUICK_POLL = PollCadence(initial=0.02, max=0.05, fast=0.02, min_gap=0.01, jitter=0.0)
-QUICK = RetryPolicy(backoff_initial=0.01, backoff_max=0.02, retry_after_max=0.1)
-RESUME = ResumePolicy(max_reconnects=3, backoff_initial=0.01, backoff_max=0.02)
 CONFIG = EmulatorConfig(
     workbench=WorkbenchEmulatorConfig(
         tokens={WB_TOKEN: ("alice", "user")},
@@ -160,16 +155,13 @@ def names(exporter: InMemorySpanExporter) -> set[str]:
 # --------------------------------------------------------------------------- fixtures
 
 
-@pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with Emulator(config=CONFIG, seed=5) as server:
-        yield server
+pytestmark = pytest.mark.emulator(seed=5, config=CONFIG)
 
 
 @pytest.fixture
 async def wb(emu: Emulator) -> AsyncIterator[WorkbenchClient]:
     async with WorkbenchClient(
-        emu.workbench_url, token=WB_TOKEN, retry=QUICK, cadence=QUICK_POLL
+        emu.workbench_url, token=WB_TOKEN, retry=QUICK_RETRY, cadence=QUICK_POLL
     ) as client:
         yield client
 
@@ -177,7 +169,7 @@ async def wb(emu: Emulator) -> AsyncIterator[WorkbenchClient]:
 @pytest.fixture
 async def et(emu: Emulator) -> AsyncIterator[ETEngineClient]:
     async with ETEngineClient(
-        api_key=ET_KEY, url=emu.etengine_url, retry=QUICK, cadence=QUICK_POLL
+        api_key=ET_KEY, url=emu.etengine_url, retry=QUICK_RETRY, cadence=QUICK_POLL
     ) as client:
         yield client
 
@@ -198,7 +190,7 @@ async def q(emu: Emulator) -> AsyncIterator[QiskitRuntimeClient]:
 @pytest.fixture
 async def ls(emu: Emulator) -> AsyncIterator[LakeSailClient]:
     async with LakeSailClient(
-        LS_TOKEN, base_url=emu.lakesail_url, retry=QUICK, cadence=QUICK_POLL
+        LS_TOKEN, base_url=emu.lakesail_url, retry=QUICK_RETRY, cadence=QUICK_POLL
     ) as client:
         yield client
 
@@ -395,7 +387,7 @@ async def test_stream_reconnect_event(
     emu.faults.drop_stream_after_bytes = 300
     emu.faults.drop_stream_count = 1
     job = await wb.jobs.launch(job_spec("--emu-chunks=6", "--emu-interval=0.01"))
-    collected = await wb.jobs.collect(job.id, resume=RESUME)
+    collected = await wb.jobs.collect(job.id, resume=QUICK_RESUME)
     assert collected.stdout == emu.workbench.jobs[job.id].full_output()
 
     output = one(spans, "workbench.jobs.output")

@@ -1,22 +1,20 @@
 """Tests of the waiter engine (aiocompute._core.polling) against an in-memory fake server.
 
 The fake server plays scripted timelines ("launching" at 0 s, "running" at 0.2 s...) on a
-virtual clock: every async test runs (``@virtual_time``) in an event loop whose time jumps
-straight to the next timer whenever nothing is ready to run. Sleeps cost no real time and
-the order of events does not depend on how busy the machine is, so the tests can check exact
-intervals, read counts and elapsed times.
+virtual clock: every async test runs (``@virtual_time``, from helpers.py) in an event loop
+whose time jumps straight to the next timer whenever nothing is ready to run. Sleeps cost
+no real time and the order of events does not depend on how busy the machine is, so the
+tests can check exact intervals, read counts and elapsed times.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 import math
-import selectors
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import anyio
@@ -48,84 +46,7 @@ from aiocompute._exceptions import (
     UnreachableState,
     WaitTimeout,
 )
-
-# -- virtual time ---------------------------------------------------------------------------
-
-
-class _InstantSelector(selectors.DefaultSelector):
-    """Polls for real I/O without blocking; where the loop would sleep until its next timer,
-    moves the virtual clock forward by that much instead."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.now = 0.0
-
-    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
-        events = super().select(0)
-        if events or timeout == 0:
-            return events
-        if timeout is None:
-            # No timer at all: only another thread could still wake the loop. Give it a
-            # moment of real time, then call it a deadlock rather than hang the test run.
-            events = super().select(5.0)
-            if not events:
-                raise RuntimeError("virtual-time loop: every task waits and no timer is set")
-            return events
-        self.now += timeout
-        return events
-
-
-class VirtualTimeLoop(asyncio.SelectorEventLoop):
-    """An asyncio loop on a virtual clock (starting at 0): time moves only when every task
-    waits, and then straight to the next timer. anyio (``sleep``, ``current_time``, cancel
-    scope deadlines) reads this clock too."""
-
-    def __init__(self) -> None:
-        self._instant = _InstantSelector()
-        super().__init__(self._instant)
-
-    def time(self) -> float:
-        return self._instant.now
-
-
-def virtual_time(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
-    """Run an async test in a fresh :class:`VirtualTimeLoop` instead of pytest-asyncio's
-    real-time loop (the wrapper is a plain function, so pytest-asyncio leaves it alone;
-    overriding its ``event_loop_policy`` fixture is deprecated in pytest-asyncio 1.x).
-    Fixtures and parametrize marks work as usual."""
-
-    @functools.wraps(test)
-    def run(*args: Any, **kwargs: Any) -> None:
-        loop = VirtualTimeLoop()
-        try:
-            loop.run_until_complete(test(*args, **kwargs))
-        finally:
-            try:
-                leftovers = asyncio.all_tasks(loop)
-                for task in leftovers:
-                    task.cancel()
-                if leftovers:
-                    loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
-                loop.run_until_complete(loop.shutdown_asyncgens())
-            finally:
-                loop.close()
-
-    return run
-
-
-@virtual_time
-async def test_virtual_clock_jumps_to_the_next_timer() -> None:
-    real_start = time.monotonic()
-    assert isinstance(asyncio.get_running_loop(), VirtualTimeLoop)
-    assert anyio.current_time() == 0.0
-    await anyio.sleep(3600)
-    assert anyio.current_time() == 3600.0
-    with anyio.move_on_after(0.25) as scope:
-        await anyio.sleep(10)
-    assert scope.cancelled_caught
-    assert anyio.current_time() == 3600.25
-    assert time.monotonic() - real_start < 60  # an hour of sleeping took no real hour
-
+from helpers import VirtualTimeLoop, virtual_time
 
 # -- example tables, mirroring DESIGN.md's "State machines" (the real ones live in the APIs) --
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 
+import pytest
 from aiohttp import web
 
 from aiocompute import ETEngineClient, RateGovernor, WorkbenchClient
@@ -29,6 +30,7 @@ async def test_every_client_gets_its_own_governor_by_default() -> None:
             await client.aclose()
 
 
+@pytest.mark.slow
 async def test_polls_queries_and_launches_share_the_governor_and_429_slows_it() -> None:
     async with Emulator() as emu, WorkbenchClient(emu.workbench_url, token="user-token") as wb:
         governor = wb._transport._governor

@@ -25,7 +25,6 @@ import anyio
 import anyio.lowlevel
 import attrs
 import pytest
-from anyio.from_thread import start_blocking_portal
 
 import aiocompute.sync as sync
 from aiocompute import NotFoundError, WaitTimeout
@@ -35,7 +34,7 @@ from aiocompute._core.pagination import Page, Paginator
 from aiocompute._core.polling import PollCadence, TransitionEvent, WaitResult
 from aiocompute._core.resources import BaseClient, WaitableResource
 from aiocompute._core.transport import Transport
-from aiocompute.emulator import Emulator, EmulatorConfig, WorkbenchEmulatorConfig
+from aiocompute.emulator import Emulator, WorkbenchEmulatorConfig
 from aiocompute.workbench import Job, JobSpec, OutputChunk, ServerVersion, Session
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -512,6 +511,7 @@ def test_a_call_cancelled_before_it_starts_is_settled(fake: Any) -> None:
         call.outcome()
 
 
+@pytest.mark.usefixtures("interruptible")
 def test_ctrl_c_cancels_the_call_and_lets_it_unwind_first(fake: Any) -> None:
     RUNS["slow_unwound"] = False
     timer = threading.Timer(0.2, _thread.interrupt_main)
@@ -591,16 +591,7 @@ CADENCE = PollCadence(initial=0.02, max=0.1, fast=0.02, min_gap=0.01)
 LP = {"name": "t", "cluster": "Local"}
 
 
-@pytest.fixture(scope="module")
-def emu() -> Iterator[Emulator]:
-    """One emulator for the module, served by its own event-loop thread."""
-    with start_blocking_portal() as portal:
-        server = Emulator(config=EmulatorConfig(workbench=FAST), seed=5)
-        portal.call(server.start)
-        try:
-            yield server
-        finally:
-            portal.call(server.stop)
+pytestmark = pytest.mark.emulator(seed=5, workbench=FAST)
 
 
 def _client(emu: Emulator, **kwargs: Any) -> sync.WorkbenchClient:
@@ -608,8 +599,8 @@ def _client(emu: Emulator, **kwargs: Any) -> sync.WorkbenchClient:
 
 
 @pytest.fixture
-def wb(emu: Emulator) -> Iterator[sync.WorkbenchClient]:
-    with _client(emu) as client:
+def wb(threaded_emulator: Emulator) -> Iterator[sync.WorkbenchClient]:
+    with _client(threaded_emulator) as client:
         yield client
 
 
@@ -647,9 +638,11 @@ def test_watch_and_as_completed(wb: sync.WorkbenchClient) -> None:
     assert all(j.state == "Finished" for j in done.values())
 
 
-def test_job_output_break_releases_the_connection(emu: Emulator) -> None:
+def test_job_output_break_releases_the_connection(threaded_emulator: Emulator) -> None:
     # One pooled connection only: a stream left open would block the next request.
-    with _client(emu, limits=PoolLimits(max_connections=1), timeouts=Timeouts(total=2)) as wb:
+    with _client(
+        threaded_emulator, limits=PoolLimits(max_connections=1), timeouts=Timeouts(total=2)
+    ) as wb:
         job = wb.jobs.launch(
             JobSpec(name="long", cluster="Local", exe="R", args=["--emu-chunks=500"])
         )
@@ -659,21 +652,25 @@ def test_job_output_break_releases_the_connection(emu: Emulator) -> None:
             if len(seen) == 2:
                 break
         assert all(isinstance(c, OutputChunk) for c in seen)
-        streamed = emu.stats["workbench.bytes_streamed"]
+        streamed = threaded_emulator.stats["workbench.bytes_streamed"]
         started = time.monotonic()
         assert isinstance(wb.version(), ServerVersion)  # the connection is free again
         assert time.monotonic() - started < 1.0
         time.sleep(0.1)
-        assert emu.stats["workbench.bytes_streamed"] == streamed  # the server stopped sending
+        # The server stopped sending.
+        assert threaded_emulator.stats["workbench.bytes_streamed"] == streamed
         chunks = wb.jobs.output(job.id)
         assert next(chunks).job_id
         chunks.close()
         assert isinstance(wb.version(), ServerVersion)
 
 
-def test_ctrl_c_during_a_wait_cancels_it(wb: sync.WorkbenchClient, emu: Emulator) -> None:
+@pytest.mark.usefixtures("interruptible")
+def test_ctrl_c_during_a_wait_cancels_it(
+    wb: sync.WorkbenchClient, threaded_emulator: Emulator
+) -> None:
     sid = wb.sessions.launch("VS Code", name="emu-stuck", launch_parameters=LP).id
-    stops = emu.stats["workbench.stop_session"]
+    stops = threaded_emulator.stats["workbench.stop_session"]
     timer = threading.Timer(0.3, _thread.interrupt_main)
     timer.start()
     started = time.monotonic()
@@ -684,15 +681,18 @@ def test_ctrl_c_during_a_wait_cancels_it(wb: sync.WorkbenchClient, emu: Emulator
         timer.cancel()
     assert time.monotonic() - started < 3.0
     # The wait unwound in the loop (and asked the server to stop) before the re-raise...
-    assert emu.stats["workbench.stop_session"] == stops + 1
+    assert threaded_emulator.stats["workbench.stop_session"] == stops + 1
     # ...and no longer polls.
-    polls = emu.stats["workbench.get_session"]
+    polls = threaded_emulator.stats["workbench.get_session"]
     time.sleep(0.3)
-    assert emu.stats["workbench.get_session"] == polls
+    assert threaded_emulator.stats["workbench.get_session"] == polls
 
 
-def test_ctrl_c_during_a_stream_closes_it(emu: Emulator) -> None:
-    with _client(emu, limits=PoolLimits(max_connections=1), timeouts=Timeouts(total=2)) as wb:
+@pytest.mark.usefixtures("interruptible")
+def test_ctrl_c_during_a_stream_closes_it(threaded_emulator: Emulator) -> None:
+    with _client(
+        threaded_emulator, limits=PoolLimits(max_connections=1), timeouts=Timeouts(total=2)
+    ) as wb:
         job = wb.jobs.launch(
             JobSpec(
                 name="slow",
@@ -715,25 +715,26 @@ def test_ctrl_c_during_a_stream_closes_it(emu: Emulator) -> None:
         assert time.monotonic() - started < 1.0
 
 
-def test_paginator_twin_against_the_emulator(emu: Emulator) -> None:
-    with sync.LakeSailClient("lakesail-token", base_url=emu.lakesail_url) as ls:
+def test_paginator_twin_against_the_emulator(threaded_emulator: Emulator) -> None:
+    with sync.LakeSailClient("lakesail-token", base_url=threaded_emulator.lakesail_url) as ls:
         ids = {ls.sessions.create(name=f"p{i}").id for i in range(5)}
         listing = ls.sessions.list(limit=2)
         assert isinstance(listing, sync.SyncPaginator)
-        before = emu.stats["lakesail.list_sessions"]
+        before = threaded_emulator.stats["lakesail.list_sessions"]
         assert ids <= {s.id for s in listing.all()}
-        pages = emu.stats["lakesail.list_sessions"] - before
+        pages = threaded_emulator.stats["lakesail.list_sessions"] - before
         assert pages >= 3  # 5 sessions or more, 2 per page
-        before = emu.stats["lakesail.list_sessions"]
+        before = threaded_emulator.stats["lakesail.list_sessions"]
         for seen, _session in enumerate(listing, 1):
             if seen == 3:
                 break
-        assert emu.stats["lakesail.list_sessions"] - before == 2  # the pages needed, no more
+        # The pages needed, no more.
+        assert threaded_emulator.stats["lakesail.list_sessions"] - before == 2
 
 
-def test_sync_client_inside_a_running_event_loop(emu: Emulator) -> None:
+def test_sync_client_inside_a_running_event_loop(threaded_emulator: Emulator) -> None:
     async def notebook_cell() -> ServerVersion:
-        with _client(emu) as wb:
+        with _client(threaded_emulator) as wb:
             return wb.version()
 
     assert isinstance(asyncio.run(notebook_cell()), ServerVersion)
@@ -745,9 +746,9 @@ def test_one_client_shared_by_threads(wb: sync.WorkbenchClient) -> None:
     assert len({v.release_name for v in versions}) == 1
 
 
-def test_close_stops_the_thread(emu: Emulator) -> None:
+def test_close_stops_the_thread(threaded_emulator: Emulator) -> None:
     baseline = threading.active_count()
-    client = _client(emu)
+    client = _client(threaded_emulator)
     assert threading.active_count() == baseline + 1
     client.version()
     thread = client._runner.thread
@@ -758,14 +759,14 @@ def test_close_stops_the_thread(emu: Emulator) -> None:
     client.close()  # idempotent
     with pytest.raises(sync.ClientClosedError):
         client.version()
-    with _client(emu) as other:
+    with _client(threaded_emulator) as other:
         other.version()
     assert threading.active_count() == baseline
 
 
-def test_unclosed_client_warns_and_stops_its_thread(emu: Emulator) -> None:
+def test_unclosed_client_warns_and_stops_its_thread(threaded_emulator: Emulator) -> None:
     baseline = threading.active_count()
-    held = [_client(emu)]
+    held = [_client(threaded_emulator)]
     held[0].version()
     thread = held[0]._runner.thread
     with pytest.warns(ResourceWarning, match="unclosed sync"):

@@ -43,6 +43,7 @@ from aiocompute.workbench import (
     User,
 )
 from aiocompute.workbench import _protocol as P
+from helpers import quick_retry
 
 # A distinctive credential: if it ever shows up in a text, it leaked.
 SECRET = "wbtok-Zq81vX-5f3c9e2d7a"
@@ -66,14 +67,11 @@ FAST = WorkbenchEmulatorConfig(
     job_chunk_interval=0.01,
 )
 # Quick retries: tests must not sleep through real backoffs.
-QUICK = RetryPolicy(backoff_initial=0.01, backoff_max=0.02, retry_after_max=0.15)
+QUICK = quick_retry(retry_after_max=0.15)
 LP = {"name": "t", "cluster": "Local"}
 
 
-@pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with Emulator(config=EmulatorConfig(workbench=FAST), seed=3) as server:
-        yield server
+pytestmark = pytest.mark.emulator(seed=3, workbench=FAST)
 
 
 @pytest.fixture

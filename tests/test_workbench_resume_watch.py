@@ -8,10 +8,11 @@ from collections.abc import Sequence
 
 import pytest
 
-from aiocompute import ConfigError, PollCadence, UnreachableState, WorkbenchClient
+from aiocompute import ConfigError, UnreachableState, WorkbenchClient
 from aiocompute._exceptions import AioComputeError
-from aiocompute.emulator import Emulator, EmulatorConfig, WorkbenchEmulatorConfig
+from aiocompute.emulator import WorkbenchEmulatorConfig
 from aiocompute.workbench import Session
+from helpers import QUICK_POLL, make_emulator_on_loop_clock, virtual_time
 
 FAST = WorkbenchEmulatorConfig(
     session_launch_delay=0.02,
@@ -20,14 +21,14 @@ FAST = WorkbenchEmulatorConfig(
     session_suspend_delay=0.02,
     session_stop_delay=0.01,
 )
-QUICK = PollCadence(initial=0.02, max=0.05, fast=0.02, min_gap=0.01, jitter=0.0)
 LP = {"name": "w", "cluster": "Local"}
 
 
+@virtual_time  # states last 20 ms: every one is seen however busy the machine is
 async def test_watch_ends_once_every_session_is_running() -> None:
     async with (
-        Emulator(config=EmulatorConfig(workbench=FAST), seed=3) as emu,
-        WorkbenchClient(emu.workbench_url, token="user-token", cadence=QUICK) as wb,
+        make_emulator_on_loop_clock(workbench=FAST, seed=3) as emu,
+        WorkbenchClient(emu.workbench_url, token="user-token", cadence=QUICK_POLL) as wb,
     ):
         ids = [
             (await wb.sessions.launch("VS Code", name=f"w{i}", launch_parameters=LP)).id
@@ -51,12 +52,13 @@ async def _suspended_session(wb: WorkbenchClient) -> str:
     return sid
 
 
+@virtual_time
 async def test_wait_right_after_resume_polls_through_a_stale_suspended_state(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     async with (
-        Emulator(config=EmulatorConfig(workbench=FAST), seed=4) as emu,
-        WorkbenchClient(emu.workbench_url, token="user-token", cadence=QUICK) as wb,
+        make_emulator_on_loop_clock(workbench=FAST, seed=4) as emu,
+        WorkbenchClient(emu.workbench_url, token="user-token", cadence=QUICK_POLL) as wb,
     ):
         sid = await _suspended_session(wb)
         # Without a resume, "suspended" cannot become "running" by waiting.

@@ -26,6 +26,7 @@ from aiocompute import (
 from aiocompute.emulator import Emulator, EmulatorConfig, FaultConfig, WorkbenchEmulatorConfig
 from aiocompute.emulator.workbench import JobRecord
 from aiocompute.workbench import OutputChunk, OutputLine
+from helpers import QUICK_RESUME
 
 FAST = WorkbenchEmulatorConfig(
     job_pending_delay=0.01,
@@ -36,13 +37,9 @@ FAST = WorkbenchEmulatorConfig(
     session_starting_delay=0.01,
 )
 # Quick reconnects: the default backoff is fine in production, slow in a test.
-RESUME = ResumePolicy(max_reconnects=3, backoff_initial=0.01, backoff_max=0.02)
 
 
-@pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with Emulator(config=EmulatorConfig(workbench=FAST), seed=9) as server:
-        yield server
+pytestmark = pytest.mark.emulator(seed=9, workbench=FAST)
 
 
 @pytest.fixture
@@ -172,7 +169,7 @@ async def test_error_object_mid_stream(wb: WorkbenchClient, emu: Emulator) -> No
     job = await wb.jobs.launch(job_spec("--emu-chunks=5"))
     got: list[OutputChunk] = []
     with pytest.raises(ServerError) as info:
-        await drain(wb.jobs.output(job.id, resume=RESUME), got)
+        await drain(wb.jobs.output(job.id, resume=QUICK_RESUME), got)
     assert pairs(got) == expected(emu.workbench.jobs[job.id])[:2]
     assert info.value.code == 500
     assert "emulated failure while streaming" in info.value.message
@@ -193,7 +190,7 @@ async def test_dropped_connection_resumes_without_loss_or_repeat(
         WorkbenchClient(emu.workbench_url, token="user-token") as wb,
     ):
         job = await wb.jobs.launch(job_spec("--emu-chunks=12", "--emu-stderr-every=4"))
-        chunks = [c async for c in wb.jobs.output(job.id, resume=RESUME)]
+        chunks = [c async for c in wb.jobs.output(job.id, resume=QUICK_RESUME)]
         record = emu.workbench.jobs[job.id]
         assert emu.stats["faults.drop_stream"] == 3
         assert emu.stats["workbench.get_job_output"] == 4
@@ -211,7 +208,7 @@ async def test_dropped_connection_of_a_live_job(wb: WorkbenchClient, emu: Emulat
     emu.faults.drop_stream_after_bytes = 200
     emu.faults.drop_stream_count = 2
     job = await wb.jobs.launch(job_spec("--emu-chunks=8", "--emu-interval=0.03"))
-    collected = await wb.jobs.collect(job.id, resume=RESUME)
+    collected = await wb.jobs.collect(job.id, resume=QUICK_RESUME)
     record = emu.workbench.jobs[job.id]
     assert collected.stdout == record.full_output()
     assert len(collected.chunks) == 8
@@ -233,7 +230,7 @@ async def test_audited_job_resumed_into_its_finished_output(
     emu.faults.drop_stream_after_bytes = sum(sizes) + 10
     emu.faults.drop_stream_count = 1
     got: list[OutputChunk] = []
-    async for chunk in wb.audited_jobs.output(job.id, resume=RESUME):
+    async for chunk in wb.audited_jobs.output(job.id, resume=QUICK_RESUME):
         got.append(chunk)
         if len(got) == 2:
             emu.faults.latency["workbench.get_audited_job_output"] = 0.4
@@ -268,7 +265,7 @@ async def test_stream_cut_inside_a_value_is_resumed(wb: WorkbenchClient, emu: Em
 
     emu.hooks.append(heal_after_first)
     job = await wb.jobs.launch(job_spec("--emu-chunks=3"))
-    collected = await wb.jobs.collect(job.id, resume=RESUME)
+    collected = await wb.jobs.collect(job.id, resume=QUICK_RESUME)
     assert collected.stdout == emu.workbench.jobs[job.id].full_output()
     assert emu.stats["workbench.get_job_output"] == 2
 
@@ -278,7 +275,7 @@ async def test_garbage_in_the_stream_is_not_resumed(wb: WorkbenchClient, emu: Em
     job = await wb.jobs.launch(job_spec("--emu-chunks=3"))
     got: list[OutputChunk] = []
     with pytest.raises(StreamDecodeError) as info:
-        await drain(wb.jobs.output(job.id, resume=RESUME), got)
+        await drain(wb.jobs.output(job.id, resume=QUICK_RESUME), got)
     # The first object should come out before the error; it does only when the garbage
     # arrives in a later read: JSONStreamDecoder.feed() drops the values it completed in the
     # same call as an error (reported; loopback usually delivers both in one read).
@@ -324,7 +321,7 @@ async def test_stream_that_ends_while_the_job_runs_is_followed(emu: Emulator, to
     close_first_stream_after_first_chunk(emu, record)
     user = "alice" if token == "admin-token" else None  # an admin reads alice's job
     async with WorkbenchClient(emu.workbench_url, token=token) as wb:
-        collected = await wb.jobs.collect(job.id, user=user, resume=RESUME)
+        collected = await wb.jobs.collect(job.id, user=user, resume=QUICK_RESUME)
     assert emu.stats["faults.close_stream"] == 1
     # The first stream ended cleanly after chunk 0, while the job ran...
     first = [w for w in record.writes if w.stream_seq == 0]
@@ -364,7 +361,7 @@ async def test_stall_is_resumed_within_budget(wb: WorkbenchClient, emu: Emulator
     emu.faults.stall_seconds = 0.6
     emu.faults.stall_stream_count = 1
     job = await wb.jobs.launch(job_spec("--emu-chunks=6"))
-    collected = await wb.jobs.collect(job.id, stall_timeout=0.2, resume=RESUME)
+    collected = await wb.jobs.collect(job.id, stall_timeout=0.2, resume=QUICK_RESUME)
     assert collected.stdout == emu.workbench.jobs[job.id].full_output()
     assert emu.stats["faults.stall"] == 1
     assert emu.stats["workbench.get_job_output"] == 2

@@ -14,7 +14,6 @@ import pytest
 from aiocompute import (
     JobSpec,
     NotFoundError,
-    PollCadence,
     RetryPolicy,
     TransitionEvent,
     UnreachableState,
@@ -24,6 +23,7 @@ from aiocompute import (
 )
 from aiocompute.emulator import Emulator, EmulatorConfig, WorkbenchEmulatorConfig
 from aiocompute.workbench import Job, Session, SessionListing
+from helpers import QUICK_POLL
 
 FAST = WorkbenchEmulatorConfig(
     session_launch_delay=0.02,
@@ -42,14 +42,10 @@ STEPPED = WorkbenchEmulatorConfig(
     session_starting_delay=0.15,
     session_stop_delay=0.01,
 )
-QUICK_POLL = PollCadence(initial=0.02, max=0.05, fast=0.02, min_gap=0.01, jitter=0.0)
 LP = {"name": "w", "cluster": "Local"}
 
 
-@pytest.fixture
-async def emu() -> AsyncIterator[Emulator]:
-    async with Emulator(config=EmulatorConfig(workbench=FAST), seed=5) as server:
-        yield server
+pytestmark = pytest.mark.emulator(seed=5, workbench=FAST)
 
 
 @pytest.fixture

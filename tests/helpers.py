@@ -1,0 +1,203 @@
+"""What many test modules share: quick policies, building emulators, virtual time, Ctrl-C.
+
+Imported as ``helpers`` (``from helpers import QUICK_POLL``), like ``netkit``: ``tests/`` has
+no ``__init__.py`` and pytest's default "prepend" import mode puts it on ``sys.path``. The
+fixtures built on these (``emulator``, ``emu``, ``threaded_emulator``, ``interruptible``) live
+in ``conftest.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import selectors
+import signal
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from typing import Any, TypeVar
+from unittest import mock
+
+import attrs
+
+from aiocompute import PollCadence, ResumePolicy, RetryPolicy
+from aiocompute.emulator import Emulator, EmulatorConfig
+
+# -- quick policies -----------------------------------------------------------------------------
+
+#: Polls every 20..50 ms, without jitter: waits against the emulator's fast timings.
+QUICK_POLL = PollCadence(initial=0.02, max=0.05, fast=0.02, min_gap=0.01, jitter=0.0)
+
+
+def quick_retry(base: RetryPolicy | None = None, **changes: Any) -> RetryPolicy:
+    """``base`` (default: ``RetryPolicy()``) with backoffs of 10..20 ms and a server's
+    ``Retry-After`` capped at 0.1 s, then ``changes``."""
+    quick: dict[str, Any] = {"backoff_initial": 0.01, "backoff_max": 0.02, "retry_after_max": 0.1}
+    return (base if base is not None else RetryPolicy()).replace(**{**quick, **changes})
+
+
+#: The default retry policy, with quick backoffs (see :func:`quick_retry`).
+QUICK_RETRY = quick_retry()
+
+#: Up to three stream reconnects, 10..20 ms apart.
+QUICK_RESUME = ResumePolicy(max_reconnects=3, backoff_initial=0.01, backoff_max=0.02)
+
+
+# -- emulators --------------------------------------------------------------------------------
+
+
+def make_emulator(*, seed: int = 0, config: EmulatorConfig | None = None, **parts: Any) -> Emulator:
+    """An :class:`Emulator`, not started yet (``async with make_emulator(...) as emu:``).
+
+    ``parts`` are :class:`EmulatorConfig` fields (``workbench=``, ``qiskit=``, ``faults=``...),
+    applied to ``config`` (default: ``EmulatorConfig()``).
+    """
+    base = config if config is not None else EmulatorConfig()
+    return Emulator(config=attrs.evolve(base, **parts), seed=seed)
+
+
+EmulatorFactory = Callable[..., Awaitable[Emulator]]
+
+
+@contextlib.asynccontextmanager
+async def emulators() -> AsyncIterator[EmulatorFactory]:
+    """``async with emulators() as start:``, then ``emu = await start(seed=..., **parts)``
+    (arguments as :func:`make_emulator`) for a started emulator; on the way out every one
+    is stopped. The ``emulator`` fixture is this, around a test."""
+    async with contextlib.AsyncExitStack() as stack:
+
+        async def start(**settings: Any) -> Emulator:
+            return await stack.enter_async_context(make_emulator(**settings))
+
+        yield start
+
+
+def make_emulator_on_loop_clock(**settings: Any) -> Emulator:
+    """:func:`make_emulator`, on the running event loop's clock instead of ``time.monotonic()``.
+
+    On a real loop the two are the same clock; under :func:`virtual_time` the emulator's
+    timings (state transitions, token lifetimes) then follow the virtual clock. The Emulator
+    takes no clock argument, so this builds it while ``time.monotonic`` reads the loop (its
+    wall-clock offset and start instants are taken then), and swaps its runtime's ``now``.
+    """
+    loop = asyncio.get_running_loop()
+    with mock.patch.object(time, "monotonic", loop.time):
+        emu = make_emulator(**settings)
+    emu._runtime.now = loop.time  # type: ignore[method-assign]
+    return emu
+
+
+# -- virtual time -------------------------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+class _InstantSelector(selectors.DefaultSelector):
+    """Polls for real I/O without blocking; where the loop would sleep until its next timer,
+    moves the virtual clock forward by that much instead, unless work handed to another
+    thread is still running: then it waits for real, the virtual clock standing still."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = 0.0
+        #: Calls handed to an executor and not finished (aiohttp reads .netrc and proxy
+        #: settings in one, with ``trust_env``): their end wakes the loop from another thread.
+        self.threads_busy = 0
+
+    def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        events = super().select(0)
+        if events or timeout == 0:
+            return events
+        if self.threads_busy:
+            events = super().select(timeout)
+            if not events and timeout is not None:
+                self.now += timeout  # the thread outlasted the next timer, for real
+            return events
+        if timeout is None:
+            # No timer at all: only another thread could still wake the loop. Give it a
+            # moment of real time, then call it a deadlock rather than hang the test run.
+            events = super().select(5.0)
+            if not events:
+                raise RuntimeError("virtual-time loop: every task waits and no timer is set")
+            return events
+        self.now += timeout
+        return events
+
+
+class VirtualTimeLoop(asyncio.SelectorEventLoop):
+    """An asyncio loop on a virtual clock (starting at 0): time moves only when every task
+    waits, and then straight to the next timer. anyio (``sleep``, ``current_time``, cancel
+    scope deadlines) reads this clock too.
+
+    Real I/O still works (loopback HTTP to an emulator on the same loop included): a socket
+    that is ready is served before time moves, and calls run in an executor take no virtual
+    time (the loop waits for them for real).
+    """
+
+    def __init__(self) -> None:
+        self._instant = _InstantSelector()
+        super().__init__(self._instant)
+
+    def time(self) -> float:
+        return self._instant.now
+
+    def run_in_executor(
+        self, executor: Any, func: Callable[..., T], *args: Any
+    ) -> asyncio.Future[T]:
+        future = super().run_in_executor(executor, func, *args)
+        self._instant.threads_busy += 1
+        future.add_done_callback(self._thread_done)
+        return future
+
+    def _thread_done(self, _future: asyncio.Future[Any]) -> None:
+        self._instant.threads_busy -= 1
+
+
+def virtual_time(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
+    """Run an async test in a fresh :class:`VirtualTimeLoop` instead of pytest-asyncio's
+    real-time loop (the wrapper is a plain function, so pytest-asyncio leaves it alone;
+    overriding its ``event_loop_policy`` fixture is deprecated in pytest-asyncio 1.x).
+    Fixtures and parametrize marks work as usual; async fixtures would run on another loop,
+    so a test on virtual time builds what it serves itself (an emulator: with
+    :func:`make_emulator_on_loop_clock`)."""
+
+    @functools.wraps(test)
+    def run(*args: Any, **kwargs: Any) -> None:
+        loop = VirtualTimeLoop()
+        try:
+            loop.run_until_complete(test(*args, **kwargs))
+        finally:
+            try:
+                leftovers = asyncio.all_tasks(loop)
+                for task in leftovers:
+                    task.cancel()
+                if leftovers:
+                    loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
+                loop.run_until_complete(loop.shutdown_asyncgens())
+                loop.run_until_complete(loop.shutdown_default_executor())
+            finally:
+                loop.close()
+
+    return run
+
+
+# -- Ctrl-C -------------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def sigint_raises_keyboard_interrupt() -> Iterator[None]:
+    """Inside, SIGINT raises KeyboardInterrupt in this process, and a child process started
+    here starts with SIGINT at its default (so Python in it raises KeyboardInterrupt too).
+
+    Python installs its KeyboardInterrupt handler only if SIGINT was not ignored when it
+    started. A parent that ignores SIGINT (``nohup``, ``trap "" INT``, some CI runners)
+    passes SIG_IGN on to pytest and, across fork and exec, to every child; then neither
+    ``_thread.interrupt_main()`` nor ``send_signal(SIGINT)`` interrupts anything. A signal
+    with a handler is reset to its default across exec; an ignored one stays ignored.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        if previous is not None:  # None: set outside Python; nothing to restore it with
+            signal.signal(signal.SIGINT, previous)
