@@ -26,16 +26,14 @@ from attrs import frozen
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aiocompute._core.polling import (
-    PerIdFetcher,
+from aiocompute._core.polling import PerIdFetcher, Poller, per_id_fetcher
+from aiocompute._core.states import StateTable
+from aiocompute._core.wait_types import (
     PollCadence,
-    Poller,
     PollEvent,
-    StateTable,
     TransitionEvent,
     WaitResult,
     WaitToken,
-    per_id_fetcher,
 )
 from aiocompute._exceptions import (
     AuthenticationError,

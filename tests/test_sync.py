@@ -31,9 +31,9 @@ import aiocompute.sync as sync
 from aiocompute import NotFoundError, WaitTimeout
 from aiocompute._core.config import ConfigError
 from aiocompute._core.pagination import Page, Paginator
-from aiocompute._core.polling import PollCadence, TransitionEvent, WaitResult
 from aiocompute._core.resources import BaseClient, WaitableResource
 from aiocompute._core.transport import PoolLimits, Timeouts, Transport
+from aiocompute._core.wait_types import PollCadence, TransitionEvent, WaitResult
 from aiocompute.emulator import Emulator, EmulatorConfig, WorkbenchEmulatorConfig
 from aiocompute.workbench import Job, JobSpec, OutputChunk, ServerVersion, Session
 

@@ -1,9 +1,9 @@
-"""The one waiter engine: state tables as data, deadlines, cadence, coalesced polling.
+"""The one waiter engine: deadlines, cadence, coalesced polling.
 
 Every API resource with a state machine drives its ``wait`` / ``wait_all`` / ``as_completed`` /
 ``watch`` through a :class:`Poller`; this module knows no API's names. An API supplies:
 
-- a :class:`StateTable` (which states are transient, terminal, resumable, fast...);
+- a :class:`~.states.StateTable` (which states are transient, terminal, resumable, fast...);
 - ``fetch_many(ids) -> {id: resource}``: one read covering many ids (or, for APIs that can
   only read one id at a time, :func:`per_id_fetcher` builds one from ``fetch_one``);
 - ``state_of(resource)`` and optionally ``detail_of``, ``failed``, ``on_missing`` and
@@ -79,7 +79,6 @@ target), :meth:`Poller.watch` events, and a wait's ``last`` between settled read
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 import math
 import random
@@ -94,11 +93,10 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from types import MappingProxyType
-from typing import Any, Generic, Literal, TypeVar, Union, overload
+from typing import Any, Generic, Literal, TypeVar, overload
 
 import anyio
-from attrs import define, field, frozen
+from attrs import frozen
 
 from .._exceptions import (
     ClientClosedError,
@@ -111,349 +109,24 @@ from .._exceptions import (
     WaitError,
     WaitTimeout,
 )
+from .states import StateTable
+from .wait_types import (
+    FetchMany,
+    OnCancel,
+    PollCadence,
+    PollerStats,
+    PollEvent,
+    TransitionEvent,
+    Until,
+    WaitResult,
+    WaitToken,
+)
 
-__all__ = [
-    "PerIdFetcher",
-    "PollCadence",
-    "PollEvent",
-    "Poller",
-    "PollerStats",
-    "StateTable",
-    "TransitionEvent",
-    "WaitResult",
-    "WaitToken",
-    "per_id_fetcher",
-]
+__all__ = ["PerIdFetcher", "Poller", "per_id_fetcher"]
 
 logger = logging.getLogger("aiocompute.polling")
 
 R = TypeVar("R")
-
-#: A read of many ids at once: returns the resources it found, keyed by id.
-FetchMany = Callable[[Sequence[str]], Awaitable[Mapping[str, R]]]
-#: What a wait waits for: a state name, a collection of names, or a predicate on the resource.
-Until = Union[str, Collection[str], Callable[[R], bool]]  # noqa: UP007 (generic alias)
-#: ``"detach"`` (just stop waiting) or ``"cancel"`` (also ask the server to cancel).
-OnCancel = Literal["detach", "cancel"]
-
-
-def _identity(state: str) -> str:
-    return state
-
-
-def _names(value: Iterable[str]) -> frozenset[str]:
-    if isinstance(value, str):
-        # frozenset("running") would be a set of letters: refuse instead.
-        raise TypeError(f"expected a collection of state names, got the string {value!r}")
-    return frozenset(value)
-
-
-# --------------------------------------------------------------------------------------------
-# State tables
-# --------------------------------------------------------------------------------------------
-
-
-@frozen
-class StateTable:
-    """One resource's state machine, as data.
-
-    - ``transient``: states on the way somewhere (``launching``, ``pending``);
-    - ``terminal``: final states; a terminal state reaches only itself;
-    - ``resumable``: exited but can come back through an explicit call (Workbench
-      ``suspended``/``saved`` -> ``resume``). Waiting alone never leaves them, so for a wait
-      they are as final as terminal states;
-    - ``stable``: states a resource may stay in indefinitely but can still leave (Workbench
-      ``running``, LakeSail ``idle``): usually what one waits for;
-    - ``fast``: states about to change (``starting``), polled every ``PollCadence.fast``;
-    - ``normalize``: applied to every state read from the server and every name a caller
-      passes (e.g. ``str.lower`` for an API whose case varies). The table's own names must
-      already be normalized;
-    - ``reaches``: which states can still lead to which. Entries given override the derived
-      default for their state: transient and stable states reach every known state, terminal
-      and resumable states reach only themselves.
-
-    A state not in the table (an API grew a new one) is treated as transient: waits keep
-    polling; the :class:`Poller` counts it in :attr:`PollerStats.unknown_states`.
-    """
-
-    name: str
-    transient: frozenset[str] = field(converter=_names)
-    terminal: frozenset[str] = field(converter=_names)
-    resumable: frozenset[str] = field(default=frozenset(), converter=_names)
-    stable: frozenset[str] = field(default=frozenset(), converter=_names)
-    fast: frozenset[str] = field(default=frozenset(), converter=_names)
-    normalize: Callable[[str], str] = field(default=_identity)
-    reaches: Mapping[str, frozenset[str]] = field(factory=dict)
-
-    def __attrs_post_init__(self) -> None:
-        groups = {
-            "transient": self.transient,
-            "terminal": self.terminal,
-            "resumable": self.resumable,
-            "stable": self.stable,
-        }
-        seen: dict[str, str] = {}
-        for group, states in groups.items():
-            for state in states:
-                if not isinstance(state, str) or not state:
-                    raise ValueError(f"{self.name}: state names must be non-empty strings")
-                if state in seen:
-                    raise ValueError(
-                        f"{self.name}: state {state!r} is both {seen[state]} and {group}"
-                    )
-                if self.normalize(state) != state:
-                    raise ValueError(
-                        f"{self.name}: state {state!r} is not normalized "
-                        f"(normalize gives {self.normalize(state)!r})"
-                    )
-                seen[state] = group
-        known = frozenset(seen)
-        if stray := self.fast - known:
-            raise ValueError(f"{self.name}: fast states {sorted(stray)} are not in the table")
-        derived: dict[str, frozenset[str]] = {}
-        for state in known:
-            derived[state] = (
-                frozenset({state}) if state in self.terminal | self.resumable else known
-            )
-        for state, targets in self.reaches.items():
-            targets = _names(targets)
-            if state not in known:
-                raise ValueError(f"{self.name}: reaches names unknown state {state!r}")
-            if stray := targets - known:
-                raise ValueError(
-                    f"{self.name}: reaches[{state!r}] names unknown states {sorted(stray)}"
-                )
-            if state in self.terminal and targets - {state}:
-                others = sorted(targets - {state})
-                raise ValueError(f"{self.name}: terminal state {state!r} cannot reach {others}")
-            derived[state] = targets | {state}
-        # The field is replaced by the complete, read-only map (frozen: via object.__setattr__).
-        object.__setattr__(self, "reaches", MappingProxyType(derived))
-
-    @property
-    def states(self) -> frozenset[str]:
-        """Every state the table knows."""
-        return frozenset(self.reaches)
-
-    def is_known(self, state: str) -> bool:
-        """Whether ``state`` (normalized) is in the table."""
-        return self.normalize(state) in self.reaches
-
-    def is_terminal(self, state: str) -> bool:
-        """Whether ``state`` is terminal (never resumable, never unknown)."""
-        return self.normalize(state) in self.terminal
-
-    def is_settled(self, state: str) -> bool:
-        """Whether waiting can no longer change ``state``: terminal, resumable, or a state
-        whose ``reaches`` is only itself. Unknown states are not settled."""
-        s = self.normalize(state)
-        targets = self.reaches.get(s)
-        return targets is not None and targets <= {s}
-
-    def can_reach(self, state: str, target: str) -> bool:
-        """Whether a resource now in ``state`` may still, by waiting, come to ``target``.
-
-        A state reaches itself; an unknown state may go anywhere.
-        """
-        s, t = self.normalize(state), self.normalize(target)
-        if s == t:
-            return True
-        targets = self.reaches.get(s)
-        return True if targets is None else t in targets
-
-
-# --------------------------------------------------------------------------------------------
-# Cadence, events, results, tokens
-# --------------------------------------------------------------------------------------------
-
-
-def _positive(inst: Any, attr: Any, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"PollCadence.{attr.name} must be a number, got {value!r}")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"PollCadence.{attr.name} must be a positive finite number, got {value}")
-
-
-@frozen
-class PollCadence:
-    """How often to poll: exponential backoff with jitter.
-
-    - ``initial``: the interval after a new wait or a change of state;
-    - ``factor``: growth after each poll that saw no change, up to ``max``;
-    - ``jitter``: each interval is multiplied by a random factor in ``[1-jitter, 1+jitter]``;
-    - ``fast``: the interval (no growth) for an id in one of the table's fast states;
-    - ``min_gap``: the least time from the end of one tick of the shared loop to the start
-      of the next, whatever is due (it bounds the request rate when waits keep arriving).
-
-    The defaults bottom out at 0.1 s: with shared reads a tick is one request however many
-    ids it covers, and waiters that change often keep the loop there. ``fast`` equals
-    ``initial`` by default: a fast state is simply never backed off.
-    """
-
-    initial: float = field(default=0.1, validator=_positive)
-    max: float = field(default=2.0, validator=_positive)
-    factor: float = field(default=1.5, validator=_positive)
-    jitter: float = field(default=0.1)
-    fast: float = field(default=0.1, validator=_positive)
-    min_gap: float = field(default=0.05, validator=_positive)
-
-    def __attrs_post_init__(self) -> None:
-        if self.factor < 1:
-            raise ValueError(f"PollCadence.factor must be >= 1, got {self.factor}")
-        if isinstance(self.jitter, bool) or not isinstance(self.jitter, (int, float)):
-            raise TypeError(f"PollCadence.jitter must be a number, got {self.jitter!r}")
-        if not 0 <= self.jitter < 1:
-            raise ValueError(f"PollCadence.jitter must be in [0, 1), got {self.jitter}")
-        for name in ("initial", "fast", "min_gap"):
-            if getattr(self, name) > self.max:
-                raise ValueError(
-                    f"PollCadence.{name} ({getattr(self, name)}) exceeds max ({self.max})"
-                )
-
-
-@frozen
-class TransitionEvent(Generic[R]):
-    """A change of state seen by a wait. ``old_state`` is None for the first state a wait
-    sees; ``at`` is the monotonic time (``anyio.current_time()``) of the read."""
-
-    id: str
-    old_state: str | None
-    new_state: str
-    resource: R
-    at: float
-
-
-@frozen
-class PollEvent(Generic[R]):
-    """One read of one id during a wait: ``attempt`` counts this wait's successful reads."""
-
-    id: str
-    state: str
-    resource: R
-    at: float
-    attempt: int
-
-
-@frozen
-class WaitResult(Generic[R]):
-    """How one id's wait ended, as yielded by :meth:`Poller.as_completed`.
-
-    ``resource`` is the resource in its target state, or the last one seen (maybe None)
-    when ``error`` says why the wait failed.
-    """
-
-    id: str
-    resource: R | None
-    error: BaseException | None = None
-
-    @property
-    def ok(self) -> bool:
-        """True when the target was reached."""
-        return self.error is None
-
-    def unwrap(self) -> R:
-        """The resource, or raise the error."""
-        if self.error is not None:
-            raise self.error
-        assert self.resource is not None  # a success always carries its resource
-        return self.resource
-
-
-_TOKEN_VERSION = 1
-
-
-def _token_error(problem: str) -> ValueError:
-    return ValueError(f"invalid wait token: {problem}")
-
-
-@frozen
-class WaitToken:
-    """A wait that can be taken up again later, e.g. by another process after a restart.
-
-    ``deadline`` is absolute wall-clock time (``time.time()`` seconds), so the remaining time
-    survives the trip. Make one with :meth:`Poller.token`, store :meth:`to_json`, and give
-    :meth:`from_json`'s result to the client's ``resume_wait``.
-    """
-
-    kind: str
-    ids: tuple[str, ...]
-    until: tuple[str, ...]
-    deadline: float
-
-    def remaining(self, now: float | None = None) -> float:
-        """Seconds left before the deadline (negative once it has passed)."""
-        return self.deadline - (time.time() if now is None else now)
-
-    def to_json(self) -> str:
-        """A compact JSON text of the token."""
-        body = {
-            "v": _TOKEN_VERSION,
-            "kind": self.kind,
-            "ids": list(self.ids),
-            "until": list(self.until),
-            "deadline": self.deadline,
-        }
-        return json.dumps(body, separators=(",", ":"), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> WaitToken:
-        """Read a token written by :meth:`to_json`; ValueError says what is wrong with it."""
-        if not isinstance(text, (str, bytes, bytearray)):
-            raise TypeError(f"a wait token is JSON text, got {type(text).__name__}")
-        problem: str | None = None
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            problem = f"not JSON ({exc})"
-        except RecursionError:
-            problem = "nested too deeply"
-        if problem is not None:
-            raise _token_error(problem)
-        if not isinstance(data, dict):
-            raise _token_error("expected a JSON object")
-        if data.get("v") != _TOKEN_VERSION:
-            raise _token_error(f"unsupported version {data.get('v')!r} (expected 1)")
-        kind, ids, until, deadline = (data.get(k) for k in ("kind", "ids", "until", "deadline"))
-        if not isinstance(kind, str) or not kind:
-            raise _token_error("'kind' must be a non-empty string")
-        for key, value in (("ids", ids), ("until", until)):
-            if (
-                not isinstance(value, list)
-                or not value
-                or not all(isinstance(v, str) and v for v in value)
-            ):
-                raise _token_error(f"{key!r} must be a non-empty list of non-empty strings")
-        if (
-            isinstance(deadline, bool)
-            or not isinstance(deadline, (int, float))
-            or not math.isfinite(deadline)
-        ):
-            raise _token_error("'deadline' must be a finite number (seconds since the epoch)")
-        assert isinstance(ids, list)  # checked just above
-        assert isinstance(until, list)
-        return cls(kind=kind, ids=tuple(ids), until=tuple(until), deadline=float(deadline))
-
-
-@define
-class PollerStats:
-    """Counters of one :class:`Poller`, for tests, benchmarks and the curious.
-
-    ``fetch_calls`` counts ``fetch_many`` calls (requests, for shared reads); ``intervals``
-    keeps, for recent ticks, the planned time from the end of the tick to the next one;
-    ``settle_calls`` / ``ids_settled`` / ``settle_errors`` count the full reads of a poller
-    given ``settle`` (failed ones fell back to the light resource).
-    """
-
-    ticks: int = 0
-    fetch_calls: int = 0
-    ids_fetched: int = 0
-    retried_errors: int = 0
-    failed_fetches: int = 0
-    unknown_states: dict[str, int] = field(factory=dict)
-    intervals: deque[float] = field(factory=lambda: deque(maxlen=512))
-    settle_calls: int = 0
-    ids_settled: int = 0
-    settle_errors: int = 0
 
 
 # --------------------------------------------------------------------------------------------

@@ -19,18 +19,11 @@ from typing import Any, Generic, TypeVar
 from .fanout import RateGovernor
 from .network import ConnectionOptions
 from .observability import api_call, observe_transitions, record_transition
-from .polling import (
-    OnCancel,
-    Poller,
-    PollEvent,
-    TransitionEvent,
-    Until,
-    WaitResult,
-    WaitToken,
-)
+from .polling import Poller
 from .retries import RetryPolicy
 from .transport import RateGovernor as Governor
 from .transport import Timeouts, Transport
+from .wait_types import OnCancel, PollEvent, TransitionEvent, Until, WaitResult, WaitToken
 
 __all__ = ["BaseClient", "WaitableResource", "client_transport"]
 

@@ -18,7 +18,7 @@ import attrs
 from .._core.config import resolve_setting
 from .._core.network import ConnectionOptions, Unpack
 from .._core.observability import api_call
-from .._core.polling import PollCadence, Poller, per_id_fetcher
+from .._core.polling import Poller, per_id_fetcher
 from .._core.resources import BaseClient, WaitableResource, client_transport
 from .._core.retries import DEFAULT_RETRY, RetryPolicy
 from .._core.transport import (
@@ -30,6 +30,7 @@ from .._core.transport import (
     StaticAuth,
     Timeouts,
 )
+from .._core.wait_types import PollCadence
 from .._exceptions import NotFoundError, ServerError
 from . import _protocol as P
 from ._states import BATCH_STATES

@@ -19,7 +19,7 @@ from .._core.config import resolve_setting
 from .._core.network import ConnectionOptions, Unpack
 from .._core.observability import api_call
 from .._core.pagination import Page, Paginator
-from .._core.polling import PollCadence, Poller, per_id_fetcher
+from .._core.polling import Poller, per_id_fetcher
 from .._core.resources import BaseClient, WaitableResource, client_transport
 from .._core.retries import DEFAULT_RETRY, RetryPolicy
 from .._core.transport import (
@@ -30,6 +30,7 @@ from .._core.transport import (
     StaticAuth,
     Timeouts,
 )
+from .._core.wait_types import PollCadence
 from . import _protocol as P
 from ._states import READY_STATES, SESSION_STATES
 from .models import (

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from .._core.config import check_str, resolve_setting
 from .._core.network import ConnectionOptions, Unpack
 from .._core.observability import api_call
-from .._core.polling import PollCadence, Poller, per_id_fetcher
+from .._core.polling import Poller, per_id_fetcher
 from .._core.resources import BaseClient, WaitableResource, client_transport
 from .._core.retries import RetryPolicy
 from .._core.transport import (
@@ -26,6 +26,7 @@ from .._core.transport import (
     Response,
     Timeouts,
 )
+from .._core.wait_types import PollCadence
 from .._exceptions import AuthenticationError, NotFoundError, naming_the_missing
 from . import _protocol as P
 from ._auth import DEFAULT_IAM_URL, IAMAuth

@@ -17,15 +17,6 @@ import aiocompute.qiskit.models as _aiocompute_qiskit_models
 import aiocompute.workbench.client as _aiocompute_workbench_client
 import aiocompute.workbench.models as _aiocompute_workbench_models
 from aiocompute._core.network import ConnectionOptions, Unpack
-from aiocompute._core.polling import (
-    OnCancel,
-    PollCadence,
-    PollEvent,
-    TransitionEvent,
-    Until,
-    WaitResult,
-    WaitToken,
-)
 from aiocompute._core.retries import DEFAULT_RETRY, RetryPolicy
 from aiocompute._core.streaming import ResumePolicy
 from aiocompute._core.transport import (
@@ -34,6 +25,15 @@ from aiocompute._core.transport import (
     PoolLimits,
     RateGovernor,
     Timeouts,
+)
+from aiocompute._core.wait_types import (
+    OnCancel,
+    PollCadence,
+    PollEvent,
+    TransitionEvent,
+    Until,
+    WaitResult,
+    WaitToken,
 )
 from aiocompute.etengine.client import BatchesResource
 from aiocompute.etengine.models import Batch, BatchJob, BatchStatus, Hardware, SubmittedBatch

@@ -24,7 +24,7 @@ import attrs
 from .._core.config import ConfigError, check_str, resolve_setting
 from .._core.network import ConnectionOptions, Unpack
 from .._core.observability import api_call
-from .._core.polling import PollCadence, Poller
+from .._core.polling import Poller
 from .._core.resources import BaseClient, WaitableResource, client_transport
 from .._core.retries import DEFAULT_RETRY, RetryPolicy
 from .._core.streaming import ResumePolicy, resumable_items
@@ -36,6 +36,7 @@ from .._core.transport import (
     StaticAuth,
     Timeouts,
 )
+from .._core.wait_types import PollCadence
 from .._exceptions import NotFoundError, naming_the_missing
 from . import _protocol as P
 from ._states import JOB_STATES, SESSION_STATES
