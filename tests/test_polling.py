@@ -252,8 +252,9 @@ def make_poller(server: FakeServer, table: StateTable = WB_SESSION, **kwargs: An
 def assert_quiet(poller: Poller[Res]) -> None:
     """Nothing is left behind: no tracked ids, no driver, no stray tasks."""
     assert poller.watched_ids == frozenset()
-    assert poller._driver is None
-    assert poller._idle == {}
+    assert poller._loop._driver is None
+    assert poller._loop._idle == {}
+    assert len(poller._loop.schedule) == 0
     assert asyncio.all_tasks() == {asyncio.current_task()}
 
 

@@ -70,6 +70,16 @@ fails because the full read did, and the next light poll would meet a lasting er
 A settled resource's state is read again (it may have moved on since the light read) and
 decides the wait.
 
+Where the parts live
+--------------------
+- :mod:`.polling` (here): :class:`Poller`, what an API builds and its resources call: the
+  public waits, their arguments, wait tokens; and :class:`PerIdFetcher`;
+- :mod:`.schedule`: the scheduling decisions (which ids are due, batches, cadence, Retry-After),
+  plain code with no I/O;
+- :mod:`.poll_loop`: the shared loop that runs them: driving, reads, ``settle``, mail;
+- :mod:`.wait_group`: one call's ids, deadline, hooks and outcome, fed through a mailbox;
+- :mod:`.wait_types`: the values waits take and give; :mod:`.states`: the state tables.
+
 Light resources still reach: :class:`UnreachableState` / :class:`WaitTimeout` ``last``, the
 poller's own ``failed`` and ``detail_of`` (the API makes its light reads carry what these
 need), ``on_poll`` / ``on_transition`` hooks (except for the read that ends the wait at its
@@ -78,12 +88,8 @@ target), :meth:`Poller.watch` events, and a wait's ``last`` between settled read
 
 from __future__ import annotations
 
-import inspect
-import logging
-import math
 import random
 import time
-from collections import deque
 from collections.abc import (
     AsyncGenerator,
     Awaitable,
@@ -93,23 +99,21 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from typing import Any, Generic, Literal, TypeVar, overload
+from typing import Generic, Literal, TypeVar, overload
 
 import anyio
-from attrs import frozen
 
-from .._exceptions import (
-    ClientClosedError,
-    NotFoundError,
-    ProtocolError,
-    RateLimitError,
-    ServerError,
-    TransportError,
-    UnreachableState,
-    WaitError,
-    WaitTimeout,
-)
+from .._exceptions import NotFoundError, WaitTimeout
+from .poll_loop import PollLoop, is_retryable
 from .states import StateTable
+from .wait_group import (
+    Target,
+    WaitGroup,
+    WaitRules,
+    check_ids,
+    check_timeout,
+    make_target,
+)
 from .wait_types import (
     FetchMany,
     OnCancel,
@@ -124,20 +128,12 @@ from .wait_types import (
 
 __all__ = ["PerIdFetcher", "Poller", "per_id_fetcher"]
 
-logger = logging.getLogger("aiocompute.polling")
-
 R = TypeVar("R")
 
 
 # --------------------------------------------------------------------------------------------
 # Per-id reads
 # --------------------------------------------------------------------------------------------
-
-
-def _is_retryable(exc: BaseException) -> bool:
-    if isinstance(exc, TransportError):
-        return exc.retryable
-    return isinstance(exc, (ServerError, RateLimitError))
 
 
 class PerIdFetcher(Generic[R]):
@@ -177,7 +173,7 @@ class PerIdFetcher(Generic[R]):
             for one in dict.fromkeys(ids):
                 tg.start_soon(read, one)
         if errors:
-            fatal = [e for e in errors if not _is_retryable(e)]
+            fatal = [e for e in errors if not is_retryable(e)]
             raise (fatal or errors)[0]
         return found
 
@@ -190,145 +186,8 @@ def per_id_fetcher(
 
 
 # --------------------------------------------------------------------------------------------
-# The engine
+# The engine: what an API builds, and what its resources call
 # --------------------------------------------------------------------------------------------
-
-
-@frozen
-class _Target(Generic[R]):
-    names: frozenset[str] | None
-    predicate: Callable[[R], bool] | None
-    label: str
-
-
-class _Tracked(Generic[R]):
-    """What the loop knows about one id somebody waits on."""
-
-    __slots__ = ("due", "id", "interval", "misses", "state", "subs")
-
-    def __init__(self, id: str, now: float, initial: float) -> None:
-        self.id = id
-        self.subs: dict[_Sub[R], None] = {}  # ordered set
-        self.state: str | None = None
-        self.interval = initial
-        self.due = now
-        self.misses = 0
-
-
-class _Seen(Generic[R]):
-    """Mail for a wait: a read of one id."""
-
-    __slots__ = ("at", "id", "resource", "state")
-
-    def __init__(self, id: str, resource: R, state: str, at: float) -> None:
-        self.id, self.resource, self.state, self.at = id, resource, state, at
-
-
-class _Failed:
-    """Mail for a wait: its id cannot be read (a non-retryable error, or not found)."""
-
-    __slots__ = ("error", "id")
-
-    def __init__(self, id: str, error: BaseException) -> None:
-        self.id, self.error = id, error
-
-
-class _Sub(Generic[R]):
-    """One wait's mailbox: the loop posts reads and failures, the waiting task reads them."""
-
-    __slots__ = (
-        "attempts",
-        "errors",
-        "every_read",
-        "full_reads",
-        "inbox",
-        "last_error",
-        "min_seq",
-        "quiet",
-        "seen_state",
-        "targets",
-        "wake",
-    )
-
-    def __init__(
-        self,
-        min_seq: int,
-        every_read: bool,
-        targets: frozenset[str] | None = None,
-        full_reads: bool = False,
-    ) -> None:
-        self.inbox: deque[_Seen[R] | _Failed] = deque()
-        self.wake = anyio.Event()
-        self.min_seq = min_seq  # reads from ticks started before registration are stale
-        self.every_read = every_read  # hooks or checks that look at every read
-        # What makes a read worth a full (settled) read: see the module docstring.
-        self.targets = targets
-        self.full_reads = full_reads
-        self.seen_state: dict[str, str] = {}
-        self.quiet: dict[str, _Seen[R]] = {}
-        self.attempts: dict[str, int] = {}
-        self.errors: dict[str, int] = {}
-        self.last_error: dict[str, BaseException] = {}
-
-    def post(self, item: _Seen[R] | _Failed) -> None:
-        if isinstance(item, _Seen):
-            self.quiet.pop(item.id, None)
-        self.inbox.append(item)
-        self.wake.set()
-
-    def wants_full(self, one: str, state: str) -> bool:
-        """Whether this wait would rather see the full resource for this read of ``one``."""
-        if self.full_reads:
-            return True
-        return self.targets is not None and state in self.targets
-
-    def post_read(self, item: _Seen[R]) -> None:
-        """Post a read, but wake the waiting task only if it can change the outcome: with
-        a thousand waiters, waking each on every unchanged read would dominate the CPU."""
-        if self.every_read or self.seen_state.get(item.id) != item.state:
-            self.seen_state[item.id] = item.state
-            self.post(item)
-        else:
-            self.quiet[item.id] = item  # only the newest matters (for WaitError.last)
-
-
-class _Progress(Generic[R]):
-    __slots__ = ("history", "last", "reads", "state")
-
-    def __init__(self) -> None:
-        self.last: R | None = None
-        self.state: str | None = None
-        self.history: list[tuple[str, float]] = []
-        self.reads = 0
-
-
-def _check_timeout(timeout: object) -> float:
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise TypeError(f"timeout must be a number of seconds, got {timeout!r}")
-    if not math.isfinite(timeout) or timeout <= 0:
-        raise ValueError(
-            f"timeout must be a positive, finite number of seconds, got {timeout!r}: "
-            "every wait needs a deadline"
-        )
-    return float(timeout)
-
-
-def _check_ids(ids: Iterable[str]) -> list[str]:
-    if isinstance(ids, (str, bytes)):
-        raise TypeError(f"ids must be a collection of ids, not the single string {ids!r}")
-    out = list(ids)
-    for one in out:
-        if not isinstance(one, str) or not one:
-            raise ValueError(f"ids must be non-empty strings, got {one!r}")
-    return out
-
-
-async def _call_hook(hook: Callable[[Any], object] | None, event: object) -> None:
-    if hook is None:
-        return
-    result = hook(event)
-    if inspect.isawaitable(result):
-        await result
 
 
 class Poller(Generic[R]):
@@ -399,25 +258,28 @@ class Poller(Generic[R]):
         self.top_up = (not isinstance(fetch_many, PerIdFetcher)) if top_up is None else top_up
         self.batch_concurrency = batch_concurrency
         self.missing_after = missing_after
-        self.cancel_timeout = _check_timeout(cancel_timeout)
-        self.stats = PollerStats()
-        self._fetch_many = fetch_many
-        self._state_of = state_of
-        self._detail_of = detail_of
-        self._failed = failed
-        self._on_missing = on_missing
-        self._cancel_remote = cancel_remote
-        self._settle_read = settle
-        self._rng = rng or random.Random()
-        self._tracked: dict[str, _Tracked[R]] = {}
-        self._driver: _Sub[R] | None = None
-        self._idle: dict[_Sub[R], None] = {}  # waiting tasks that may take over the loop
-        self._kick: anyio.Event | None = None
-        self._tick_scope: anyio.CancelScope | None = None
-        self._seq = 0
-        self._last_tick_end = -math.inf
-        self._hold_until = -math.inf
-        self._closed = False
+        self.cancel_timeout = check_timeout(cancel_timeout)
+        self._rules = WaitRules(
+            table,
+            failed=failed,
+            detail_of=detail_of,
+            cancel_remote=cancel_remote,
+            cancel_timeout=self.cancel_timeout,
+        )
+        self._loop: PollLoop[R] = PollLoop(
+            table,
+            fetch_many,
+            state_of=state_of,
+            kind=self.kind,
+            cadence=self.cadence,
+            max_batch=max_batch,
+            top_up=self.top_up,
+            batch_concurrency=batch_concurrency,
+            missing_after=missing_after,
+            on_missing=on_missing,
+            settle=settle,
+            rng=rng or random.Random(),
+        )
 
     # -- lifetime ---------------------------------------------------------------------------
 
@@ -430,31 +292,22 @@ class Poller(Generic[R]):
     async def aclose(self) -> None:
         """End every wait in progress (they raise :class:`~aiocompute.ClientClosedError`) and
         refuse new ones. Idempotent."""
-        self._closed = True
-        if self._tick_scope is not None:
-            self._tick_scope.cancel()
-        if self._kick is not None:
-            self._kick.set()
-        for sub in list(self._idle):
-            sub.wake.set()
-        for tracked in self._tracked.values():
-            for sub in tracked.subs:
-                sub.wake.set()
-        await anyio.lowlevel.checkpoint()
+        await self._loop.aclose()
 
     @property
     def closed(self) -> bool:
         """Whether :meth:`aclose` was called."""
-        return self._closed
+        return self._loop.closed
 
     @property
     def watched_ids(self) -> frozenset[str]:
         """The ids somebody is waiting on right now."""
-        return frozenset(self._tracked)
+        return self._loop.watched_ids
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ClientClosedError(f"the {self.table.name} poller is closed (so is its client)")
+    @property
+    def stats(self) -> PollerStats:
+        """Counters of this poller's loop (see :class:`PollerStats`)."""
+        return self._loop.stats
 
     # -- public waits -----------------------------------------------------------------------
 
@@ -544,7 +397,7 @@ class Poller(Generic[R]):
         pending; with it, each id's error takes its place in the list. ``on_cancel`` applies
         to a timeout or a cancellation only. Other arguments as in :meth:`wait`.
         """
-        id_list = _check_ids(ids)
+        id_list = check_ids(ids)
         group = self._group(
             id_list, until, timeout, failed, on_transition, on_poll, on_cancel, leaving
         )
@@ -592,7 +445,7 @@ class Poller(Generic[R]):
         ``error`` set (``result.unwrap()`` raises it); only cancellation propagates. Leaving
         the loop early just stops waiting; close the iterator (``aclosing``) to stop at once.
         """
-        id_list = _check_ids(ids)
+        id_list = check_ids(ids)
         group = self._group(
             id_list, until, timeout, failed, on_transition, on_poll, on_cancel, leaving
         )
@@ -623,10 +476,9 @@ class Poller(Generic[R]):
         Raises :class:`WaitTimeout` if the deadline passes first, and an id's read error
         (e.g. NotFoundError) as soon as it happens.
         """
-        id_list = _check_ids(ids)
-        group = self._group(id_list, None, timeout, None, None, None, "detach", ())
-        if until is not None:
-            group.stop_at = self._target(until).names or frozenset()
+        id_list = check_ids(ids)
+        stop_at = frozenset() if until is None else self._target(until).names or frozenset()
+        group = self._group(id_list, None, timeout, None, None, None, "detach", (), stop_at)
         try:
             while not group.finished:
                 done = await group.step()
@@ -647,12 +499,12 @@ class Poller(Generic[R]):
         within ``timeout`` seconds from now."""
         if callable(until):
             raise TypeError("a wait token needs state names, not a predicate")
-        id_list = _check_ids(ids)
+        id_list = check_ids(ids)
         if not id_list:
             raise ValueError("a wait token needs at least one id")
         target = self._target(until)
         assert target.names is not None
-        deadline = time.time() + _check_timeout(timeout)
+        deadline = time.time() + check_timeout(timeout)
         return WaitToken(
             kind=self.kind,
             ids=tuple(dict.fromkeys(id_list)),
@@ -697,29 +549,8 @@ class Poller(Generic[R]):
 
     # -- waits: internals -------------------------------------------------------------------
 
-    def _target(self, until: Until[R]) -> _Target[R]:
-        if callable(until):
-            name = getattr(until, "__qualname__", "")
-            label = "the awaited condition" if not name or "<lambda>" in name else name
-            return _Target(names=None, predicate=until, label=label)
-        if isinstance(until, str):
-            raw: list[str] = [until]
-        elif isinstance(until, Iterable):
-            raw = list(until)
-        else:
-            raise TypeError(f"until must be a state name, names, or a predicate, got {until!r}")
-        if not raw or not all(isinstance(n, str) for n in raw):
-            raise ValueError(f"until must name at least one state, got {until!r}")
-        names = frozenset(self.table.normalize(n) for n in raw)
-        unknown = names - self.table.states
-        if unknown:
-            raise ValueError(
-                f"{self.table.name} has no state {', '.join(map(repr, sorted(unknown)))}; "
-                f"known: {', '.join(sorted(self.table.states))}"
-            )
-        ordered = sorted(names)
-        label = repr(ordered[0]) if len(ordered) == 1 else "one of " + ", ".join(map(repr, ordered))
-        return _Target(names=names, predicate=None, label=label)
+    def _target(self, until: Until[R]) -> Target[R]:
+        return make_target(self.table, until)
 
     def _group(
         self,
@@ -731,18 +562,20 @@ class Poller(Generic[R]):
         on_poll: Callable[[PollEvent[R]], object] | None,
         on_cancel: str,
         leaving: Collection[str],
-    ) -> _Group[R]:
-        seconds = _check_timeout(timeout)
+        stop_at: frozenset[str] = frozenset(),
+    ) -> WaitGroup[R]:
+        seconds = check_timeout(timeout)
         target = None if until is None else self._target(until)
         if on_cancel not in ("detach", "cancel"):
             raise ValueError(f"on_cancel must be 'detach' or 'cancel', got {on_cancel!r}")
-        if on_cancel == "cancel" and self._cancel_remote is None:
+        if on_cancel == "cancel" and self._rules.cancel_remote is None:
             raise ValueError(f"{self.table.name} waits cannot cancel remotely (no cancel_remote)")
         if isinstance(leaving, str):
             leaving = [leaving]
-        self._check_open()
-        return _Group(
-            self,
+        self._loop.check_open()
+        return WaitGroup(
+            self._loop,
+            self._rules,
             ids,
             target,
             seconds,
@@ -751,548 +584,5 @@ class Poller(Generic[R]):
             on_poll,
             on_cancel == "cancel",
             frozenset(self.table.normalize(s) for s in leaving),
+            stop_at,
         )
-
-    def _register(self, sub: _Sub[R], ids: Iterable[str]) -> None:
-        now = anyio.current_time()
-        for one in ids:
-            tracked = self._tracked.get(one)
-            if tracked is None:
-                tracked = self._tracked[one] = _Tracked(one, now, self.cadence.initial)
-            tracked.subs[sub] = None
-            tracked.due = now  # a new waiter needs a fresh read, not a cached one
-            sub.attempts.setdefault(one, 0)
-        if self._kick is not None:
-            self._kick.set()
-
-    def _unregister(self, sub: _Sub[R], one: str) -> None:
-        tracked = self._tracked.get(one)
-        if tracked is not None:
-            tracked.subs.pop(sub, None)
-            if not tracked.subs:
-                del self._tracked[one]
-
-    async def _pump(self, sub: _Sub[R], deadline: float) -> None:
-        """Return once ``sub`` has mail or the deadline has passed; drive the loop meanwhile
-        if nobody else does."""
-        try:
-            while not sub.inbox:
-                self._check_open()
-                now = anyio.current_time()
-                if now >= deadline:
-                    return
-                if self._driver is None:
-                    self._driver = sub
-                    try:
-                        await self._drive(sub, deadline)
-                    finally:
-                        self._driver = None
-                else:
-                    sub.wake = anyio.Event()
-                    self._idle[sub] = None
-                    try:
-                        with anyio.move_on_after(deadline - now):
-                            await sub.wake.wait()
-                    finally:
-                        self._idle.pop(sub, None)
-        finally:
-            # Hand the loop over (whether we drove it or were about to take it over).
-            if self._driver is None:
-                for successor in self._idle:
-                    successor.wake.set()
-                    break
-
-    async def _drive(self, me: _Sub[R], deadline: float) -> None:
-        while not me.inbox and not self._closed:
-            now = anyio.current_time()
-            if now >= deadline:
-                return
-            when = self._next_tick_time()
-            if when > now:
-                self._kick = anyio.Event()
-                with anyio.move_on_after(min(when, deadline) - now):
-                    await self._kick.wait()
-                continue
-            # Let waits started in the same instant register, so one read covers them all.
-            await anyio.lowlevel.checkpoint()
-            await self._tick()
-
-    def _next_tick_time(self) -> float:
-        if not self._tracked:
-            return math.inf
-        due = min(t.due for t in self._tracked.values())
-        return max(due, self._last_tick_end + self.cadence.min_gap, self._hold_until)
-
-    def _cap(self) -> float:
-        """The longest interval any id may back off to, given how many ids share a tick."""
-        c = self.cadence
-        n = len(self._tracked)
-        if not self.top_up or n <= 1:
-            return c.max
-        per_tick = math.ceil(n / self.max_batch) if self.max_batch else 1
-        return min(c.max, max(c.initial, c.max * math.sqrt(per_tick / n)))
-
-    def _jittered(self, interval: float) -> float:
-        j = self.cadence.jitter
-        return interval * self._rng.uniform(1 - j, 1 + j) if j else interval
-
-    async def _tick(self) -> None:
-        now = anyio.current_time()
-        self._seq += 1
-        seq = self._seq
-        trackers = sorted(self._tracked.values(), key=lambda t: t.due)
-        due = [t for t in trackers if t.due <= now]
-        if not due:
-            return
-        chosen = due
-        if self.top_up:
-            room = len(trackers)
-            if self.max_batch:
-                room = math.ceil(len(due) / self.max_batch) * self.max_batch
-            chosen = trackers[:room]
-        ids = [t.id for t in chosen]
-        size = self.max_batch or len(ids)
-        batches = [ids[i : i + size] for i in range(0, len(ids), size)]
-        self.stats.ticks += 1
-        outcomes: list[Mapping[str, R] | Exception] = [{} for _ in batches]
-
-        async def run(index: int, limiter: anyio.Semaphore | None = None) -> None:
-            if limiter is None:
-                outcomes[index] = await self._read(batches[index])
-                return
-            async with limiter:
-                outcomes[index] = await self._read(batches[index])
-
-        with anyio.CancelScope() as scope:
-            self._tick_scope = scope
-            try:
-                if len(batches) == 1:
-                    await run(0)
-                else:
-                    limiter = anyio.Semaphore(self.batch_concurrency)
-                    async with anyio.create_task_group() as tg:
-                        for index in range(len(batches)):
-                            tg.start_soon(run, index, limiter)
-            finally:
-                self._tick_scope = None
-        if scope.cancel_called:
-            return  # closed meanwhile
-        end = self._last_tick_end = anyio.current_time()
-        changed = False
-        fetched: list[_Tracked[R]] = []
-        held: list[tuple[list[_Sub[R]], _Seen[R]]] = []
-        for batch, outcome in zip(batches, outcomes, strict=True):
-            if isinstance(outcome, Exception):
-                self._settle_error(batch, outcome, seq, end)
-            else:
-                changed |= self._settle(batch, outcome, seq, now, end, fetched, held)
-        c = self.cadence
-        if changed and self.top_up:
-            # Activity clusters: after any change, everybody is polled at the initial rate.
-            for tracked in fetched:
-                tracked.interval = c.initial
-                tracked.due = min(tracked.due, now + self._jittered(c.initial))
-        if self._tracked:
-            self.stats.intervals.append(self._next_tick_time() - now)
-        if held:
-            # After the light reads are posted, so waits they woke run meanwhile.
-            await self._post_full(held)
-
-    async def _post_full(self, held: list[tuple[list[_Sub[R]], _Seen[R]]]) -> None:
-        """Read the held ids through ``settle`` (one call per ``max_batch`` ids) and post the
-        full resources; the light one stays where the full read fails or lacks an id."""
-        settle = self._settle_read
-        assert settle is not None
-        ids = list(dict.fromkeys(seen.id for _, seen in held))
-        size = self.max_batch or len(ids)
-        batches = [ids[i : i + size] for i in range(0, len(ids), size)]
-        got: dict[str, R] = {}
-
-        async def run(batch: list[str], limiter: anyio.Semaphore | None = None) -> None:
-            self.stats.settle_calls += 1
-            self.stats.ids_settled += len(batch)
-            try:
-                if limiter is None:
-                    found = await settle(batch)
-                else:
-                    async with limiter:
-                        found = await settle(batch)
-                got.update((one, found[one]) for one in batch if one in found)
-            except Exception as exc:  # the light read is good enough: never fail the wait
-                self.stats.settle_errors += 1
-                logger.debug("full read of %s failed, using the polled one: %r", self.kind, exc)
-
-        with anyio.CancelScope() as scope:
-            self._tick_scope = scope
-            try:
-                if len(batches) == 1:
-                    await run(batches[0])
-                else:
-                    limiter = anyio.Semaphore(self.batch_concurrency)
-                    async with anyio.create_task_group() as tg:
-                        for batch in batches:
-                            tg.start_soon(run, batch, limiter)
-            finally:
-                self._tick_scope = None
-        if scope.cancel_called:
-            return  # closed meanwhile
-        for subs, seen in held:
-            full = got.get(seen.id)
-            if full is not None:
-                try:
-                    state = self.table.normalize(self._state_of(full))
-                    if isinstance(state, str):
-                        seen = _Seen(seen.id, full, state, seen.at)
-                except Exception:  # an unreadable full read: keep the light one
-                    self.stats.settle_errors += 1
-            for sub in subs:
-                sub.post_read(seen)
-
-    async def _read(self, ids: list[str]) -> Mapping[str, R] | Exception:
-        """One ``fetch_many`` (plus ``on_missing``); errors are returned, not raised."""
-        self.stats.fetch_calls += 1
-        self.stats.ids_fetched += len(ids)
-        try:
-            got = dict(await self._fetch_many(ids))
-            missing = [one for one in ids if one not in got]
-            if missing and self._on_missing is not None:
-                extra = await self._on_missing(missing)
-                got.update((one, extra[one]) for one in missing if one in extra)
-            return got
-        except Exception as exc:  # classified by the caller; cancellation passes through
-            return exc
-
-    def _eligible(self, tracked: _Tracked[R], seq: int) -> list[_Sub[R]]:
-        return [s for s in tracked.subs if s.min_seq <= seq]
-
-    def _settle(
-        self,
-        batch: list[str],
-        got: Mapping[str, R],
-        seq: int,
-        start: float,
-        end: float,
-        fetched: list[_Tracked[R]],
-        held: list[tuple[list[_Sub[R]], _Seen[R]]],
-    ) -> bool:
-        """Apply one successful read. Intervals count from the tick's start, so reads stay
-        ``interval`` apart however long a read takes (``min_gap`` still spaces them). Reads
-        that a wait wants in full (with ``settle``) go to ``held`` instead of being posted."""
-        c = self.cadence
-        cap = self._cap()
-        changed = False
-        for one in batch:
-            tracked = self._tracked.get(one)
-            if tracked is None:
-                continue  # nobody waits any more
-            subs = self._eligible(tracked, seq)
-            for sub in subs:
-                sub.attempts[one] = sub.attempts.get(one, 0) + 1
-            if one not in got:
-                tracked.misses += 1
-                if tracked.misses >= self.missing_after:
-                    error = NotFoundError(
-                        f"{self.table.name} {one!r} was not found ({tracked.misses} reads in a row)"
-                    )
-                    for sub in subs:
-                        sub.post(_Failed(one, error))
-                tracked.interval = c.initial  # maybe not visible yet: look again soon
-                tracked.due = start + self._jittered(c.initial)
-                continue
-            resource = got[one]
-            try:
-                state = self.table.normalize(self._state_of(resource))
-                if not isinstance(state, str):
-                    raise TypeError(f"state_of returned {type(state).__name__}")
-            except Exception as exc:
-                bad = ProtocolError(f"could not read the state of {self.table.name} {one!r}: {exc}")
-                for sub in subs:
-                    sub.post(_Failed(one, bad))
-                tracked.due = start + self._jittered(tracked.interval)
-                continue
-            if not self.table.is_known(state):
-                count = self.stats.unknown_states.get(state, 0)
-                if not count:
-                    logger.warning(
-                        "unknown %s state %r (treated as transient)", self.table.name, state
-                    )
-                self.stats.unknown_states[state] = count + 1
-            tracked.misses = 0
-            moved = tracked.state is not None and tracked.state != state
-            changed |= moved
-            if moved or tracked.state is None:
-                tracked.interval = c.initial
-            else:
-                tracked.interval = min(tracked.interval * c.factor, cap)
-            tracked.state = state
-            step = c.fast if state in self.table.fast else tracked.interval
-            tracked.due = start + self._jittered(step)
-            if len(subs) < len(tracked.subs):
-                tracked.due = end  # a waiter that joined mid-read still needs its own read
-            fetched.append(tracked)
-            seen = _Seen(one, resource, state, end)
-            if self._settle_read is not None and any(s.wants_full(one, state) for s in subs):
-                held.append((subs, seen))
-                continue
-            for sub in subs:
-                sub.post_read(seen)
-        return changed
-
-    def _settle_error(self, batch: list[str], error: Exception, seq: int, end: float) -> None:
-        c = self.cadence
-        retry = _is_retryable(error)
-        if retry:
-            self.stats.retried_errors += 1
-            logger.debug("polling %s failed, will retry: %r", self.table.name, error)
-            if isinstance(error, RateLimitError) and error.retry_after:
-                self._hold_until = max(self._hold_until, end + error.retry_after)
-        else:
-            self.stats.failed_fetches += 1
-        for one in batch:
-            tracked = self._tracked.get(one)
-            if tracked is None:
-                continue
-            subs = self._eligible(tracked, seq)
-            for sub in subs:
-                sub.attempts[one] = sub.attempts.get(one, 0) + 1
-                if retry:
-                    sub.errors[one] = sub.errors.get(one, 0) + 1
-                    sub.last_error[one] = error
-                else:
-                    sub.post(_Failed(one, error))
-            # A struggling server gets room: back off up to max, whatever the number of ids.
-            tracked.interval = min(tracked.interval * c.factor, c.max)
-            tracked.due = end + self._jittered(tracked.interval)
-
-
-class _Group(Generic[R]):
-    """One call of wait / wait_all / as_completed / watch: its ids, deadline and progress."""
-
-    def __init__(
-        self,
-        poller: Poller[R],
-        ids: list[str],
-        target: _Target[R] | None,
-        timeout: float,
-        failed: Callable[[R], str | None] | None,
-        on_transition: Callable[[TransitionEvent[R]], object] | None,
-        on_poll: Callable[[PollEvent[R]], object] | None,
-        cancel_remote: bool,
-        leaving: frozenset[str],
-    ) -> None:
-        self.poller = poller
-        self.target = target
-        self.timeout = timeout
-        self.started = anyio.current_time()
-        self.deadline = self.started + timeout
-        self.failed = failed
-        self.on_transition = on_transition
-        self.on_poll = on_poll
-        self.cancel_remote = cancel_remote
-        self.leaving = leaving
-        # watch(): states besides settled ones at which an id is done (e.g. "running").
-        self.stop_at: frozenset[str] = frozenset()
-        self.total = len(dict.fromkeys(ids))
-        self.pending: dict[str, _Progress[R]] = {one: _Progress() for one in ids}
-        self.events: deque[TransitionEvent[R]] = deque()
-        self.cancel_outcome: dict[str, BaseException | None] = {}
-        every_read = on_poll is not None or failed is not None or poller._failed is not None
-        if target is not None and target.predicate is not None:
-            every_read = True
-        # The wait's own code decides on every read: it may look at any field.
-        decides = failed is not None or (target is not None and target.predicate is not None)
-        self.sub: _Sub[R] = _Sub(
-            poller._seq + 1,
-            every_read,
-            targets=target.names if target is not None else None,
-            full_reads=decides,
-        )
-        poller._register(self.sub, self.pending)
-
-    @property
-    def finished(self) -> bool:
-        return not self.pending
-
-    def close(self) -> None:
-        for one in list(self.sub.attempts):
-            self.poller._unregister(self.sub, one)
-        self.pending.clear()
-
-    async def step(self) -> list[WaitResult[R]]:
-        """Wait for news; return the ids that finished (all pending ones at the deadline)."""
-        done: list[WaitResult[R]] = []
-        with anyio.CancelScope(deadline=self.deadline):
-            await self.poller._pump(self.sub, self.deadline)
-            while self.sub.inbox:
-                item = self.sub.inbox.popleft()
-                if item.id not in self.pending:
-                    continue
-                if isinstance(item, _Failed):
-                    done.append(self._finish(item.id, self.pending[item.id].last, item.error))
-                else:
-                    result = await self._observe(item.id, item.resource, item.state, item.at)
-                    if result is not None:
-                        done.append(result)
-            self._absorb_quiet()
-        if self.pending and anyio.current_time() >= self.deadline:
-            done.extend(await self._time_out())
-        return done
-
-    def _finish(self, one: str, resource: R | None, error: BaseException | None) -> WaitResult[R]:
-        del self.pending[one]
-        self.poller._unregister(self.sub, one)
-        return WaitResult(one, resource, error)
-
-    async def _observe(self, one: str, resource: R, state: str, at: float) -> WaitResult[R] | None:
-        progress = self.pending[one]
-        old = progress.state
-        progress.last, progress.state = resource, state
-        progress.reads += 1
-        await _call_hook(self.on_poll, PollEvent(one, state, resource, at, progress.reads))
-        if state != old:
-            progress.history.append((state, at))
-            event = TransitionEvent(one, old, state, resource, at)
-            if self.target is None:
-                self.events.append(event)
-            await _call_hook(self.on_transition, event)
-        table = self.poller.table
-        if self.target is None:  # watching: done once nothing more can happen
-            done = table.is_settled(state) or state in self.stop_at
-            return self._finish(one, resource, None) if done else None
-        reason = self._failure(resource)
-        if reason is not None:
-            return self._finish(one, resource, self._unreachable(one, f"failed: {reason}"))
-        target = self.target
-        if target.names is not None:
-            if state in target.names:
-                return self._finish(one, resource, None)
-            reachable = state in self.leaving or any(
-                table.can_reach(state, n) for n in target.names
-            )
-        else:
-            assert target.predicate is not None
-            if target.predicate(resource):
-                return self._finish(one, resource, None)
-            reachable = state in self.leaving or not table.is_settled(state)
-        if not reachable:
-            return self._finish(
-                one,
-                resource,
-                self._unreachable(
-                    one, f"is {state!r}, from which {target.label} cannot be reached"
-                ),
-            )
-        return None
-
-    def _failure(self, resource: R) -> str | None:
-        for check in (self.poller._failed, self.failed):
-            if check is not None:
-                reason = check(resource)
-                if reason:
-                    return reason
-        return None
-
-    def _detail(self, resource: R | None) -> str | None:
-        if resource is None or self.poller._detail_of is None:
-            return None
-        try:
-            return self.poller._detail_of(resource)
-        except Exception:  # a detail is a nicety: never let it hide the real error
-            return None
-
-    def _unreachable(self, one: str, what: str) -> UnreachableState:
-        progress = self.pending[one]
-        assert self.target is not None
-        message = f"{self.poller.table.name} {one!r} {what}"
-        if progress.state is not None and what.startswith("failed"):
-            message += f" (state {progress.state!r}, waiting for {self.target.label})"
-        detail = self._detail(progress.last)
-        if detail:
-            message += f"; server says: {detail}"
-        return UnreachableState(message, **self._attrs(one))
-
-    def _attrs(self, one: str) -> dict[str, Any]:
-        progress = self.pending[one]
-        return {
-            "last": progress.last,
-            "history": list(progress.history),
-            "attempts": self.sub.attempts.get(one, 0),
-            "elapsed": anyio.current_time() - self.started,
-        }
-
-    def _absorb_quiet(self) -> None:
-        """Take the newest unchanged reads (posted without waking us) as the last seen."""
-        for one, item in self.sub.quiet.items():
-            progress = self.pending.get(one)
-            if progress is not None:
-                progress.last = item.resource
-        self.sub.quiet.clear()
-
-    async def _time_out(self) -> list[WaitResult[R]]:
-        self._absorb_quiet()
-        ids = list(self.pending)
-        if self.cancel_remote:
-            await self._cancel(ids)
-        label = self.target.label if self.target is not None else "a settled state"
-        results = []
-        for one in ids:
-            progress = self.pending[one]
-            state = f"last state {progress.state!r}" if progress.state else "no state read"
-            notes = [state, f"{self.sub.attempts.get(one, 0)} reads"]
-            errors = self.sub.errors.get(one, 0)
-            if errors:
-                notes.append(f"{errors} failed, last: {self.sub.last_error[one]}")
-            if one in self.cancel_outcome:
-                outcome = self.cancel_outcome[one]
-                notes.append("cancel requested" if outcome is None else f"cancel failed: {outcome}")
-            error = WaitTimeout(
-                f"{self.poller.table.name} {one!r} did not reach {label} within "
-                f"{self.timeout:g} s ({'; '.join(notes)})",
-                **self._attrs(one),
-            )
-            results.append(self._finish(one, progress.last, error))
-        return results
-
-    def merge_timeouts(self, timed_out: list[WaitResult[R]]) -> BaseException:
-        """One error for a wait_all whose deadline passed: the first pending id's details,
-        and a message naming the others."""
-        first = timed_out[0].error
-        assert isinstance(first, WaitError)
-        if len(timed_out) == 1:
-            return first
-        shown = ", ".join(repr(r.id) for r in timed_out[:5])
-        more = ", ..." if len(timed_out) > 5 else ""
-        return WaitTimeout(
-            f"{len(timed_out)} of {self.total} {self.poller.table.name} waits timed out "
-            f"({shown}{more}); first: {first}",
-            last=first.last,
-            history=first.history,
-            attempts=first.attempts,
-            elapsed=first.elapsed,
-        )
-
-    async def cancelled(self) -> None:
-        """The waiting task was cancelled: honour ``on_cancel="cancel"`` for pending ids."""
-        if self.cancel_remote and self.pending:
-            await self._cancel(list(self.pending))
-
-    async def _cancel(self, ids: list[str]) -> None:
-        cancel = self.poller._cancel_remote
-        assert cancel is not None
-        todo = [one for one in ids if one not in self.cancel_outcome]
-
-        async def one_cancel(one: str) -> None:
-            try:
-                await cancel(one)
-                self.cancel_outcome[one] = None
-            except Exception as exc:
-                logger.warning("could not cancel %s %r: %r", self.poller.table.name, one, exc)
-                self.cancel_outcome[one] = exc
-
-        for one in todo:
-            self.cancel_outcome[one] = TimeoutError("cancel did not finish in time")
-        # Shielded: the cancel must go out even though this task is being cancelled.
-        with anyio.CancelScope(shield=True), anyio.move_on_after(self.poller.cancel_timeout):
-            async with anyio.create_task_group() as tg:
-                for one in todo:
-                    tg.start_soon(one_cancel, one)
