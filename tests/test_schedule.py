@@ -140,7 +140,7 @@ def test_a_failed_read_backs_off_from_the_end_of_the_tick() -> None:
     s.add("a", 0.0)
     plan = s.plan(0.0)
     assert plan is not None
-    s.failed("a", 0.5)
+    s.failed(plan, "a", 0.5)
     s.finish(plan, 0.5)
     assert s.next_tick() == pytest.approx(0.5 + 0.2)
 
@@ -200,7 +200,7 @@ def test_every_tracked_id_stays_scheduled(
                 if outcome == "gone":
                     s.missed(plan, i)
                 elif outcome == "error":
-                    s.failed(i, now)
+                    s.failed(plan, i, now)
                 else:
                     s.read(plan, i, outcome)
             s.finish(plan, now)

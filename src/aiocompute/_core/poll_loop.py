@@ -27,7 +27,7 @@ from .._exceptions import (
 )
 from .schedule import Plan, Schedule
 from .states import StateTable
-from .wait_group import Failed, Mailbox, Seen
+from .wait_group import Failed, Mailbox
 from .wait_types import FetchMany, PollCadence, PollerStats
 
 __all__ = ["PollLoop", "is_retryable"]
@@ -36,8 +36,9 @@ logger = logging.getLogger("aiocompute.polling")
 
 R = TypeVar("R")
 
-#: A read that ``settle`` should redo in full: the mailboxes to post it to, and the read.
-_Held = tuple[list[Mailbox[R]], Seen[R]]
+#: A read that ``settle`` should redo in full: the mailboxes to post it to, the id, the
+#: light resource, its state, and when it was read.
+_Held = tuple[list[Mailbox[R]], str, R, str, float]
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -71,17 +72,21 @@ class PollLoop(Generic[R]):
     ) -> None:
         self.table = table
         self.kind = kind
-        self.max_batch = max_batch
         self.batch_concurrency = batch_concurrency
         self.missing_after = missing_after
         self.stats = PollerStats()
         self.schedule = Schedule(
-            cadence, fast_states=table.fast, max_batch=max_batch, top_up=top_up, rng=rng
+            cadence,
+            fast_states=table.fast,
+            max_batch=max_batch,
+            top_up=top_up,
+            rng=rng,
         )
         self._fetch_many = fetch_many
         self._state_of = state_of
         self._on_missing = on_missing
         self._settle_read = settle
+        self._known = table.states
         self._boxes: dict[str, dict[Mailbox[R], None]] = {}  # id -> its mailboxes (ordered)
         self._driver: Mailbox[R] | None = None
         self._idle: dict[Mailbox[R], None] = {}  # waiting tasks that may take over the loop
@@ -200,55 +205,44 @@ class PollLoop(Generic[R]):
         if plan is None:
             return
         self.stats.ticks += 1
-        end = now
-        try:
-            outcomes = await self._run_batches(plan.batches, self._read)
-            if outcomes is None:
-                return  # closed meanwhile
+        reads_ended = now
+
+        async def one_batch(batch: list[str]) -> None:
+            # Each batch goes its own way (read, post, settle, post) while the others are
+            # in flight, so the server answers one while the client decodes another.
+            nonlocal reads_ended
+            outcome = await self._read(batch)
             end = anyio.current_time()
-            held: list[_Held[R]] = []
-            for batch, outcome in zip(plan.batches, outcomes, strict=True):
-                if isinstance(outcome, Exception):
-                    self._apply_error(plan, batch, outcome, end)
-                else:
-                    self._apply(plan, batch, outcome, end, held)
-        finally:
-            self.schedule.finish(plan, end)
-        if self._boxes:
-            self.stats.intervals.append(self.schedule.next_tick() - now)
-        if held:
-            # After the light reads are posted, so waits they woke run meanwhile.
-            await self._post_full(held)
-
-    async def _run_batches(
-        self,
-        batches: list[list[str]],
-        read: Callable[[list[str]], Awaitable[Mapping[str, R] | Exception]],
-    ) -> list[Mapping[str, R] | Exception] | None:
-        """``read`` every batch, ``batch_concurrency`` at a time; None if the loop was
-        closed meanwhile."""
-        outcomes: list[Mapping[str, R] | Exception] = [{} for _ in batches]
-
-        async def run(index: int, limiter: anyio.Semaphore | None = None) -> None:
-            if limiter is None:
-                outcomes[index] = await read(batches[index])
+            reads_ended = max(reads_ended, end)
+            if isinstance(outcome, Exception):
+                self._apply_error(plan, batch, outcome, end)
                 return
-            async with limiter:
-                outcomes[index] = await read(batches[index])
+            held: list[_Held[R]] = []
+            self._apply(plan, batch, outcome, end, held)
+            if held:
+                # After the light reads are posted, so waits they woke run meanwhile.
+                await self._post_full(held)
 
-        with anyio.CancelScope() as scope:
-            self._tick_scope = scope
-            try:
-                if len(batches) == 1:
-                    await run(0)
+        try:
+            with anyio.CancelScope() as self._tick_scope:
+                if len(plan.batches) == 1:
+                    await one_batch(plan.batches[0])
                 else:
                     limiter = anyio.Semaphore(self.batch_concurrency)
+
+                    async def limited(batch: list[str]) -> None:
+                        async with limiter:
+                            await one_batch(batch)
+
                     async with anyio.create_task_group() as tg:
-                        for index in range(len(batches)):
-                            tg.start_soon(run, index, limiter)
-            finally:
-                self._tick_scope = None
-        return None if scope.cancel_called else outcomes
+                        for batch in plan.batches:
+                            tg.start_soon(limited, batch)
+        finally:
+            self._tick_scope = None
+            # min_gap counts from the end of the polls, not of the full reads.
+            self.schedule.finish(plan, reads_ended)
+        if self._boxes:
+            self.stats.intervals.append(self.schedule.next_tick() - now)
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -266,49 +260,33 @@ class PollLoop(Generic[R]):
         except Exception as exc:  # classified by the caller; cancellation passes through
             return exc
 
-    async def _settle(self, ids: list[str]) -> Mapping[str, R] | Exception:
-        """One ``settle`` (full) read; errors are returned, not raised."""
+    async def _post_full(self, held: list[_Held[R]]) -> None:
+        """Read the held ids of one batch through ``settle`` (one call) and post the full
+        resources; the light one stays where the full read fails or lacks an id."""
         settle = self._settle_read
         assert settle is not None
+        ids = list(dict.fromkeys(one for _, one, _, _, _ in held))
         self.stats.settle_calls += 1
         self.stats.ids_settled += len(ids)
+        got: Mapping[str, R] = {}
         try:
-            return await settle(ids)
+            got = await settle(ids)
         except Exception as exc:  # the light read is good enough: never fail the wait
-            return exc
-
-    async def _post_full(self, held: list[_Held[R]]) -> None:
-        """Read the held ids through ``settle`` (one call per ``max_batch`` ids) and post the
-        full resources; the light one stays where the full read fails or lacks an id."""
-        ids = list(dict.fromkeys(seen.id for _, seen in held))
-        size = self.max_batch or len(ids)
-        batches = [ids[i : i + size] for i in range(0, len(ids), size)]
-        outcomes = await self._run_batches(batches, self._settle)
-        if outcomes is None:
-            return  # closed meanwhile
-        got: dict[str, R] = {}
-        for batch, outcome in zip(batches, outcomes, strict=True):
-            if isinstance(outcome, Exception):
-                self.stats.settle_errors += 1
-                logger.debug("full read of %s failed, using the polled one: %r", self.kind, outcome)
-            else:
-                got.update((one, outcome[one]) for one in batch if one in outcome)
-        for boxes, seen in held:
-            full = got.get(seen.id)
+            self.stats.settle_errors += 1
+            logger.debug("full read of %s failed, using the polled one: %r", self.kind, exc)
+        for boxes, one, resource, state, at in held:
+            full = got.get(one)
             if full is not None:
                 try:
-                    state = self.table.normalize(self._state_of(full))
-                    if isinstance(state, str):
-                        seen = Seen(seen.id, full, state, seen.at)
+                    full_state = self.table.normalize(self._state_of(full))
+                    if isinstance(full_state, str):
+                        resource, state = full, full_state
                 except Exception:  # an unreadable full read: keep the light one
                     self.stats.settle_errors += 1
             for box in boxes:
-                box.post_read(seen)
+                box.post_read(one, resource, state, at)
 
     # -- what a read brings -----------------------------------------------------------------
-
-    def _eligible(self, boxes: dict[Mailbox[R], None], seq: int) -> list[Mailbox[R]]:
-        return [box for box in boxes if box.min_seq <= seq]
 
     def _apply(
         self,
@@ -319,27 +297,26 @@ class PollLoop(Generic[R]):
         held: list[_Held[R]],
     ) -> None:
         """Post one successful read to the mailboxes and have the schedule plan the next.
-        Reads that a wait wants in full (with ``settle``) go to ``held`` instead."""
+        Reads that a wait wants in full (with ``settle``) go to ``held`` instead. This runs
+        for every id of every tick (10,000 ids: 10,000 times), so it stays lean."""
         schedule = self.schedule
+        normalize, state_of, known = self.table.normalize, self._state_of, self._known
+        settles = self._settle_read is not None
+        seq = plan.seq
         for one in batch:
             boxes = self._boxes.get(one)
             if boxes is None:
                 continue  # nobody waits any more
-            subs = self._eligible(boxes, plan.seq)
+            # Reads from a tick that started before a wait subscribed are stale to it.
+            subs = [box for box in boxes if box.min_seq <= seq]
             for sub in subs:
-                sub.attempts[one] = sub.attempts.get(one, 0) + 1
+                sub.attempts[one] += 1
             if one not in got:
-                misses = schedule.missed(plan, one)
-                if misses >= self.missing_after:
-                    error = NotFoundError(
-                        f"{self.table.name} {one!r} was not found ({misses} reads in a row)"
-                    )
-                    for sub in subs:
-                        sub.post(Failed(one, error))
+                self._missing(plan, one, subs)
                 continue
             resource = got[one]
             try:
-                state = self.table.normalize(self._state_of(resource))
+                state = normalize(state_of(resource))
                 if not isinstance(state, str):
                     raise TypeError(f"state_of returned {type(state).__name__}")
             except Exception as exc:
@@ -348,22 +325,37 @@ class PollLoop(Generic[R]):
                     sub.post(Failed(one, bad))
                 schedule.unreadable(plan, one)
                 continue
-            if not self.table.is_known(state):
-                count = self.stats.unknown_states.get(state, 0)
-                if not count:
-                    logger.warning(
-                        "unknown %s state %r (treated as transient)", self.table.name, state
-                    )
-                self.stats.unknown_states[state] = count + 1
+            if state not in known:
+                self._unknown(state)
             schedule.read(plan, one, state)
             if len(subs) < len(boxes):
                 schedule.again(one, end)  # a waiter that joined mid-read needs its own read
-            seen = Seen(one, resource, state, end)
-            if self._settle_read is not None and any(s.wants_full(one, state) for s in subs):
-                held.append((subs, seen))
-                continue
+            if settles:
+                for sub in subs:
+                    if sub.wants_full(state):
+                        held.append((subs, one, resource, state, end))
+                        break
+                else:
+                    for sub in subs:
+                        sub.post_read(one, resource, state, end)
+            else:
+                for sub in subs:
+                    sub.post_read(one, resource, state, end)
+
+    def _missing(self, plan: Plan, one: str, subs: list[Mailbox[R]]) -> None:
+        misses = self.schedule.missed(plan, one)
+        if misses >= self.missing_after:
+            error = NotFoundError(
+                f"{self.table.name} {one!r} was not found ({misses} reads in a row)"
+            )
             for sub in subs:
-                sub.post_read(seen)
+                sub.post(Failed(one, error))
+
+    def _unknown(self, state: str) -> None:
+        count = self.stats.unknown_states.get(state, 0)
+        if not count:
+            logger.warning("unknown %s state %r (treated as transient)", self.table.name, state)
+        self.stats.unknown_states[state] = count + 1
 
     def _apply_error(self, plan: Plan, batch: list[str], error: Exception, end: float) -> None:
         retry = is_retryable(error)
@@ -378,11 +370,11 @@ class PollLoop(Generic[R]):
             boxes = self._boxes.get(one)
             if boxes is None:
                 continue
-            for sub in self._eligible(boxes, plan.seq):
-                sub.attempts[one] = sub.attempts.get(one, 0) + 1
+            for sub in [box for box in boxes if box.min_seq <= plan.seq]:
+                sub.attempts[one] += 1
                 if retry:
                     sub.errors[one] = sub.errors.get(one, 0) + 1
                     sub.last_error[one] = error
                 else:
                     sub.post(Failed(one, error))
-            self.schedule.failed(one, end)
+            self.schedule.failed(plan, one, end)

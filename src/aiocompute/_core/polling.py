@@ -59,9 +59,10 @@ Light polls, settled results
 ----------------------------
 A poll only needs each id's state, but a wait must return the whole resource. An API whose
 reads can be narrowed (e.g. a ``fields`` list) gives a light ``fetch_many`` and a ``settle(ids)
--> {id: resource}`` full read: when a tick's light reads bring ids to a wait's named target,
-the tick reads all of them once more through ``settle`` (one call per tick, ``max_batch`` ids
-per call) and hands the full resources to the waits. A wait whose own code decides on every
+-> {id: resource}`` full read: when a batch of light reads brings ids to a wait's named
+target, they are read once more through ``settle`` (one call for the batch, made as soon as
+its light read is in, while the tick's other batches may still be in flight) and the full
+resources go to the waits. A wait whose own code decides on every
 read (a predicate ``until``, or its own ``failed`` check) may look at any field, so all its
 reads are settled. So ``settle`` costs one small read per finishing batch, while the polls
 that see nothing new stay light. If ``settle`` fails (whatever the error: it is not retried)
@@ -214,8 +215,8 @@ class Poller(Generic[R]):
     - ``settle(ids) -> {id: resource}``: a full read, for a light ``fetch_many``: ids whose
       reads reach a wait's named target (and every read of a wait with a predicate or its
       own ``failed``) are read once more through it before the waits get them, one call per
-      tick for all of them. On any error, or for an id it leaves out, the light resource is
-      used. Light resources may still be seen in ``WaitTimeout.last`` /
+      ``fetch_many`` call that brought any. On any error, or for an id it leaves out, the
+      light resource is used. Light resources may still be seen in ``WaitTimeout.last`` /
       ``UnreachableState.last``, by the poller's ``failed`` and ``detail_of`` (so light
       reads must carry what those need), by ``on_poll`` / ``on_transition`` before the
       final read, and in :meth:`watch` events; see the module docstring;

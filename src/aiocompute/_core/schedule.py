@@ -50,15 +50,17 @@ class Plan:
     """One tick: which ids it reads, in batches (one ``fetch_many`` call each), and what
     its reads brought (filled in by the :class:`Schedule`'s outcome methods)."""
 
-    __slots__ = ("batches", "cap", "changed", "read", "seq", "start")
+    __slots__ = ("batches", "cap", "changed", "read", "seq", "settled", "size", "start")
 
     def __init__(self, seq: int, start: float, batches: list[list[str]], cap: float) -> None:
         self.seq = seq  # ticks planned so far, this one included
         self.start = start
         self.batches = batches
+        self.size = sum(map(len, batches))
         self.cap = cap  # the longest interval any id may back off to this tick
         self.changed = False  # some id moved to another state
         self.read: list[str] = []  # ids read successfully (for clustering)
+        self.settled = 0  # ids given an outcome (read, missed, failed...)
 
 
 class Schedule:
@@ -83,7 +85,7 @@ class Schedule:
         self.fast_states = frozenset(fast_states)
         self.max_batch = max_batch
         self.top_up = top_up
-        self._rng = rng
+        self._random = rng.random
         self._entries: dict[str, _Entry] = {}
         # (due, key, id): an item is current while its entry's key is still ``key``.
         self._heap: list[tuple[float, int, str]] = []
@@ -151,13 +153,14 @@ class Schedule:
             return None
         if self.top_up and not self.max_batch:
             # One request reads any number of ids: everybody rides along.
-            ids = [one for one, entry in self._entries.items() if entry.due != _IN_FLIGHT]
+            ids = []
+            for one, entry in self._entries.items():
+                if entry.due != _IN_FLIGHT:
+                    entry.due, entry.key = _IN_FLIGHT, -1
+                    ids.append(one)
             self._heap.clear()  # every item is stale now
         else:
             ids = self._take_due(now)
-        for one in ids:
-            entry = self._entries[one]
-            entry.due, entry.key = _IN_FLIGHT, -1
         size = self.max_batch or len(ids)
         batches = [ids[i : i + size] for i in range(0, len(ids), size)]
         self.seq += 1
@@ -183,7 +186,7 @@ class Schedule:
             heapq.heappop(heap)
             entry = entries.get(one)
             if entry is not None and entry.key == key:
-                entry.key = -1  # taken: its item has left the heap
+                entry.due, entry.key = _IN_FLIGHT, -1  # taken: its item has left the heap
                 taken.append(one)
         return taken
 
@@ -196,14 +199,15 @@ class Schedule:
         entry = self._entries.get(one)
         if entry is None:
             return
+        plan.settled += 1
         c = self.cadence
         entry.misses = 0
-        if entry.state is None or entry.state != state:
+        if entry.state == state:
+            entry.interval = min(entry.interval * c.factor, plan.cap)
+        else:
             plan.changed |= entry.state is not None
             entry.interval = c.initial
-        else:
-            entry.interval = min(entry.interval * c.factor, plan.cap)
-        entry.state = state
+            entry.state = state
         step = c.fast if state in self.fast_states else entry.interval
         self._due(one, entry, plan.start + self._jittered(step))
         plan.read.append(one)
@@ -212,6 +216,7 @@ class Schedule:
         """``one`` came back, but its state could not be read: try again at its interval."""
         entry = self._entries.get(one)
         if entry is not None:
+            plan.settled += 1
             self._due(one, entry, plan.start + self._jittered(entry.interval))
 
     def missed(self, plan: Plan, one: str) -> int:
@@ -220,16 +225,18 @@ class Schedule:
         entry = self._entries.get(one)
         if entry is None:
             return 0
+        plan.settled += 1
         entry.misses += 1
         entry.interval = self.cadence.initial
         self._due(one, entry, plan.start + self._jittered(entry.interval))
         return entry.misses
 
-    def failed(self, one: str, end: float) -> None:
-        """The read of ``one`` failed: a struggling server gets room, so back off up to
-        ``max``, whatever the number of ids."""
+    def failed(self, plan: Plan, one: str, end: float) -> None:
+        """The read of ``one`` failed at ``end``: a struggling server gets room, so back off
+        up to ``max``, whatever the number of ids."""
         entry = self._entries.get(one)
         if entry is not None:
+            plan.settled += 1
             entry.interval = min(entry.interval * self.cadence.factor, self.cadence.max)
             self._due(one, entry, end + self._jittered(entry.interval))
 
@@ -255,11 +262,12 @@ class Schedule:
                 due = plan.start + self._jittered(c.initial)
                 if due < entry.due:
                     self._due(one, entry, due)
-        for batch in plan.batches:
-            for one in batch:
-                entry = self._entries.get(one)
-                if entry is not None and entry.due == _IN_FLIGHT:
-                    self._due(one, entry, end)
+        if plan.settled < plan.size:  # (or some ids were dropped meanwhile)
+            for batch in plan.batches:
+                for one in batch:
+                    entry = self._entries.get(one)
+                    if entry is not None and entry.due == _IN_FLIGHT:
+                        self._due(one, entry, end)
         if len(self._heap) > 2 * len(self._entries) + 64:
             self._compact()
 
@@ -280,5 +288,10 @@ class Schedule:
         heapq.heapify(self._heap)
 
     def _jittered(self, interval: float) -> float:
+        """``interval`` times a factor drawn from ``[1 - jitter, 1 + jitter]`` (what
+        ``rng.uniform`` draws, without its call: this runs for every id read)."""
         j = self.cadence.jitter
-        return interval * self._rng.uniform(1 - j, 1 + j) if j else interval
+        if not j:
+            return interval
+        low = 1 - j
+        return interval * (low + ((1 + j) - low) * self._random())

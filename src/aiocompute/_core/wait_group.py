@@ -125,7 +125,10 @@ class Seen(Generic[R]):
     __slots__ = ("at", "id", "resource", "state")
 
     def __init__(self, id: str, resource: R, state: str, at: float) -> None:
-        self.id, self.resource, self.state, self.at = id, resource, state, at
+        self.id = id
+        self.resource = resource
+        self.state = state
+        self.at = at
 
 
 class Failed:
@@ -134,7 +137,8 @@ class Failed:
     __slots__ = ("error", "id")
 
     def __init__(self, id: str, error: BaseException) -> None:
-        self.id, self.error = id, error
+        self.id = id
+        self.error = error
 
 
 class Mailbox(Generic[R]):
@@ -169,31 +173,33 @@ class Mailbox(Generic[R]):
         self.targets = targets
         self.full_reads = full_reads
         self.seen_state: dict[str, str] = {}
-        self.quiet: dict[str, Seen[R]] = {}
+        self.quiet: dict[str, R] = {}
         self.attempts: dict[str, int] = {}
         self.errors: dict[str, int] = {}
         self.last_error: dict[str, BaseException] = {}
 
     def post(self, item: Seen[R] | Failed) -> None:
+        """Put ``item`` in the inbox and wake the waiting task."""
         if isinstance(item, Seen):
             self.quiet.pop(item.id, None)
+        if not self.inbox:  # (a task with mail waiting is not asleep: wake it once)
+            self.wake.set()
         self.inbox.append(item)
-        self.wake.set()
 
-    def wants_full(self, one: str, state: str) -> bool:
-        """Whether this wait would rather see the full resource for this read of ``one``."""
+    def wants_full(self, state: str) -> bool:
+        """Whether this wait would rather see the full resource for a read in ``state``."""
         if self.full_reads:
             return True
         return self.targets is not None and state in self.targets
 
-    def post_read(self, item: Seen[R]) -> None:
+    def post_read(self, one: str, resource: R, state: str, at: float) -> None:
         """Post a read, but wake the waiting task only if it can change the outcome: with
         a thousand waiters, waking each on every unchanged read would dominate the CPU."""
-        if self.every_read or self.seen_state.get(item.id) != item.state:
-            self.seen_state[item.id] = item.state
-            self.post(item)
+        if self.every_read or self.seen_state.get(one) != state:
+            self.seen_state[one] = state
+            self.post(Seen(one, resource, state, at))
         else:
-            self.quiet[item.id] = item  # only the newest matters (for WaitError.last)
+            self.quiet[one] = resource  # only the newest matters (for WaitError.last)
 
 
 class Progress(Generic[R]):
@@ -275,6 +281,8 @@ class WaitGroup(Generic[R]):
         self.started = anyio.current_time()
         self.deadline = self.started + timeout
         self.failed = failed
+        # Failures that are not states: the resource kind's check, then this wait's own.
+        self.checks = [check for check in (rules.failed, failed) if check is not None]
         self.on_transition = on_transition
         self.on_poll = on_poll
         self.cancel_remote = cancel_remote
@@ -302,7 +310,7 @@ class WaitGroup(Generic[R]):
         return not self.pending
 
     def close(self) -> None:
-        for one in list(self.mailbox.attempts):
+        for one in self.pending:  # (finished ids have left already)
             self.feed.leave(self.mailbox, one)
         self.pending.clear()
 
@@ -336,18 +344,21 @@ class WaitGroup(Generic[R]):
         old = progress.state
         progress.last, progress.state = resource, state
         progress.reads += 1
-        await call_hook(self.on_poll, PollEvent(one, state, resource, at, progress.reads))
+        # Events are built only for someone who looks at them (10,000 waits, every tick).
+        if self.on_poll is not None:
+            await call_hook(self.on_poll, PollEvent(one, state, resource, at, progress.reads))
         if state != old:
             progress.history.append((state, at))
-            event = TransitionEvent(one, old, state, resource, at)
-            if self.target is None:
-                self.events.append(event)
-            await call_hook(self.on_transition, event)
+            if self.target is None or self.on_transition is not None:
+                event = TransitionEvent(one, old, state, resource, at)
+                if self.target is None:
+                    self.events.append(event)
+                await call_hook(self.on_transition, event)
         table = self.rules.table
         if self.target is None:  # watching: done once nothing more can happen
             done = table.is_settled(state) or state in self.stop_at
             return self._finish(one, resource, None) if done else None
-        reason = self._failure(resource)
+        reason = self._failure(resource) if self.checks else None
         if reason is not None:
             return self._finish(one, resource, self._unreachable(one, f"failed: {reason}"))
         target = self.target
@@ -373,11 +384,10 @@ class WaitGroup(Generic[R]):
         return None
 
     def _failure(self, resource: R) -> str | None:
-        for check in (self.rules.failed, self.failed):
-            if check is not None:
-                reason = check(resource)
-                if reason:
-                    return reason
+        for check in self.checks:
+            reason = check(resource)
+            if reason:
+                return reason
         return None
 
     def _detail(self, resource: R | None) -> str | None:
@@ -410,10 +420,10 @@ class WaitGroup(Generic[R]):
 
     def _absorb_quiet(self) -> None:
         """Take the newest unchanged reads (posted without waking us) as the last seen."""
-        for one, item in self.mailbox.quiet.items():
+        for one, resource in self.mailbox.quiet.items():
             progress = self.pending.get(one)
             if progress is not None:
-                progress.last = item.resource
+                progress.last = resource
         self.mailbox.quiet.clear()
 
     async def _time_out(self) -> list[WaitResult[R]]:
