@@ -136,9 +136,12 @@ class PollLoop(Generic[R]):
         )
         now = anyio.current_time()
         for one in ids:
-            self._boxes.setdefault(one, {})[box] = None
+            boxes = self._boxes.get(one)
+            if boxes is None:  # (not setdefault: that builds a dict for every id)
+                boxes = self._boxes[one] = {}
+            boxes[box] = None
             self.schedule.add(one, now)
-            box.attempts.setdefault(one, 0)
+            box.attempts[one] = 0
         if self._kick is not None:
             self._kick.set()
         return box
