@@ -24,16 +24,14 @@ from attrs import frozen
 from hypothesis import given
 from hypothesis import strategies as st
 
-from aiocompute._core.polling import (
-    PerIdFetcher,
+from aiocompute._core.polling import PerIdFetcher, Poller, per_id_fetcher
+from aiocompute._core.states import StateTable
+from aiocompute._core.wait_types import (
     PollCadence,
-    Poller,
     PollEvent,
-    StateTable,
     TransitionEvent,
     WaitResult,
     WaitToken,
-    per_id_fetcher,
 )
 from aiocompute._exceptions import (
     AuthenticationError,
@@ -175,8 +173,9 @@ def make_poller(server: FakeServer, table: StateTable = WB_SESSION, **kwargs: An
 def assert_quiet(poller: Poller[Res]) -> None:
     """Nothing is left behind: no tracked ids, no driver, no stray tasks."""
     assert poller.watched_ids == frozenset()
-    assert poller._driver is None
-    assert poller._idle == {}
+    assert poller._loop._driver is None
+    assert poller._loop._idle == {}
+    assert len(poller._loop.schedule) == 0
     assert asyncio.all_tasks() == {asyncio.current_task()}
 
 

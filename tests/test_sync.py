@@ -31,9 +31,9 @@ from aiocompute import NotFoundError, WaitTimeout
 from aiocompute._core.config import ConfigError
 from aiocompute._core.http_config import PoolLimits, Timeouts
 from aiocompute._core.pagination import Page, Paginator
-from aiocompute._core.polling import PollCadence, TransitionEvent, WaitResult
 from aiocompute._core.resources import BaseClient, WaitableResource
 from aiocompute._core.transport import Transport
+from aiocompute._core.wait_types import PollCadence, TransitionEvent, WaitResult
 from aiocompute.emulator import Emulator, WorkbenchEmulatorConfig
 from aiocompute.workbench import Job, JobSpec, OutputChunk, ServerVersion, Session
 

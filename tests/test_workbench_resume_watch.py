@@ -77,7 +77,7 @@ async def test_wait_right_after_resume_polls_through_a_stale_suspended_state(
                 found[sid] = type(found[sid])(id=sid, activity_state="suspended")
             return found
 
-        monkeypatch.setattr(wb.sessions._waiter, "_fetch_many", lagging)
+        monkeypatch.setattr(wb.sessions._waiter._loop, "_fetch_many", lagging)
         await wb.sessions.resume(sid)
         running = await wb.sessions.wait(sid, timeout=10)
         assert running.activity_state == "running"

@@ -17,9 +17,9 @@ from ._core.http_config import PoolLimits, Timeouts
 from ._core.jsonstream import DecodedValue, JSONStreamDecoder
 from ._core.network import RequestView, ResponseView
 from ._core.pagination import Page, Paginator
-from ._core.polling import PollCadence, PollEvent, TransitionEvent, WaitResult, WaitToken
 from ._core.retries import RetryPolicy
 from ._core.streaming import ResumePolicy
+from ._core.wait_types import PollCadence, PollEvent, TransitionEvent, WaitResult, WaitToken
 from ._exceptions import (
     AioComputeError,
     APIError,

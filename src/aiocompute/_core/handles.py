@@ -28,8 +28,8 @@ import anyio
 
 from .._exceptions import NotFoundError
 from .checks import seconds
-from .polling import Until
 from .resources import WaitableResource
+from .wait_types import Until
 
 __all__ = ["LEAVE", "Handle", "scoped"]
 

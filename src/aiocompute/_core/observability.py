@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 from .._exceptions import AioComputeError, redact
 
 if TYPE_CHECKING:
-    from .polling import TransitionEvent
+    from .wait_types import TransitionEvent
 
 __all__ = [
     "LOG_ENV",

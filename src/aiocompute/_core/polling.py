@@ -1,9 +1,9 @@
-"""The one waiter engine: state tables as data, deadlines, cadence, coalesced polling.
+"""The one waiter engine: deadlines, cadence, coalesced polling.
 
 Every API resource with a state machine drives its ``wait`` / ``wait_all`` / ``as_completed`` /
 ``watch`` through a :class:`Poller`; this module knows no API's names. An API supplies:
 
-- a :class:`StateTable` (which states are transient, terminal, resumable, fast...);
+- a :class:`~.states.StateTable` (which states are transient, terminal, resumable, fast...);
 - ``fetch_many(ids) -> {id: resource}``: one read covering many ids (or, for APIs that can
   only read one id at a time, :func:`per_id_fetcher` builds one from ``fetch_one``);
 - ``state_of(resource)`` and optionally ``detail_of``, ``failed``, ``on_missing`` and
@@ -59,9 +59,10 @@ Light polls, settled results
 ----------------------------
 A poll only needs each id's state, but a wait must return the whole resource. An API whose
 reads can be narrowed (e.g. a ``fields`` list) gives a light ``fetch_many`` and a ``settle(ids)
--> {id: resource}`` full read: when a tick's light reads bring ids to a wait's named target,
-the tick reads all of them once more through ``settle`` (one call per tick, ``max_batch`` ids
-per call) and hands the full resources to the waits. A wait whose own code decides on every
+-> {id: resource}`` full read: when a batch of light reads brings ids to a wait's named
+target, they are read once more through ``settle`` (one call for the batch, made as soon as
+its light read is in, while the tick's other batches may still be in flight) and the full
+resources go to the waits. A wait whose own code decides on every
 read (a predicate ``until``, or its own ``failed`` check) may look at any field, so all its
 reads are settled. So ``settle`` costs one small read per finishing batch, while the polls
 that see nothing new stay light. If ``settle`` fails (whatever the error: it is not retried)
@@ -69,6 +70,16 @@ or leaves an id out, the wait gets the light resource: a wait that reached its t
 fails because the full read did, and the next light poll would meet a lasting error anyway.
 A settled resource's state is read again (it may have moved on since the light read) and
 decides the wait.
+
+Where the parts live
+--------------------
+- :mod:`.polling` (here): :class:`Poller`, what an API builds and its resources call: the
+  public waits, their arguments, wait tokens; and :class:`PerIdFetcher`;
+- :mod:`.schedule`: the scheduling decisions (which ids are due, batches, cadence, Retry-After),
+  plain code with no I/O;
+- :mod:`.poll_loop`: the shared loop that runs them: driving, reads, ``settle``, mail;
+- :mod:`.wait_group`: one call's ids, deadline, hooks and outcome, fed through a mailbox;
+- :mod:`.wait_types`: the values waits take and give; :mod:`.states`: the state tables.
 
 Light resources still reach: :class:`UnreachableState` / :class:`WaitTimeout` ``last``, the
 poller's own ``failed`` and ``detail_of`` (the API makes its light reads carry what these
@@ -78,13 +89,8 @@ target), :meth:`Poller.watch` events, and a wait's ``last`` between settled read
 
 from __future__ import annotations
 
-import inspect
-import json
-import logging
-import math
 import random
 import time
-from collections import deque
 from collections.abc import (
     AsyncGenerator,
     Awaitable,
@@ -94,377 +100,41 @@ from collections.abc import (
     Mapping,
     Sequence,
 )
-from types import MappingProxyType
-from typing import Any, Generic, Literal, TypeVar, Union, overload
+from typing import Generic, Literal, TypeVar, overload
 
 import anyio
-from attrs import define, field, frozen
 
-from .._exceptions import (
-    ClientClosedError,
-    NotFoundError,
-    ProtocolError,
-    RateLimitError,
-    ServerError,
-    TransportError,
-    UnreachableState,
-    WaitError,
-    WaitTimeout,
+from .._exceptions import NotFoundError, WaitTimeout
+from .poll_loop import PollLoop, is_retryable
+from .states import StateTable
+from .wait_group import (
+    Target,
+    WaitGroup,
+    WaitRules,
+    check_ids,
+    check_timeout,
+    make_target,
+)
+from .wait_types import (
+    FetchMany,
+    OnCancel,
+    PollCadence,
+    PollerStats,
+    PollEvent,
+    TransitionEvent,
+    Until,
+    WaitResult,
+    WaitToken,
 )
 
-__all__ = [
-    "PerIdFetcher",
-    "PollCadence",
-    "PollEvent",
-    "Poller",
-    "PollerStats",
-    "StateTable",
-    "TransitionEvent",
-    "WaitResult",
-    "WaitToken",
-    "per_id_fetcher",
-]
-
-logger = logging.getLogger("aiocompute.polling")
+__all__ = ["PerIdFetcher", "Poller", "per_id_fetcher"]
 
 R = TypeVar("R")
-
-#: A read of many ids at once: returns the resources it found, keyed by id.
-FetchMany = Callable[[Sequence[str]], Awaitable[Mapping[str, R]]]
-#: What a wait waits for: a state name, a collection of names, or a predicate on the resource.
-Until = Union[str, Collection[str], Callable[[R], bool]]  # noqa: UP007 (generic alias)
-#: ``"detach"`` (just stop waiting) or ``"cancel"`` (also ask the server to cancel).
-OnCancel = Literal["detach", "cancel"]
-
-
-def _identity(state: str) -> str:
-    return state
-
-
-def _names(value: Iterable[str]) -> frozenset[str]:
-    if isinstance(value, str):
-        # frozenset("running") would be a set of letters: refuse instead.
-        raise TypeError(f"expected a collection of state names, got the string {value!r}")
-    return frozenset(value)
-
-
-# --------------------------------------------------------------------------------------------
-# State tables
-# --------------------------------------------------------------------------------------------
-
-
-@frozen
-class StateTable:
-    """One resource's state machine, as data.
-
-    - ``transient``: states on the way somewhere (``launching``, ``pending``);
-    - ``terminal``: final states; a terminal state reaches only itself;
-    - ``resumable``: exited but can come back through an explicit call (Workbench
-      ``suspended``/``saved`` -> ``resume``). Waiting alone never leaves them, so for a wait
-      they are as final as terminal states;
-    - ``stable``: states a resource may stay in indefinitely but can still leave (Workbench
-      ``running``, LakeSail ``idle``): usually what one waits for;
-    - ``fast``: states about to change (``starting``), polled every ``PollCadence.fast``;
-    - ``normalize``: applied to every state read from the server and every name a caller
-      passes (e.g. ``str.lower`` for an API whose case varies). The table's own names must
-      already be normalized;
-    - ``reaches``: which states can still lead to which. Entries given override the derived
-      default for their state: transient and stable states reach every known state, terminal
-      and resumable states reach only themselves.
-
-    A state not in the table (an API grew a new one) is treated as transient: waits keep
-    polling; the :class:`Poller` counts it in :attr:`PollerStats.unknown_states`.
-    """
-
-    name: str
-    transient: frozenset[str] = field(converter=_names)
-    terminal: frozenset[str] = field(converter=_names)
-    resumable: frozenset[str] = field(default=frozenset(), converter=_names)
-    stable: frozenset[str] = field(default=frozenset(), converter=_names)
-    fast: frozenset[str] = field(default=frozenset(), converter=_names)
-    normalize: Callable[[str], str] = field(default=_identity)
-    reaches: Mapping[str, frozenset[str]] = field(factory=dict)
-
-    def __attrs_post_init__(self) -> None:
-        groups = {
-            "transient": self.transient,
-            "terminal": self.terminal,
-            "resumable": self.resumable,
-            "stable": self.stable,
-        }
-        seen: dict[str, str] = {}
-        for group, states in groups.items():
-            for state in states:
-                if not isinstance(state, str) or not state:
-                    raise ValueError(f"{self.name}: state names must be non-empty strings")
-                if state in seen:
-                    raise ValueError(
-                        f"{self.name}: state {state!r} is both {seen[state]} and {group}"
-                    )
-                if self.normalize(state) != state:
-                    raise ValueError(
-                        f"{self.name}: state {state!r} is not normalized "
-                        f"(normalize gives {self.normalize(state)!r})"
-                    )
-                seen[state] = group
-        known = frozenset(seen)
-        if stray := self.fast - known:
-            raise ValueError(f"{self.name}: fast states {sorted(stray)} are not in the table")
-        derived: dict[str, frozenset[str]] = {}
-        for state in known:
-            derived[state] = (
-                frozenset({state}) if state in self.terminal | self.resumable else known
-            )
-        for state, targets in self.reaches.items():
-            targets = _names(targets)
-            if state not in known:
-                raise ValueError(f"{self.name}: reaches names unknown state {state!r}")
-            if stray := targets - known:
-                raise ValueError(
-                    f"{self.name}: reaches[{state!r}] names unknown states {sorted(stray)}"
-                )
-            if state in self.terminal and targets - {state}:
-                others = sorted(targets - {state})
-                raise ValueError(f"{self.name}: terminal state {state!r} cannot reach {others}")
-            derived[state] = targets | {state}
-        # The field is replaced by the complete, read-only map (frozen: via object.__setattr__).
-        object.__setattr__(self, "reaches", MappingProxyType(derived))
-
-    @property
-    def states(self) -> frozenset[str]:
-        """Every state the table knows."""
-        return frozenset(self.reaches)
-
-    def is_known(self, state: str) -> bool:
-        """Whether ``state`` (normalized) is in the table."""
-        return self.normalize(state) in self.reaches
-
-    def is_terminal(self, state: str) -> bool:
-        """Whether ``state`` is terminal (never resumable, never unknown)."""
-        return self.normalize(state) in self.terminal
-
-    def is_settled(self, state: str) -> bool:
-        """Whether waiting can no longer change ``state``: terminal, resumable, or a state
-        whose ``reaches`` is only itself. Unknown states are not settled."""
-        s = self.normalize(state)
-        targets = self.reaches.get(s)
-        return targets is not None and targets <= {s}
-
-    def can_reach(self, state: str, target: str) -> bool:
-        """Whether a resource now in ``state`` may still, by waiting, come to ``target``.
-
-        A state reaches itself; an unknown state may go anywhere.
-        """
-        s, t = self.normalize(state), self.normalize(target)
-        if s == t:
-            return True
-        targets = self.reaches.get(s)
-        return True if targets is None else t in targets
-
-
-# --------------------------------------------------------------------------------------------
-# Cadence, events, results, tokens
-# --------------------------------------------------------------------------------------------
-
-
-def _positive(inst: Any, attr: Any, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"PollCadence.{attr.name} must be a number, got {value!r}")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"PollCadence.{attr.name} must be a positive finite number, got {value}")
-
-
-@frozen
-class PollCadence:
-    """How often to poll: exponential backoff with jitter.
-
-    - ``initial``: the interval after a new wait or a change of state;
-    - ``factor``: growth after each poll that saw no change, up to ``max``;
-    - ``jitter``: each interval is multiplied by a random factor in ``[1-jitter, 1+jitter]``;
-    - ``fast``: the interval (no growth) for an id in one of the table's fast states;
-    - ``min_gap``: the least time from the end of one tick of the shared loop to the start
-      of the next, whatever is due (it bounds the request rate when waits keep arriving).
-
-    The defaults bottom out at 0.1 s: with shared reads a tick is one request however many
-    ids it covers, and waiters that change often keep the loop there. ``fast`` equals
-    ``initial`` by default: a fast state is simply never backed off.
-    """
-
-    initial: float = field(default=0.1, validator=_positive)
-    max: float = field(default=2.0, validator=_positive)
-    factor: float = field(default=1.5, validator=_positive)
-    jitter: float = field(default=0.1)
-    fast: float = field(default=0.1, validator=_positive)
-    min_gap: float = field(default=0.05, validator=_positive)
-
-    def __attrs_post_init__(self) -> None:
-        if self.factor < 1:
-            raise ValueError(f"PollCadence.factor must be >= 1, got {self.factor}")
-        if isinstance(self.jitter, bool) or not isinstance(self.jitter, (int, float)):
-            raise TypeError(f"PollCadence.jitter must be a number, got {self.jitter!r}")
-        if not 0 <= self.jitter < 1:
-            raise ValueError(f"PollCadence.jitter must be in [0, 1), got {self.jitter}")
-        for name in ("initial", "fast", "min_gap"):
-            if getattr(self, name) > self.max:
-                raise ValueError(
-                    f"PollCadence.{name} ({getattr(self, name)}) exceeds max ({self.max})"
-                )
-
-
-@frozen
-class TransitionEvent(Generic[R]):
-    """A change of state seen by a wait. ``old_state`` is None for the first state a wait
-    sees; ``at`` is the monotonic time (``anyio.current_time()``) of the read."""
-
-    id: str
-    old_state: str | None
-    new_state: str
-    resource: R
-    at: float
-
-
-@frozen
-class PollEvent(Generic[R]):
-    """One read of one id during a wait: ``attempt`` counts this wait's successful reads."""
-
-    id: str
-    state: str
-    resource: R
-    at: float
-    attempt: int
-
-
-@frozen
-class WaitResult(Generic[R]):
-    """How one id's wait ended, as yielded by :meth:`Poller.as_completed`.
-
-    ``resource`` is the resource in its target state, or the last one seen (maybe None)
-    when ``error`` says why the wait failed.
-    """
-
-    id: str
-    resource: R | None
-    error: BaseException | None = None
-
-    @property
-    def ok(self) -> bool:
-        """True when the target was reached."""
-        return self.error is None
-
-    def unwrap(self) -> R:
-        """The resource, or raise the error."""
-        if self.error is not None:
-            raise self.error
-        assert self.resource is not None  # a success always carries its resource
-        return self.resource
-
-
-_TOKEN_VERSION = 1
-
-
-def _token_error(problem: str) -> ValueError:
-    return ValueError(f"invalid wait token: {problem}")
-
-
-@frozen
-class WaitToken:
-    """A wait that can be taken up again later, e.g. by another process after a restart.
-
-    ``deadline`` is absolute wall-clock time (``time.time()`` seconds), so the remaining time
-    survives the trip. Make one with :meth:`Poller.token`, store :meth:`to_json`, and give
-    :meth:`from_json`'s result to the client's ``resume_wait``.
-    """
-
-    kind: str
-    ids: tuple[str, ...]
-    until: tuple[str, ...]
-    deadline: float
-
-    def remaining(self, now: float | None = None) -> float:
-        """Seconds left before the deadline (negative once it has passed)."""
-        return self.deadline - (time.time() if now is None else now)
-
-    def to_json(self) -> str:
-        """A compact JSON text of the token."""
-        body = {
-            "v": _TOKEN_VERSION,
-            "kind": self.kind,
-            "ids": list(self.ids),
-            "until": list(self.until),
-            "deadline": self.deadline,
-        }
-        return json.dumps(body, separators=(",", ":"), sort_keys=True)
-
-    @classmethod
-    def from_json(cls, text: str | bytes) -> WaitToken:
-        """Read a token written by :meth:`to_json`; ValueError says what is wrong with it."""
-        if not isinstance(text, (str, bytes, bytearray)):
-            raise TypeError(f"a wait token is JSON text, got {type(text).__name__}")
-        problem: str | None = None
-        try:
-            data = json.loads(text)
-        except ValueError as exc:
-            problem = f"not JSON ({exc})"
-        except RecursionError:
-            problem = "nested too deeply"
-        if problem is not None:
-            raise _token_error(problem)
-        if not isinstance(data, dict):
-            raise _token_error("expected a JSON object")
-        if data.get("v") != _TOKEN_VERSION:
-            raise _token_error(f"unsupported version {data.get('v')!r} (expected 1)")
-        kind, ids, until, deadline = (data.get(k) for k in ("kind", "ids", "until", "deadline"))
-        if not isinstance(kind, str) or not kind:
-            raise _token_error("'kind' must be a non-empty string")
-        for key, value in (("ids", ids), ("until", until)):
-            if (
-                not isinstance(value, list)
-                or not value
-                or not all(isinstance(v, str) and v for v in value)
-            ):
-                raise _token_error(f"{key!r} must be a non-empty list of non-empty strings")
-        if (
-            isinstance(deadline, bool)
-            or not isinstance(deadline, (int, float))
-            or not math.isfinite(deadline)
-        ):
-            raise _token_error("'deadline' must be a finite number (seconds since the epoch)")
-        assert isinstance(ids, list)  # checked just above
-        assert isinstance(until, list)
-        return cls(kind=kind, ids=tuple(ids), until=tuple(until), deadline=float(deadline))
-
-
-@define
-class PollerStats:
-    """Counters of one :class:`Poller`, for tests, benchmarks and the curious.
-
-    ``fetch_calls`` counts ``fetch_many`` calls (requests, for shared reads); ``intervals``
-    keeps, for recent ticks, the planned time from the end of the tick to the next one;
-    ``settle_calls`` / ``ids_settled`` / ``settle_errors`` count the full reads of a poller
-    given ``settle`` (failed ones fell back to the light resource).
-    """
-
-    ticks: int = 0
-    fetch_calls: int = 0
-    ids_fetched: int = 0
-    retried_errors: int = 0
-    failed_fetches: int = 0
-    unknown_states: dict[str, int] = field(factory=dict)
-    intervals: deque[float] = field(factory=lambda: deque(maxlen=512))
-    settle_calls: int = 0
-    ids_settled: int = 0
-    settle_errors: int = 0
 
 
 # --------------------------------------------------------------------------------------------
 # Per-id reads
 # --------------------------------------------------------------------------------------------
-
-
-def _is_retryable(exc: BaseException) -> bool:
-    if isinstance(exc, TransportError):
-        return exc.retryable
-    return isinstance(exc, (ServerError, RateLimitError))
 
 
 class PerIdFetcher(Generic[R]):
@@ -504,7 +174,7 @@ class PerIdFetcher(Generic[R]):
             for one in dict.fromkeys(ids):
                 tg.start_soon(read, one)
         if errors:
-            fatal = [e for e in errors if not _is_retryable(e)]
+            fatal = [e for e in errors if not is_retryable(e)]
             raise (fatal or errors)[0]
         return found
 
@@ -517,145 +187,8 @@ def per_id_fetcher(
 
 
 # --------------------------------------------------------------------------------------------
-# The engine
+# The engine: what an API builds, and what its resources call
 # --------------------------------------------------------------------------------------------
-
-
-@frozen
-class _Target(Generic[R]):
-    names: frozenset[str] | None
-    predicate: Callable[[R], bool] | None
-    label: str
-
-
-class _Tracked(Generic[R]):
-    """What the loop knows about one id somebody waits on."""
-
-    __slots__ = ("due", "id", "interval", "misses", "state", "subs")
-
-    def __init__(self, id: str, now: float, initial: float) -> None:
-        self.id = id
-        self.subs: dict[_Sub[R], None] = {}  # ordered set
-        self.state: str | None = None
-        self.interval = initial
-        self.due = now
-        self.misses = 0
-
-
-class _Seen(Generic[R]):
-    """Mail for a wait: a read of one id."""
-
-    __slots__ = ("at", "id", "resource", "state")
-
-    def __init__(self, id: str, resource: R, state: str, at: float) -> None:
-        self.id, self.resource, self.state, self.at = id, resource, state, at
-
-
-class _Failed:
-    """Mail for a wait: its id cannot be read (a non-retryable error, or not found)."""
-
-    __slots__ = ("error", "id")
-
-    def __init__(self, id: str, error: BaseException) -> None:
-        self.id, self.error = id, error
-
-
-class _Sub(Generic[R]):
-    """One wait's mailbox: the loop posts reads and failures, the waiting task reads them."""
-
-    __slots__ = (
-        "attempts",
-        "errors",
-        "every_read",
-        "full_reads",
-        "inbox",
-        "last_error",
-        "min_seq",
-        "quiet",
-        "seen_state",
-        "targets",
-        "wake",
-    )
-
-    def __init__(
-        self,
-        min_seq: int,
-        every_read: bool,
-        targets: frozenset[str] | None = None,
-        full_reads: bool = False,
-    ) -> None:
-        self.inbox: deque[_Seen[R] | _Failed] = deque()
-        self.wake = anyio.Event()
-        self.min_seq = min_seq  # reads from ticks started before registration are stale
-        self.every_read = every_read  # hooks or checks that look at every read
-        # What makes a read worth a full (settled) read: see the module docstring.
-        self.targets = targets
-        self.full_reads = full_reads
-        self.seen_state: dict[str, str] = {}
-        self.quiet: dict[str, _Seen[R]] = {}
-        self.attempts: dict[str, int] = {}
-        self.errors: dict[str, int] = {}
-        self.last_error: dict[str, BaseException] = {}
-
-    def post(self, item: _Seen[R] | _Failed) -> None:
-        if isinstance(item, _Seen):
-            self.quiet.pop(item.id, None)
-        self.inbox.append(item)
-        self.wake.set()
-
-    def wants_full(self, one: str, state: str) -> bool:
-        """Whether this wait would rather see the full resource for this read of ``one``."""
-        if self.full_reads:
-            return True
-        return self.targets is not None and state in self.targets
-
-    def post_read(self, item: _Seen[R]) -> None:
-        """Post a read, but wake the waiting task only if it can change the outcome: with
-        a thousand waiters, waking each on every unchanged read would dominate the CPU."""
-        if self.every_read or self.seen_state.get(item.id) != item.state:
-            self.seen_state[item.id] = item.state
-            self.post(item)
-        else:
-            self.quiet[item.id] = item  # only the newest matters (for WaitError.last)
-
-
-class _Progress(Generic[R]):
-    __slots__ = ("history", "last", "reads", "state")
-
-    def __init__(self) -> None:
-        self.last: R | None = None
-        self.state: str | None = None
-        self.history: list[tuple[str, float]] = []
-        self.reads = 0
-
-
-def _check_timeout(timeout: object) -> float:
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise TypeError(f"timeout must be a number of seconds, got {timeout!r}")
-    if not math.isfinite(timeout) or timeout <= 0:
-        raise ValueError(
-            f"timeout must be a positive, finite number of seconds, got {timeout!r}: "
-            "every wait needs a deadline"
-        )
-    return float(timeout)
-
-
-def _check_ids(ids: Iterable[str]) -> list[str]:
-    if isinstance(ids, (str, bytes)):
-        raise TypeError(f"ids must be a collection of ids, not the single string {ids!r}")
-    out = list(ids)
-    for one in out:
-        if not isinstance(one, str) or not one:
-            raise ValueError(f"ids must be non-empty strings, got {one!r}")
-    return out
-
-
-async def _call_hook(hook: Callable[[Any], object] | None, event: object) -> None:
-    if hook is None:
-        return
-    result = hook(event)
-    if inspect.isawaitable(result):
-        await result
 
 
 class Poller(Generic[R]):
@@ -682,8 +215,8 @@ class Poller(Generic[R]):
     - ``settle(ids) -> {id: resource}``: a full read, for a light ``fetch_many``: ids whose
       reads reach a wait's named target (and every read of a wait with a predicate or its
       own ``failed``) are read once more through it before the waits get them, one call per
-      tick for all of them. On any error, or for an id it leaves out, the light resource is
-      used. Light resources may still be seen in ``WaitTimeout.last`` /
+      ``fetch_many`` call that brought any. On any error, or for an id it leaves out, the
+      light resource is used. Light resources may still be seen in ``WaitTimeout.last`` /
       ``UnreachableState.last``, by the poller's ``failed`` and ``detail_of`` (so light
       reads must carry what those need), by ``on_poll`` / ``on_transition`` before the
       final read, and in :meth:`watch` events; see the module docstring;
@@ -726,25 +259,28 @@ class Poller(Generic[R]):
         self.top_up = (not isinstance(fetch_many, PerIdFetcher)) if top_up is None else top_up
         self.batch_concurrency = batch_concurrency
         self.missing_after = missing_after
-        self.cancel_timeout = _check_timeout(cancel_timeout)
-        self.stats = PollerStats()
-        self._fetch_many = fetch_many
-        self._state_of = state_of
-        self._detail_of = detail_of
-        self._failed = failed
-        self._on_missing = on_missing
-        self._cancel_remote = cancel_remote
-        self._settle_read = settle
-        self._rng = rng or random.Random()
-        self._tracked: dict[str, _Tracked[R]] = {}
-        self._driver: _Sub[R] | None = None
-        self._idle: dict[_Sub[R], None] = {}  # waiting tasks that may take over the loop
-        self._kick: anyio.Event | None = None
-        self._tick_scope: anyio.CancelScope | None = None
-        self._seq = 0
-        self._last_tick_end = -math.inf
-        self._hold_until = -math.inf
-        self._closed = False
+        self.cancel_timeout = check_timeout(cancel_timeout)
+        self._rules = WaitRules(
+            table,
+            failed=failed,
+            detail_of=detail_of,
+            cancel_remote=cancel_remote,
+            cancel_timeout=self.cancel_timeout,
+        )
+        self._loop: PollLoop[R] = PollLoop(
+            table,
+            fetch_many,
+            state_of=state_of,
+            kind=self.kind,
+            cadence=self.cadence,
+            max_batch=max_batch,
+            top_up=self.top_up,
+            batch_concurrency=batch_concurrency,
+            missing_after=missing_after,
+            on_missing=on_missing,
+            settle=settle,
+            rng=rng or random.Random(),
+        )
 
     # -- lifetime ---------------------------------------------------------------------------
 
@@ -757,31 +293,22 @@ class Poller(Generic[R]):
     async def aclose(self) -> None:
         """End every wait in progress (they raise :class:`~aiocompute.ClientClosedError`) and
         refuse new ones. Idempotent."""
-        self._closed = True
-        if self._tick_scope is not None:
-            self._tick_scope.cancel()
-        if self._kick is not None:
-            self._kick.set()
-        for sub in list(self._idle):
-            sub.wake.set()
-        for tracked in self._tracked.values():
-            for sub in tracked.subs:
-                sub.wake.set()
-        await anyio.lowlevel.checkpoint()
+        await self._loop.aclose()
 
     @property
     def closed(self) -> bool:
         """Whether :meth:`aclose` was called."""
-        return self._closed
+        return self._loop.closed
 
     @property
     def watched_ids(self) -> frozenset[str]:
         """The ids somebody is waiting on right now."""
-        return frozenset(self._tracked)
+        return self._loop.watched_ids
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ClientClosedError(f"the {self.table.name} poller is closed (so is its client)")
+    @property
+    def stats(self) -> PollerStats:
+        """Counters of this poller's loop (see :class:`PollerStats`)."""
+        return self._loop.stats
 
     # -- public waits -----------------------------------------------------------------------
 
@@ -871,7 +398,7 @@ class Poller(Generic[R]):
         pending; with it, each id's error takes its place in the list. ``on_cancel`` applies
         to a timeout or a cancellation only. Other arguments as in :meth:`wait`.
         """
-        id_list = _check_ids(ids)
+        id_list = check_ids(ids)
         group = self._group(
             id_list, until, timeout, failed, on_transition, on_poll, on_cancel, leaving
         )
@@ -919,7 +446,7 @@ class Poller(Generic[R]):
         ``error`` set (``result.unwrap()`` raises it); only cancellation propagates. Leaving
         the loop early just stops waiting; close the iterator (``aclosing``) to stop at once.
         """
-        id_list = _check_ids(ids)
+        id_list = check_ids(ids)
         group = self._group(
             id_list, until, timeout, failed, on_transition, on_poll, on_cancel, leaving
         )
@@ -950,10 +477,9 @@ class Poller(Generic[R]):
         Raises :class:`WaitTimeout` if the deadline passes first, and an id's read error
         (e.g. NotFoundError) as soon as it happens.
         """
-        id_list = _check_ids(ids)
-        group = self._group(id_list, None, timeout, None, None, None, "detach", ())
-        if until is not None:
-            group.stop_at = self._target(until).names or frozenset()
+        id_list = check_ids(ids)
+        stop_at = frozenset() if until is None else self._target(until).names or frozenset()
+        group = self._group(id_list, None, timeout, None, None, None, "detach", (), stop_at)
         try:
             while not group.finished:
                 done = await group.step()
@@ -974,12 +500,12 @@ class Poller(Generic[R]):
         within ``timeout`` seconds from now."""
         if callable(until):
             raise TypeError("a wait token needs state names, not a predicate")
-        id_list = _check_ids(ids)
+        id_list = check_ids(ids)
         if not id_list:
             raise ValueError("a wait token needs at least one id")
         target = self._target(until)
         assert target.names is not None
-        deadline = time.time() + _check_timeout(timeout)
+        deadline = time.time() + check_timeout(timeout)
         return WaitToken(
             kind=self.kind,
             ids=tuple(dict.fromkeys(id_list)),
@@ -1024,29 +550,8 @@ class Poller(Generic[R]):
 
     # -- waits: internals -------------------------------------------------------------------
 
-    def _target(self, until: Until[R]) -> _Target[R]:
-        if callable(until):
-            name = getattr(until, "__qualname__", "")
-            label = "the awaited condition" if not name or "<lambda>" in name else name
-            return _Target(names=None, predicate=until, label=label)
-        if isinstance(until, str):
-            raw: list[str] = [until]
-        elif isinstance(until, Iterable):
-            raw = list(until)
-        else:
-            raise TypeError(f"until must be a state name, names, or a predicate, got {until!r}")
-        if not raw or not all(isinstance(n, str) for n in raw):
-            raise ValueError(f"until must name at least one state, got {until!r}")
-        names = frozenset(self.table.normalize(n) for n in raw)
-        unknown = names - self.table.states
-        if unknown:
-            raise ValueError(
-                f"{self.table.name} has no state {', '.join(map(repr, sorted(unknown)))}; "
-                f"known: {', '.join(sorted(self.table.states))}"
-            )
-        ordered = sorted(names)
-        label = repr(ordered[0]) if len(ordered) == 1 else "one of " + ", ".join(map(repr, ordered))
-        return _Target(names=names, predicate=None, label=label)
+    def _target(self, until: Until[R]) -> Target[R]:
+        return make_target(self.table, until)
 
     def _group(
         self,
@@ -1058,18 +563,20 @@ class Poller(Generic[R]):
         on_poll: Callable[[PollEvent[R]], object] | None,
         on_cancel: str,
         leaving: Collection[str],
-    ) -> _Group[R]:
-        seconds = _check_timeout(timeout)
+        stop_at: frozenset[str] = frozenset(),
+    ) -> WaitGroup[R]:
+        seconds = check_timeout(timeout)
         target = None if until is None else self._target(until)
         if on_cancel not in ("detach", "cancel"):
             raise ValueError(f"on_cancel must be 'detach' or 'cancel', got {on_cancel!r}")
-        if on_cancel == "cancel" and self._cancel_remote is None:
+        if on_cancel == "cancel" and self._rules.cancel_remote is None:
             raise ValueError(f"{self.table.name} waits cannot cancel remotely (no cancel_remote)")
         if isinstance(leaving, str):
             leaving = [leaving]
-        self._check_open()
-        return _Group(
-            self,
+        self._loop.check_open()
+        return WaitGroup(
+            self._loop,
+            self._rules,
             ids,
             target,
             seconds,
@@ -1078,548 +585,5 @@ class Poller(Generic[R]):
             on_poll,
             on_cancel == "cancel",
             frozenset(self.table.normalize(s) for s in leaving),
+            stop_at,
         )
-
-    def _register(self, sub: _Sub[R], ids: Iterable[str]) -> None:
-        now = anyio.current_time()
-        for one in ids:
-            tracked = self._tracked.get(one)
-            if tracked is None:
-                tracked = self._tracked[one] = _Tracked(one, now, self.cadence.initial)
-            tracked.subs[sub] = None
-            tracked.due = now  # a new waiter needs a fresh read, not a cached one
-            sub.attempts.setdefault(one, 0)
-        if self._kick is not None:
-            self._kick.set()
-
-    def _unregister(self, sub: _Sub[R], one: str) -> None:
-        tracked = self._tracked.get(one)
-        if tracked is not None:
-            tracked.subs.pop(sub, None)
-            if not tracked.subs:
-                del self._tracked[one]
-
-    async def _pump(self, sub: _Sub[R], deadline: float) -> None:
-        """Return once ``sub`` has mail or the deadline has passed; drive the loop meanwhile
-        if nobody else does."""
-        try:
-            while not sub.inbox:
-                self._check_open()
-                now = anyio.current_time()
-                if now >= deadline:
-                    return
-                if self._driver is None:
-                    self._driver = sub
-                    try:
-                        await self._drive(sub, deadline)
-                    finally:
-                        self._driver = None
-                else:
-                    sub.wake = anyio.Event()
-                    self._idle[sub] = None
-                    try:
-                        with anyio.move_on_after(deadline - now):
-                            await sub.wake.wait()
-                    finally:
-                        self._idle.pop(sub, None)
-        finally:
-            # Hand the loop over (whether we drove it or were about to take it over).
-            if self._driver is None:
-                for successor in self._idle:
-                    successor.wake.set()
-                    break
-
-    async def _drive(self, me: _Sub[R], deadline: float) -> None:
-        while not me.inbox and not self._closed:
-            now = anyio.current_time()
-            if now >= deadline:
-                return
-            when = self._next_tick_time()
-            if when > now:
-                self._kick = anyio.Event()
-                with anyio.move_on_after(min(when, deadline) - now):
-                    await self._kick.wait()
-                continue
-            # Let waits started in the same instant register, so one read covers them all.
-            await anyio.lowlevel.checkpoint()
-            await self._tick()
-
-    def _next_tick_time(self) -> float:
-        if not self._tracked:
-            return math.inf
-        due = min(t.due for t in self._tracked.values())
-        return max(due, self._last_tick_end + self.cadence.min_gap, self._hold_until)
-
-    def _cap(self) -> float:
-        """The longest interval any id may back off to, given how many ids share a tick."""
-        c = self.cadence
-        n = len(self._tracked)
-        if not self.top_up or n <= 1:
-            return c.max
-        per_tick = math.ceil(n / self.max_batch) if self.max_batch else 1
-        return min(c.max, max(c.initial, c.max * math.sqrt(per_tick / n)))
-
-    def _jittered(self, interval: float) -> float:
-        j = self.cadence.jitter
-        return interval * self._rng.uniform(1 - j, 1 + j) if j else interval
-
-    async def _tick(self) -> None:
-        now = anyio.current_time()
-        self._seq += 1
-        seq = self._seq
-        trackers = sorted(self._tracked.values(), key=lambda t: t.due)
-        due = [t for t in trackers if t.due <= now]
-        if not due:
-            return
-        chosen = due
-        if self.top_up:
-            room = len(trackers)
-            if self.max_batch:
-                room = math.ceil(len(due) / self.max_batch) * self.max_batch
-            chosen = trackers[:room]
-        ids = [t.id for t in chosen]
-        size = self.max_batch or len(ids)
-        batches = [ids[i : i + size] for i in range(0, len(ids), size)]
-        self.stats.ticks += 1
-        outcomes: list[Mapping[str, R] | Exception] = [{} for _ in batches]
-
-        async def run(index: int, limiter: anyio.Semaphore | None = None) -> None:
-            if limiter is None:
-                outcomes[index] = await self._read(batches[index])
-                return
-            async with limiter:
-                outcomes[index] = await self._read(batches[index])
-
-        with anyio.CancelScope() as scope:
-            self._tick_scope = scope
-            try:
-                if len(batches) == 1:
-                    await run(0)
-                else:
-                    limiter = anyio.Semaphore(self.batch_concurrency)
-                    async with anyio.create_task_group() as tg:
-                        for index in range(len(batches)):
-                            tg.start_soon(run, index, limiter)
-            finally:
-                self._tick_scope = None
-        if scope.cancel_called:
-            return  # closed meanwhile
-        end = self._last_tick_end = anyio.current_time()
-        changed = False
-        fetched: list[_Tracked[R]] = []
-        held: list[tuple[list[_Sub[R]], _Seen[R]]] = []
-        for batch, outcome in zip(batches, outcomes, strict=True):
-            if isinstance(outcome, Exception):
-                self._settle_error(batch, outcome, seq, end)
-            else:
-                changed |= self._settle(batch, outcome, seq, now, end, fetched, held)
-        c = self.cadence
-        if changed and self.top_up:
-            # Activity clusters: after any change, everybody is polled at the initial rate.
-            for tracked in fetched:
-                tracked.interval = c.initial
-                tracked.due = min(tracked.due, now + self._jittered(c.initial))
-        if self._tracked:
-            self.stats.intervals.append(self._next_tick_time() - now)
-        if held:
-            # After the light reads are posted, so waits they woke run meanwhile.
-            await self._post_full(held)
-
-    async def _post_full(self, held: list[tuple[list[_Sub[R]], _Seen[R]]]) -> None:
-        """Read the held ids through ``settle`` (one call per ``max_batch`` ids) and post the
-        full resources; the light one stays where the full read fails or lacks an id."""
-        settle = self._settle_read
-        assert settle is not None
-        ids = list(dict.fromkeys(seen.id for _, seen in held))
-        size = self.max_batch or len(ids)
-        batches = [ids[i : i + size] for i in range(0, len(ids), size)]
-        got: dict[str, R] = {}
-
-        async def run(batch: list[str], limiter: anyio.Semaphore | None = None) -> None:
-            self.stats.settle_calls += 1
-            self.stats.ids_settled += len(batch)
-            try:
-                if limiter is None:
-                    found = await settle(batch)
-                else:
-                    async with limiter:
-                        found = await settle(batch)
-                got.update((one, found[one]) for one in batch if one in found)
-            except Exception as exc:  # the light read is good enough: never fail the wait
-                self.stats.settle_errors += 1
-                logger.debug("full read of %s failed, using the polled one: %r", self.kind, exc)
-
-        with anyio.CancelScope() as scope:
-            self._tick_scope = scope
-            try:
-                if len(batches) == 1:
-                    await run(batches[0])
-                else:
-                    limiter = anyio.Semaphore(self.batch_concurrency)
-                    async with anyio.create_task_group() as tg:
-                        for batch in batches:
-                            tg.start_soon(run, batch, limiter)
-            finally:
-                self._tick_scope = None
-        if scope.cancel_called:
-            return  # closed meanwhile
-        for subs, seen in held:
-            full = got.get(seen.id)
-            if full is not None:
-                try:
-                    state = self.table.normalize(self._state_of(full))
-                    if isinstance(state, str):
-                        seen = _Seen(seen.id, full, state, seen.at)
-                except Exception:  # an unreadable full read: keep the light one
-                    self.stats.settle_errors += 1
-            for sub in subs:
-                sub.post_read(seen)
-
-    async def _read(self, ids: list[str]) -> Mapping[str, R] | Exception:
-        """One ``fetch_many`` (plus ``on_missing``); errors are returned, not raised."""
-        self.stats.fetch_calls += 1
-        self.stats.ids_fetched += len(ids)
-        try:
-            got = dict(await self._fetch_many(ids))
-            missing = [one for one in ids if one not in got]
-            if missing and self._on_missing is not None:
-                extra = await self._on_missing(missing)
-                got.update((one, extra[one]) for one in missing if one in extra)
-            return got
-        except Exception as exc:  # classified by the caller; cancellation passes through
-            return exc
-
-    def _eligible(self, tracked: _Tracked[R], seq: int) -> list[_Sub[R]]:
-        return [s for s in tracked.subs if s.min_seq <= seq]
-
-    def _settle(
-        self,
-        batch: list[str],
-        got: Mapping[str, R],
-        seq: int,
-        start: float,
-        end: float,
-        fetched: list[_Tracked[R]],
-        held: list[tuple[list[_Sub[R]], _Seen[R]]],
-    ) -> bool:
-        """Apply one successful read. Intervals count from the tick's start, so reads stay
-        ``interval`` apart however long a read takes (``min_gap`` still spaces them). Reads
-        that a wait wants in full (with ``settle``) go to ``held`` instead of being posted."""
-        c = self.cadence
-        cap = self._cap()
-        changed = False
-        for one in batch:
-            tracked = self._tracked.get(one)
-            if tracked is None:
-                continue  # nobody waits any more
-            subs = self._eligible(tracked, seq)
-            for sub in subs:
-                sub.attempts[one] = sub.attempts.get(one, 0) + 1
-            if one not in got:
-                tracked.misses += 1
-                if tracked.misses >= self.missing_after:
-                    error = NotFoundError(
-                        f"{self.table.name} {one!r} was not found ({tracked.misses} reads in a row)"
-                    )
-                    for sub in subs:
-                        sub.post(_Failed(one, error))
-                tracked.interval = c.initial  # maybe not visible yet: look again soon
-                tracked.due = start + self._jittered(c.initial)
-                continue
-            resource = got[one]
-            try:
-                state = self.table.normalize(self._state_of(resource))
-                if not isinstance(state, str):
-                    raise TypeError(f"state_of returned {type(state).__name__}")
-            except Exception as exc:
-                bad = ProtocolError(f"could not read the state of {self.table.name} {one!r}: {exc}")
-                for sub in subs:
-                    sub.post(_Failed(one, bad))
-                tracked.due = start + self._jittered(tracked.interval)
-                continue
-            if not self.table.is_known(state):
-                count = self.stats.unknown_states.get(state, 0)
-                if not count:
-                    logger.warning(
-                        "unknown %s state %r (treated as transient)", self.table.name, state
-                    )
-                self.stats.unknown_states[state] = count + 1
-            tracked.misses = 0
-            moved = tracked.state is not None and tracked.state != state
-            changed |= moved
-            if moved or tracked.state is None:
-                tracked.interval = c.initial
-            else:
-                tracked.interval = min(tracked.interval * c.factor, cap)
-            tracked.state = state
-            step = c.fast if state in self.table.fast else tracked.interval
-            tracked.due = start + self._jittered(step)
-            if len(subs) < len(tracked.subs):
-                tracked.due = end  # a waiter that joined mid-read still needs its own read
-            fetched.append(tracked)
-            seen = _Seen(one, resource, state, end)
-            if self._settle_read is not None and any(s.wants_full(one, state) for s in subs):
-                held.append((subs, seen))
-                continue
-            for sub in subs:
-                sub.post_read(seen)
-        return changed
-
-    def _settle_error(self, batch: list[str], error: Exception, seq: int, end: float) -> None:
-        c = self.cadence
-        retry = _is_retryable(error)
-        if retry:
-            self.stats.retried_errors += 1
-            logger.debug("polling %s failed, will retry: %r", self.table.name, error)
-            if isinstance(error, RateLimitError) and error.retry_after:
-                self._hold_until = max(self._hold_until, end + error.retry_after)
-        else:
-            self.stats.failed_fetches += 1
-        for one in batch:
-            tracked = self._tracked.get(one)
-            if tracked is None:
-                continue
-            subs = self._eligible(tracked, seq)
-            for sub in subs:
-                sub.attempts[one] = sub.attempts.get(one, 0) + 1
-                if retry:
-                    sub.errors[one] = sub.errors.get(one, 0) + 1
-                    sub.last_error[one] = error
-                else:
-                    sub.post(_Failed(one, error))
-            # A struggling server gets room: back off up to max, whatever the number of ids.
-            tracked.interval = min(tracked.interval * c.factor, c.max)
-            tracked.due = end + self._jittered(tracked.interval)
-
-
-class _Group(Generic[R]):
-    """One call of wait / wait_all / as_completed / watch: its ids, deadline and progress."""
-
-    def __init__(
-        self,
-        poller: Poller[R],
-        ids: list[str],
-        target: _Target[R] | None,
-        timeout: float,
-        failed: Callable[[R], str | None] | None,
-        on_transition: Callable[[TransitionEvent[R]], object] | None,
-        on_poll: Callable[[PollEvent[R]], object] | None,
-        cancel_remote: bool,
-        leaving: frozenset[str],
-    ) -> None:
-        self.poller = poller
-        self.target = target
-        self.timeout = timeout
-        self.started = anyio.current_time()
-        self.deadline = self.started + timeout
-        self.failed = failed
-        self.on_transition = on_transition
-        self.on_poll = on_poll
-        self.cancel_remote = cancel_remote
-        self.leaving = leaving
-        # watch(): states besides settled ones at which an id is done (e.g. "running").
-        self.stop_at: frozenset[str] = frozenset()
-        self.total = len(dict.fromkeys(ids))
-        self.pending: dict[str, _Progress[R]] = {one: _Progress() for one in ids}
-        self.events: deque[TransitionEvent[R]] = deque()
-        self.cancel_outcome: dict[str, BaseException | None] = {}
-        every_read = on_poll is not None or failed is not None or poller._failed is not None
-        if target is not None and target.predicate is not None:
-            every_read = True
-        # The wait's own code decides on every read: it may look at any field.
-        decides = failed is not None or (target is not None and target.predicate is not None)
-        self.sub: _Sub[R] = _Sub(
-            poller._seq + 1,
-            every_read,
-            targets=target.names if target is not None else None,
-            full_reads=decides,
-        )
-        poller._register(self.sub, self.pending)
-
-    @property
-    def finished(self) -> bool:
-        return not self.pending
-
-    def close(self) -> None:
-        for one in list(self.sub.attempts):
-            self.poller._unregister(self.sub, one)
-        self.pending.clear()
-
-    async def step(self) -> list[WaitResult[R]]:
-        """Wait for news; return the ids that finished (all pending ones at the deadline)."""
-        done: list[WaitResult[R]] = []
-        with anyio.CancelScope(deadline=self.deadline):
-            await self.poller._pump(self.sub, self.deadline)
-            while self.sub.inbox:
-                item = self.sub.inbox.popleft()
-                if item.id not in self.pending:
-                    continue
-                if isinstance(item, _Failed):
-                    done.append(self._finish(item.id, self.pending[item.id].last, item.error))
-                else:
-                    result = await self._observe(item.id, item.resource, item.state, item.at)
-                    if result is not None:
-                        done.append(result)
-            self._absorb_quiet()
-        if self.pending and anyio.current_time() >= self.deadline:
-            done.extend(await self._time_out())
-        return done
-
-    def _finish(self, one: str, resource: R | None, error: BaseException | None) -> WaitResult[R]:
-        del self.pending[one]
-        self.poller._unregister(self.sub, one)
-        return WaitResult(one, resource, error)
-
-    async def _observe(self, one: str, resource: R, state: str, at: float) -> WaitResult[R] | None:
-        progress = self.pending[one]
-        old = progress.state
-        progress.last, progress.state = resource, state
-        progress.reads += 1
-        await _call_hook(self.on_poll, PollEvent(one, state, resource, at, progress.reads))
-        if state != old:
-            progress.history.append((state, at))
-            event = TransitionEvent(one, old, state, resource, at)
-            if self.target is None:
-                self.events.append(event)
-            await _call_hook(self.on_transition, event)
-        table = self.poller.table
-        if self.target is None:  # watching: done once nothing more can happen
-            done = table.is_settled(state) or state in self.stop_at
-            return self._finish(one, resource, None) if done else None
-        reason = self._failure(resource)
-        if reason is not None:
-            return self._finish(one, resource, self._unreachable(one, f"failed: {reason}"))
-        target = self.target
-        if target.names is not None:
-            if state in target.names:
-                return self._finish(one, resource, None)
-            reachable = state in self.leaving or any(
-                table.can_reach(state, n) for n in target.names
-            )
-        else:
-            assert target.predicate is not None
-            if target.predicate(resource):
-                return self._finish(one, resource, None)
-            reachable = state in self.leaving or not table.is_settled(state)
-        if not reachable:
-            return self._finish(
-                one,
-                resource,
-                self._unreachable(
-                    one, f"is {state!r}, from which {target.label} cannot be reached"
-                ),
-            )
-        return None
-
-    def _failure(self, resource: R) -> str | None:
-        for check in (self.poller._failed, self.failed):
-            if check is not None:
-                reason = check(resource)
-                if reason:
-                    return reason
-        return None
-
-    def _detail(self, resource: R | None) -> str | None:
-        if resource is None or self.poller._detail_of is None:
-            return None
-        try:
-            return self.poller._detail_of(resource)
-        except Exception:  # a detail is a nicety: never let it hide the real error
-            return None
-
-    def _unreachable(self, one: str, what: str) -> UnreachableState:
-        progress = self.pending[one]
-        assert self.target is not None
-        message = f"{self.poller.table.name} {one!r} {what}"
-        if progress.state is not None and what.startswith("failed"):
-            message += f" (state {progress.state!r}, waiting for {self.target.label})"
-        detail = self._detail(progress.last)
-        if detail:
-            message += f"; server says: {detail}"
-        return UnreachableState(message, **self._attrs(one))
-
-    def _attrs(self, one: str) -> dict[str, Any]:
-        progress = self.pending[one]
-        return {
-            "last": progress.last,
-            "history": list(progress.history),
-            "attempts": self.sub.attempts.get(one, 0),
-            "elapsed": anyio.current_time() - self.started,
-        }
-
-    def _absorb_quiet(self) -> None:
-        """Take the newest unchanged reads (posted without waking us) as the last seen."""
-        for one, item in self.sub.quiet.items():
-            progress = self.pending.get(one)
-            if progress is not None:
-                progress.last = item.resource
-        self.sub.quiet.clear()
-
-    async def _time_out(self) -> list[WaitResult[R]]:
-        self._absorb_quiet()
-        ids = list(self.pending)
-        if self.cancel_remote:
-            await self._cancel(ids)
-        label = self.target.label if self.target is not None else "a settled state"
-        results = []
-        for one in ids:
-            progress = self.pending[one]
-            state = f"last state {progress.state!r}" if progress.state else "no state read"
-            notes = [state, f"{self.sub.attempts.get(one, 0)} reads"]
-            errors = self.sub.errors.get(one, 0)
-            if errors:
-                notes.append(f"{errors} failed, last: {self.sub.last_error[one]}")
-            if one in self.cancel_outcome:
-                outcome = self.cancel_outcome[one]
-                notes.append("cancel requested" if outcome is None else f"cancel failed: {outcome}")
-            error = WaitTimeout(
-                f"{self.poller.table.name} {one!r} did not reach {label} within "
-                f"{self.timeout:g} s ({'; '.join(notes)})",
-                **self._attrs(one),
-            )
-            results.append(self._finish(one, progress.last, error))
-        return results
-
-    def merge_timeouts(self, timed_out: list[WaitResult[R]]) -> BaseException:
-        """One error for a wait_all whose deadline passed: the first pending id's details,
-        and a message naming the others."""
-        first = timed_out[0].error
-        assert isinstance(first, WaitError)
-        if len(timed_out) == 1:
-            return first
-        shown = ", ".join(repr(r.id) for r in timed_out[:5])
-        more = ", ..." if len(timed_out) > 5 else ""
-        return WaitTimeout(
-            f"{len(timed_out)} of {self.total} {self.poller.table.name} waits timed out "
-            f"({shown}{more}); first: {first}",
-            last=first.last,
-            history=first.history,
-            attempts=first.attempts,
-            elapsed=first.elapsed,
-        )
-
-    async def cancelled(self) -> None:
-        """The waiting task was cancelled: honour ``on_cancel="cancel"`` for pending ids."""
-        if self.cancel_remote and self.pending:
-            await self._cancel(list(self.pending))
-
-    async def _cancel(self, ids: list[str]) -> None:
-        cancel = self.poller._cancel_remote
-        assert cancel is not None
-        todo = [one for one in ids if one not in self.cancel_outcome]
-
-        async def one_cancel(one: str) -> None:
-            try:
-                await cancel(one)
-                self.cancel_outcome[one] = None
-            except Exception as exc:
-                logger.warning("could not cancel %s %r: %r", self.poller.table.name, one, exc)
-                self.cancel_outcome[one] = exc
-
-        for one in todo:
-            self.cancel_outcome[one] = TimeoutError("cancel did not finish in time")
-        # Shielded: the cancel must go out even though this task is being cancelled.
-        with anyio.CancelScope(shield=True), anyio.move_on_after(self.poller.cancel_timeout):
-            async with anyio.create_task_group() as tg:
-                for one in todo:
-                    tg.start_soon(one_cancel, one)

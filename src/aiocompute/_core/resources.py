@@ -20,17 +20,10 @@ from .governor import Governor, RateGovernor
 from .http_config import Timeouts
 from .network import ConnectionOptions
 from .observability import api_call, observe_transitions, record_transition
-from .polling import (
-    OnCancel,
-    Poller,
-    PollEvent,
-    TransitionEvent,
-    Until,
-    WaitResult,
-    WaitToken,
-)
+from .polling import Poller
 from .retries import RetryPolicy
 from .transport import Transport
+from .wait_types import OnCancel, PollEvent, TransitionEvent, Until, WaitResult, WaitToken
 
 __all__ = ["BaseClient", "WaitableResource", "client_transport"]
 

@@ -18,8 +18,8 @@ from attrs import frozen
 
 from .._core.config import ConfigError
 from .._core.fanout import fan_out
-from .._core.polling import StateTable
 from .._core.resources import WaitableResource
+from .._core.states import StateTable
 from .._exceptions import AioComputeError, WaitError
 from ._app import EXIT_API, EXIT_OK, EXIT_USAGE, EXIT_WAIT, UsageError
 from ._output import Output, StateBoard, one_line

@@ -31,7 +31,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from .._core.polling import StateTable, TransitionEvent
+from .._core.states import StateTable
+from .._core.wait_types import TransitionEvent
 from .._exceptions import AioComputeError, APIError, WaitError, WaitTimeout, redact
 
 __all__ = [

@@ -18,8 +18,8 @@ import anyio
 from rich.text import Text
 
 from .._core.fanout import fan_out
-from .._core.polling import StateTable
 from .._core.resources import WaitableResource
+from .._core.states import StateTable
 from .._exceptions import AioComputeError, WaitError, WaitTimeout
 from ..workbench._states import JOB_STATES, SESSION_STATES
 from ..workbench.client import WorkbenchClient

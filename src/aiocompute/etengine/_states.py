@@ -8,7 +8,7 @@ others are still queued), so every unfinished phase reaches every other.
 
 from __future__ import annotations
 
-from .._core.polling import StateTable
+from .._core.states import StateTable
 
 __all__ = ["BATCH_STATES", "JOB_STATES"]
 

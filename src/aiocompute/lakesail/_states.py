@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .._core.polling import StateTable
+from .._core.states import StateTable
 
 __all__ = ["READY_STATES", "RELAUNCHABLE_STATES", "SESSION_STATES"]
 

@@ -24,10 +24,11 @@ from .._core.http_config import DEFAULT_LIMITS, DEFAULT_TIMEOUTS, PoolLimits, Ti
 from .._core.network import ConnectionOptions, Unpack
 from .._core.observability import api_call
 from .._core.pagination import Page, Paginator
-from .._core.polling import PollCadence, Poller, Until, per_id_fetcher
+from .._core.polling import Poller, per_id_fetcher
 from .._core.protocol_kit import Request
 from .._core.resources import BaseClient, WaitableResource, client_transport
 from .._core.retries import DEFAULT_RETRY, RetryPolicy
+from .._core.wait_types import PollCadence, Until
 from . import _protocol as P
 from ._states import READY_STATES, SESSION_STATES
 from .models import (

@@ -7,7 +7,7 @@ refined by ``accepting_jobs`` (an open/active/inactive session that accepts no m
 
 from __future__ import annotations
 
-from .._core.polling import StateTable
+from .._core.states import StateTable
 
 __all__ = ["SESSION_STATES"]
 

@@ -19,11 +19,12 @@ from .._core.handles import DEFAULT_CLEANUP_TIMEOUT, Handle, scoped
 from .._core.http_config import DEFAULT_LIMITS, DEFAULT_TIMEOUTS, PoolLimits, Timeouts
 from .._core.network import ConnectionOptions, Unpack
 from .._core.observability import api_call
-from .._core.polling import PollCadence, Poller, Until, per_id_fetcher
+from .._core.polling import Poller, per_id_fetcher
 from .._core.protocol_kit import Request
 from .._core.resources import BaseClient, WaitableResource, client_transport
 from .._core.responses import Response
 from .._core.retries import RetryPolicy
+from .._core.wait_types import PollCadence, Until
 from .._exceptions import AuthenticationError, NotFoundError, naming_the_missing
 from . import _protocol as P
 from ._auth import DEFAULT_IAM_URL, IAMAuth

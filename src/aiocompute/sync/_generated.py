@@ -20,9 +20,9 @@ from aiocompute._core.governor import Governor
 from aiocompute._core.handles import DEFAULT_CLEANUP_TIMEOUT
 from aiocompute._core.http_config import DEFAULT_LIMITS, DEFAULT_TIMEOUTS, PoolLimits, Timeouts
 from aiocompute._core.network import ConnectionOptions, Unpack
-from aiocompute._core.polling import PollCadence, Until
 from aiocompute._core.retries import DEFAULT_RETRY, RetryPolicy
 from aiocompute._core.streaming import ResumePolicy
+from aiocompute._core.wait_types import PollCadence, Until
 from aiocompute.etengine.client import BatchesResource
 from aiocompute.etengine.models import Batch, BatchJob, BatchStatus, Hardware, SubmittedBatch
 from aiocompute.lakesail._states import READY_STATES

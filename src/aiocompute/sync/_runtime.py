@@ -70,9 +70,9 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from .._core.handles import Handle
 from .._core.http_config import Timeouts
 from .._core.pagination import Page, Paginator
-from .._core.polling import OnCancel, PollEvent, TransitionEvent, Until, WaitResult, WaitToken
 from .._core.resources import BaseClient, WaitableResource
 from .._core.retries import RetryPolicy
+from .._core.wait_types import OnCancel, PollEvent, TransitionEvent, Until, WaitResult, WaitToken
 from .._exceptions import ClientClosedError
 
 __all__ = [

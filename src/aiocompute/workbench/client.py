@@ -29,11 +29,12 @@ from .._core.handles import DEFAULT_CLEANUP_TIMEOUT, Handle, scoped
 from .._core.http_config import DEFAULT_LIMITS, DEFAULT_TIMEOUTS, PoolLimits, Timeouts
 from .._core.network import ConnectionOptions, Unpack
 from .._core.observability import api_call
-from .._core.polling import PollCadence, Poller, Until
+from .._core.polling import Poller
 from .._core.protocol_kit import Request
 from .._core.resources import BaseClient, WaitableResource, client_transport
 from .._core.retries import DEFAULT_RETRY, RetryPolicy
 from .._core.streaming import ResumePolicy, resumable_items
+from .._core.wait_types import PollCadence, Until
 from .._exceptions import NotFoundError, naming_the_missing
 from . import _protocol as P
 from ._states import JOB_STATES, SESSION_STATES
