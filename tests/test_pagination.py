@@ -200,14 +200,23 @@ async def test_fetch_page_must_return_a_page() -> None:
         await Paginator(fetch)
 
 
-@pytest.mark.parametrize("bad", [-1, 1.5, True, "3"])
-def test_limit_validation(bad: Any) -> None:
+@pytest.mark.parametrize(
+    ("bad", "error", "says"),
+    [
+        (-1, ValueError, ">= 0"),
+        (1.5, TypeError, "an int"),
+        (True, TypeError, "an int"),
+        ("3", TypeError, "an int"),
+    ],
+)
+def test_limit_validation(bad: Any, error: type[Exception], says: str) -> None:
     async def fetch(marker: str | None) -> Page[int]:
         return Page([], None)
 
-    with pytest.raises(ValueError, match="max_items must be None or an int >= 0"):
+    # The one rule of _core.checks: the wrong kind is a TypeError, out of range a ValueError.
+    with pytest.raises(error, match=f"Paginator max_items must be {says}"):
         Paginator(fetch, max_items=bad)
-    with pytest.raises(ValueError, match="max_pages must be None or an int >= 0"):
+    with pytest.raises(error, match=f"Paginator max_pages must be {says}"):
         Paginator(fetch, max_pages=bad)
 
 

@@ -568,5 +568,7 @@ async def test_collect_joins_stdout_and_stderr(wb: WorkbenchClient, emu: Emulato
 )
 def test_resume_policy_refuses_bad_values(bad: dict[str, Any]) -> None:
     name = next(iter(bad))
-    with pytest.raises(ValueError, match=rf"ResumePolicy\.{name}"):
+    # A non-int count is the wrong kind (TypeError), the others are out of range.
+    error = TypeError if bad == {"max_reconnects": 1.5} else ValueError
+    with pytest.raises(error, match=rf"ResumePolicy\.{name}"):
         ResumePolicy(**bad)

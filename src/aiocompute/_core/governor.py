@@ -27,6 +27,8 @@ from typing import Protocol, cast
 import anyio
 from attrs import frozen
 
+from .checks import number
+
 __all__ = ["Governor", "GovernorStats", "RateGovernor"]
 
 #: Float tolerance on the token bucket (a token short by less than this is a whole token).
@@ -72,11 +74,7 @@ def _positive(name: str, value: float | None, *, allow_none: bool = False) -> fl
         if allow_none:
             return None
         raise ValueError(f"RateGovernor: {name} must be a positive number, got None")
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"RateGovernor: {name} must be a number, got {type(value).__name__}")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"RateGovernor: {name} must be a positive finite number, got {value!r}")
-    return float(value)
+    return float(number(value, f"RateGovernor {name}", above=0))
 
 
 class RateGovernor:

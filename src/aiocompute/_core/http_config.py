@@ -6,7 +6,6 @@ Plain frozen values, checked when made (a bad number raises at once, naming the 
 
 from __future__ import annotations
 
-import math
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -15,6 +14,7 @@ import aiohttp
 from attrs import field, frozen
 
 from .._version import __version__
+from .checks import count, seconds
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -33,10 +33,7 @@ def check_seconds(owner: str, name: str, value: Any, *, allow_none: bool) -> Non
         if allow_none:
             return
         raise ValueError(f"{owner}.{name} must be a positive number of seconds, not None")
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{owner}.{name} must be a number of seconds, got {value!r}")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"{owner}.{name} must be a positive finite number, got {value!r}")
+    seconds(value, f"{owner}.{name}")
 
 
 def _seconds(owner: str, *, allow_none: bool) -> Callable[[Any, Any, Any], None]:
@@ -47,10 +44,7 @@ def _seconds(owner: str, *, allow_none: bool) -> Callable[[Any, Any, Any], None]
 
 
 def _count(_inst: Any, attribute: Any, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"PoolLimits.{attribute.name} must be an int, got {value!r}")
-    if value < 0:
-        raise ValueError(f"PoolLimits.{attribute.name} must be >= 0 (0 = unlimited), got {value}")
+    count(value, f"PoolLimits.{attribute.name}")  # 0 = unlimited
 
 
 @frozen

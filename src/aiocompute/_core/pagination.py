@@ -19,6 +19,7 @@ from typing import Any, Generic, TypeVar
 from attrs import frozen
 
 from .._exceptions import ProtocolError
+from .checks import count
 
 __all__ = ["Page", "Paginator"]
 
@@ -42,9 +43,7 @@ class Page(Generic[T]):
 def _check_limit(name: str, value: int | None) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"Paginator: {name} must be None or an int >= 0, got {value!r}")
-    return value
+    return count(value, f"Paginator {name}")
 
 
 def _show_marker(marker: str) -> str:

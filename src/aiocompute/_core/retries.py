@@ -38,6 +38,7 @@ import attrs
 from attrs import field, frozen
 
 from .._exceptions import APIError, TransportError
+from .checks import count, number
 
 __all__ = [
     "DEFAULT_RETRY",
@@ -56,19 +57,13 @@ logger = logging.getLogger("aiocompute.retries")
 
 def _non_negative(name: str) -> Callable[[Any, Any, float], None]:
     def check(_inst: Any, _attr: Any, value: float) -> None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"RetryPolicy.{name} must be a number, got {value!r}")
-        if not math.isfinite(value) or value < 0:
-            raise ValueError(f"RetryPolicy.{name} must be a finite number >= 0, got {value!r}")
+        number(value, f"RetryPolicy.{name}", minimum=0)
 
     return check
 
 
 def _check_attempts(_inst: Any, _attr: Any, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"RetryPolicy.max_attempts must be an int, got {value!r}")
-    if value < 1:
-        raise ValueError(f"RetryPolicy.max_attempts must be >= 1 (1 = no retry), got {value}")
+    count(value, "RetryPolicy.max_attempts", minimum=1)  # 1 = no retry
 
 
 def _to_statuses(value: Collection[int]) -> frozenset[int]:

@@ -17,7 +17,6 @@ belongs to; this module does the rest:
 from __future__ import annotations
 
 import logging
-import math
 import random
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
@@ -27,6 +26,7 @@ import anyio
 import attrs
 
 from .._exceptions import StreamDecodeError, TransportError
+from .checks import count, number
 from .jsonstream import JSONStreamDecoder
 from .observability import record_event
 from .responses import ByteStream
@@ -38,20 +38,11 @@ log = logging.getLogger("aiocompute.stream")
 
 
 def _count(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"ResumePolicy.{attribute.name} must be an int >= 0, got {value!r}")
+    count(value, f"ResumePolicy.{attribute.name}")
 
 
 def _seconds(_inst: object, attribute: attrs.Attribute[Any], value: object) -> None:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, float))
-        or not math.isfinite(value)
-        or value < 0
-    ):
-        raise ValueError(
-            f"ResumePolicy.{attribute.name} must be a finite number of seconds >= 0, got {value!r}"
-        )
+    number(value, f"ResumePolicy.{attribute.name}", minimum=0, unit="seconds")
 
 
 @attrs.frozen

@@ -16,6 +16,8 @@ from typing import Any, Generic, Literal, TypeVar, Union
 
 from attrs import define, field, frozen
 
+from .checks import number
+
 __all__ = [
     "FetchMany",
     "OnCancel",
@@ -39,10 +41,7 @@ OnCancel = Literal["detach", "cancel"]
 
 
 def _positive(inst: Any, attr: Any, value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"PollCadence.{attr.name} must be a number, got {value!r}")
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError(f"PollCadence.{attr.name} must be a positive finite number, got {value}")
+    number(value, f"PollCadence.{attr.name}", above=0)
 
 
 @frozen
