@@ -496,7 +496,7 @@ def test_sync_methods_refuse_to_run_in_their_own_loop_thread(fake: Any) -> None:
 
 
 def test_a_call_cancelled_before_it_starts_is_settled(fake: Any) -> None:
-    from aiocompute.sync._runtime import _Call
+    from aiocompute.sync._loop import _Call
 
     runner = fake._runner
     call = _Call(anyio.sleep(10))
