@@ -26,7 +26,14 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 _common = importlib.import_module("benchmarks._common")
 Report, fmt, percentile = _common.Report, _common.fmt, _common.percentile
-BENCHMARKS = ("bench_waits", "bench_fanout", "bench_streams", "bench_sync", "bench_jsonstream")
+BENCHMARKS = (
+    "bench_waits",
+    "bench_fanout",
+    "bench_streams",
+    "bench_sync",
+    "bench_jsonstream",
+    "bench_chaos",
+)
 _TIMEOUT = 60
 
 
@@ -255,3 +262,19 @@ def test_bench_jsonstream_reports_every_case(runs: dict[str, dict[str, Any]]) ->
     assert sum("records" in c for c in cases) == 2
     assert sum("lines" in c for c in cases) == 2
     assert _rows(report, 1) == ["records", "lines"]
+
+
+@pytest.mark.slow
+def test_bench_chaos_reports_every_api_and_no_duplicate(runs: dict[str, dict[str, Any]]) -> None:
+    report = _finished(runs, "bench_chaos")
+    assert _rows(report, 0) == [
+        "Workbench sessions.launch",
+        "Qiskit sessions.create",
+        "LakeSail sessions.create",
+        "ET Engine batches.create",
+    ]
+    for row in report["values"].values():
+        told = row["returned"] + row["unknown"] + row["failed"]
+        assert told == row["asked"]  # every caller got an answer or an error
+        assert row["duplicates"] == 0  # a create is never blindly sent again
+        assert row["lost"] == row["orphans"] - row["named"]
