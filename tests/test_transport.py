@@ -1161,3 +1161,34 @@ async def test_a_base_url_with_an_explicit_default_port_gets_its_auth(
         assert use_auth("https://api.example.com:8443/api/x") is False
     calls = mocked.requests[("GET", URL("https://api.example.com/api/x"))]
     assert [c.kwargs["headers"]["Authorization"] for c in calls] == [RAW_KEY, RAW_KEY]
+
+
+async def test_a_launch_never_rides_a_kept_alive_connection_the_server_dropped() -> None:
+    # A server that serves one request per connection and, like one whose idle timeout
+    # fires just then, drops the connection when a second request arrives on it, unread:
+    # a launch sent on a pooled connection would fail although the server never saw it.
+    served: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(Exception):
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = re.search(rb"(?i)content-length:\s*(\d+)", head)
+            if length:
+                await reader.readexactly(int(length[1]))
+            served.append(head.split(b" ", 2)[1])
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+            await writer.drain()
+            await reader.readuntil(b"\r\n\r\n")  # the next request on this connection
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with Transport(f"http://127.0.0.1:{port}", retry=NO_RETRY) as t:
+            for i in range(5):
+                await t.request("GET", f"/read-{i}", idempotent=True, retry=FAST)
+                await t.request("POST", f"/launch-{i}", json={}, idempotent=False)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert sum(p.startswith(b"/launch-") for p in served) == 5  # each launch went once

@@ -108,7 +108,14 @@ async def _read_bounded(content: aiohttp.StreamReader, limit: int) -> bytes:
 
 class _Pool:
     """The ``aiohttp.ClientSession`` a transport and its :meth:`Transport.with_options`
-    copies share: made lazily in the running loop, unless the caller gave their own."""
+    copies share: made lazily in the running loop, unless the caller gave their own.
+
+    Calls that are not idempotent (a launch, a delete) go through a second session that
+    never reuses a connection (:meth:`get` with ``fresh=True``): a kept-alive connection
+    the server is closing at that very moment fails the request with "server closed the
+    connection" although the server never read it, and such a failure cannot be told from
+    one after the server acted, so the call could not be retried. Reads keep the pool.
+    """
 
     def __init__(
         self,
@@ -122,6 +129,7 @@ class _Pool:
         self._timeout = timeout
         self._trust_env = trust_env
         self.session = session
+        self._fresh: aiohttp.ClientSession | None = None
         #: Whether the SDK made the session (and so closes it).
         self.owned = session is None
         self.closed = False
@@ -129,9 +137,24 @@ class _Pool:
         self.warned_insecure = False
         self._loop: asyncio.AbstractEventLoop | None = None
 
-    def get(self) -> aiohttp.ClientSession:
+    def get(self, *, fresh: bool = False) -> aiohttp.ClientSession:
+        """The session; with ``fresh``, one whose every request opens a new connection
+        (the caller's own session when it gave one: its connector is its own)."""
         if self.closed:
             raise ClientClosedError("this client is closed; create a new one")
+        session = self._pooled()
+        if not fresh or not self.owned:
+            return session
+        if self._fresh is None:
+            self._fresh = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(force_close=True),
+                timeout=self._timeout,
+                raise_for_status=False,
+                trust_env=self._trust_env,
+            )
+        return self._fresh
+
+    def _pooled(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
         if self.session is None:
             connector = aiohttp.TCPConnector(
@@ -152,13 +175,18 @@ class _Pool:
             )
         return self.session
 
+    def open_sessions(self) -> list[aiohttp.ClientSession]:
+        """The sessions made so far (the pooled one, and the fresh-connection one)."""
+        return [s for s in (self.session, self._fresh) if s is not None]
+
     async def aclose(self) -> None:
         self.closed = True
-        session = self.session
         if self.owned:
-            self.session = None
-            if session is not None and not session.closed:
-                await session.close()
+            sessions = (self.session, self._fresh)
+            self.session = self._fresh = None
+            for session in sessions:
+                if session is not None and not session.closed:
+                    await session.close()
 
 
 class Transport:
@@ -345,8 +373,8 @@ class Transport:
         pool = getattr(self, "_pool", None)  # __init__ may have failed early
         if pool is None or self._derived or not pool.owned:
             return
-        session = pool.session
-        if session is None or session.closed:
+        sessions = [s for s in pool.open_sessions() if not s.closed]
+        if not sessions:
             return
         # Must never raise (warnings may be turned into errors; the loop may be gone).
         with contextlib.suppress(Exception):
@@ -355,13 +383,13 @@ class Transport:
                 ResourceWarning,
                 source=self,
             )
-        with contextlib.suppress(Exception):
-            # Closing the connector makes the session count as closed, so aiohttp does not
-            # report it again; this only drops sockets, it needs no await.
-            connector = session.connector
-            close_now = getattr(connector, "_close", None)
-            if close_now is not None:
-                close_now()
+        for session in sessions:
+            with contextlib.suppress(Exception):
+                # Closing the connector makes the session count as closed, so aiohttp does
+                # not report it again; this only drops sockets, it needs no await.
+                close_now = getattr(session.connector, "_close", None)
+                if close_now is not None:
+                    close_now()
 
     # -- request building
 
@@ -415,15 +443,16 @@ class Transport:
         attempt: int,
         timeout_text: str,
         deadline: float | None = None,
+        fresh: bool = False,
     ) -> aiohttp.ClientResponse:
         """Send one try and return its 2xx response, unread (the caller reads and releases
         it). Any other status raises the matching :class:`APIError` (3xx included: never
         followed); a failure to get one raises :class:`TransportError`. ``deadline`` bounds
         the wait for the status line and for an error body (streams, which have no total
-        timeout)."""
+        timeout). ``fresh`` sends it on a new connection (see :class:`_Pool`)."""
         if self._closed:
             raise ClientClosedError("this client is closed; create a new one")
-        session = self._pool.get()
+        session = self._pool.get(fresh=fresh)
         headers = await self._headers_for(p)
         request_view: RequestView | None = None
         if self._hooks:
@@ -561,7 +590,9 @@ class Transport:
         )
 
         async def once(attempt: int) -> Response:
-            return await self._request_once(p, client_timeout, attempt, timeout_text)
+            return await self._request_once(
+                p, client_timeout, attempt, timeout_text, fresh=not idempotent
+            )
 
         unknown: TransportError | None = None
         try:
@@ -605,10 +636,16 @@ class Transport:
         client_timeout: aiohttp.ClientTimeout,
         attempt: int,
         timeout_text: str,
+        *,
+        fresh: bool,
     ) -> Response:
         async with self._governed():
             response = await self._open(
-                p, timeout=client_timeout, attempt=attempt, timeout_text=timeout_text
+                p,
+                timeout=client_timeout,
+                attempt=attempt,
+                timeout_text=timeout_text,
+                fresh=fresh,
             )
             error: TransportError | None = None
             try:
