@@ -15,6 +15,7 @@ from aiocompute import (
     Handle,
     LakeSailClient,
     PollCadence,
+    ProtocolError,
     QiskitRuntimeClient,
     WorkbenchClient,
 )
@@ -194,3 +195,35 @@ def test_the_sync_twin_gives_a_blocking_handle_and_stops_on_ctrl_c() -> None:
                 assert s.stopped
         finally:
             portal.call(emu.stop)
+
+
+async def test_an_unreadable_poll_answer_is_read_again_not_fatal(
+    wb: WorkbenchClient, emu: Emulator
+) -> None:
+    # A proxy's HTML page with a 200, once, in the middle of 20 coalesced waits.
+    launched = [
+        (await wb.sessions.launch("VS Code", name=f"u{i}", launch_parameters=LP)).id
+        for i in range(20)
+    ]
+    garbled: list[str] = []
+
+    def once(record: Any) -> None:
+        if record.method == "get_session" and not garbled:
+            garbled.append(record.method)
+            emu.faults.malformed["workbench.get_session"] = "html"
+        elif garbled and "workbench.get_session" in emu.faults.malformed:
+            del emu.faults.malformed["workbench.get_session"]
+
+    emu.hooks.append(once)
+    sessions = await wb.sessions.wait_all(launched, timeout=30)
+    assert [s.id for s in sessions] == launched
+    assert garbled
+
+
+async def test_an_answer_that_stays_unreadable_fails_the_wait_soon(
+    wb: WorkbenchClient, emu: Emulator
+) -> None:
+    s = await wb.sessions.launch("VS Code", launch_parameters=LP)
+    emu.faults.malformed["workbench.get_session"] = "truncated"
+    with anyio.fail_after(10), pytest.raises(ProtocolError):  # not at the 60 s deadline
+        await wb.sessions.wait(s.id, timeout=60)

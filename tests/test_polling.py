@@ -740,12 +740,37 @@ async def test_persistent_transient_errors_end_in_a_timeout_that_says_so(
     assert "no state read" in str(info.value)
 
 
+@virtual_time
+async def test_an_unreadable_answer_is_read_again(server: FakeServer) -> None:
+    server.plan("s1", (0, "launching"), (1, "running"))
+    server.plan("s2", (0, "launching"), (1, "running"))
+    server.faults = [ProtocolError("HTML from a proxy", status=200)]
+    poller = make_poller(server)
+    got = await poller.wait_all(["s1", "s2"], "running", timeout=5)
+    assert [s.id for s in got] == ["s1", "s2"]
+    assert poller.stats.failed_fetches == 0
+    assert_quiet(poller)
+
+
+@virtual_time
+async def test_an_answer_unreadable_three_times_in_a_row_fails_its_waits(
+    server: FakeServer,
+) -> None:
+    error = ProtocolError("HTML from a proxy", status=200)
+    server.plan("s1", (0, "launching"))
+    server.faults = [error] * 4
+    poller = make_poller(server)
+    with pytest.raises(ProtocolError):
+        await poller.wait("s1", "running", timeout=60)
+    assert len(server.calls) == 4  # the first and three more, then no more
+    assert_quiet(poller)
+
+
 @pytest.mark.parametrize(
     "error",
     [
         AuthenticationError("Permission denied", status=401),
         NotFoundError("no such thing", status=404),
-        ProtocolError("HTML from a proxy", status=200),
         TransportError("bad certificate", retryable=False),
         KeyError("bug in the API's decoder"),
     ],

@@ -41,6 +41,10 @@ R = TypeVar("R")
 _Held = tuple[list[Mailbox[R]], str, R, str, float]
 
 
+#: How many unreadable answers in a row an id's waits ride through before they fail.
+UNREADABLE_IN_A_ROW = 3
+
+
 def is_retryable(exc: BaseException) -> bool:
     """Whether a failed read is worth trying again until the wait's deadline."""
     if isinstance(exc, TransportError):
@@ -88,6 +92,8 @@ class PollLoop(Generic[R]):
         self._settle_read = settle
         self._known = table.states
         self._boxes: dict[str, dict[Mailbox[R], None]] = {}  # id -> its mailboxes (ordered)
+        # Unreadable answers in a row, by id (see _apply_error).
+        self._unreadable: dict[str, int] = {}
         self._driver: Mailbox[R] | None = None
         self._idle: dict[Mailbox[R], None] = {}  # waiting tasks that may take over the loop
         self._kick: anyio.Event | None = None
@@ -318,6 +324,8 @@ class PollLoop(Generic[R]):
                 self._missing(plan, one, subs)
                 continue
             resource = got[one]
+            if self._unreadable:
+                self._unreadable.pop(one, None)  # read again: its streak is over
             try:
                 state = normalize(state_of(resource))
                 if not isinstance(state, str):
@@ -362,7 +370,8 @@ class PollLoop(Generic[R]):
 
     def _apply_error(self, plan: Plan, batch: list[str], error: Exception, end: float) -> None:
         retry = is_retryable(error)
-        if retry:
+        unreadable = isinstance(error, ProtocolError)
+        if retry or unreadable:
             self.stats.retried_errors += 1
             logger.debug("polling %s failed, will retry: %r", self.table.name, error)
             if isinstance(error, RateLimitError) and error.retry_after:
@@ -373,6 +382,12 @@ class PollLoop(Generic[R]):
             boxes = self._boxes.get(one)
             if boxes is None:
                 continue
+            if unreadable:
+                # An unreadable answer (a truncated body, a proxy's HTML page with a 200) is
+                # read again like a transient error, up to UNREADABLE_IN_A_ROW times in a
+                # row for an id; then only the waits on that id fail.
+                streak = self._unreadable[one] = self._unreadable.get(one, 0) + 1
+                retry = streak <= UNREADABLE_IN_A_ROW
             for sub in [box for box in boxes if box.min_seq <= plan.seq]:
                 sub.attempts[one] += 1
                 if retry:
@@ -380,4 +395,6 @@ class PollLoop(Generic[R]):
                     sub.last_error[one] = error
                 else:
                     sub.post(Failed(one, error))
+            if unreadable and not retry:
+                del self._unreadable[one]
             self.schedule.failed(plan, one, end)

@@ -50,8 +50,10 @@ What a tick fetches depends on what a request costs:
 
 Errors while polling: :class:`TransportError` (``retryable``), :class:`ServerError` and
 :class:`RateLimitError` are retried until the wait's deadline (counted, logged at DEBUG, and
-mentioned in the :class:`WaitTimeout` if the deadline passes); any other error from the read is
-raised by every wait whose id was in the failed request. An id absent from a read is handed to
+mentioned in the :class:`WaitTimeout` if the deadline passes). An unreadable answer
+(:class:`ProtocolError`: a truncated body, a proxy's HTML page) is read again too, up to three
+times in a row for an id, then fails the waits on that id only; any other error from the read
+is raised by every wait whose id was in the failed request. An id absent from a read is handed to
 ``on_missing`` (if given); after ``missing_after`` consecutive absences the wait raises
 :class:`NotFoundError`.
 
