@@ -276,7 +276,7 @@ def test_create_request_rejects_bad_arguments(
 def test_hardware_is_validated() -> None:
     with pytest.raises(ValueError, match="cpu"):
         Hardware(cpu=0)
-    with pytest.raises(ValueError, match="memory"):
+    with pytest.raises(TypeError, match="memory"):  # a bool is the wrong kind
         Hardware(memory=True)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="filesystems"):
         Hardware(filesystems="fs-1")  # type: ignore[arg-type]

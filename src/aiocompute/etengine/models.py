@@ -22,6 +22,8 @@ from typing import Any
 
 from attrs import field, frozen
 
+from .._core.checks import count
+
 __all__ = [
     "ACTIVE_PHASES",
     "Batch",
@@ -313,8 +315,7 @@ class BatchJob:
 
 def _positive_int(name: str) -> Any:
     def check(_inst: Any, _attr: Any, value: Any) -> None:
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValueError(f"Hardware.{name} must be a positive int, got {value!r}")
+        count(value, f"Hardware.{name}", minimum=1)
 
     return check
 
