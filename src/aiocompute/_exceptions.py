@@ -34,10 +34,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from types import MappingProxyType
 from typing import Any
 
+from multidict import CIMultiDict, CIMultiDictProxy
+
 __all__ = [
+    "SECRET_HEADER",
     "APIError",
     "AioComputeError",
     "AuthenticationError",
@@ -253,19 +255,19 @@ class OutcomeUnknown(TransportError):
         )
 
 
-# Response headers whose values are kept out of errors entirely.
-_SECRET_HEADER = re.compile(r"(?i)authorization|cookie|token|secret|password|api[-_]?key")
+#: Header names whose values are credentials: registered for redaction when sent, and
+#: shown as ``***`` in errors, logs and the views given to hooks.
+SECRET_HEADER = re.compile(r"(?i)authorization|cookie|token|secret|password|api[-_]?key|credential")
 
 
 def redact_headers(headers: Mapping[str, str] | None) -> Mapping[str, str]:
-    """A read-only copy of ``headers`` with credential-like values replaced by ``***``."""
-    if not headers:
-        return MappingProxyType({})
-    return MappingProxyType(
-        {
-            name: "***" if _SECRET_HEADER.search(name) else redact(str(value))
-            for name, value in headers.items()
-        }
+    """A read-only, case-insensitive copy of ``headers`` with every credential-like value
+    replaced by ``***`` (and credentials in the others redacted)."""
+    return CIMultiDictProxy(
+        CIMultiDict(
+            (name, "***" if SECRET_HEADER.search(name) else redact(str(value)))
+            for name, value in (headers or {}).items()
+        )
     )
 
 

@@ -10,12 +10,11 @@ texts are scrubbed of it even when a server echoes it back.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Protocol
 
-from .._exceptions import register_secret
+from .._exceptions import SECRET_HEADER, register_secret
 
 __all__ = [
     "AuthProvider",
@@ -25,11 +24,6 @@ __all__ = [
     "register_credential",
     "remember_credentials",
 ]
-
-# Header names whose values are credentials (registered for redaction).
-_SENSITIVE_HEADER = re.compile(
-    r"(?i)authorization|cookie|token|secret|password|api[-_]?key|credential"
-)
 
 
 def register_credential(value: str) -> None:
@@ -44,7 +38,7 @@ def register_credential(value: str) -> None:
 def remember_credentials(headers: Mapping[str, str]) -> None:
     """Register the value of every header whose name says it holds a credential."""
     for name, value in headers.items():
-        if _SENSITIVE_HEADER.search(name):
+        if SECRET_HEADER.search(name):
             register_credential(value)
 
 
@@ -64,7 +58,7 @@ def checked_headers(headers: Mapping[str, str] | None, where: object) -> dict[st
             raise TypeError(f"{where}: header {name!r} must map a str to a str")
         if any(c in name or c in value for c in "\r\n"):
             raise ValueError(f"{where}: header {name!r} contains a line break")
-        if _SENSITIVE_HEADER.search(name):
+        if SECRET_HEADER.search(name):
             register_credential(value)
         checked[name] = value
     return checked

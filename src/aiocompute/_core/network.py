@@ -25,7 +25,6 @@ import functools
 import inspect
 import ipaddress
 import os
-import re
 import ssl
 import sys
 import urllib.request
@@ -35,10 +34,9 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from attrs import frozen
-from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
-from .._exceptions import redact, register_secret
+from .._exceptions import register_secret
 
 if sys.version_info >= (3, 11):
     from typing import Unpack
@@ -58,9 +56,9 @@ __all__ = [
     "Unpack",
     "check_proxy",
     "env_proxies",
+    "http_url",
     "is_loopback",
     "proxy_from_env",
-    "redacted_headers",
     "ssl_setting",
 ]
 
@@ -75,23 +73,6 @@ class ConnectionOptions(TypedDict, total=False):
     user_agent: str | None
     http_session: aiohttp.ClientSession | None
     event_hooks: Mapping[str, Sequence[Callable[[Any], object]]] | None
-
-
-# Header names whose values are credentials: never shown to hooks, logs or errors.
-SENSITIVE_HEADER = re.compile(
-    r"(?i)authorization|cookie|token|secret|password|api[-_]?key|credential|service-crn"
-)
-
-
-def redacted_headers(headers: Mapping[str, str]) -> Mapping[str, str]:
-    """A read-only, case-insensitive copy of ``headers`` with every credential-like value
-    replaced by ``***``."""
-    return CIMultiDictProxy(
-        CIMultiDict(
-            (name, "***" if SENSITIVE_HEADER.search(name) else redact(value))
-            for name, value in headers.items()
-        )
-    )
 
 
 @frozen
@@ -173,24 +154,28 @@ async def call_hooks(hooks: Sequence[Callable[[Any], object]], view: object) -> 
             await result
 
 
-def check_proxy(proxy: str | None) -> URL | None:
-    """The proxy URL, checked: an absolute ``http://`` or ``https://`` URL with a host.
+def http_url(value: object, what: str, *, example: str) -> URL:
+    """``value`` checked to be an absolute ``http://`` or ``https://`` URL with a host.
 
-    Its password is registered as a secret, so that no error or log line shows it.
+    Its password, if any, is registered as a secret, so that no error or log line shows
+    it; errors name the argument (``what``) and never show the URL's user info.
     """
-    if proxy is None:
-        return None
-    if not isinstance(proxy, str):
-        raise TypeError(f"proxy must be a URL string, got {type(proxy).__name__}")
+    if not isinstance(value, str):
+        raise TypeError(f"{what} must be a URL string, got {type(value).__name__}")
     try:
-        url = URL(proxy.strip())
+        url = URL(value.strip())
     except ValueError:
         url = URL()
     register_secret(url.password)
     if url.scheme not in ("http", "https") or not url.host:
         safe = str(url.with_user(None)) if url.host else "<unreadable>"
-        raise ValueError(f"proxy must be an http(s) URL such as 'http://proxy:3128', got {safe!r}")
+        raise ValueError(f"{what} must be an http(s) URL such as {example!r}, got {safe!r}")
     return url
+
+
+def check_proxy(proxy: str | None) -> URL | None:
+    """The proxy URL, checked (see :func:`http_url`), or None."""
+    return None if proxy is None else http_url(proxy, "proxy", example="http://proxy:3128")
 
 
 def env_proxies() -> Mapping[str, str]:

@@ -16,7 +16,6 @@ are refused with an error that says why, never silently changed.
 from __future__ import annotations
 
 import json
-import re
 import unicodedata
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -55,9 +54,6 @@ class Request:
     stream: bool = field(default=False, kw_only=True)
 
 
-# Ids made only of these need no quoting and pass every check below (save "." and ".."):
-# nearly every real id, so they skip the character-by-character walk.
-_PLAIN_ID = re.compile(r"[A-Za-z0-9_.~-]+")
 _DOT_SEGMENTS = frozenset({".", ".."})
 _PATH_CHARS = {
     "/": "it would split the URL path",
@@ -76,8 +72,6 @@ def path_id(value: object, what: str) -> str:
     character (C0, DEL, C1) or a lone surrogate. Other characters (non-ASCII, ``:``, ``@``,
     ...) are percent-quoted: ``urllib.parse.unquote`` gives the id back.
     """
-    if type(value) is str and value not in _DOT_SEGMENTS and _PLAIN_ID.fullmatch(value):
-        return value
     if not isinstance(value, str):
         raise TypeError(f"{what} must be a str, got {type(value).__name__}")
     if not value or value.isspace():

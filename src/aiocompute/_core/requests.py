@@ -17,10 +17,9 @@ from urllib.parse import urlencode
 
 from yarl import URL
 
-from .._exceptions import register_secret
 from .auth import checked_headers
 from .http_errors import safe_url
-from .network import is_loopback
+from .network import http_url, is_loopback
 
 __all__ = ["BaseURL", "Prepared"]
 
@@ -54,9 +53,8 @@ class BaseURL:
         parsed = _check_base_url(base_url)
         self.url = str(parsed).rstrip("/")
         self._origin = (parsed.scheme, parsed.host, parsed.port)
+        # (A password in the URL itself was registered as a secret by http_url.)
         self._insecure = parsed.scheme == "http" and not is_loopback(parsed.host)
-        # Credentials in the URL itself (basic auth) are credentials like any other.
-        register_secret(parsed.password)
 
     def resolve(self, path: str) -> tuple[str, bool]:
         """The URL of ``path``, and whether it was joined onto the base URL (then it has the
@@ -109,17 +107,7 @@ class BaseURL:
 
 
 def _check_base_url(base_url: str) -> URL:
-    if not isinstance(base_url, str):
-        raise TypeError(f"base_url must be a str, got {type(base_url).__name__}")
-    try:
-        url = URL(base_url.strip())
-    except ValueError:
-        url = URL()
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ValueError(
-            f"base_url must be an absolute http(s) URL such as 'https://host/api', "
-            f"got {safe_url(base_url)!r}"
-        )
+    url = http_url(base_url, "base_url", example="https://host/api")
     if url.query_string or url.fragment:
         raise ValueError(f"base_url must not have a query or fragment: {safe_url(base_url)!r}")
     return url

@@ -52,6 +52,7 @@ from .._exceptions import (
     InsecureTransportWarning,
     OutcomeUnknown,
     TransportError,
+    redact_headers,
 )
 from .auth import AuthProvider, NoAuth, checked_headers, remember_credentials
 from .governor import Governor
@@ -72,7 +73,6 @@ from .network import (
     check_proxy,
     env_proxies,
     proxy_from_env,
-    redacted_headers,
     ssl_setting,
 )
 from .observability import record_response, retry_recorder
@@ -456,7 +456,7 @@ class Transport:
         headers = await self._headers_for(p)
         request_view: RequestView | None = None
         if self._hooks:
-            request_view = RequestView(p.verb, p.where, redacted_headers(headers), attempt)
+            request_view = RequestView(p.verb, p.where, redact_headers(headers), attempt)
             await call_hooks(self._hooks.request, request_view)
         self._warn_if_insecure(p)
         sent_at = time.monotonic()
@@ -493,7 +493,7 @@ class Transport:
         try:
             if self._hooks.response:
                 assert request_view is not None
-                shown = redacted_headers(response.headers)
+                shown = redact_headers(response.headers)
                 view = ResponseView(status, shown, request_view, elapsed)
                 await call_hooks(self._hooks.response, view)
         except BaseException:
