@@ -6,28 +6,35 @@ Run from the repository root::
     python -m benchmarks.bench_chaos            # 100 creates per API (about a minute)
     python -m benchmarks.bench_chaos --quick    # 12 creates per API
 
-Each API's create call (Workbench ``sessions.launch``, Qiskit ``sessions.create``, LakeSail
-``sessions.create``, ET Engine ``batches.create``) goes through
+Each API's create call (Workbench ``sessions.launch`` and ``jobs.launch``, Qiskit
+``sessions.create``, LakeSail ``sessions.create``, ET Engine ``batches.create``) goes through
 :class:`~aiocompute.emulator.chaos.ChaosProxy` in front of the emulator, which injects on
 each create, at random (seeded): a connection cut before the server saw it, a cut after
 the server acted, a 502 after the server acted, 502/503/504 and 429 refusals, and stalls
-longer than the client's timeout. Reads pass untouched.
+longer than the client's timeout. Reads pass untouched. The clients reconcile (the
+default): an ambiguous failure is looked up by client token or fingerprint.
 
 Columns: ``asked`` create calls; ``exist`` resources at the server at the end; ``returned``
 calls that returned the resource; ``unknown`` calls that raised ``OutcomeUnknown``;
 ``failed`` calls that raised another error; ``orphans`` resources that exist but whose id
-no caller got; ``named`` orphans named by an ``OutcomeUnknown`` (its ``token`` or lookup);
-``lost`` orphans not named; ``duplicates`` resources beyond one per call that reached the
-server. The goal: zero duplicates and zero lost.
+no caller got; ``named`` orphans named by an ``OutcomeUnknown`` (its candidates, or what its
+``find()`` finds once the stalls are over); ``lost`` orphans not named; ``duplicates``
+resources beyond one per create call (by client token where the API has one; else a lower
+bound: more resources than calls that returned or may have made one), plus ids returned to
+two calls. The goal: zero duplicates and zero lost.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import sys
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
+
+from attrs import frozen
 
 from aiocompute import (
     AioComputeError,
@@ -39,8 +46,10 @@ from aiocompute import (
     Timeouts,
     WorkbenchClient,
 )
+from aiocompute._core.reconcile import TOKEN_LABEL, tag_value
 from aiocompute.emulator import Emulator
 from aiocompute.emulator.chaos import ChaosProxy, Fault
+from aiocompute.workbench import JobSpec
 
 from ._common import Report, add_common_args
 
@@ -63,9 +72,20 @@ CONCURRENCY = 8
 Create = Callable[[int], Awaitable[str | None]]
 
 
-Setup = tuple[Any, Create, Callable[[], int]]
+@frozen
+class Setup:
+    """One API's create: the client, the call, the ids that exist at the server, and how
+    resources are grouped by client token (None: the API has no field for one)."""
+
+    client: Any
+    create: Create
+    exist: Callable[[], set[str]]
+    token_of: Callable[[str], str | None] | None
+
+
 OPTIONS: dict[str, Any] = {"timeouts": TIMEOUTS, "retry": RETRY}
 LAUNCH = {"name": "chaos", "cluster": "Local"}
+SPEC = JobSpec(name="chaos", cluster="Local", command="true")
 
 
 def _workbench(url: str, emu: Emulator) -> Setup:
@@ -75,7 +95,20 @@ def _workbench(url: str, emu: Emulator) -> Setup:
         launched = await wb.sessions.launch("VS Code", name=f"chaos-{i}", launch_parameters=LAUNCH)
         return launched.id
 
-    return wb, create, lambda: len(emu.workbench.sessions)
+    return Setup(wb, create, lambda: set(emu.workbench.sessions), None)
+
+
+def _workbench_jobs(url: str, emu: Emulator) -> Setup:
+    wb = WorkbenchClient(f"{url}/workbench", token="user-token", **OPTIONS)
+
+    async def create(i: int) -> str | None:
+        return (await wb.jobs.launch(SPEC)).id
+
+    def token_of(job_id: str) -> str | None:
+        tags = emu.workbench.jobs[job_id].spec.get("tags") or []
+        return tag_value(tags, TOKEN_LABEL)
+
+    return Setup(wb, create, lambda: set(emu.workbench.jobs), token_of)
 
 
 def _qiskit(url: str, emu: Emulator) -> Setup:
@@ -91,7 +124,7 @@ def _qiskit(url: str, emu: Emulator) -> Setup:
     async def create(i: int) -> str | None:
         return (await q.sessions.create("ibm_kyiv")).id
 
-    return q, create, lambda: len(emu.qiskit.sessions)
+    return Setup(q, create, lambda: set(emu.qiskit.sessions), None)
 
 
 def _lakesail(url: str, emu: Emulator) -> Setup:
@@ -100,7 +133,10 @@ def _lakesail(url: str, emu: Emulator) -> Setup:
     async def create(i: int) -> str | None:
         return (await ls.sessions.create(name=f"chaos-{i}")).id
 
-    return ls, create, lambda: len(emu.lakesail.sessions)
+    def token_of(session_id: str) -> str | None:
+        return emu.lakesail.sessions[session_id].metadata.get(TOKEN_LABEL)
+
+    return Setup(ls, create, lambda: set(emu.lakesail.sessions), token_of)
 
 
 def _etengine(url: str, emu: Emulator) -> Setup:
@@ -109,29 +145,40 @@ def _etengine(url: str, emu: Emulator) -> Setup:
     async def create(i: int) -> str | None:
         return (await et.batches.create("tool-hello")).batch_id
 
-    return et, create, lambda: len(emu.etengine.batches)
+    return Setup(et, create, lambda: set(emu.etengine.batches), None)
 
 
 APIS: dict[str, Callable[[str, Emulator], Setup]] = {
     "Workbench sessions.launch": _workbench,
+    "Workbench jobs.launch": _workbench_jobs,
     "Qiskit sessions.create": _qiskit,
     "LakeSail sessions.create": _lakesail,
     "ET Engine batches.create": _etengine,
 }
 
+# Only the creates get faults (Workbench reads are POSTs too).
+_CREATES = re.compile(
+    r"/api/launch_session$|/api/launch_job$|/workloads/sessions$|/tools/|/v1/sessions$"
+)
 
-async def _run_api(create: Create, n: int) -> tuple[list[str], int, int]:
+
+def _creates_only(request: Any) -> bool:
+    return request.method == "POST" and _CREATES.search(request.path) is not None
+
+
+async def _run_api(create: Create, n: int) -> tuple[list[str], list[OutcomeUnknown], int]:
     returned: list[str] = []
-    unknown = failed = 0
+    unknown: list[OutcomeUnknown] = []
+    failed = 0
     slots = asyncio.Semaphore(CONCURRENCY)
 
     async def one(i: int) -> None:
-        nonlocal unknown, failed
+        nonlocal failed
         async with slots:
             try:
                 new_id = await create(i)
-            except OutcomeUnknown:
-                unknown += 1
+            except OutcomeUnknown as exc:
+                unknown.append(exc)
             except AioComputeError:
                 failed += 1
             else:
@@ -142,33 +189,55 @@ async def _run_api(create: Create, n: int) -> tuple[list[str], int, int]:
     return returned, unknown, failed
 
 
+async def _named(unknown: Sequence[OutcomeUnknown], id_of: Callable[[Any], str]) -> set[str]:
+    """What the OutcomeUnknowns name: their candidates, and what their lookup finds now."""
+    named: set[str] = set()
+    for exc in unknown:
+        named.update(exc.candidates)
+        if exc.find is not None:
+            named.update(id_of(r) for r in await exc.find())
+    return named
+
+
+def _id_of(resource: Any) -> str:
+    return str(getattr(resource, "batch_id", None) or resource.id)
+
+
 async def run(n: int, seed: int) -> list[list[Any]]:
     """One row per API."""
     rows: list[list[Any]] = []
     async with Emulator(seed=seed) as emu:
         for index, (name, setup) in enumerate(APIS.items()):
-            async with ChaosProxy(emu.url, rates=RATES, stall=STALL, seed=seed + index) as proxy:
-                client, create, count = setup(proxy.url, emu)
-                before = count()
-                async with client:
-                    returned, unknown, failed = await _run_api(create, n)
-                await asyncio.sleep(STALL)  # let stalled creates land
-                exist = count() - before
-                reached = sum(1 for r in proxy.log if r.method == "POST" and r.forwarded)
-                orphans = exist - len(set(returned))
-                named = 0  # OutcomeUnknown names no resource yet (no client token)
+            async with ChaosProxy(
+                emu.url, rates=RATES, stall=STALL, seed=seed + index, targets=_creates_only
+            ) as proxy:
+                api = setup(proxy.url, emu)
+                before = api.exist()
+                async with api.client:
+                    returned, unknown, failed = await _run_api(api.create, n)
+                    await asyncio.sleep(STALL)  # let stalled creates land
+                    named_ids = await _named(unknown, _id_of)
+                exist = api.exist() - before
+                orphans = exist - set(returned)
+                named = orphans & named_ids
+                shared = len(returned) - len(set(returned))
+                if api.token_of is not None:
+                    tokens = Counter(api.token_of(i) for i in exist)
+                    duplicates = sum(c - 1 for t, c in tokens.items() if t is not None)
+                else:  # a lower bound: more than one resource per call that may have made one
+                    duplicates = max(0, len(exist) - len(set(returned)) - len(unknown))
                 rows.append(
                     [
                         name,
                         n,
-                        exist,
+                        len(exist),
                         len(returned),
-                        unknown,
+                        len(unknown),
                         failed,
-                        orphans,
-                        named,
-                        orphans - named,
-                        max(0, exist - reached),
+                        len(orphans),
+                        len(named),
+                        len(orphans) - len(named),
+                        duplicates + shared,
                         dict(sorted((f.value, c) for f, c in proxy.injected.items())),
                     ]
                 )

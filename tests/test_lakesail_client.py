@@ -15,9 +15,9 @@ from aiocompute import (
     APIError,
     AuthenticationError,
     NotFoundError,
+    OutcomeUnknown,
     Paginator,
     ProtocolError,
-    ServerError,
 )
 from aiocompute._core.config import ConfigError
 from aiocompute.emulator import Emulator, EmulatorConfig, LakeSailEmulatorConfig
@@ -71,7 +71,9 @@ async def test_create_get_and_list(ls: LakeSailClient, emu: Emulator) -> None:
     assert isinstance(s, Session)
     assert s.status is SessionStatus.PENDING
     assert s.member_id == "MALICE"
-    assert s.metadata == {"owner": "data"}
+    assert s.metadata["owner"] == "data"
+    assert s.metadata["aiocompute-owner"] == ls.owner  # and the client token
+    assert set(s.metadata) == {"owner", "aiocompute-owner", "aiocompute-token"}
     assert s.config == SessionConfig(idle_timeout_seconds=30)
     got = await ls.sessions.get(s.id)
     assert got.id == s.id
@@ -303,12 +305,12 @@ async def test_reads_are_retried_writes_are_not(ls: LakeSailClient, emu: Emulato
     assert (await ls.sessions.get(s.id)).id == s.id
     assert emu.stats["lakesail.get_session"] == 3
     emu.faults.error_next["lakesail.create_session"] = 1
-    with pytest.raises(ServerError):
-        await ls.sessions.create(name="maybe-created")
+    with pytest.raises(OutcomeUnknown):
+        await ls.sessions.create(name="maybe-created", reconcile=False)
     assert emu.stats["lakesail.create_session"] == 1
     emu.faults.error_next["lakesail.relaunch_session"] = 1
     await ls.sessions.close(s.id)
-    with pytest.raises(ServerError):
+    with pytest.raises(OutcomeUnknown):
         await ls.sessions.relaunch(s.id)
     assert emu.stats["lakesail.relaunch_session"] == 1
 

@@ -598,4 +598,5 @@ def test_every_logger_is_in_the_aiocompute_tree() -> None:
         '"aiocompute.polling"',
         '"aiocompute.auth"',
         '"aiocompute.handles"',
+        '"aiocompute.reconcile"',
     }

@@ -15,6 +15,7 @@ from aiocompute import (
     APIError,
     AuthenticationError,
     NotFoundError,
+    OutcomeUnknown,
     RetryPolicy,
     ServerError,
     TransportError,
@@ -365,14 +366,16 @@ async def test_create_and_close_are_not_retried_once_sent(
 ) -> None:
     emu.faults.error_status = status
     emu.faults.error_next["qiskit.create_session"] = 1
-    with pytest.raises(ServerError) as info:
+    # A 503 may be a gateway's after the server acted: an unknown outcome, not a "no".
+    unknown = status in (502, 503, 504)
+    with pytest.raises(OutcomeUnknown if unknown else ServerError) as info:
         await q.sessions.create("ibm_kyiv")
-    assert info.value.status == status
+    assert getattr(info.value, "status", None) == status
     assert emu.stats["qiskit.create_session"] == 1
     assert not emu.qiskit.sessions
     s = await q.sessions.create("ibm_kyiv")
     emu.faults.bad_gateway_next["qiskit.close_session"] = 1
-    with pytest.raises(ServerError):
+    with pytest.raises(OutcomeUnknown, match="502"):
         await q.sessions.close(s.id)
     assert emu.stats["qiskit.close_session"] == 1
 

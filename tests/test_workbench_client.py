@@ -20,6 +20,7 @@ from aiocompute import (
     JobSpec,
     LaunchParameters,
     NotFoundError,
+    OutcomeUnknown,
     ProtocolError,
     RateLimitError,
     RetryPolicy,
@@ -302,7 +303,8 @@ async def test_job_launch_get_list_wait(wb: WorkbenchClient, emu: Emulator) -> N
     got = await wb.jobs.get(job.id)
     assert got.id == job.id
     assert got.name == "fit"
-    assert got.tags == ("nightly",)
+    assert got.tags[0] == "nightly"  # then the owner label and the client token
+    assert [t.split(":")[0] for t in got.tags[1:]] == ["aiocompute-owner", "aiocompute-token"]
     assert job.id in {j.id for j in await wb.jobs.list()}
     done = await wb.jobs.wait(job.id, timeout=5)
     assert done.state == "Finished"
@@ -524,7 +526,7 @@ async def test_token_never_leaks(
         for call in (
             wb.users,
             lambda: wb.sessions.get("deadbeef"),
-            lambda: wb.sessions.launch("RStudio", launch_parameters=LP),
+            lambda: wb.sessions.launch("RStudio", launch_parameters=LP, reconcile=False),
             lambda: wb.sessions.wait(stuck.id, timeout=0.2),
             lambda: wb.jobs.stop("0123456789abcdef"),
         ):
@@ -547,7 +549,7 @@ async def test_token_never_leaks(
         errors.append(exc)
 
     kinds = {type(e) for e in errors}
-    assert {AuthenticationError, NotFoundError, ServerError, WaitTimeout, ConfigError} <= kinds
+    assert {AuthenticationError, NotFoundError, OutcomeUnknown, WaitTimeout, ConfigError} <= kinds
     for error in errors:
         texts += [str(error), repr(error), repr(vars(error))]
     texts += [r.getMessage() for r in caplog.records]
@@ -563,11 +565,12 @@ async def test_token_never_leaks(
 
 async def test_reads_are_retried_on_503_and_502(wb: WorkbenchClient, emu: Emulator) -> None:
     s = await wb.sessions.launch("RStudio", name="r", launch_parameters=LP)
+    before = emu.stats["workbench.get_session"]  # the launch listed the sessions once
     emu.faults.error_next["workbench.get_session"] = 1
     emu.faults.bad_gateway_next["workbench.get_session"] = 1
     got = await wb.sessions.get(s.id)
     assert got.id == s.id
-    assert emu.stats["workbench.get_session"] == 3
+    assert emu.stats["workbench.get_session"] == before + 3
     assert emu.stats["faults.error"] == 1
     assert emu.stats["faults.bad_gateway"] == 1
 
@@ -593,21 +596,27 @@ async def test_reads_honour_retry_after_on_429(wb: WorkbenchClient, emu: Emulato
 
 
 async def test_launches_are_not_retried(wb: WorkbenchClient, emu: Emulator) -> None:
+    # A 503 may be a gateway's after the server acted: never blindly sent again.
     emu.faults.error_next["workbench.launch_session"] = 1
-    with pytest.raises(ServerError) as info:
-        await wb.sessions.launch("RStudio", name="once", launch_parameters=LP)
+    with pytest.raises(OutcomeUnknown) as info:
+        await wb.sessions.launch("RStudio", name="once", launch_parameters=LP, reconcile=False)
     assert info.value.status == 503
     assert emu.stats["workbench.launch_session"] == 1
     assert not emu.workbench.sessions
 
     emu.faults.error_next["workbench.launch_job"] = 1
-    with pytest.raises(ServerError):
-        await wb.jobs.launch(spec())
+    with pytest.raises(OutcomeUnknown):
+        await wb.jobs.launch(spec(), reconcile=False)
     assert emu.stats["workbench.launch_job"] == 1
 
-    emu.faults.bad_gateway_next["workbench.stop_session"] = 1
+    # Reconciled (the default): looked up, surely absent, so sent again.
+    emu.faults.error_next["workbench.launch_session"] = 1
     s = await wb.sessions.launch("RStudio", name="twice", launch_parameters=LP)
-    with pytest.raises(ServerError):
+    assert emu.stats["workbench.launch_session"] == 3
+    assert list(emu.workbench.sessions) == [s.id]
+
+    emu.faults.bad_gateway_next["workbench.stop_session"] = 1
+    with pytest.raises(OutcomeUnknown):
         await wb.sessions.stop(s.id)
     assert emu.stats["workbench.stop_session"] == 1
 

@@ -33,7 +33,7 @@ sent over plain ``http://`` to a host that is not loopback.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 from multidict import CIMultiDict, CIMultiDictProxy
@@ -206,8 +206,9 @@ class TransportError(AioComputeError):
     ``retryable`` says whether the call may be tried again. ``sent`` is False only when the
     request surely never reached the server (connection refused or failed before sending),
     which is the only case in which a non-idempotent call (a launch) may be retried.
-    ``outcome_unknown`` is True when a call that creates or destroys something may have
-    been received and acted on (see :class:`OutcomeUnknown`).
+    ``timed_out`` is True when no answer came in time (the request may still be on its way
+    to the server, or being acted on). ``outcome_unknown`` is True when a call that creates
+    or destroys something may have been received and acted on (see :class:`OutcomeUnknown`).
     """
 
     def __init__(
@@ -219,11 +220,13 @@ class TransportError(AioComputeError):
         method: str | None = None,
         url: str | None = None,
         outcome_unknown: bool = False,
+        timed_out: bool = False,
     ) -> None:
         self.message = redact(message)
         self.retryable = retryable
         self.sent = sent
         self.outcome_unknown = outcome_unknown
+        self.timed_out = timed_out
         self.method = method
         self.url = redact(url) if url else None
         where = f" ({method} {self.url})" if method and self.url else ""
@@ -234,9 +237,16 @@ class OutcomeUnknown(TransportError):
     """A call that is not idempotent (a launch, a delete) failed after its request may have
     reached the server: the resource may exist (or be gone) although no answer said so.
 
-    Never ``retryable``: sending it again could create a duplicate. Look the resource up
-    (list or get it) before trying again. ``token`` is the client token the create carried,
-    if the API has a field for one (None otherwise); ``lookup`` says how to find it.
+    Raised after a cut connection, a timeout, or a 502/503/504 (``status``) from something
+    between the client and the server. Creates are reconciled first (see "Launching
+    safely" in the docs): this is raised only when that could not tell what happened.
+
+    Never ``retryable``: sending it again could create a duplicate. ``token`` is the client
+    token the create carried, if the API has a field for one (None otherwise); ``lookup``
+    says in words which call finds the resource; ``candidates`` are the ids of resources
+    that may be the one created (several, or one that may be another caller's);
+    ``find()``, when not None, runs that lookup again later and returns what it finds.
+    ``reason`` is the failure itself in a few words ("HTTP 502 Bad Gateway").
     """
 
     def __init__(
@@ -247,11 +257,26 @@ class OutcomeUnknown(TransportError):
         url: str | None = None,
         token: str | None = None,
         lookup: str | None = None,
+        candidates: Sequence[str] = (),
+        find: Callable[[], Awaitable[Sequence[Any]]] | None = None,
+        status: int | None = None,
+        timed_out: bool = False,
+        reason: str | None = None,
     ) -> None:
         self.token = token
+        self.reason = reason or message
         self.lookup = lookup
+        self.candidates = tuple(candidates)
+        self.find = find
+        self.status = status
         super().__init__(
-            message, retryable=False, sent=True, method=method, url=url, outcome_unknown=True
+            message,
+            retryable=False,
+            sent=True,
+            method=method,
+            url=url,
+            outcome_unknown=True,
+            timed_out=timed_out,
         )
 
 

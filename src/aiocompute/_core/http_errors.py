@@ -43,6 +43,7 @@ from .._exceptions import APIError, TransportError, api_error_for, excerpt, reda
 from .bodies import content_type_of, readable
 
 __all__ = [
+    "AMBIGUOUS_STATUSES",
     "MAPPED",
     "ErrorParser",
     "api_error",
@@ -97,8 +98,12 @@ def map_error(exc: BaseException, *, method: str, url: str, timeout_text: str) -
     ``timeout_text`` completes "timed out ..." for a timeout of the caller's own.
     """
 
-    def err(message: str, *, sent: bool, retryable: bool = True) -> TransportError:
-        return TransportError(message, sent=sent, retryable=retryable, method=method, url=url)
+    def err(
+        message: str, *, sent: bool, retryable: bool = True, timed_out: bool = False
+    ) -> TransportError:
+        return TransportError(
+            message, sent=sent, retryable=retryable, method=method, url=url, timed_out=timed_out
+        )
 
     try:
         detail = str(exc) or type(exc).__name__
@@ -124,9 +129,9 @@ def map_error(exc: BaseException, *, method: str, url: str, timeout_text: str) -
     if isinstance(exc, aiohttp.ClientConnectorError):
         return err(f"cannot connect: {detail}", sent=False)
     if isinstance(exc, aiohttp.ServerTimeoutError):
-        return err(f"timed out reading the response: {detail}", sent=True)
+        return err(f"timed out reading the response: {detail}", sent=True, timed_out=True)
     if isinstance(exc, (asyncio.TimeoutError, TimeoutError)):
-        return err(f"timed out {timeout_text}", sent=True)
+        return err(f"timed out {timeout_text}", sent=True, timed_out=True)
     if isinstance(exc, aiohttp.ServerDisconnectedError):
         return err("the server closed the connection before answering", sent=True)
     if isinstance(exc, aiohttp.ClientPayloadError):
@@ -140,6 +145,10 @@ def map_error(exc: BaseException, *, method: str, url: str, timeout_text: str) -
         return err(f"connection error: {detail}", sent=True)
     return err(f"HTTP client error: {detail}", sent=True, retryable=False)
 
+
+#: Statuses that leave a create or delete in doubt: a gateway's "bad gateway", "unavailable"
+#: or "timed out" may come after the server behind it took the request.
+AMBIGUOUS_STATUSES = frozenset({502, 503, 504})
 
 # --------------------------------------------------------------------------- answers
 

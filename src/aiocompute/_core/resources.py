@@ -16,11 +16,13 @@ from contextlib import aclosing
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
+from .config import check_str
 from .governor import Governor, RateGovernor
 from .http_config import Timeouts
 from .network import ConnectionOptions
 from .observability import api_call, observe_transitions, record_transition
 from .polling import Poller
+from .reconcile import Claims, default_owner
 from .retries import RetryPolicy
 from .transport import Transport
 from .wait_types import OnCancel, PollEvent, TransitionEvent, Until, WaitResult, WaitToken
@@ -62,9 +64,32 @@ class BaseClient:
     any event loop; closing it ends waits in progress and releases every connection.
     """
 
-    def __init__(self, transport: Transport) -> None:
+    def __init__(
+        self, transport: Transport, *, owner: str | None = None, reconcile: bool = True
+    ) -> None:
         self._transport = transport
         self._pollers: list[Poller[Any]] = []
+        if owner is not None and not check_str(owner, "owner").strip():
+            raise ValueError("owner must be a non-empty label, e.g. 'ana@laptop'")
+        if not isinstance(reconcile, bool):
+            raise TypeError(f"reconcile must be True or False, got {type(reconcile).__name__}")
+        self._owner = owner.strip() if owner is not None else default_owner()
+        self._reconcile = reconcile
+        self._claims = Claims()
+
+    @property
+    def owner(self) -> str:
+        """The owner label this client puts on what it creates, where the API has a field
+        for it (``owner=``, default ``user@host``): ``list --mine`` and ``reap`` find them."""
+        return self._owner
+
+    def _reconciles(self, reconcile: bool | None) -> bool:
+        """Whether a create reconciles: the call's ``reconcile=``, else the client's."""
+        if reconcile is None:
+            return self._reconcile
+        if not isinstance(reconcile, bool):
+            raise TypeError(f"reconcile must be True, False or None, got {reconcile!r}")
+        return reconcile
 
     def _make_resources(self) -> None:
         """Create the resources (``self.sessions`` ...), bound to this client. Called by the

@@ -48,6 +48,7 @@ from multidict import CIMultiDict
 from yarl import URL
 
 from .._exceptions import (
+    APIError,
     ClientClosedError,
     InsecureTransportWarning,
     OutcomeUnknown,
@@ -64,7 +65,15 @@ from .http_config import (
     check_seconds,
     default_user_agent,
 )
-from .http_errors import MAPPED, ErrorParser, api_error, error_in_body, map_error, safe_url
+from .http_errors import (
+    AMBIGUOUS_STATUSES,
+    MAPPED,
+    ErrorParser,
+    api_error,
+    error_in_body,
+    map_error,
+    safe_url,
+)
 from .network import (
     EventHooks,
     RequestView,
@@ -594,20 +603,36 @@ class Transport:
                 p, client_timeout, attempt, timeout_text, fresh=not idempotent
             )
 
-        unknown: TransportError | None = None
+        unknown: TransportError | APIError | None = None
         try:
             return await self._with_retries(once, retry, idempotent)
         except TransportError as exc:
             if idempotent or not exc.sent or exc.outcome_unknown:
                 raise
             unknown = exc
+        except APIError as exc:
+            # A 502/503/504 may come from something between us and the server, after the
+            # server took the request: for a create or a delete, nobody can say it did not.
+            if idempotent or exc.status not in AMBIGUOUS_STATUSES:
+                raise
+            unknown = exc
         # Outside the except block: the new error stands alone (its text says it all).
+        if isinstance(unknown, APIError):
+            status: int | None = unknown.status
+            what, timed_out = unknown.message, False
+            if str(status) not in what:
+                what = f"HTTP {status}: {what}"
+        else:
+            status, what, timed_out = None, unknown.message, unknown.timed_out
         raise OutcomeUnknown(
-            f"{unknown.message}; the server may have received this {p.verb} and acted on it, "
+            f"{what}; the server may have received this {p.verb} and acted on it, "
             "so what it creates or deletes may exist (or be gone): look it up before trying "
             "again, as sending it again could make a duplicate",
             method=p.verb,
             url=p.where,
+            status=status,
+            timed_out=timed_out,
+            reason=what,
         )
 
     def send(

@@ -106,7 +106,9 @@ class ChaosProxy:
     ``rates`` maps each fault to its probability per targeted request (their sum at most 1;
     the rest go through untouched). ``targets`` picks the requests that may get a fault
     (default: ``POST`` and ``DELETE``). ``stall`` is how long a ``STALL`` holds the answer.
-    ``seed`` makes the sequence of faults repeatable. Binds to 127.0.0.1 only.
+    ``max_faults`` stops injecting after that many faults (None: never stops), e.g. to fail
+    only the first try of a create. ``seed`` makes the sequence of faults repeatable.
+    Binds to 127.0.0.1 only.
     """
 
     def __init__(
@@ -116,6 +118,7 @@ class ChaosProxy:
         rates: Mapping[Fault, float],
         targets: Callable[[web.Request], bool] = _targets_writes,
         stall: float = 2.0,
+        max_faults: int | None = None,
         seed: int = 0,
         port: int = 0,
     ) -> None:
@@ -131,6 +134,7 @@ class ChaosProxy:
         self.upstream = upstream.rstrip("/")
         self.rates = dict(rates)
         self.stall = stall
+        self.max_faults = max_faults
         self._targets = targets
         self._rng = random.Random(seed)
         self._port = port
@@ -175,6 +179,8 @@ class ChaosProxy:
             await self._session.close()
 
     def _pick(self) -> Fault | None:
+        if self.max_faults is not None and sum(self.injected.values()) >= self.max_faults:
+            return None
         roll = self._rng.random()
         for fault, rate in self.rates.items():
             if roll < rate:

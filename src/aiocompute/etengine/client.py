@@ -25,6 +25,7 @@ from .._core.network import ConnectionOptions, Unpack
 from .._core.observability import api_call
 from .._core.polling import Poller, per_id_fetcher
 from .._core.protocol_kit import Request
+from .._core.reconcile import Plan, create_once
 from .._core.resources import BaseClient, WaitableResource, client_transport
 from .._core.responses import Response
 from .._core.retries import DEFAULT_RETRY, RetryPolicy
@@ -62,6 +63,10 @@ class ETEngineClient(BaseClient):
     ``poll_concurrency`` how many batches are read at once while waiting; ``strict=True``
     rejects answers with unknown fields.
 
+    ``owner`` (default ``user@host``) labels what the client creates, where the API has a
+    field for it; ``reconcile=False`` turns off the reconciliation of creates that fail
+    ambiguously (see "Launching safely" in the docs; each create also takes ``reconcile=``).
+
     Use it as ``async with ETEngineClient(...) as et:`` or call :meth:`aclose`.
     """
 
@@ -83,6 +88,8 @@ class ETEngineClient(BaseClient):
         cadence: PollCadence | None = None,
         poll_concurrency: int = 8,
         strict: bool = False,
+        owner: str | None = None,
+        reconcile: bool = True,
         **connection: Unpack[ConnectionOptions],
     ) -> None:
         key = resolve_setting(
@@ -105,7 +112,9 @@ class ETEngineClient(BaseClient):
                 client="ETEngineClient",
                 credential_hint="the api_key argument or $ET_ENGINE_API_KEY",
                 governor=governor,
-            )
+            ),
+            owner=owner,
+            reconcile=reconcile,
         )
         self._strict = strict
         self._cadence = cadence
@@ -160,18 +169,59 @@ class BatchesResource(WaitableResource[BatchStatus]):
         fixed_args: Mapping[str, Any] | None = None,
         variable_args: Sequence[Mapping[str, Any]] | None = None,
         hardware: Hardware | None = None,
+        reconcile: bool | None = None,
     ) -> SubmittedBatch:
         """Run tool ``tool_id`` as a batch: one job per ``variable_args`` entry (or one job),
         each also given ``fixed_args``, on ``hardware`` (default 1 CPU, 256 MB).
 
         Returns the new batch's id as the server gave it (None if it answered an empty
-        body). Not retried once the request may have reached the server.
+        body). ET Engine has no field to carry a client token, so a create that fails after
+        it may have reached the server is reconciled by fingerprint: the batches listed
+        before it are compared with those after, and a single new batch of this tool with
+        as many jobs (and none of this client's other creates) is taken as this one; none,
+        after a cut or a gateway's 5xx, sends it again; else
+        :class:`~aiocompute.OutcomeUnknown` names the candidates. Reconciling costs one
+        listing per create (``reconcile=False``, or the client's, turns it off); another
+        process creating the same batch at the same moment cannot be told apart.
         """
         request = P.create_batch(
             tool_id, fixed_args=fixed_args, variable_args=variable_args, hardware=hardware
         )
-        response = await self._client._send(request)
-        created = P.parse_created_batch(response.body, tool_id=tool_id, n_jobs=P.n_jobs_of(request))
+        n_jobs = P.n_jobs_of(request)
+
+        async def send() -> SubmittedBatch:
+            response = await self._client._send(request)
+            return P.parse_created_batch(response.body, tool_id=tool_id, n_jobs=n_jobs)
+
+        async def plan() -> Plan[SubmittedBatch]:
+            claims, kind = self._client._claims, ("etengine.batch", tool_id, n_jobs)
+            before = {b.batch_id for b in await self.list()}
+
+            async def find() -> list[SubmittedBatch]:
+                mine = claims.claimed(kind)
+                return [
+                    SubmittedBatch(b.batch_id, tool_id, n_jobs)
+                    for b in await self.list()
+                    if b.batch_id not in before
+                    and b.batch_id not in mine
+                    and b.tool == tool_id
+                    and b.n_jobs in (None, n_jobs)
+                ]
+
+            return Plan(
+                find,
+                id_of=lambda b: b.batch_id or "",
+                lookup=f"et.batches.list(), a batch of tool {tool_id} with {n_jobs} jobs "
+                "that was not there before",
+                claims=claims,
+                kind=kind,
+            )
+
+        created = await create_once(
+            send,
+            plan if self._client._reconciles(reconcile) else None,
+            what="ET Engine batch create",
+        )
         if created.batch_id is not None:
             self._n_jobs[created.batch_id] = created.n_jobs
         return created

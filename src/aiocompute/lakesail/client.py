@@ -26,6 +26,7 @@ from .._core.observability import api_call
 from .._core.pagination import Page, Paginator
 from .._core.polling import Poller, per_id_fetcher
 from .._core.protocol_kit import Request
+from .._core.reconcile import TOKEN_LABEL, Plan, create_once, labelled_map, new_token
 from .._core.resources import BaseClient, WaitableResource, client_transport
 from .._core.retries import DEFAULT_RETRY, RetryPolicy
 from .._core.wait_types import PollCadence, Until
@@ -64,6 +65,10 @@ class LakeSailClient(BaseClient):
     of its own, unlimited until the first 429); ``cadence`` sets how often waits poll;
     ``strict=True`` rejects answers with unknown fields (for tests against fixtures).
 
+    ``owner`` (default ``user@host``) labels what the client creates, where the API has a
+    field for it; ``reconcile=False`` turns off the reconciliation of creates that fail
+    ambiguously (see "Launching safely" in the docs; each create also takes ``reconcile=``).
+
     Use it as ``async with LakeSailClient(...) as ls:`` or call :meth:`aclose`.
     """
 
@@ -84,6 +89,8 @@ class LakeSailClient(BaseClient):
         governor: Governor | None = None,
         cadence: PollCadence | None = None,
         strict: bool = False,
+        owner: str | None = None,
+        reconcile: bool = True,
         **connection: Unpack[ConnectionOptions],
     ) -> None:
         secret = resolve_setting(token, [TOKEN_ENV], what="LakeSail API token", argument="token")
@@ -107,7 +114,9 @@ class LakeSailClient(BaseClient):
                 client="LakeSailClient",
                 credential_hint="the token argument or $LAKESAIL_API_TOKEN",
                 governor=governor,
-            )
+            ),
+            owner=owner,
+            reconcile=reconcile,
         )
         self._strict = strict
         self._cadence = cadence
@@ -233,13 +242,24 @@ class SessionsResource(WaitableResource[Session]):
         workload_config_id: str | None = None,
         allow_shared: bool | None = None,
         extra: Mapping[str, Any] | None = None,
+        reconcile: bool | None = None,
     ) -> Session:
         """Create a session; it comes back ``pending`` (use :meth:`wait` for it to be ready).
 
         The platform resolves or creates a compute config (``workload_config_id`` picks a
-        named one) and reuses a compute instance (``allow_shared``) or provisions one. Not
-        retried once the request may have reached the server (that could create two).
+        named one) and reuses a compute instance (``allow_shared``) or provisions one.
+
+        ``metadata`` also carries the client's owner label (``aiocompute-owner``) and a
+        client token (``aiocompute-token``; give your own to make the create idempotent
+        across processes). If the create fails after it may have reached the server, the
+        session is looked up by that token: found, it is returned; surely absent, the
+        create is sent again; else :class:`~aiocompute.OutcomeUnknown` (``reconcile``:
+        default the client's setting; False raises it at once).
         """
+        reconciling = self._client._reconciles(reconcile)
+        token, labelled = labelled_map(
+            metadata, token=new_token() if reconciling else None, owner=self._client.owner
+        )
         request = P.create_session(
             endpoint_type=endpoint_type,
             name=name,
@@ -248,12 +268,35 @@ class SessionsResource(WaitableResource[Session]):
             service_account_id=service_account_id,
             notebook_id=notebook_id,
             config=config,
-            metadata=metadata,
+            metadata=labelled,
             workload_config_id=workload_config_id,
             allow_shared=allow_shared,
             extra=extra,
         )
-        return P.parse_session(await self._client._send(request), strict=self._client._strict)
+
+        async def send() -> Session:
+            return P.parse_session(await self._client._send(request), strict=self._client._strict)
+
+        async def plan() -> Plan[Session]:
+            async def find() -> list[Session]:
+                return [
+                    s
+                    async for s in self.list(team_id=team_id)
+                    if s.metadata.get(TOKEN_LABEL) == token
+                ]
+
+            return Plan(
+                find,
+                id_of=lambda s: s.id,
+                lookup=(
+                    f'ls.sessions.list(), the session with metadata["{TOKEN_LABEL}"] == "{token}"'
+                ),
+                token=token,
+            )
+
+        return await create_once(
+            send, plan if reconciling else None, what="LakeSail session create"
+        )
 
     @api_call("get")
     async def get(self, session_id: str) -> Session:

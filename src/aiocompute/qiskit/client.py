@@ -10,7 +10,7 @@ bulk read), at most ``poll_concurrency`` at a time.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from contextlib import AbstractAsyncContextManager
 
 from .._core.config import check_str, resolve_setting
@@ -25,7 +25,7 @@ from .._core.resources import BaseClient, WaitableResource, client_transport
 from .._core.responses import Response
 from .._core.retries import RetryPolicy
 from .._core.wait_types import PollCadence, Until
-from .._exceptions import AuthenticationError, NotFoundError, naming_the_missing
+from .._exceptions import AuthenticationError, NotFoundError, OutcomeUnknown, naming_the_missing
 from . import _protocol as P
 from ._auth import DEFAULT_IAM_URL, IAMAuth
 from ._states import SESSION_STATES
@@ -91,6 +91,10 @@ class QiskitRuntimeClient(BaseClient):
     ``cadence`` sets how often waits poll, ``poll_concurrency`` how many sessions are read
     at once while waiting; ``strict=True`` rejects answers with unknown fields.
 
+    ``owner`` (default ``user@host``) labels what the client creates, where the API has a
+    field for it; ``reconcile=False`` turns off the reconciliation of creates that fail
+    ambiguously (see "Launching safely" in the docs; each create also takes ``reconcile=``).
+
     Use it as ``async with QiskitRuntimeClient(...) as q:`` or call :meth:`aclose`.
     """
 
@@ -115,6 +119,8 @@ class QiskitRuntimeClient(BaseClient):
         cadence: PollCadence | None = None,
         poll_concurrency: int = 8,
         strict: bool = False,
+        owner: str | None = None,
+        reconcile: bool = True,
         **connection: Unpack[ConnectionOptions],
     ) -> None:
         api_key = resolve_setting(
@@ -158,7 +164,7 @@ class QiskitRuntimeClient(BaseClient):
             headers={"Service-CRN": crn, "IBM-API-Version": _check_api_version(api_version)},
         )
         self._auth.bind(transport)
-        super().__init__(transport)
+        super().__init__(transport, owner=owner, reconcile=reconcile)
         self.instance = crn
         self.api_version = api_version
         self._strict = strict
@@ -242,7 +248,7 @@ class SessionsResource(WaitableResource[Session]):
         docstring). Use :meth:`wait` to know when it is active.
         """
         request = P.create_session(backend, mode=mode, max_ttl=max_ttl, instance=instance)
-        response = await self._client._send(request)
+        response = await _not_reconcilable(self._client._send(request))
         return P.parse_session(response.json(), strict=self._client._strict)
 
     def opened(
@@ -317,3 +323,27 @@ class SessionsResource(WaitableResource[Session]):
         ids that do not exist are left out."""
         fetch = per_id_fetcher(self.get, self._client._poll_concurrency)
         return await fetch(list(session_ids))
+
+
+async def _not_reconcilable(sending: Awaitable[Response]) -> Response:
+    """A session create's answer; an ambiguous failure says why it cannot be looked up.
+
+    The sessions API has no listing and no field a client token could ride in, so a
+    session created by a request whose answer was lost cannot be found by anyone.
+    """
+    unknown: OutcomeUnknown | None = None
+    try:
+        return await sending
+    except OutcomeUnknown as exc:
+        unknown = exc
+    raise OutcomeUnknown(
+        f"Qiskit session create: {unknown.reason}; the server may have opened the session, "
+        "and the API can neither list sessions nor carry a client token, so it cannot be "
+        "looked up: an unused session closes itself after its max_ttl",
+        method=unknown.method,
+        url=unknown.url,
+        lookup=None,
+        status=unknown.status,
+        timed_out=unknown.timed_out,
+        reason=unknown.reason,
+    )

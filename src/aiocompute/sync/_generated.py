@@ -105,12 +105,20 @@ class ETEngineBatchesResource(SyncWaitableResource[BatchStatus]):
         fixed_args: Mapping[str, Any] | None = None,
         variable_args: Sequence[Mapping[str, Any]] | None = None,
         hardware: Hardware | None = None,
+        reconcile: bool | None = None,
     ) -> SubmittedBatch:
         """Run tool ``tool_id`` as a batch: one job per ``variable_args`` entry (or one job),
         each also given ``fixed_args``, on ``hardware`` (default 1 CPU, 256 MB).
 
         Returns the new batch's id as the server gave it (None if it answered an empty
-        body). Not retried once the request may have reached the server.
+        body). ET Engine has no field to carry a client token, so a create that fails after
+        it may have reached the server is reconciled by fingerprint: the batches listed
+        before it are compared with those after, and a single new batch of this tool with
+        as many jobs (and none of this client's other creates) is taken as this one; none,
+        after a cut or a gateway's 5xx, sends it again; else
+        :class:`~aiocompute.OutcomeUnknown` names the candidates. Reconciling costs one
+        listing per create (``reconcile=False``, or the client's, turns it off); another
+        process creating the same batch at the same moment cannot be told apart.
         """
         return self._runner.call(
             self._async.create,
@@ -118,6 +126,7 @@ class ETEngineBatchesResource(SyncWaitableResource[BatchStatus]):
             fixed_args=fixed_args,
             variable_args=variable_args,
             hardware=hardware,
+            reconcile=reconcile,
         )
 
     def list(self) -> builtins.list[Batch]:
@@ -223,6 +232,10 @@ class ETEngineClient(SyncClient):
     ``poll_concurrency`` how many batches are read at once while waiting; ``strict=True``
     rejects answers with unknown fields.
 
+    ``owner`` (default ``user@host``) labels what the client creates, where the API has a
+    field for it; ``reconcile=False`` turns off the reconciliation of creates that fail
+    ambiguously (see "Launching safely" in the docs; each create also takes ``reconcile=``).
+
     Use it as ``async with ETEngineClient(...) as et:`` or call :meth:`aclose`.
     """
 
@@ -246,6 +259,8 @@ class ETEngineClient(SyncClient):
         cadence: PollCadence | None = None,
         poll_concurrency: int = 8,
         strict: bool = False,
+        owner: str | None = None,
+        reconcile: bool = True,
         **connection: Unpack[ConnectionOptions],
     ) -> None:
         """Build the async :class:`aiocompute.etengine.client.ETEngineClient` (same arguments)
@@ -262,6 +277,8 @@ class ETEngineClient(SyncClient):
             cadence=cadence,
             poll_concurrency=poll_concurrency,
             strict=strict,
+            owner=owner,
+            reconcile=reconcile,
             **connection,
         )
 
@@ -341,12 +358,19 @@ class LakeSailSessionsResource(SyncWaitableResource[_aiocompute_lakesail_models.
         workload_config_id: str | None = None,
         allow_shared: bool | None = None,
         extra: Mapping[str, Any] | None = None,
+        reconcile: bool | None = None,
     ) -> _aiocompute_lakesail_models.Session:
         """Create a session; it comes back ``pending`` (use :meth:`wait` for it to be ready).
 
         The platform resolves or creates a compute config (``workload_config_id`` picks a
-        named one) and reuses a compute instance (``allow_shared``) or provisions one. Not
-        retried once the request may have reached the server (that could create two).
+        named one) and reuses a compute instance (``allow_shared``) or provisions one.
+
+        ``metadata`` also carries the client's owner label (``aiocompute-owner``) and a
+        client token (``aiocompute-token``; give your own to make the create idempotent
+        across processes). If the create fails after it may have reached the server, the
+        session is looked up by that token: found, it is returned; surely absent, the
+        create is sent again; else :class:`~aiocompute.OutcomeUnknown` (``reconcile``:
+        default the client's setting; False raises it at once).
         """
         return self._runner.call(
             self._async.create,
@@ -361,6 +385,7 @@ class LakeSailSessionsResource(SyncWaitableResource[_aiocompute_lakesail_models.
             workload_config_id=workload_config_id,
             allow_shared=allow_shared,
             extra=extra,
+            reconcile=reconcile,
         )
 
     def get(self, session_id: str) -> _aiocompute_lakesail_models.Session:
@@ -513,6 +538,10 @@ class LakeSailClient(SyncClient):
     of its own, unlimited until the first 429); ``cadence`` sets how often waits poll;
     ``strict=True`` rejects answers with unknown fields (for tests against fixtures).
 
+    ``owner`` (default ``user@host``) labels what the client creates, where the API has a
+    field for it; ``reconcile=False`` turns off the reconciliation of creates that fail
+    ambiguously (see "Launching safely" in the docs; each create also takes ``reconcile=``).
+
     Use it as ``async with LakeSailClient(...) as ls:`` or call :meth:`aclose`.
     """
 
@@ -535,6 +564,8 @@ class LakeSailClient(SyncClient):
         governor: Governor | None = None,
         cadence: PollCadence | None = None,
         strict: bool = False,
+        owner: str | None = None,
+        reconcile: bool = True,
         **connection: Unpack[ConnectionOptions],
     ) -> None:
         """Build the async :class:`aiocompute.lakesail.client.LakeSailClient` (same arguments)
@@ -550,6 +581,8 @@ class LakeSailClient(SyncClient):
             governor=governor,
             cadence=cadence,
             strict=strict,
+            owner=owner,
+            reconcile=reconcile,
             **connection,
         )
 
@@ -674,6 +707,10 @@ class QiskitRuntimeClient(SyncClient):
     ``cadence`` sets how often waits poll, ``poll_concurrency`` how many sessions are read
     at once while waiting; ``strict=True`` rejects answers with unknown fields.
 
+    ``owner`` (default ``user@host``) labels what the client creates, where the API has a
+    field for it; ``reconcile=False`` turns off the reconciliation of creates that fail
+    ambiguously (see "Launching safely" in the docs; each create also takes ``reconcile=``).
+
     Use it as ``async with QiskitRuntimeClient(...) as q:`` or call :meth:`aclose`.
     """
 
@@ -697,6 +734,8 @@ class QiskitRuntimeClient(SyncClient):
         cadence: PollCadence | None = None,
         poll_concurrency: int = 8,
         strict: bool = False,
+        owner: str | None = None,
+        reconcile: bool = True,
         **connection: Unpack[ConnectionOptions],
     ) -> None:
         """Build the async :class:`aiocompute.qiskit.client.QiskitRuntimeClient` (same arguments)
@@ -717,6 +756,8 @@ class QiskitRuntimeClient(SyncClient):
             cadence=cadence,
             poll_concurrency=poll_concurrency,
             strict=strict,
+            owner=owner,
+            reconcile=reconcile,
             **connection,
         )
 
@@ -746,12 +787,21 @@ class WorkbenchSessionsResource(SyncWaitableResource[_aiocompute_workbench_model
         start_hooks: SessionHook | str | Sequence[SessionHook | str] | None = None,
         stop_hooks: SessionHook | str | Sequence[SessionHook | str] | None = None,
         environment: Mapping[str, str] | Sequence[EnvironmentVariable] | None = None,
+        reconcile: bool | None = None,
     ) -> LaunchedSession:
         """Launch a session of IDE ``workbench`` (``"RStudio"``, ``"VS Code"``, ...).
 
-        ``launch_parameters`` needs ``name`` and ``cluster`` (checked before sending). Not
-        retried once the request may have reached the server (that could start a second
-        session). Returns at once; use :meth:`wait` to know when it is running.
+        ``launch_parameters`` needs ``name`` and ``cluster`` (checked before sending).
+        Returns at once; use :meth:`wait` to know when it is running.
+
+        A launched session carries nothing of the caller's back (the environment is not
+        shown), so a launch that fails after it may have reached the server is reconciled
+        by fingerprint: the user's sessions listed before it are compared with those
+        after, and a single new session of this IDE and name (and none of this client's
+        other launches) is taken as this one; none, after a cut or a gateway's 5xx, sends
+        it again; else :class:`~aiocompute.OutcomeUnknown` names the candidates.
+        Reconciling costs one listing per launch (``reconcile=False``, or the client's,
+        turns it off).
         """
         return self._runner.call(
             self._async.launch,
@@ -764,6 +814,7 @@ class WorkbenchSessionsResource(SyncWaitableResource[_aiocompute_workbench_model
             start_hooks=start_hooks,
             stop_hooks=stop_hooks,
             environment=environment,
+            reconcile=reconcile,
         )
 
     def launched(
@@ -883,13 +934,26 @@ class WorkbenchJobsResource(SyncWaitableResource[Job]):
 
     _async: _aiocompute_workbench_client.JobsResource
 
-    def launch(self, spec: JobSpec, *, apply_config_settings: bool | None = None) -> Job:
+    def launch(
+        self,
+        spec: JobSpec,
+        *,
+        apply_config_settings: bool | None = None,
+        reconcile: bool | None = None,
+    ) -> Job:
         """Launch a job; returns it as the server recorded it (status ``Pending``).
 
-        Not retried once the request may have reached the server.
+        The job is tagged ``aiocompute-owner:<owner>`` and ``aiocompute-token:<hex>`` (a
+        tag of your own with that prefix is used instead). If the launch fails after it may
+        have reached the server, the job is looked up by that tag: found, it is returned;
+        surely absent, the launch is sent again; else :class:`~aiocompute.OutcomeUnknown`
+        (``reconcile``: default the client's setting; False raises it at once).
         """
         return self._runner.call(
-            self._async.launch, spec, apply_config_settings=apply_config_settings
+            self._async.launch,
+            spec,
+            apply_config_settings=apply_config_settings,
+            reconcile=reconcile,
         )
 
     def stop(self, job_id: str, *, force: bool = False) -> None:
@@ -983,10 +1047,22 @@ class WorkbenchAuditedJobsResource(SyncWaitableResource[Job]):
 
     _async: AuditedJobsResource
 
-    def launch(self, spec: JobSpec, *, apply_config_settings: bool | None = None) -> AuditedJob:
-        """Launch an audited job; returns it as the server recorded it."""
+    def launch(
+        self,
+        spec: JobSpec,
+        *,
+        apply_config_settings: bool | None = None,
+        reconcile: bool | None = None,
+    ) -> AuditedJob:
+        """Launch an audited job; returns it as the server recorded it.
+
+        Tagged and reconciled as :meth:`JobsResource.launch`.
+        """
         return self._runner.call(
-            self._async.launch, spec, apply_config_settings=apply_config_settings
+            self._async.launch,
+            spec,
+            apply_config_settings=apply_config_settings,
+            reconcile=reconcile,
         )
 
     def details(self, audited_job_id: str, *, user: str | None = None) -> AuditedJobDetails:
@@ -1099,6 +1175,10 @@ class WorkbenchClient(SyncClient):
     launches and waits all see that user's sessions and jobs; ``sessions.history()`` lists
     that user's ended sessions. Stops need no user: an admin token stops any session or job.
 
+    ``owner`` (default ``user@host``) labels what the client creates, where the API has a
+    field for it; ``reconcile=False`` turns off the reconciliation of creates that fail
+    ambiguously (see "Launching safely" in the docs; each create also takes ``reconcile=``).
+
     Use it as ``async with WorkbenchClient(...) as wb:`` or call :meth:`aclose`.
     """
 
@@ -1125,6 +1205,8 @@ class WorkbenchClient(SyncClient):
         cadence: PollCadence | None = None,
         strict: bool = False,
         act_as: str | None = None,
+        owner: str | None = None,
+        reconcile: bool = True,
         **connection: Unpack[ConnectionOptions],
     ) -> None:
         """Build the async :class:`aiocompute.workbench.client.WorkbenchClient` (same arguments)
@@ -1142,6 +1224,8 @@ class WorkbenchClient(SyncClient):
             cadence=cadence,
             strict=strict,
             act_as=act_as,
+            owner=owner,
+            reconcile=reconcile,
             **connection,
         )
 

@@ -13,12 +13,12 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import AsyncGenerator, Collection, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta, timezone
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
@@ -31,6 +31,15 @@ from .._core.network import ConnectionOptions, Unpack
 from .._core.observability import api_call
 from .._core.polling import Poller
 from .._core.protocol_kit import Request
+from .._core.reconcile import (
+    TOKEN_LABEL,
+    Plan,
+    create_once,
+    labelled_tags,
+    new_token,
+    tag,
+    tag_value,
+)
 from .._core.resources import BaseClient, WaitableResource, client_transport
 from .._core.retries import DEFAULT_RETRY, RetryPolicy
 from .._core.streaming import ResumePolicy, resumable_items
@@ -58,6 +67,9 @@ from .models import (
 )
 
 __all__ = ["AuditedJobsResource", "JobsResource", "SessionsResource", "WorkbenchClient"]
+
+#: A job or an audited job.
+J = TypeVar("J", bound=Job)
 
 #: The header a client inside a Workbench session sends instead of a token.
 RPC_COOKIE_HEADER = "X-RS-Session-Server-RPC-Cookie"
@@ -105,6 +117,10 @@ class WorkbenchClient(BaseClient):
     launches and waits all see that user's sessions and jobs; ``sessions.history()`` lists
     that user's ended sessions. Stops need no user: an admin token stops any session or job.
 
+    ``owner`` (default ``user@host``) labels what the client creates, where the API has a
+    field for it; ``reconcile=False`` turns off the reconciliation of creates that fail
+    ambiguously (see "Launching safely" in the docs; each create also takes ``reconcile=``).
+
     Use it as ``async with WorkbenchClient(...) as wb:`` or call :meth:`aclose`.
     """
 
@@ -128,6 +144,8 @@ class WorkbenchClient(BaseClient):
         cadence: PollCadence | None = None,
         strict: bool = False,
         act_as: str | None = None,
+        owner: str | None = None,
+        reconcile: bool = True,
         **connection: Unpack[ConnectionOptions],
     ) -> None:
         if act_as is not None and not check_str(act_as, "act_as").strip():
@@ -172,7 +190,9 @@ class WorkbenchClient(BaseClient):
                 client="WorkbenchClient",
                 credential_hint="the token argument or $WORKBENCH_API_KEY",
                 governor=governor,
-            )
+            ),
+            owner=owner,
+            reconcile=reconcile,
         )
         self._strict = strict
         self._cadence = cadence
@@ -312,12 +332,21 @@ class SessionsResource(WaitableResource[Session]):
         start_hooks: SessionHook | str | Sequence[SessionHook | str] | None = None,
         stop_hooks: SessionHook | str | Sequence[SessionHook | str] | None = None,
         environment: Mapping[str, str] | Sequence[EnvironmentVariable] | None = None,
+        reconcile: bool | None = None,
     ) -> LaunchedSession:
         """Launch a session of IDE ``workbench`` (``"RStudio"``, ``"VS Code"``, ...).
 
-        ``launch_parameters`` needs ``name`` and ``cluster`` (checked before sending). Not
-        retried once the request may have reached the server (that could start a second
-        session). Returns at once; use :meth:`wait` to know when it is running.
+        ``launch_parameters`` needs ``name`` and ``cluster`` (checked before sending).
+        Returns at once; use :meth:`wait` to know when it is running.
+
+        A launched session carries nothing of the caller's back (the environment is not
+        shown), so a launch that fails after it may have reached the server is reconciled
+        by fingerprint: the user's sessions listed before it are compared with those
+        after, and a single new session of this IDE and name (and none of this client's
+        other launches) is taken as this one; none, after a cut or a gateway's 5xx, sends
+        it again; else :class:`~aiocompute.OutcomeUnknown` names the candidates.
+        Reconciling costs one listing per launch (``reconcile=False``, or the client's,
+        turns it off).
         """
         request = P.launch_session(
             workbench,
@@ -330,8 +359,49 @@ class SessionsResource(WaitableResource[Session]):
             stop_hooks=stop_hooks,
             environment=environment,
         )
-        result = await self._client._send(request)
-        return P.parse_launched_session(result, strict=self._client._strict)
+
+        async def send() -> LaunchedSession:
+            result = await self._client._send(request)
+            return P.parse_launched_session(result, strict=self._client._strict)
+
+        async def plan() -> Plan[LaunchedSession]:
+            kw = P.kwparams_of(request)
+            launch_name = (kw.get("launch_parameters") or {}).get("name")
+            user = username or self._client._act_as
+            claims, kind = self._client._claims, ("workbench.session", user, workbench, name)
+            before = {s.id for s in (await self._client._listing(user=user)).sessions}
+
+            def alike(s: Session) -> bool:
+                launched_as = s.launch_parameters.name if s.launch_parameters else None
+                return (
+                    s.workbench in (None, workbench)
+                    and (name is None or name in (s.name, s.label, s.display_name))
+                    and (launch_name is None or launched_as in (None, launch_name))
+                )
+
+            async def find() -> list[LaunchedSession]:
+                mine = claims.claimed(kind)
+                listing = await self._client._listing(user=user)
+                return [
+                    LaunchedSession(s.id, s.url, s.project_id)
+                    for s in listing.sessions
+                    if s.id not in before and s.id not in mine and alike(s)
+                ]
+
+            return Plan(
+                find,
+                id_of=lambda s: s.id,
+                lookup=f"wb.sessions.list(), a {workbench} session named {name or launch_name} "
+                "that was not there before",
+                claims=claims,
+                kind=kind,
+            )
+
+        return await create_once(
+            send,
+            plan if self._client._reconciles(reconcile) else None,
+            what="Workbench session launch",
+        )
 
     def launched(
         self,
@@ -691,6 +761,47 @@ class _JobsBase(WaitableResource[Job]):
         ]
         return JobOutput.from_chunks(job_id, chunks)
 
+    async def _launch_once(
+        self,
+        spec: JobSpec,
+        launch: Callable[[JobSpec], Awaitable[J]],
+        convert: Callable[[Job], J],
+        reconcile: bool | None,
+    ) -> J:
+        """Launch ``spec`` tagged with the owner label and, when reconciling, a client token
+        (``aiocompute-token:<hex>``), by which an ambiguous failure is looked up."""
+        reconciling = self._client._reconciles(reconcile)
+        token, tags = labelled_tags(
+            spec.tags, token=new_token() if reconciling else None, owner=self._client.owner
+        )
+        labelled = attrs.evolve(spec, tags=tags)
+
+        async def plan() -> Plan[J]:
+            async def find() -> list[J]:
+                # Live jobs first; one that already ended is in the recent history.
+                listing = await self._client._listing(
+                    user=spec.user, fields=["id"], include_jobs=True, include_all_jobs=True
+                )
+                jobs = [j for j in listing.jobs if tag_value(j.tags, TOKEN_LABEL) == token]
+                if not jobs:
+                    ended = await self._client._recent_history(include_jobs=True)
+                    jobs = [j for j in ended.jobs if tag_value(j.tags, TOKEN_LABEL) == token]
+                return [convert(j) for j in {j.id: j for j in jobs}.values()]
+
+            return Plan(
+                find,
+                id_of=lambda j: j.id,
+                lookup=f"wb.{self._resource_name}.list(), the {self._what} tagged "
+                f"{tag(TOKEN_LABEL, token or '')}",
+                token=token,
+            )
+
+        return await create_once(
+            lambda: launch(labelled),
+            plan if reconciling else None,
+            what=f"Workbench {self._what} launch",
+        )
+
     # Poller plumbing.
 
     async def _fetch_many(self, ids: Sequence[str]) -> dict[str, Job]:
@@ -722,13 +833,28 @@ class JobsResource(_JobsBase):
     _resource_name = "jobs"
 
     @api_call("launch")
-    async def launch(self, spec: JobSpec, *, apply_config_settings: bool | None = None) -> Job:
+    async def launch(
+        self,
+        spec: JobSpec,
+        *,
+        apply_config_settings: bool | None = None,
+        reconcile: bool | None = None,
+    ) -> Job:
         """Launch a job; returns it as the server recorded it (status ``Pending``).
 
-        Not retried once the request may have reached the server.
+        The job is tagged ``aiocompute-owner:<owner>`` and ``aiocompute-token:<hex>`` (a
+        tag of your own with that prefix is used instead). If the launch fails after it may
+        have reached the server, the job is looked up by that tag: found, it is returned;
+        surely absent, the launch is sent again; else :class:`~aiocompute.OutcomeUnknown`
+        (``reconcile``: default the client's setting; False raises it at once).
         """
-        request = P.launch_job(spec, apply_config_settings=apply_config_settings)
-        return P.parse_job_launch(await self._client._send(request), strict=self._client._strict)
+
+        async def send(labelled: JobSpec) -> Job:
+            request = P.launch_job(labelled, apply_config_settings=apply_config_settings)
+            result = await self._client._send(request)
+            return P.parse_job_launch(result, strict=self._client._strict)
+
+        return await self._launch_once(spec, send, lambda job: job, reconcile)
 
     @api_call("stop")
     async def stop(self, job_id: str, *, force: bool = False) -> None:
@@ -755,12 +881,30 @@ class AuditedJobsResource(_JobsBase):
 
     @api_call("launch")
     async def launch(
-        self, spec: JobSpec, *, apply_config_settings: bool | None = None
+        self,
+        spec: JobSpec,
+        *,
+        apply_config_settings: bool | None = None,
+        reconcile: bool | None = None,
     ) -> AuditedJob:
-        """Launch an audited job; returns it as the server recorded it."""
-        request = P.launch_audited_job(spec, apply_config_settings=apply_config_settings)
-        result = await self._client._send(request)
-        return P.parse_audited_job_launch(result, strict=self._client._strict)
+        """Launch an audited job; returns it as the server recorded it.
+
+        Tagged and reconciled as :meth:`JobsResource.launch`.
+        """
+
+        async def send(labelled: JobSpec) -> AuditedJob:
+            request = P.launch_audited_job(labelled, apply_config_settings=apply_config_settings)
+            result = await self._client._send(request)
+            return P.parse_audited_job_launch(result, strict=self._client._strict)
+
+        def audited(job: Job) -> AuditedJob:
+            return (
+                job
+                if isinstance(job, AuditedJob)
+                else AuditedJob(**attrs.asdict(job, recurse=False))
+            )
+
+        return await self._launch_once(spec, send, audited, reconcile)
 
     @api_call("details")
     async def details(self, audited_job_id: str, *, user: str | None = None) -> AuditedJobDetails:
