@@ -123,7 +123,7 @@ async def test_a_failing_cleanup_does_not_hide_the_blocks_error(
 
 async def test_qiskit_opened_stops_taking_jobs_then_closes(emu: Emulator) -> None:
     async with QiskitRuntimeClient(
-        token="qiskit-key", instance=CRN, url=emu.qiskit_url, iam_url=emu.qiskit_iam_url
+        token="qiskit-key", instance=CRN, base_url=emu.qiskit_url, iam_url=emu.qiskit_iam_url
     ) as q:
         async with q.sessions.opened("ibm_kyiv") as s:
             assert emu.qiskit.sessions[s.id].accepting_jobs

@@ -138,7 +138,8 @@ class WaitableResource(Generic[R]):
 
     Subclasses set ``_waiter`` (their :class:`Poller`), ``_default_until``,
     ``_default_timeout`` and ``_resource_name`` (their attribute on the client, which names
-    their spans: ``sessions``). ``until`` is a state name, a collection of names or a predicate;
+    their spans: ``sessions``). ``until`` is a state name (in any case), a collection of
+    names, ``"done"`` (any terminal state, however it was reached) or a predicate;
     ``timeout`` is the deadline in seconds (always finite).
     """
 
@@ -173,9 +174,11 @@ class WaitableResource(Generic[R]):
 
         Raises :class:`~aiocompute.WaitTimeout` when ``timeout`` passes first, and
         :class:`~aiocompute.UnreachableState` at once when a state is reached from which the
-        target can never come. ``on_transition`` / ``on_poll`` are called (sync or async)
-        on each change / read. ``on_cancel="cancel"`` stops the remote resource if the wait
-        times out or is cancelled (``"detach"``, the default, leaves it running).
+        target can never come. ``until="done"`` returns the resource in whichever terminal
+        state it ended (a job that failed included: look at its state or exit code).
+        ``on_transition`` / ``on_poll`` are called (sync or async) on each change / read.
+        ``on_cancel="cancel"`` stops the remote resource if the wait times out or is
+        cancelled (``"detach"``, the default, leaves it running).
         """
         return await self._waiter.wait(
             id,

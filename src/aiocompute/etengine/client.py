@@ -17,7 +17,7 @@ import anyio
 import attrs
 
 from .._core.auth import StaticAuth
-from .._core.config import resolve_setting
+from .._core.config import renamed_argument, resolve_setting
 from .._core.governor import Governor
 from .._core.handles import DEFAULT_CLEANUP_TIMEOUT, Handle, scoped
 from .._core.http_config import DEFAULT_LIMITS, DEFAULT_TIMEOUTS, PoolLimits, Timeouts
@@ -51,7 +51,8 @@ class ETEngineClient(BaseClient):
     """Async client for ET Engine batches and their jobs.
 
     ``api_key`` (default ``$ET_ENGINE_API_KEY``) is sent raw, ``Authorization: <key>``, as
-    the vendor's client does. ``url`` is the API base (default ``$ET_ENGINE_URL``, else
+    the vendor's client does. ``base_url`` (formerly ``url``, still accepted with a
+    :class:`DeprecationWarning`) is the API base (default ``$ET_ENGINE_URL``, else
     ``https://api.exploretech.ai/v1``).
 
     ``timeouts``, ``retry`` (reads are retried on 429, 502, 503 and 504; creating and
@@ -75,6 +76,7 @@ class ETEngineClient(BaseClient):
         self,
         *,
         api_key: str | None = None,
+        base_url: str | None = None,
         url: str | None = None,
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
         retry: RetryPolicy = DEFAULT_RETRY,
@@ -89,8 +91,12 @@ class ETEngineClient(BaseClient):
             api_key, ["ET_ENGINE_API_KEY"], what="ET Engine API key", argument="api_key"
         )
         assert key is not None  # required: resolve_setting raised ConfigError otherwise
+        # base_url is the name in every client; url= still works, with a DeprecationWarning.
+        url = renamed_argument(
+            base_url, url, new_name="base_url", old_name="url", where="ETEngineClient"
+        )
         base = resolve_setting(
-            url, ["ET_ENGINE_URL"], what="ET Engine API URL", argument="url", required=False
+            url, ["ET_ENGINE_URL"], what="ET Engine API URL", argument="base_url", required=False
         )
         super().__init__(
             client_transport(

@@ -15,7 +15,6 @@ A batch's state is not sent: it is derived from the status counts, see
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 from attrs import field, frozen
 
 from .._core.checks import count
+from .._core.states import ServerEnum
 
 __all__ = [
     "ACTIVE_PHASES",
@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 
-class JobStatus(str, enum.Enum):
+class JobStatus(ServerEnum):
     """A job's status (AWS Batch's names), matched case-insensitively."""
 
     SUBMITTED = "submitted"

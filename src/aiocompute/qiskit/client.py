@@ -13,7 +13,7 @@ import re
 from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 
-from .._core.config import check_str, resolve_setting
+from .._core.config import check_str, renamed_argument, resolve_setting
 from .._core.governor import Governor
 from .._core.handles import DEFAULT_CLEANUP_TIMEOUT, Handle, scoped
 from .._core.http_config import DEFAULT_LIMITS, DEFAULT_TIMEOUTS, PoolLimits, Timeouts
@@ -74,7 +74,7 @@ class QiskitRuntimeClient(BaseClient):
     ``iam_url`` (default ``$QISKIT_IBM_IAM_URL``, else IBM Cloud IAM's token endpoint) for
     bearer tokens that are refreshed before they expire (see
     :class:`~aiocompute.qiskit.IAMAuth`). ``instance`` is the instance CRN sent as
-    ``Service-CRN`` (default ``$QISKIT_IBM_INSTANCE``). ``url`` is the API base (default
+    ``Service-CRN`` (default ``$QISKIT_IBM_INSTANCE``). ``base_url`` is the API base (default
     ``$QISKIT_IBM_URL``, else ``https://quantum.cloud.ibm.com/api``); ``region`` picks a
     regional endpoint instead. ``api_version`` is sent as ``IBM-API-Version``.
 
@@ -104,6 +104,7 @@ class QiskitRuntimeClient(BaseClient):
         *,
         token: str | None = None,
         instance: str | None = None,
+        base_url: str | None = None,
         url: str | None = None,
         region: str | None = None,
         iam_url: str | None = None,
@@ -117,6 +118,10 @@ class QiskitRuntimeClient(BaseClient):
         strict: bool = False,
         **connection: Unpack[ConnectionOptions],
     ) -> None:
+        # base_url is the name in every client; url= still works, with a DeprecationWarning.
+        url = renamed_argument(
+            base_url, url, new_name="base_url", old_name="url", where="QiskitRuntimeClient"
+        )
         api_key = resolve_setting(
             token, ["QISKIT_IBM_TOKEN"], what="IBM Cloud API key", argument="token"
         )

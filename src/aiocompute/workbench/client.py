@@ -23,7 +23,7 @@ from typing import Any
 import attrs
 
 from .._core.auth import StaticAuth
-from .._core.config import ConfigError, check_str, resolve_setting
+from .._core.config import ConfigError, check_str, renamed_argument, resolve_setting
 from .._core.governor import Governor
 from .._core.handles import DEFAULT_CLEANUP_TIMEOUT, Handle, scoped
 from .._core.http_config import DEFAULT_LIMITS, DEFAULT_TIMEOUTS, PoolLimits, Timeouts
@@ -87,7 +87,8 @@ def _read_rpc_cookie(environ: Mapping[str, str]) -> str | None:
 class WorkbenchClient(BaseClient):
     """Async client for the Posit Workbench API.
 
-    ``server`` is the Workbench address (default ``$WORKBENCH_SERVER``). Authentication is
+    ``base_url`` is the Workbench address (default ``$WORKBENCH_SERVER``; ``server=`` is
+    its deprecated old name), with or without the ``/api`` suffix. Authentication is
     a bearer API ``token`` (default ``$WORKBENCH_API_KEY``), or, inside a running Workbench
     session, the session RPC cookie (``rpc_cookie=``, ``$RS_SESSION_RPC_COOKIE`` or
     ``$PWB_SESSION_RUNTIME_DIR/rpc_cookie``).
@@ -117,7 +118,7 @@ class WorkbenchClient(BaseClient):
 
     def __init__(
         self,
-        server: str | None = None,
+        base_url: str | None = None,
         *,
         token: str | None = None,
         rpc_cookie: str | None = None,
@@ -128,13 +129,18 @@ class WorkbenchClient(BaseClient):
         cadence: PollCadence | None = None,
         strict: bool = False,
         act_as: str | None = None,
+        server: str | None = None,
         **connection: Unpack[ConnectionOptions],
     ) -> None:
         if act_as is not None and not check_str(act_as, "act_as").strip():
             raise ValueError(f"act_as must be a user name, got {act_as!r}")
         environ = os.environ
+        # base_url is the name in every client; server= still works, with a DeprecationWarning.
+        base_url = renamed_argument(
+            base_url, server, new_name="base_url", old_name="server", where="WorkbenchClient"
+        )
         url = resolve_setting(
-            server, ["WORKBENCH_SERVER"], what="Workbench server address", argument="server"
+            base_url, ["WORKBENCH_SERVER"], what="Workbench server address", argument="base_url"
         )
         assert url is not None
         secret = resolve_setting(

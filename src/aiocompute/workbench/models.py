@@ -15,12 +15,13 @@ epoch milliseconds (live sessions) or ISO-8601 strings (jobs, historical session
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
 from attrs import field, frozen
+
+from .._core.states import ServerEnum
 
 __all__ = [
     "AuditEnvironment",
@@ -58,7 +59,7 @@ __all__ = [
 # --------------------------------------------------------------------------- enums
 
 
-class SessionState(str, enum.Enum):
+class SessionState(ServerEnum):
     """A session's ``activity_state``.
 
     The reference lists launching, pending, starting, running, suspended, finished, failed,
@@ -83,7 +84,7 @@ class SessionState(str, enum.Enum):
     ENDED = "ended"
 
 
-class JobStatus(str, enum.Enum):
+class JobStatus(ServerEnum):
     """A job's ``status`` (capitalised on the wire)."""
 
     PENDING = "Pending"
