@@ -144,7 +144,7 @@ async def test_lakesail_created_is_ready_inside_and_closed_after(emu: Emulator) 
 async def test_etengine_created_deletes_or_waits(
     emu: Emulator, on_exit: str, deleted: bool
 ) -> None:
-    options: dict[str, Any] = {"api_key": "et-key", "url": emu.etengine_url, "cadence": QUICK}
+    options: dict[str, Any] = {"api_key": "et-key", "base_url": emu.etengine_url, "cadence": QUICK}
     async with ETEngineClient(**options) as et:
         async with et.batches.created("tool-hello", on_exit=on_exit, cleanup_timeout=60) as b:
             assert b.id in emu.etengine.batches

@@ -550,13 +550,13 @@ def test_with_options_of_a_sync_client() -> None:
 
 def check_sync_copy(et: SyncETEngineClient) -> None:
     quick = et.with_options(retry=NO_RETRY)
-    assert quick.batches.list() == []
+    assert quick.batches.list().all() == []
     quick.close()
     assert quick.closed
     assert not et.closed
-    assert et.batches.list() == []
+    assert et.batches.list().all() == []
     with pytest.raises(ClientClosedError):
-        quick.batches.list()
+        quick.batches.list().all()
 
 
 # -- what errors say -------------------------------------------------------------------------

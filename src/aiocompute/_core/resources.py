@@ -11,11 +11,20 @@ from the subclasses.
 from __future__ import annotations
 
 import copy as _copy
-from collections.abc import AsyncGenerator, Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    Awaitable,
+    Callable,
+    Collection,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from contextlib import aclosing
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
+from .fanout import fan_out
 from .governor import Governor, RateGovernor
 from .http_config import Timeouts
 from .network import ConnectionOptions
@@ -25,7 +34,10 @@ from .retries import RetryPolicy
 from .transport import Transport
 from .wait_types import OnCancel, PollEvent, TransitionEvent, Until, WaitResult, WaitToken
 
-__all__ = ["BaseClient", "WaitableResource", "client_transport"]
+__all__ = ["BaseClient", "WaitableResource", "client_transport", "each_id"]
+
+#: How many per-id calls (stops, closes, deletes of several ids) are in flight at once.
+EACH_ID_CONCURRENCY = 8
 
 R = TypeVar("R")
 Self = TypeVar("Self", bound="BaseClient")
@@ -131,6 +143,35 @@ def _id_list(ids: Iterable[str], method: str) -> list[str]:
             f"use {method}([{ids!r}])"
         )
     return list(ids)
+
+
+def one_or_many(ids: str | Iterable[str], argument: str) -> list[str]:
+    """``ids`` as a list: one id (a string) or a collection of them. Each id is checked by
+    the request that carries it (the API's own path-id rules)."""
+    if isinstance(ids, bytes):
+        raise TypeError(f"{argument} must be an id (str) or a collection of ids, got bytes")
+    id_list = [ids] if isinstance(ids, str) else list(ids)
+    if not id_list:
+        raise ValueError(f"{argument}: give one id or a non-empty collection of ids")
+    return id_list
+
+
+async def each_id(
+    ids: str | Iterable[str], call: Callable[[str], Awaitable[object]], *, argument: str
+) -> None:
+    """Run ``call(id)`` for one id or each of many (a few at a time): stop / close / delete
+    take one id or many alike, for APIs whose request names one.
+
+    One id raises its error as it is. With several, every id is tried, and failures raise
+    one ``ExceptionGroup`` naming the failing positions (``except* NotFoundError`` catches
+    one kind); ids that succeeded stay done.
+    """
+    id_list = one_or_many(ids, argument)
+    if len(id_list) == 1:
+        await call(id_list[0])
+        return
+    result = await fan_out(call, id_list, concurrency=EACH_ID_CONCURRENCY)
+    result.values()  # raises the ExceptionGroup, if any failed
 
 
 class WaitableResource(Generic[R]):

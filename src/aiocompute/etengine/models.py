@@ -123,6 +123,11 @@ class Batch:
     raw: Mapping[str, Any] = field(factory=dict, repr=False, eq=False)
 
     @property
+    def id(self) -> str:
+        """The batch's id (``batch_id``): every model has ``.id``."""
+        return self.batch_id
+
+    @property
     def tool(self) -> str | None:
         """The tool's id."""
         if self.batch_tool is not None and self.batch_tool.tool_id:
@@ -142,6 +147,11 @@ class SubmittedBatch:
     batch_id: str | None
     tool_id: str
     n_jobs: int
+
+    @property
+    def id(self) -> str | None:
+        """The batch's id (``batch_id``; None if the server named none)."""
+        return self.batch_id
 
 
 @frozen
@@ -172,6 +182,11 @@ class BatchStatus:
     batch_id: str | None = None
     n_jobs: int | None = None
     raw: Mapping[str, Any] = field(factory=dict, repr=False, eq=False)
+
+    @property
+    def id(self) -> str | None:
+        """The batch's id (``batch_id``)."""
+        return self.batch_id
 
     @property
     def other(self) -> dict[str, int]:
@@ -285,6 +300,11 @@ class BatchJob:
     start_time: datetime | str | None = None
     stop_time: datetime | str | None = None
     raw: Mapping[str, Any] = field(factory=dict, repr=False, eq=False)
+
+    @property
+    def id(self) -> str:
+        """The job's id (``job_id``): every model has ``.id``."""
+        return self.job_id
 
     @property
     def state(self) -> str:

@@ -21,7 +21,7 @@ from .._core.network import ConnectionOptions, Unpack
 from .._core.observability import api_call
 from .._core.polling import Poller, per_id_fetcher
 from .._core.protocol_kit import Request
-from .._core.resources import BaseClient, WaitableResource, client_transport
+from .._core.resources import BaseClient, WaitableResource, client_transport, each_id
 from .._core.responses import Response
 from .._core.retries import RetryPolicy
 from .._core.wait_types import PollCadence, Until
@@ -312,9 +312,14 @@ class SessionsResource(WaitableResource[Session]):
         await self._client._send(P.update_session(session_id, accepting_jobs=accepting_jobs))
 
     @api_call("close")
-    async def close(self, session_id: str) -> None:
-        """Close the session now: jobs not yet running are not run. Answers 204."""
-        await self._client._send(P.close_session(session_id))
+    async def close(self, session_id: str | Sequence[str]) -> None:
+        """Close the session now, or each of several: jobs not yet running are not run.
+        Several ids: each is tried; failures raise one ``ExceptionGroup``."""
+
+        async def close_one(one: str) -> None:
+            await self._client._send(P.close_session(one))
+
+        await each_id(session_id, close_one, argument="session_id")
 
     @api_call("get_many")
     async def get_many(self, session_ids: Sequence[str]) -> dict[str, Session]:

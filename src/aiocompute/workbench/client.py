@@ -13,7 +13,15 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import AsyncGenerator, Collection, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    Awaitable,
+    Callable,
+    Collection,
+    Generator,
+    Mapping,
+    Sequence,
+)
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta, timezone
 from functools import partial
@@ -29,9 +37,10 @@ from .._core.handles import DEFAULT_CLEANUP_TIMEOUT, Handle, scoped
 from .._core.http_config import DEFAULT_LIMITS, DEFAULT_TIMEOUTS, PoolLimits, Timeouts
 from .._core.network import ConnectionOptions, Unpack
 from .._core.observability import api_call
+from .._core.pagination import Page, Paginator
 from .._core.polling import Poller
 from .._core.protocol_kit import Request
-from .._core.resources import BaseClient, WaitableResource, client_transport
+from .._core.resources import BaseClient, WaitableResource, client_transport, each_id
 from .._core.retries import DEFAULT_RETRY, RetryPolicy
 from .._core.streaming import ResumePolicy, resumable_items
 from .._core.wait_types import PollCadence, Until
@@ -48,6 +57,7 @@ from .models import (
     JobSpec,
     LaunchedSession,
     LaunchParameters,
+    ListedSessions,
     OutputChunk,
     OutputLine,
     ServerVersion,
@@ -401,19 +411,39 @@ class SessionsResource(WaitableResource[Session]):
             cleanup_timeout=cleanup_timeout,
         )
 
-    @api_call("list")
-    async def list(
+    def list(
         self,
         ids: Sequence[str] | None = None,
         *,
         user: str | None = None,
         fields: Sequence[str] | None = None,
         include_jobs: bool = False,
-    ) -> SessionListing:
+    ) -> Paginator[Session]:
         """Live sessions (all of ``user``'s, or the given ``ids``), and their jobs if asked.
 
+        Like every ``list``, a :class:`~aiocompute.Paginator`: ``async for s in
+        wb.sessions.list()``, or ``await`` it for a :class:`ListedSessions`, a list of the
+        sessions that also has the listing's ``.jobs`` (and ``.sessions``, ``.session(id)``,
+        ``.job(id)``, as :class:`SessionListing` had). One request (Workbench does not page).
         ``fields`` limits what the server sends for each session.
         """
+        # Checked now, not at the first await: bad arguments fail where they were given.
+        P.get_session(ids, user=user, fields=fields, include_jobs=include_jobs)
+
+        async def fetch() -> SessionListing:
+            return await self._list_fetch(ids, user, fields, include_jobs)
+
+        return _SessionsPaginator(fetch)
+
+    @api_call("list")
+    async def _list_fetch(
+        self,
+        ids: Sequence[str] | None,
+        user: str | None,
+        fields: Sequence[str] | None,
+        include_jobs: bool,
+    ) -> SessionListing:
+        # The request of list(), traced under the name users call.
         return await self._client._listing(ids, user=user, fields=fields, include_jobs=include_jobs)
 
     @api_call("get")
@@ -467,7 +497,8 @@ class SessionsResource(WaitableResource[Session]):
     async def stop(
         self, session_ids: str | Sequence[str], *, force: bool = False, suspend: bool = False
     ) -> None:
-        """Stop sessions; ``force`` kills them, ``suspend`` saves their state (RStudio)."""
+        """Stop one session or several (one request); ``force`` kills them, ``suspend``
+        saves their state (RStudio)."""
         await self._client._send(P.stop_session(session_ids, force_quit=force, suspend=suspend))
 
     # Poller plumbing.
@@ -497,6 +528,37 @@ class SessionsResource(WaitableResource[Session]):
 
     async def _cancel(self, session_id: str) -> None:
         await self.stop([session_id])
+
+
+class _SessionsPaginator(Paginator[Session]):
+    """``wb.sessions.list()``: one page; awaited, a :class:`ListedSessions` (a list that
+    keeps the listing's jobs)."""
+
+    def __init__(self, fetch_listing: Callable[[], Awaitable[SessionListing]]) -> None:
+        self._fetch_listing = fetch_listing
+
+        async def fetch(marker: str | None) -> Page[Session]:
+            return Page((await fetch_listing()).sessions)
+
+        super().__init__(fetch, what="Workbench sessions")
+
+    async def _collect(self) -> ListedSessions:
+        return ListedSessions(await self._fetch_listing())
+
+    def __await__(self) -> Generator[Any, None, ListedSessions]:
+        return self._collect().__await__()
+
+
+def _filter_names(value: str | Collection[str] | None, argument: str) -> frozenset[str] | None:
+    """A filter argument (one name or several) as a set; statuses compare ignoring case."""
+    if value is None:
+        return None
+    names = [value] if isinstance(value, str) else list(value)
+    if not names or not all(isinstance(n, str) and n.strip() for n in names):
+        raise ValueError(f"{argument} must be a name or a non-empty collection of names")
+    if argument == "statuses":
+        return frozenset(n.strip().casefold() for n in names)
+    return frozenset(names)
 
 
 # The RPC parameters that name one resource, and what to call it in a "not found" error.
@@ -581,13 +643,39 @@ class _JobsBase(WaitableResource[Job]):
             raise NotFoundError(f"{self._what} not found: {job_id}", status=200)
         return found[job_id]
 
+    def list(
+        self,
+        *,
+        statuses: str | Collection[str] | None = None,
+        tags: str | Collection[str] | None = None,
+    ) -> Paginator[Job]:
+        """The user's jobs and audited jobs the server still reports (live and recent).
+
+        A :class:`~aiocompute.Paginator` like every ``list``: ``await`` it for a list,
+        or ``async for`` over it. ``statuses`` keeps jobs in one of these states (any
+        case: ``"running"`` is ``Running``); ``tags`` keeps jobs that carry every one of
+        these tags. Workbench has no server-side filter: both are applied to the answer.
+        """
+        wanted = _filter_names(statuses, "statuses")
+        needed = _filter_names(tags, "tags")
+
+        async def fetch() -> Sequence[Job]:
+            jobs = await self._list_fetch()
+            if wanted is not None:
+                jobs = [j for j in jobs if j.state.casefold() in wanted]
+            if needed is not None:
+                jobs = [j for j in jobs if needed <= set(j.tags)]
+            return jobs
+
+        return Paginator.single(fetch, what=f"Workbench {self._what}s")
+
     @api_call("list")
-    async def list(self) -> list[Job]:
-        """The user's jobs and audited jobs the server still reports (live and recent)."""
+    async def _list_fetch(self) -> Sequence[Job]:
+        # The request of list(), traced under the name users call.
         listing = await self._client._listing(
             fields=["id"], include_jobs=True, include_all_jobs=True
         )
-        return list(listing.jobs)
+        return listing.jobs
 
     @api_call("output")
     async def output(
@@ -737,9 +825,14 @@ class JobsResource(_JobsBase):
         return P.parse_job_launch(await self._client._send(request), strict=self._client._strict)
 
     @api_call("stop")
-    async def stop(self, job_id: str, *, force: bool = False) -> None:
-        """Stop a job (``force``: kill -9 instead of a terminate signal)."""
-        await self._client._send(P.stop_job(job_id, force=force))
+    async def stop(self, job_id: str | Sequence[str], *, force: bool = False) -> None:
+        """Stop a job, or each of several (``force``: kill -9 instead of a terminate
+        signal). Several ids: each is tried; failures raise one ``ExceptionGroup``."""
+
+        async def stop_one(one: str) -> None:
+            await self._client._send(P.stop_job(one, force=force))
+
+        await each_id(job_id, stop_one, argument="job_id")
 
 
 class AuditedJobsResource(_JobsBase):
@@ -775,6 +868,11 @@ class AuditedJobsResource(_JobsBase):
         return P.parse_audited_job_details(result, strict=self._client._strict)
 
     @api_call("stop")
-    async def stop(self, audited_job_id: str, *, force: bool = False) -> None:
-        """Stop an audited job (``force``: kill instead of terminate)."""
-        await self._client._send(P.stop_audited_job(audited_job_id, force=force))
+    async def stop(self, audited_job_id: str | Sequence[str], *, force: bool = False) -> None:
+        """Stop an audited job, or each of several (``force``: kill instead of terminate).
+        Several ids: each is tried; failures raise one ``ExceptionGroup``."""
+
+        async def stop_one(one: str) -> None:
+            await self._client._send(P.stop_audited_job(one, force=force))
+
+        await each_id(audited_job_id, stop_one, argument="audited_job_id")
