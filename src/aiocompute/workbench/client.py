@@ -177,7 +177,7 @@ class WorkbenchClient(BaseClient):
             auth = StaticAuth({RPC_COOKIE_HEADER: cookie})
         super().__init__(
             client_transport(
-                url.rstrip("/"),
+                _server_root(url),
                 auth=auth,
                 timeouts=timeouts,
                 retry=retry,
@@ -224,6 +224,9 @@ class WorkbenchClient(BaseClient):
             return P.decode_envelope(P.rpc_method(request), response.status, response.body)
         except NotFoundError as exc:
             missing = exc
+        if missing.status == 404 and missing.code is None:
+            # An HTTP 404 with no RPC error: the address, not the id, is wrong.
+            raise _wrong_address(missing, self._transport.base_url)
         raise _naming_the_id(missing, request)
 
     @api_call("version")
@@ -559,6 +562,33 @@ def _filter_names(value: str | Collection[str] | None, argument: str) -> frozens
     if argument == "statuses":
         return frozenset(n.strip().casefold() for n in names)
     return frozenset(names)
+
+
+def _server_root(url: str) -> str:
+    """The Workbench address without a trailing ``/api``: the client adds ``/api/<method>``
+    itself, and ``https://host/api`` (what the API's own docs call its base) must not
+    become ``https://host/api/api/...``."""
+    root = url.rstrip("/")
+    if root.endswith("/api"):
+        root = root[: -len("/api")]
+    return root
+
+
+def _wrong_address(error: NotFoundError, base_url: str) -> NotFoundError:
+    """A 404 from no RPC: name the address to check, and what it should look like."""
+    return type(error)(
+        f"{error.message} (no Workbench API at {base_url}: base_url is the Workbench server "
+        "address, as in the browser, e.g. https://host or https://host/workbench; the "
+        "client adds /api/<method>)",
+        status=error.status,
+        code=error.code,
+        body=error.body,
+        method=error.method,
+        url=error.url,
+        retry_after=error.retry_after,
+        request_id=error.request_id,
+        headers=error.headers,
+    )
 
 
 # The RPC parameters that name one resource, and what to call it in a "not found" error.
