@@ -783,9 +783,11 @@ class WorkbenchSessionsResource(SyncWaitableResource[_aiocompute_workbench_model
     ) -> LaunchedSession:
         """Launch a session of IDE ``workbench`` (``"RStudio"``, ``"VS Code"``, ...).
 
-        ``launch_parameters`` needs ``name`` and ``cluster`` (checked before sending). Not
-        retried once the request may have reached the server (that could start a second
-        session). Returns at once; use :meth:`wait` to know when it is running.
+        The name is given once: ``launch("VS Code", name="etl")`` names the session and its
+        ``launch_parameters``, whose ``name`` defaults to the session's (else the IDE's)
+        and ``cluster`` to ``"Local"`` (they are checked before sending). Not retried once
+        the request may have reached the server (that could start a second session).
+        Returns at once; use :meth:`wait` to know when it is running.
         """
         return self._runner.call(
             self._async.launch,
