@@ -513,7 +513,7 @@ class SyncPaginator(Generic[T]):
 
     def _all_deprecated(self, what: str) -> Any:
         warnings.warn(
-            f"{what} on a SyncPaginator is deprecated: call .all() for the list "
+            f"{what} on a SyncPaginator is deprecated: use .all() for the list "
             "(or iterate the paginator)",
             DeprecationWarning,
             stacklevel=3,
