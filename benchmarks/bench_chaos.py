@@ -116,7 +116,7 @@ def _qiskit(url: str, emu: Emulator) -> Setup:
     q = QiskitRuntimeClient(
         token="qiskit-key",
         instance=CRN,
-        url=f"{url}/qiskit/api",
+        base_url=f"{url}/qiskit/api",
         iam_url=emu.qiskit_iam_url,
         **OPTIONS,
     )
@@ -140,7 +140,7 @@ def _lakesail(url: str, emu: Emulator) -> Setup:
 
 
 def _etengine(url: str, emu: Emulator) -> Setup:
-    et = ETEngineClient(api_key="et-key", url=f"{url}/etengine/v1", **OPTIONS)
+    et = ETEngineClient(api_key="et-key", base_url=f"{url}/etengine/v1", **OPTIONS)
 
     async def create(i: int) -> str | None:
         return (await et.batches.create("tool-hello")).batch_id

@@ -160,7 +160,7 @@ class JobReads(Reads):
         """An :class:`ETEngineClient` on the emulator."""
         return ETEngineClient(
             api_key=ET_KEY,
-            url=self.url,
+            base_url=self.url,
             limits=PoolLimits(max_connections=POOL),
             trust_env=trust_env,
         )
@@ -474,7 +474,7 @@ async def make_jobs(url: str, reads: int) -> list[tuple[str, str]]:
     """Create :data:`BATCHES` batches holding ``reads`` jobs in all, wait until every batch
     has succeeded and every job is listed, and return ``(batch_id, job_id)`` pairs."""
     per_batch = -(-reads // BATCHES)
-    async with ETEngineClient(api_key=ET_KEY, url=url) as et:
+    async with ETEngineClient(api_key=ET_KEY, base_url=url) as et:
         batch_ids: list[str] = []
         for b in range(BATCHES):
             created = await et.batches.create(

@@ -32,7 +32,7 @@ async def emu() -> AsyncIterator[Emulator]:
 def client(proxy: ChaosProxy, **options: object) -> ETEngineClient:
     return ETEngineClient(
         api_key="et-key",
-        url=f"{proxy.url}/etengine/v1",
+        base_url=f"{proxy.url}/etengine/v1",
         retry=QUICK,
         **options,  # type: ignore[arg-type]
     )

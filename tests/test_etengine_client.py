@@ -40,7 +40,7 @@ def client(emu: Emulator, **kwargs: Any) -> ETEngineClient:
     kwargs.setdefault("api_key", KEY)
     kwargs.setdefault("cadence", QUICK_POLL)
     kwargs.setdefault("retry", QUICK_RETRY)
-    return ETEngineClient(url=emu.etengine_url, **kwargs)
+    return ETEngineClient(base_url=emu.etengine_url, **kwargs)
 
 
 pytestmark = pytest.mark.emulator(seed=4)

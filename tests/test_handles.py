@@ -123,7 +123,7 @@ async def test_a_failing_cleanup_does_not_hide_the_blocks_error(
 
 async def test_qiskit_opened_stops_taking_jobs_then_closes(emu: Emulator) -> None:
     async with QiskitRuntimeClient(
-        token="qiskit-key", instance=CRN, url=emu.qiskit_url, iam_url=emu.qiskit_iam_url
+        token="qiskit-key", instance=CRN, base_url=emu.qiskit_url, iam_url=emu.qiskit_iam_url
     ) as q:
         async with q.sessions.opened("ibm_kyiv") as s:
             assert emu.qiskit.sessions[s.id].accepting_jobs
@@ -144,7 +144,7 @@ async def test_lakesail_created_is_ready_inside_and_closed_after(emu: Emulator) 
 async def test_etengine_created_deletes_or_waits(
     emu: Emulator, on_exit: str, deleted: bool
 ) -> None:
-    options: dict[str, Any] = {"api_key": "et-key", "url": emu.etengine_url, "cadence": QUICK}
+    options: dict[str, Any] = {"api_key": "et-key", "base_url": emu.etengine_url, "cadence": QUICK}
     async with ETEngineClient(**options) as et:
         async with et.batches.created("tool-hello", on_exit=on_exit, cleanup_timeout=60) as b:
             assert b.id in emu.etengine.batches

@@ -125,7 +125,7 @@ async def test_workbench_client_deep_body(mocked: aioresponses) -> None:
 
 async def test_et_engine_client_deep_create_answer(mocked: aioresponses) -> None:
     mocked.post(f"{ET}/tools/t1", body=DEEP_SMALL, content_type="application/json")
-    async with ETEngineClient(api_key="k", url=ET, retry=NO_RETRY) as et:
+    async with ETEngineClient(api_key="k", base_url=ET, retry=NO_RETRY) as et:
         with pytest.raises(ProtocolError, match="nested too deeply"):
             await et.batches.create("t1")
 

@@ -147,7 +147,7 @@ async def test_https_to_http_redirect_is_refused(ca: LocalCA) -> None:
     async with (
         serve_http(other.app) as elsewhere,
         serve_tls(redirecting_to(elsewhere.url, 308), ca) as server,
-        ETEngineClient(api_key=KEY, url=server.url, verify=str(ca.ca_file)) as et,
+        ETEngineClient(api_key=KEY, base_url=server.url, verify=str(ca.ca_file)) as et,
     ):
         with pytest.raises(APIError, match="redirects to 'http://"):
             await et.batches.create("tool", fixed_args={"environment": "secret-value"})
@@ -161,7 +161,10 @@ async def test_an_iam_redirect_does_not_carry_the_api_key_away() -> None:
         serve_http(other.app) as elsewhere,
         serve_http(redirecting_to(elsewhere.url, 307)) as iam,
         QiskitRuntimeClient(
-            token=IAM_KEY, instance=CRN, url=emu.qiskit_url, iam_url=f"{iam.url}/identity/token"
+            token=IAM_KEY,
+            instance=CRN,
+            base_url=emu.qiskit_url,
+            iam_url=f"{iam.url}/identity/token",
         ) as q,
     ):
         with pytest.raises(APIError) as info:
@@ -245,7 +248,7 @@ async def test_a_bad_json_body_does_not_keep_the_body_in_the_chain() -> None:
 async def test_a_create_cut_off_after_sending_is_an_unknown_outcome_not_a_retry() -> None:
     async with (
         raw_server(b"") as url,
-        ETEngineClient(api_key=KEY, url=url, retry=RetryPolicy(backoff_initial=0.001)) as et,
+        ETEngineClient(api_key=KEY, base_url=url, retry=RetryPolicy(backoff_initial=0.001)) as et,
     ):
         with pytest.raises(OutcomeUnknown) as info:
             await et.batches.create("tool")
@@ -262,7 +265,7 @@ def test_a_credential_over_plain_http_warns_once_per_client(mocked: aioresponses
     mocked.get("http://et.example.com/v1/batches", payload=[], repeat=True)
 
     async def two_calls(url: str) -> None:
-        async with ETEngineClient(api_key=KEY, url=url) as et:
+        async with ETEngineClient(api_key=KEY, base_url=url) as et:
             await et.batches.list()
             await et.batches.list()
 
@@ -279,7 +282,7 @@ async def test_loopback_and_https_do_not_warn() -> None:
     async with Emulator() as emu:
         with warnings.catch_warnings():
             warnings.simplefilter("error", InsecureTransportWarning)
-            async with ETEngineClient(api_key=KEY, url=emu.etengine_url) as et:
+            async with ETEngineClient(api_key=KEY, base_url=emu.etengine_url) as et:
                 await et.batches.list()
 
 
@@ -288,7 +291,7 @@ async def test_loopback_and_https_do_not_warn() -> None:
 
 async def test_calls_and_waits_on_a_closed_client_raise_an_error_of_the_tree() -> None:
     async with Emulator() as emu:
-        et = ETEngineClient(api_key=KEY, url=emu.etengine_url)
+        et = ETEngineClient(api_key=KEY, base_url=emu.etengine_url)
         await et.batches.list()
         await et.aclose()
         with pytest.raises(ClientClosedError, match="closed"):
@@ -305,7 +308,7 @@ async def test_http_proxy_from_the_environment(monkeypatch: pytest.MonkeyPatch) 
     async with Emulator() as emu, ForwardProxy() as proxy:
         monkeypatch.setenv("HTTP_PROXY", proxy.url)
         url = emu.etengine_url
-        async with ETEngineClient(api_key=KEY, url=url) as et:
+        async with ETEngineClient(api_key=KEY, base_url=url) as et:
             assert await et.batches.list() == []
     assert [r.method for r in proxy.requests] == ["GET"]
     assert proxy.requests[0].target == f"{url}/batches"
@@ -318,7 +321,7 @@ async def test_https_proxy_from_the_environment_tunnels_to_a_verified_server(
     async with serve_tls(emu._build_app(), ca) as server, ForwardProxy() as proxy:
         monkeypatch.setenv("HTTPS_PROXY", proxy.url)
         url = f"{server.url}/etengine/v1"
-        async with ETEngineClient(api_key=KEY, url=url, verify=ca.ca_file) as et:
+        async with ETEngineClient(api_key=KEY, base_url=url, verify=ca.ca_file) as et:
             assert await et.batches.list() == []
     assert [(r.method, r.target) for r in proxy.requests] == [
         ("CONNECT", f"127.0.0.1:{server.port}")
@@ -333,7 +336,7 @@ async def test_explicit_proxy_with_credentials_beats_the_environment(
     async with Emulator() as emu, ForwardProxy(auth=("me", "proxy-pass-77")) as proxy:
         monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")  # nobody listens there
         async with ETEngineClient(
-            api_key=KEY, url=emu.etengine_url, proxy=proxy.url_with_auth
+            api_key=KEY, base_url=emu.etengine_url, proxy=proxy.url_with_auth
         ) as et:
             assert await et.batches.list() == []
             assert "proxy-pass-77" not in repr(et._transport)
@@ -345,7 +348,7 @@ async def test_wrong_proxy_credentials_fail_without_showing_them(ca: LocalCA) ->
     async with serve_tls(emu._build_app(), ca) as server, ForwardProxy(auth=("me", "right")) as p:
         bad = p.url_with_auth.replace("right", "wrong-pass-31")
         url = f"{server.url}/etengine/v1"
-        async with ETEngineClient(api_key=KEY, url=url, proxy=bad, verify=ca.ca_file) as et:
+        async with ETEngineClient(api_key=KEY, base_url=url, proxy=bad, verify=ca.ca_file) as et:
             with pytest.raises(TransportError, match="proxy refused the connection") as info:
                 await et.batches.list()
     assert_no_secret_in_chain(info.value, "wrong-pass-31", KEY)
@@ -354,16 +357,16 @@ async def test_wrong_proxy_credentials_fail_without_showing_them(ca: LocalCA) ->
 async def test_trust_env_false_ignores_the_proxy_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     async with Emulator() as emu, ForwardProxy() as proxy:
         monkeypatch.setenv("HTTP_PROXY", proxy.url)
-        async with ETEngineClient(api_key=KEY, url=emu.etengine_url, trust_env=False) as et:
+        async with ETEngineClient(api_key=KEY, base_url=emu.etengine_url, trust_env=False) as et:
             await et.batches.list()
     assert proxy.requests == []
 
 
 def test_a_bad_proxy_url_is_refused_at_once() -> None:
     with pytest.raises(ValueError, match="proxy must be an http"):
-        ETEngineClient(api_key=KEY, url="https://et.example.com", proxy="socks5://h:1080")
+        ETEngineClient(api_key=KEY, base_url="https://et.example.com", proxy="socks5://h:1080")
     with pytest.raises(TypeError, match="proxy must be a URL string"):
-        ETEngineClient(api_key=KEY, url="https://et.example.com", proxy=3128)  # type: ignore[call-arg]
+        ETEngineClient(api_key=KEY, base_url="https://et.example.com", proxy=3128)  # type: ignore[call-arg]
 
 
 # -- TLS -------------------------------------------------------------------------------------
@@ -411,9 +414,11 @@ async def test_ssl_cert_file_is_honoured_only_with_trust_env(
 
 def test_a_verify_path_that_names_nothing_is_refused_at_once(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no CA bundle"):
-        ETEngineClient(api_key=KEY, url="https://et.example.com", verify=str(tmp_path / "no.pem"))
+        ETEngineClient(
+            api_key=KEY, base_url="https://et.example.com", verify=str(tmp_path / "no.pem")
+        )
     with pytest.raises(TypeError, match="verify must be"):
-        ETEngineClient(api_key=KEY, url="https://et.example.com", verify=1)  # type: ignore[arg-type]
+        ETEngineClient(api_key=KEY, base_url="https://et.example.com", verify=1)  # type: ignore[arg-type]
 
 
 # -- headers, user agent, hooks, caller-owned sessions ---------------------------------------
@@ -425,7 +430,7 @@ async def test_extra_headers_never_override_the_credential() -> None:
         serve_http(server.app) as http,
         ETEngineClient(
             api_key=KEY,
-            url=http.url,
+            base_url=http.url,
             headers={"X-Team": "blue", "Authorization": "not-the-key"},
             user_agent="my-tool/2.0",
         ) as et,
@@ -451,7 +456,7 @@ async def test_event_hooks_see_redacted_views_and_may_be_async() -> None:
     server = Recorder(payload=[])
     async with serve_http(server.app) as http:
         hooks = {"request": [on_request], "response": [on_response]}
-        async with ETEngineClient(api_key=KEY, url=http.url, event_hooks=hooks) as et:
+        async with ETEngineClient(api_key=KEY, base_url=http.url, event_hooks=hooks) as et:
             await et.jobs.list("b-1")
     request, response = seen
     assert isinstance(request, RequestView)
@@ -474,7 +479,7 @@ async def test_a_hook_that_raises_ends_the_call_with_its_error() -> None:
     server = Recorder()
     async with (
         serve_http(server.app) as http,
-        ETEngineClient(api_key=KEY, url=http.url, event_hooks={"request": [refuse]}) as et,
+        ETEngineClient(api_key=KEY, base_url=http.url, event_hooks={"request": [refuse]}) as et,
     ):
         with pytest.raises(PermissionError, match="no GET today"):
             await et.jobs.list("b-1")
@@ -483,14 +488,14 @@ async def test_a_hook_that_raises_ends_the_call_with_its_error() -> None:
 
 def test_bad_event_hooks_are_refused_at_once() -> None:
     with pytest.raises(ValueError, match="unknown event"):
-        ETEngineClient(api_key=KEY, url="https://h", event_hooks={"reply": []})
+        ETEngineClient(api_key=KEY, base_url="https://h", event_hooks={"reply": []})
     with pytest.raises(TypeError, match="is not callable"):
-        ETEngineClient(api_key=KEY, url="https://h", event_hooks={"request": [42]})  # type: ignore[list-item]
+        ETEngineClient(api_key=KEY, base_url="https://h", event_hooks={"request": [42]})  # type: ignore[list-item]
 
 
 def test_unknown_connection_options_name_the_client() -> None:
     with pytest.raises(TypeError, match=r"ETEngineClient\(\) got an unexpected keyword argument"):
-        ETEngineClient(api_key=KEY, url="https://h", proxies="x")  # type: ignore[call-arg]
+        ETEngineClient(api_key=KEY, base_url="https://h", proxies="x")  # type: ignore[call-arg]
 
 
 async def test_a_caller_owned_session_is_used_and_never_closed() -> None:
@@ -502,7 +507,9 @@ async def test_a_caller_owned_session_is_used_and_never_closed() -> None:
     trace = aiohttp.TraceConfig()
     trace.on_request_start.append(on_request_start)
     async with Emulator() as emu, aiohttp.ClientSession(trace_configs=[trace]) as session:
-        async with ETEngineClient(api_key=KEY, url=emu.etengine_url, http_session=session) as et:
+        async with ETEngineClient(
+            api_key=KEY, base_url=emu.etengine_url, http_session=session
+        ) as et:
             await et.batches.list()
         assert not session.closed
         assert sent == [f"{emu.etengine_url}/batches"]
@@ -514,7 +521,7 @@ async def test_a_caller_owned_session_is_used_and_never_closed() -> None:
 async def test_with_options_shares_the_pool_and_closes_independently() -> None:
     server = Recorder(payload=[])
     async with serve_http(server.app) as http:
-        et = ETEngineClient(api_key=KEY, url=http.url)
+        et = ETEngineClient(api_key=KEY, base_url=http.url)
         fast = et.with_options(timeouts=Timeouts(total=5), headers={"X-Call": "quick"})
         assert fast._transport._pool is et._transport._pool
         assert fast.batches is not et.batches
@@ -535,7 +542,7 @@ def test_with_options_of_a_sync_client() -> None:
     with start_blocking_portal() as portal:
         portal.call(emu.start)
         try:
-            with SyncETEngineClient(api_key=KEY, url=emu.etengine_url) as et:
+            with SyncETEngineClient(api_key=KEY, base_url=emu.etengine_url) as et:
                 check_sync_copy(et)
         finally:
             portal.call(emu.stop)
@@ -543,13 +550,13 @@ def test_with_options_of_a_sync_client() -> None:
 
 def check_sync_copy(et: SyncETEngineClient) -> None:
     quick = et.with_options(retry=NO_RETRY)
-    assert quick.batches.list() == []
+    assert quick.batches.list().all() == []
     quick.close()
     assert quick.closed
     assert not et.closed
-    assert et.batches.list() == []
+    assert et.batches.list().all() == []
     with pytest.raises(ClientClosedError):
-        quick.batches.list()
+        quick.batches.list().all()
 
 
 # -- what errors say -------------------------------------------------------------------------
@@ -566,7 +573,7 @@ async def test_api_errors_carry_the_request_id_and_redacted_headers() -> None:
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", deny)
-    async with serve_http(app) as http, ETEngineClient(api_key=KEY, url=http.url) as et:
+    async with serve_http(app) as http, ETEngineClient(api_key=KEY, base_url=http.url) as et:
         with pytest.raises(AuthenticationError) as info:
             await et.batches.list()
     error = info.value
@@ -630,7 +637,7 @@ async def test_not_found_errors_name_the_id_the_server_left_out() -> None:
             with pytest.raises(NotFoundError, match="job 'no-such-job' not found"):
                 await wb.jobs.stop("no-such-job")
         async with QiskitRuntimeClient(
-            token=IAM_KEY, instance=CRN, url=emu.qiskit_url, iam_url=emu.qiskit_iam_url
+            token=IAM_KEY, instance=CRN, base_url=emu.qiskit_url, iam_url=emu.qiskit_iam_url
         ) as q:
             with pytest.raises(NotFoundError, match="session 'no-such-session' not found"):
                 await q.sessions.get("no-such-session")
@@ -650,7 +657,7 @@ async def test_no_proxy_sends_matching_hosts_directly(monkeypatch: pytest.Monkey
     async with Emulator() as emu, ForwardProxy() as proxy:
         monkeypatch.setenv("HTTP_PROXY", proxy.url)
         monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
-        async with ETEngineClient(api_key=KEY, url=emu.etengine_url) as et:
+        async with ETEngineClient(api_key=KEY, base_url=emu.etengine_url) as et:
             assert await et.batches.list() == []
     assert proxy.requests == []
 
@@ -658,7 +665,7 @@ async def test_no_proxy_sends_matching_hosts_directly(monkeypatch: pytest.Monkey
 def test_the_environment_is_read_when_the_client_is_made(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.corp.example:3128")
     monkeypatch.setenv("NO_PROXY", ".internal.example")
-    et = ETEngineClient(api_key=KEY, url="https://et.example.com/v1")
+    et = ETEngineClient(api_key=KEY, base_url="https://et.example.com/v1")
     monkeypatch.setenv("HTTPS_PROXY", "http://changed.example:1")
     transport = et._transport
     assert str(transport._proxy_for("https://et.example.com/v1/batches")) == (
@@ -666,5 +673,6 @@ def test_the_environment_is_read_when_the_client_is_made(monkeypatch: pytest.Mon
     )
     assert transport._proxy_for("https://iam.internal.example/token") is None
     assert (
-        ETEngineClient(api_key=KEY, url="https://x", trust_env=False)._transport._base_proxy is None
+        ETEngineClient(api_key=KEY, base_url="https://x", trust_env=False)._transport._base_proxy
+        is None
     )

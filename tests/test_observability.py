@@ -169,7 +169,7 @@ async def wb(emu: Emulator) -> AsyncIterator[WorkbenchClient]:
 @pytest.fixture
 async def et(emu: Emulator) -> AsyncIterator[ETEngineClient]:
     async with ETEngineClient(
-        api_key=ET_KEY, url=emu.etengine_url, retry=QUICK_RETRY, cadence=QUICK_POLL
+        api_key=ET_KEY, base_url=emu.etengine_url, retry=QUICK_RETRY, cadence=QUICK_POLL
     ) as client:
         yield client
 
@@ -179,7 +179,7 @@ async def q(emu: Emulator) -> AsyncIterator[QiskitRuntimeClient]:
     async with QiskitRuntimeClient(
         token=QK_KEY,
         instance=CRN,
-        url=emu.qiskit_url,
+        base_url=emu.qiskit_url,
         iam_url=emu.qiskit_iam_url,
         retry=QISKIT_RETRY.replace(backoff_initial=0.01, backoff_max=0.02),
         cadence=QUICK_POLL,
@@ -497,7 +497,7 @@ from aiocompute.emulator import Emulator, EmulatorConfig, ETEngineEmulatorConfig
 async def main():
     config = EmulatorConfig(etengine=ETEngineEmulatorConfig(api_keys={{{ET_KEY!r}: "u"}}))
     async with Emulator(config=config) as emu:
-        async with ETEngineClient(api_key={ET_KEY!r}, url=emu.etengine_url) as et:
+        async with ETEngineClient(api_key={ET_KEY!r}, base_url=emu.etengine_url) as et:
             await et.batches.list()
 
 asyncio.run(main())

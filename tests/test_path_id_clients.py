@@ -54,7 +54,7 @@ def _ids(calls: list[tuple[str, Call]]) -> list[str]:
 async def test_et_engine_refuses_before_sending(
     mocked: aioresponses, call: Call, value: str
 ) -> None:
-    async with ETEngineClient(api_key="k", url="https://et.test/v1", retry=NO_RETRY) as et:
+    async with ETEngineClient(api_key="k", base_url="https://et.test/v1", retry=NO_RETRY) as et:
         with pytest.raises(ValueError, match="_id must not"):
             await call(et, value)
     assert mocked.requests == {}
@@ -66,7 +66,7 @@ async def test_qiskit_refuses_before_sending(mocked: aioresponses, call: Call, v
     async with QiskitRuntimeClient(
         token="k",
         instance=CRN,
-        url="https://q.test/api",
+        base_url="https://q.test/api",
         iam_url="https://iam.test/identity/token",
         retry=NO_RETRY,
     ) as q:
@@ -89,7 +89,7 @@ async def test_lakesail_refuses_before_sending(
 async def test_deleting_batch_dot_leaves_every_batch_in_place() -> None:
     async with (
         Emulator(seed=4) as emu,
-        ETEngineClient(api_key="et-key", url=emu.etengine_url, retry=NO_RETRY) as et,
+        ETEngineClient(api_key="et-key", base_url=emu.etengine_url, retry=NO_RETRY) as et,
     ):
         created = await et.batches.create("tool-sim")
         for value in (".", ".."):

@@ -41,7 +41,7 @@ def client(emu: Emulator, **kwargs: Any) -> QiskitRuntimeClient:
     kwargs.setdefault("instance", CRN)
     kwargs.setdefault("cadence", QUICK_POLL)
     kwargs.setdefault("retry", QUICK_RETRY)
-    return QiskitRuntimeClient(url=emu.qiskit_url, iam_url=emu.qiskit_iam_url, **kwargs)
+    return QiskitRuntimeClient(base_url=emu.qiskit_url, iam_url=emu.qiskit_iam_url, **kwargs)
 
 
 pytestmark = pytest.mark.emulator(seed=3, qiskit=FAST)
@@ -398,7 +398,7 @@ async def test_create_to_a_dead_server_is_retried(emu: Emulator) -> None:
         dead = f"http://127.0.0.1:{sock.getsockname()[1]}/api"
     retries: list[int] = []
     async with QiskitRuntimeClient(
-        token=KEY, instance=CRN, url=dead, iam_url=emu.qiskit_iam_url, retry=QUICK_RETRY
+        token=KEY, instance=CRN, base_url=dead, iam_url=emu.qiskit_iam_url, retry=QUICK_RETRY
     ) as q:
         q._transport._on_retry = lambda attempt, error, delay: retries.append(attempt)
         with pytest.raises(TransportError) as info:
@@ -435,7 +435,7 @@ async def test_settings_from_the_environment(
 async def test_iam_url_from_the_environment(emu: Emulator, monkeypatch: pytest.MonkeyPatch) -> None:
     # Without iam_url=, tokens come from $QISKIT_IBM_IAM_URL.
     monkeypatch.setenv("QISKIT_IBM_IAM_URL", emu.qiskit_iam_url)
-    async with QiskitRuntimeClient(token=KEY, instance=CRN, url=emu.qiskit_url) as q:
+    async with QiskitRuntimeClient(token=KEY, instance=CRN, base_url=emu.qiskit_url) as q:
         assert q._auth.iam_url == emu.qiskit_iam_url
         s = await q.sessions.create("ibm_kyiv")
         assert s.id in emu.qiskit.sessions
@@ -452,7 +452,7 @@ async def test_iam_url_from_the_environment(emu: Emulator, monkeypatch: pytest.M
     assert emu.stats["qiskit.iam_token"] == 2
     # ...and without it, the variable is used: the token fetch fails there.
     async with QiskitRuntimeClient(
-        token=KEY, instance=CRN, url=emu.qiskit_url, retry=QUICK_RETRY
+        token=KEY, instance=CRN, base_url=emu.qiskit_url, retry=QUICK_RETRY
     ) as q:
         with pytest.raises(TransportError):
             await q.sessions.create("ibm_kyiv")
@@ -484,7 +484,7 @@ def test_missing_settings_name_argument_and_variable(monkeypatch: pytest.MonkeyP
     regional = QiskitRuntimeClient(token=KEY, instance=CRN, region="eu-de")
     assert "https://eu-de.quantum.cloud.ibm.com/api" in repr(regional)
     with pytest.raises(ValueError, match="not both"):
-        QiskitRuntimeClient(token=KEY, instance=CRN, region="eu-de", url="https://x/api")
+        QiskitRuntimeClient(token=KEY, instance=CRN, region="eu-de", base_url="https://x/api")
     with pytest.raises(ValueError, match="api_version"):
         QiskitRuntimeClient(token=KEY, instance=CRN, api_version="v2")
     with pytest.raises(ValueError, match="region"):

@@ -78,7 +78,7 @@ async def test_max_concurrency_caps_the_requests_in_flight_at_the_server() -> No
     governor = RateGovernor(max_concurrency=2)
     async with serve_http(app) as server:
         url = f"{server.url}/v1"
-        async with ETEngineClient(api_key="k" * 8, url=url, governor=governor) as et:
+        async with ETEngineClient(api_key="k" * 8, base_url=url, governor=governor) as et:
             started = time.monotonic()
             await asyncio.gather(*(et.jobs.list(f"b-{i}") for i in range(10)))
             elapsed = time.monotonic() - started

@@ -121,7 +121,7 @@ APIS = [
     ),
     Api(
         "etengine batch",
-        lambda url, emu: ETEngineClient(api_key="et-key", url=f"{url}/etengine/v1", **OPTIONS),
+        lambda url, emu: ETEngineClient(api_key="et-key", base_url=f"{url}/etengine/v1", **OPTIONS),
         lambda et: et.batches.create("tool-hello"),
         lambda emu: list(emu.etengine.batches),
         lambda b: b.batch_id,
@@ -218,7 +218,7 @@ async def test_a_qiskit_session_create_says_it_cannot_be_looked_up(
         QiskitRuntimeClient(
             token="qiskit-key",
             instance=CRN,
-            url=f"{proxy.url}/qiskit/api",
+            base_url=f"{proxy.url}/qiskit/api",
             iam_url=emu.qiskit_iam_url,
             **OPTIONS,
         ) as q,
@@ -266,10 +266,10 @@ async def test_a_token_chosen_by_the_caller_finds_a_session_an_earlier_process_m
 
 def test_client_settings_are_checked() -> None:
     with pytest.raises(ValueError, match="owner"):
-        ETEngineClient(api_key="k", url="https://et.example", owner="  ")
+        ETEngineClient(api_key="k", base_url="https://et.example", owner="  ")
     with pytest.raises(TypeError, match="reconcile"):
-        ETEngineClient(api_key="k", url="https://et.example", reconcile="yes")  # type: ignore[arg-type]
-    client = ETEngineClient(api_key="k", url="https://et.example")
+        ETEngineClient(api_key="k", base_url="https://et.example", reconcile="yes")  # type: ignore[arg-type]
+    client = ETEngineClient(api_key="k", base_url="https://et.example")
     assert client.owner == default_owner()
     assert "@" in client.owner
 

@@ -439,9 +439,9 @@ async def test_launch_parameters_checked_before_any_request(
     wb: WorkbenchClient, emu: Emulator
 ) -> None:
     with pytest.raises(ValueError, match=r"launch_parameters\.cluster"):
-        await wb.sessions.launch("RStudio", launch_parameters={"name": "x"})
+        await wb.sessions.launch("RStudio", launch_parameters={"name": "x", "cluster": " "})
     with pytest.raises(ValueError, match=r"launch_parameters\.name"):
-        await wb.sessions.launch("RStudio", launch_parameters=LaunchParameters(cluster="Local"))
+        await wb.sessions.resume("s1", launch_parameters=LaunchParameters(cluster="Local"))
     with pytest.raises(ValueError, match=r"job\.exe or job\.command"):
         await wb.jobs.launch(JobSpec(name="j", cluster="Local"))
     assert emu.stats["total"] == 0

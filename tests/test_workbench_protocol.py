@@ -252,6 +252,7 @@ def test_launch_session_options() -> None:
     )
     assert wp.kwparams_of(req) == {
         "workbench": "JupyterLab",
+        "name": "n",  # the session's name defaults to the launch parameters' one
         "username": "u",
         "open_file": "a.ipynb",
         "working_directory": "/w",
@@ -262,6 +263,26 @@ def test_launch_session_options() -> None:
     }
     env = wp.launch_session("RStudio", environment=[EnvironmentVariable("B", "2")])
     assert wp.kwparams_of(env)["environment"] == [{"name": "B", "value": "2"}]
+
+
+def test_a_launch_names_the_session_once() -> None:
+    # No launch parameters: sent anyway (launcher servers require them), named after the
+    # session, else the IDE, on the Local cluster.
+    plain = wp.kwparams_of(wp.launch_session("VS Code"))
+    assert plain["launch_parameters"] == {"name": "VS Code", "cluster": "Local"}
+    named = wp.kwparams_of(wp.launch_session("VS Code", name="etl"))
+    assert named["name"] == "etl"
+    assert named["launch_parameters"] == {"name": "etl", "cluster": "Local"}
+    # Given launch parameters keep what they say; only missing name / cluster are filled.
+    lp = wp.kwparams_of(
+        wp.launch_session("RStudio", name="etl", launch_parameters={"cluster": "K8s", "x": 1})
+    )
+    assert lp["launch_parameters"] == {"name": "etl", "cluster": "K8s", "x": 1}
+    from_lp = wp.kwparams_of(
+        wp.launch_session("RStudio", launch_parameters=LaunchParameters(name="fit"))
+    )
+    assert from_lp["name"] == "fit"
+    assert from_lp["launch_parameters"]["cluster"] == "Local"
 
 
 def test_launch_parameters_are_written_in_full() -> None:
@@ -327,14 +348,14 @@ BAD_CALLS: list[tuple[Any, type[Exception], str]] = [
     (lambda: bad.launch_session("   "), ValueError, "workbench is required"),
     (lambda: bad.launch_session(None), TypeError, "workbench must be a string"),
     (
-        lambda: bad.launch_session("RStudio", launch_parameters=LaunchParameters(cluster="Local")),
+        lambda: bad.resume_session("s", launch_parameters=LaunchParameters(cluster="Local")),
         ValueError,
         "launch_parameters.name is required",
     ),
     (
-        lambda: bad.launch_session("RStudio", launch_parameters=LaunchParameters(name="n")),
+        lambda: bad.launch_session("RStudio", launch_parameters={"name": " ", "cluster": "K"}),
         ValueError,
-        "launch_parameters.cluster is required",
+        "launch_parameters.name is required",
     ),
     (
         lambda: bad.resume_session("s", launch_parameters={"name": "n", "cluster": ""}),

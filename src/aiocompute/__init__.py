@@ -3,6 +3,12 @@
 The names below are the public surface; everything in a module whose name starts with an
 underscore is private. Sync twins of the clients live in :mod:`aiocompute.sync`; the
 embedded emulator in :mod:`aiocompute.emulator`.
+
+Where names live: this package has the four clients, what they share (errors, options,
+paginators, waits, fan-out) and the inputs a call is given (``JobSpec``, ``LaunchParameters``,
+``Hardware``, ``SessionConfig``). Every model of an API, inputs and answers alike, is in
+that API's package: ``from aiocompute.workbench import Session`` (``aiocompute.workbench``,
+``.qiskit``, ``.lakesail``, ``.etengine``), where names such as ``Session`` differ per API.
 """
 
 import importlib
@@ -43,8 +49,8 @@ from ._version import __version__
 _observability.configure_logging()
 
 if TYPE_CHECKING:
-    from .etengine import ETEngineClient
-    from .lakesail import LakeSailClient
+    from .etengine import ETEngineClient, Hardware
+    from .lakesail import LakeSailClient, SessionConfig
     from .qiskit import QiskitRuntimeClient
     from .workbench import JobSpec, LaunchParameters, WorkbenchClient
 
@@ -57,6 +63,8 @@ _LAZY_NAMES = {
     "WorkbenchClient": "workbench",
     "JobSpec": "workbench",
     "LaunchParameters": "workbench",
+    "Hardware": "etengine",
+    "SessionConfig": "lakesail",
 }
 _LAZY_PACKAGES = frozenset({"etengine", "lakesail", "qiskit", "workbench"})
 
@@ -86,6 +94,7 @@ __all__ = [
     "ETEngineClient",
     "FanOutResult",
     "Handle",
+    "Hardware",
     "InsecureTransportWarning",
     "JSONStreamDecoder",
     "JobSpec",
@@ -108,6 +117,7 @@ __all__ = [
     "ResumePolicy",
     "RetryPolicy",
     "ServerError",
+    "SessionConfig",
     "StreamDecodeError",
     "Timeouts",
     "TransitionEvent",

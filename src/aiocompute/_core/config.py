@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Mapping, Sequence
+from typing import TypeVar
 
 from .._exceptions import AioComputeError
 
-__all__ = ["ConfigError", "check_str", "resolve_setting"]
+__all__ = ["ConfigError", "check_str", "renamed_argument", "resolve_setting"]
+
+T = TypeVar("T")
 
 
 class ConfigError(AioComputeError, ValueError):
@@ -56,3 +60,23 @@ def resolve_setting(
         names = " or ".join(f"${n}" for n in env_names)
         raise ConfigError(f"{what} is required: pass {argument}=... or set {names}")
     return None
+
+
+def renamed_argument(
+    new: T | None, old: T | None, *, new_name: str, old_name: str, where: str
+) -> T | None:
+    """The value of an argument that was renamed: ``new`` if given, else ``old`` with a
+    :class:`DeprecationWarning` naming the new name (old names keep working for a release).
+
+    Both given is a :class:`TypeError`. ``where`` names the callable in the messages.
+    """
+    if old is None:
+        return new
+    if new is not None:
+        raise TypeError(f"{where}: pass {new_name}= only ({old_name}= is its deprecated old name)")
+    warnings.warn(
+        f"{where}({old_name}=...) is deprecated: use {new_name}=...",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return old

@@ -9,6 +9,9 @@ turns it into something the user can either await (all items as a list) or itera
 
 Nothing is fetched until the paginator is awaited or iterated, and a consumer that stops
 iterating causes no further requests. Each await / iteration starts again from the start.
+
+Every ``list`` of every client returns one, so that listings read alike; a listing the API
+answers in one request is a paginator of one page (:meth:`Paginator.single`).
 """
 
 from __future__ import annotations
@@ -84,6 +87,21 @@ class Paginator(Generic[T]):
         self._max_items = _check_limit("max_items", max_items)
         self._max_pages = _check_limit("max_pages", max_pages)
         self._what = what
+
+    @classmethod
+    def single(cls, fetch_all: Callable[[], Awaitable[Sequence[T]]], *, what: str) -> Paginator[T]:
+        """A paginator over a listing the API answers in one request: ``fetch_all()``
+        returns every item. Awaiting or iterating it makes that one request."""
+        if not callable(fetch_all):
+            raise TypeError(
+                f"Paginator.single: fetch_all must be an async callable, "
+                f"got {type(fetch_all).__name__}"
+            )
+
+        async def fetch(marker: str | None) -> Page[T]:
+            return Page(await fetch_all())
+
+        return cls(fetch, what=what)
 
     def __repr__(self) -> str:
         return (

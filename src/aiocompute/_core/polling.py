@@ -110,6 +110,7 @@ from .._exceptions import NotFoundError, WaitTimeout
 from .poll_loop import PollLoop, is_retryable
 from .states import StateTable
 from .wait_group import (
+    DONE,
     Target,
     WaitGroup,
     WaitRules,
@@ -328,15 +329,17 @@ class Poller(Generic[R]):
     ) -> R:
         """Wait until resource ``id`` reaches ``until``; return it in that state.
 
-        ``until`` is a state name, a collection of names, or a predicate on the resource.
-        ``timeout`` (seconds, finite, required) ends the wait with :class:`WaitTimeout`. A
-        state from which ``until`` can no longer come, or a ``failed`` reason (this one or
-        the poller's), ends it at once with :class:`UnreachableState`. ``on_transition`` /
-        ``on_poll`` (sync or async) are called in this task for each change / read.
-        ``on_cancel="cancel"`` asks the server to cancel the resource (``cancel_remote``,
-        shielded) if the wait times out or is cancelled. ``leaving`` names states the
-        resource is expected to leave (e.g. ``suspended`` right after asking to resume):
-        while in them the wait keeps polling instead of giving up.
+        ``until`` is a state name (in any case), a collection of names, ``"done"`` (any
+        terminal state), or a predicate on the resource. ``timeout`` (seconds, finite,
+        required) ends the wait with :class:`WaitTimeout`. A state from which ``until`` can
+        no longer come, or a ``failed`` reason (this one or the poller's), ends it at once
+        with :class:`UnreachableState`; except that ``"done"`` returns the resource however
+        it ended (the poller's ``failed`` is not consulted; a wait's own one still is).
+        ``on_transition`` / ``on_poll`` (sync or async) are called in this task for each
+        change / read. ``on_cancel="cancel"`` asks the server to cancel the resource
+        (``cancel_remote``, shielded) if the wait times out or is cancelled. ``leaving``
+        names states the resource is expected to leave (e.g. ``suspended`` right after
+        asking to resume): while in them the wait keeps polling instead of giving up.
         """
         results = await self.wait_all(
             [id],
@@ -511,7 +514,8 @@ class Poller(Generic[R]):
         return WaitToken(
             kind=self.kind,
             ids=tuple(dict.fromkeys(id_list)),
-            until=tuple(sorted(target.names)),
+            # "done" stays "done": a resumed wait must take any end as this one would.
+            until=(DONE,) if target.any_end else tuple(sorted(target.names)),
             deadline=deadline,
         )
 

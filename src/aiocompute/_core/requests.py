@@ -107,7 +107,8 @@ class BaseURL:
 
 
 def _check_base_url(base_url: str) -> URL:
-    url = http_url(base_url, "base_url", example="https://host/api")
+    # (No path in the example: each client documents its own; Workbench's adds /api.)
+    url = http_url(base_url, "base_url", example="https://host.example.com")
     if url.query_string or url.fragment:
         raise ValueError(f"base_url must not have a query or fragment: {safe_url(base_url)!r}")
     return url

@@ -11,12 +11,21 @@ from the subclasses.
 from __future__ import annotations
 
 import copy as _copy
-from collections.abc import AsyncGenerator, Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    Awaitable,
+    Callable,
+    Collection,
+    Iterable,
+    Mapping,
+    Sequence,
+)
 from contextlib import aclosing
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
 from .config import check_str
+from .fanout import fan_out
 from .governor import Governor, RateGovernor
 from .http_config import Timeouts
 from .network import ConnectionOptions
@@ -27,7 +36,10 @@ from .retries import RetryPolicy
 from .transport import Transport
 from .wait_types import OnCancel, PollEvent, TransitionEvent, Until, WaitResult, WaitToken
 
-__all__ = ["BaseClient", "WaitableResource", "client_transport"]
+__all__ = ["BaseClient", "WaitableResource", "client_transport", "each_id"]
+
+#: How many per-id calls (stops, closes, deletes of several ids) are in flight at once.
+EACH_ID_CONCURRENCY = 8
 
 R = TypeVar("R")
 Self = TypeVar("Self", bound="BaseClient")
@@ -158,12 +170,42 @@ def _id_list(ids: Iterable[str], method: str) -> list[str]:
     return list(ids)
 
 
+def one_or_many(ids: str | Iterable[str], argument: str) -> list[str]:
+    """``ids`` as a list: one id (a string) or a collection of them. Each id is checked by
+    the request that carries it (the API's own path-id rules)."""
+    if isinstance(ids, bytes):
+        raise TypeError(f"{argument} must be an id (str) or a collection of ids, got bytes")
+    id_list = [ids] if isinstance(ids, str) else list(ids)
+    if not id_list:
+        raise ValueError(f"{argument}: give one id or a non-empty collection of ids")
+    return id_list
+
+
+async def each_id(
+    ids: str | Iterable[str], call: Callable[[str], Awaitable[object]], *, argument: str
+) -> None:
+    """Run ``call(id)`` for one id or each of many (a few at a time): stop / close / delete
+    take one id or many alike, for APIs whose request names one.
+
+    One id raises its error as it is. With several, every id is tried, and failures raise
+    one ``ExceptionGroup`` naming the failing positions (``except* NotFoundError`` catches
+    one kind); ids that succeeded stay done.
+    """
+    id_list = one_or_many(ids, argument)
+    if len(id_list) == 1:
+        await call(id_list[0])
+        return
+    result = await fan_out(call, id_list, concurrency=EACH_ID_CONCURRENCY)
+    result.values()  # raises the ExceptionGroup, if any failed
+
+
 class WaitableResource(Generic[R]):
     """Waiting methods for a resource with a state machine.
 
     Subclasses set ``_waiter`` (their :class:`Poller`), ``_default_until``,
     ``_default_timeout`` and ``_resource_name`` (their attribute on the client, which names
-    their spans: ``sessions``). ``until`` is a state name, a collection of names or a predicate;
+    their spans: ``sessions``). ``until`` is a state name (in any case), a collection of
+    names, ``"done"`` (any terminal state, however it was reached) or a predicate;
     ``timeout`` is the deadline in seconds (always finite).
     """
 
@@ -198,9 +240,11 @@ class WaitableResource(Generic[R]):
 
         Raises :class:`~aiocompute.WaitTimeout` when ``timeout`` passes first, and
         :class:`~aiocompute.UnreachableState` at once when a state is reached from which the
-        target can never come. ``on_transition`` / ``on_poll`` are called (sync or async)
-        on each change / read. ``on_cancel="cancel"`` stops the remote resource if the wait
-        times out or is cancelled (``"detach"``, the default, leaves it running).
+        target can never come. ``until="done"`` returns the resource in whichever terminal
+        state it ended (a job that failed included: look at its state or exit code).
+        ``on_transition`` / ``on_poll`` are called (sync or async) on each change / read.
+        ``on_cancel="cancel"`` stops the remote resource if the wait times out or is
+        cancelled (``"detach"``, the default, leaves it running).
         """
         return await self._waiter.wait(
             id,

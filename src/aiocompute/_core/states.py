@@ -8,12 +8,28 @@ CLI reads them to colour and summarise states. No I/O here.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Iterable, Mapping
 from types import MappingProxyType
 
 from attrs import field, frozen
 
-__all__ = ["StateTable"]
+__all__ = ["ServerEnum", "StateTable"]
+
+
+class ServerEnum(str, enum.Enum):
+    """An enum of the server's strings (states, modes) that prints as the string.
+
+    ``class X(str, Enum)`` compares equal to its value, but Python 3.11 changed its
+    ``str()`` and ``format()`` to ``X.RUNNING``; these keep ``running`` on every version,
+    so ``print(session.state)`` and f-strings show what the server sent.
+    """
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self.value), spec)
 
 
 def _identity(state: str) -> str:

@@ -23,6 +23,7 @@ from .states import StateTable
 from .wait_types import PollEvent, TransitionEvent, Until, WaitResult
 
 __all__ = [
+    "DONE",
     "Failed",
     "Feed",
     "Mailbox",
@@ -46,18 +47,37 @@ R = TypeVar("R")
 # --------------------------------------------------------------------------------------------
 
 
+#: The ``until`` that means "ended, however it ended": any terminal state of the table.
+DONE = "done"
+
+
 @frozen
 class Target(Generic[R]):
     """What a wait waits for: state ``names`` or a ``predicate``; ``label`` names it in
-    error messages."""
+    error messages. ``any_end``: the target is ``"done"`` (every terminal state), reached
+    however the resource ended, so the resource kind's own failure check (e.g. a job that
+    finished with a non-zero exit code) does not turn it into an error."""
 
     names: frozenset[str] | None
     predicate: Callable[[R], bool] | None
     label: str
+    any_end: bool = False
+
+
+def _state_name(table: StateTable, name: str) -> str:
+    """``name`` as the table spells it: normalized, else matched ignoring case (the CLI and
+    the library read ``until`` alike: ``finished`` is Workbench's ``Finished``)."""
+    normalized = table.normalize(name)
+    if normalized in table.states:
+        return normalized
+    by_case = {state.casefold(): state for state in table.states}
+    return by_case.get(normalized.casefold(), normalized)
 
 
 def make_target(table: StateTable, until: Until[R]) -> Target[R]:
-    """Check ``until`` against ``table`` (names normalized, all known) and label it."""
+    """Check ``until`` against ``table`` (names matched ignoring case, all known) and label
+    it. ``"done"`` (in any case, unless the table has a state of that name) stands for every
+    terminal state."""
     if callable(until):
         name = getattr(until, "__qualname__", "")
         label = "the awaited condition" if not name or "<lambda>" in name else name
@@ -70,16 +90,24 @@ def make_target(table: StateTable, until: Until[R]) -> Target[R]:
         raise TypeError(f"until must be a state name, names, or a predicate, got {until!r}")
     if not raw or not all(isinstance(n, str) for n in raw):
         raise ValueError(f"until must name at least one state, got {until!r}")
-    names = frozenset(table.normalize(n) for n in raw)
+    names = frozenset(_state_name(table, n) for n in raw)
+    any_end = DONE not in table.states and any(n.casefold() == DONE for n in names)
+    if any_end:
+        names = frozenset(n for n in names if n.casefold() != DONE) | table.terminal
     unknown = names - table.states
     if unknown:
         raise ValueError(
             f"{table.name} has no state {', '.join(map(repr, sorted(unknown)))}; "
-            f"known: {', '.join(sorted(table.states))}"
+            f"known: {', '.join(sorted(table.states))} (or {DONE!r}: any terminal state)"
         )
     ordered = sorted(names)
-    label = repr(ordered[0]) if len(ordered) == 1 else "one of " + ", ".join(map(repr, ordered))
-    return Target(names=names, predicate=None, label=label)
+    if any_end:
+        label = f"{DONE!r} (any of {', '.join(map(repr, ordered))})"
+    elif len(ordered) == 1:
+        label = repr(ordered[0])
+    else:
+        label = "one of " + ", ".join(map(repr, ordered))
+    return Target(names=names, predicate=None, label=label, any_end=any_end)
 
 
 def check_timeout(timeout: object) -> float:
@@ -281,8 +309,10 @@ class WaitGroup(Generic[R]):
         self.started = anyio.current_time()
         self.deadline = self.started + timeout
         self.failed = failed
-        # Failures that are not states: the resource kind's check, then this wait's own.
-        self.checks = [check for check in (rules.failed, failed) if check is not None]
+        # Failures that are not states: the resource kind's check (not for "done", which
+        # takes an end however it came), then this wait's own.
+        kind_check = None if target is not None and target.any_end else rules.failed
+        self.checks = [check for check in (kind_check, failed) if check is not None]
         self.on_transition = on_transition
         self.on_poll = on_poll
         self.cancel_remote = cancel_remote
@@ -293,7 +323,7 @@ class WaitGroup(Generic[R]):
         self.pending: dict[str, Progress[R]] = {one: Progress() for one in ids}
         self.events: deque[TransitionEvent[R]] = deque()
         self.cancel_outcome: dict[str, BaseException | None] = {}
-        every_read = on_poll is not None or failed is not None or rules.failed is not None
+        every_read = on_poll is not None or bool(self.checks)
         if target is not None and target.predicate is not None:
             every_read = True
         # The wait's own code decides on every read: it may look at any field.

@@ -595,7 +595,7 @@ async def _demo(args: argparse.Namespace, out: Output) -> int:
         )
         async with (
             WorkbenchClient(emu.workbench_url, token=_TOKEN) as wb,
-            ETEngineClient(api_key=_ET_KEY, url=emu.etengine_url) as et,
+            ETEngineClient(api_key=_ET_KEY, base_url=emu.etengine_url) as et,
         ):
             report = {
                 "sessions": await _sessions_part(out, emu, wb, plan),

@@ -67,7 +67,7 @@ def connect(args: argparse.Namespace) -> ETEngineClient:
     url = setting(args, "url", URL_ENV, "--url")
     # A ConfigError is not expected (the key was checked above).
     with new_client("invalid ET Engine API address"):
-        return ETEngineClient(api_key=key, url=url)
+        return ETEngineClient(api_key=key, base_url=url)
 
 
 # --------------------------------------------------------------------------- helpers

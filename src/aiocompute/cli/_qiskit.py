@@ -85,7 +85,7 @@ def connect(args: argparse.Namespace) -> QiskitRuntimeClient:
     iam_url = given(args, "iam_url", "--iam-url", instead=IAM_URL_ENV)
     # A ConfigError is not expected (every required setting was checked above).
     with new_client("invalid Qiskit Runtime setting"):
-        return QiskitRuntimeClient(token=token, instance=instance, url=url, iam_url=iam_url)
+        return QiskitRuntimeClient(token=token, instance=instance, base_url=url, iam_url=iam_url)
 
 
 # --------------------------------------------------------------------------- commands

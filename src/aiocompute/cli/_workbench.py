@@ -229,13 +229,13 @@ async def _sessions_launch(args: argparse.Namespace, out: Output) -> int:
 async def _sessions_list(args: argparse.Namespace, out: Output) -> int:
     async with connect(args) as wb:
         with user_input():
-            listing = await wb.sessions.list(user=args.user)
-    out.emit({"sessions": listing.sessions})
-    if not listing.sessions:
+            sessions = await wb.sessions.list(user=args.user)
+    out.emit({"sessions": sessions})
+    if not sessions:
         out.info("no live sessions")
         return EXIT_OK
     table = out.table("ID", "NAME", "IDE", "STATE", "CLUSTER", "CREATED")
-    for s in listing.sessions:
+    for s in sessions:
         state = session_state(s)
         cluster = s.launch_parameters.cluster if s.launch_parameters else None
         table.add_row(

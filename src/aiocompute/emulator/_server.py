@@ -319,7 +319,7 @@ class Emulator:
 
     @property
     def qiskit_url(self) -> str:
-        """The Qiskit API base, to pass as ``QiskitRuntimeClient(url=...)`` (sessions live at
+        """The Qiskit API base, to pass as ``QiskitRuntimeClient(base_url=...)`` (sessions live at
         ``<this>/v1/sessions``)."""
         return self.url + qiskit.PREFIX + qiskit.API_ROOT
 
@@ -330,7 +330,7 @@ class Emulator:
 
     @property
     def etengine_url(self) -> str:
-        """The ET Engine API base, to pass as ``ETEngineClient(url=...)`` (``.../v1``)."""
+        """The ET Engine API base, to pass as ``ETEngineClient(base_url=...)`` (``.../v1``)."""
         return self.url + etengine.PREFIX + etengine.API_ROOT
 
     # -- lifecycle -----------------------------------------------------------------------

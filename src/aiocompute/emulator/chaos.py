@@ -24,7 +24,7 @@ fault                  what the client sees                       did the server
 server, so a test can compare what exists with what the client was told::
 
     async with Emulator() as emu, ChaosProxy(emu.url, rates={Fault.COMMIT_THEN_DROP: 0.3}) as p:
-        et = ETEngineClient(api_key="et-key", url=p.url + "/etengine/v1")
+        et = ETEngineClient(api_key="et-key", base_url=p.url + "/etengine/v1")
 """
 
 from __future__ import annotations

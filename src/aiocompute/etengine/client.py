@@ -17,20 +17,23 @@ import anyio
 import attrs
 
 from .._core.auth import StaticAuth
-from .._core.config import resolve_setting
+from .._core.checks import count
+from .._core.config import renamed_argument, resolve_setting
 from .._core.governor import Governor
 from .._core.handles import DEFAULT_CLEANUP_TIMEOUT, Handle, scoped
 from .._core.http_config import DEFAULT_LIMITS, DEFAULT_TIMEOUTS, PoolLimits, Timeouts
 from .._core.network import ConnectionOptions, Unpack
 from .._core.observability import api_call
+from .._core.pagination import Paginator
 from .._core.polling import Poller, per_id_fetcher
 from .._core.protocol_kit import Request
 from .._core.reconcile import Plan, create_once
-from .._core.resources import BaseClient, WaitableResource, client_transport
+from .._core.resources import BaseClient, WaitableResource, client_transport, each_id
 from .._core.responses import Response
 from .._core.retries import DEFAULT_RETRY, RetryPolicy
+from .._core.wait_group import check_timeout
 from .._core.wait_types import PollCadence, Until
-from .._exceptions import NotFoundError, ProtocolError, ServerError
+from .._exceptions import NotFoundError, ProtocolError, ServerError, WaitTimeout
 from . import _protocol as P
 from ._states import BATCH_STATES
 from .models import Batch, BatchJob, BatchStatus, Hardware, SubmittedBatch
@@ -39,6 +42,8 @@ __all__ = ["DEFAULT_URL", "BatchesResource", "ETEngineClient", "JobsResource"]
 
 #: The ET Engine API.
 DEFAULT_URL = "https://api.exploretech.ai/v1"
+#: How long ``jobs.list(batch_id, expect=...)`` waits, by default, for every job to be listed.
+DEFAULT_EXPECT_TIMEOUT = 60.0
 
 
 def _progress(status: BatchStatus) -> str:
@@ -52,7 +57,8 @@ class ETEngineClient(BaseClient):
     """Async client for ET Engine batches and their jobs.
 
     ``api_key`` (default ``$ET_ENGINE_API_KEY``) is sent raw, ``Authorization: <key>``, as
-    the vendor's client does. ``url`` is the API base (default ``$ET_ENGINE_URL``, else
+    the vendor's client does. ``base_url`` (formerly ``url``, still accepted with a
+    :class:`DeprecationWarning`) is the API base (default ``$ET_ENGINE_URL``, else
     ``https://api.exploretech.ai/v1``).
 
     ``timeouts``, ``retry`` (reads are retried on 429, 502, 503 and 504; creating and
@@ -80,6 +86,7 @@ class ETEngineClient(BaseClient):
         self,
         *,
         api_key: str | None = None,
+        base_url: str | None = None,
         url: str | None = None,
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
         retry: RetryPolicy = DEFAULT_RETRY,
@@ -96,8 +103,12 @@ class ETEngineClient(BaseClient):
             api_key, ["ET_ENGINE_API_KEY"], what="ET Engine API key", argument="api_key"
         )
         assert key is not None  # required: resolve_setting raised ConfigError otherwise
+        # base_url is the name in every client; url= still works, with a DeprecationWarning.
+        url = renamed_argument(
+            base_url, url, new_name="base_url", old_name="url", where="ETEngineClient"
+        )
         base = resolve_setting(
-            url, ["ET_ENGINE_URL"], what="ET Engine API URL", argument="url", required=False
+            url, ["ET_ENGINE_URL"], what="ET Engine API URL", argument="base_url", required=False
         )
         super().__init__(
             client_transport(
@@ -226,9 +237,14 @@ class BatchesResource(WaitableResource[BatchStatus]):
             self._n_jobs[created.batch_id] = created.n_jobs
         return created
 
+    def list(self) -> Paginator[Batch]:
+        """Every batch of the user: a :class:`~aiocompute.Paginator` like every ``list``
+        (``await`` it for a list, or ``async for``); one request."""
+        return Paginator.single(self._list_fetch, what="ET Engine batches")
+
     @api_call("list")
-    async def list(self) -> list[Batch]:
-        """Every batch of the user."""
+    async def _list_fetch(self) -> Sequence[Batch]:
+        # The request of list(), traced under the name users call.
         response = await self._client._send(P.list_batches())
         batches = P.parse_batches(response.json(), strict=self._client._strict)
         for batch in batches:
@@ -308,11 +324,16 @@ class BatchesResource(WaitableResource[BatchStatus]):
         )
 
     @api_call("delete")
-    async def delete(self, batch_id: str) -> None:
-        """Delete a batch's records. Its running jobs are NOT cancelled (the API has no
-        way to). Not retried once sent."""
-        await self._client._send(P.delete_batch(batch_id))
-        self._n_jobs.pop(batch_id, None)
+    async def delete(self, batch_id: str | Sequence[str]) -> None:
+        """Delete a batch's records, or each of several. Running jobs are NOT cancelled (the
+        API has no way to). Not retried once sent. Several ids: each is tried; failures
+        raise one ``ExceptionGroup``."""
+
+        async def delete_one(one: str) -> None:
+            await self._client._send(P.delete_batch(one))
+            self._n_jobs.pop(one, None)
+
+        await each_id(batch_id, delete_one, argument="batch_id")
 
     @api_call("delete_all")
     async def delete_all(self) -> None:
@@ -362,11 +383,72 @@ class JobsResource:
     def __init__(self, client: ETEngineClient) -> None:
         self._client = client
 
+    def list(
+        self,
+        batch_id: str,
+        *,
+        expect: int | bool | None = None,
+        timeout: float = DEFAULT_EXPECT_TIMEOUT,
+    ) -> Paginator[BatchJob]:
+        """The jobs of a batch with their tool, log id and arguments: a
+        :class:`~aiocompute.Paginator` like every ``list`` (``await`` it for a list).
+
+        Right after :meth:`BatchesResource.create` the service has not registered every
+        job yet, and lists only those it has (10 batches of 50 jobs have been listed as 485
+        jobs): the listing is partial, with no sign of it. ``expect=n`` reads it again until
+        it shows at least ``n`` jobs (``expect=True``: the batch's ``n_jobs``, as known from
+        the create or the batch listing), polling at the client's cadence within
+        ``timeout`` seconds; then :class:`~aiocompute.WaitTimeout`, whose ``last`` is the
+        partial list.
+        """
+        P.list_jobs(batch_id)  # checked now, not at the first await
+        if expect is not None and not isinstance(expect, bool):
+            count(expect, "expect")
+        seconds = check_timeout(timeout)
+
+        async def fetch() -> Sequence[BatchJob]:
+            if expect is None or expect is False:
+                return await self._list_fetch(batch_id)
+            wanted = (
+                await self._client.batches._known_n_jobs(batch_id) if expect is True else expect
+            )
+            return await self._until_listed(batch_id, wanted, seconds)
+
+        return Paginator.single(fetch, what=f"ET Engine jobs of batch {batch_id}")
+
     @api_call("list")
-    async def list(self, batch_id: str) -> list[BatchJob]:
-        """The jobs of a batch with their tool, log id and arguments."""
+    async def _list_fetch(self, batch_id: str) -> Sequence[BatchJob]:
+        # One request of list(), traced under the name users call.
         response = await self._client._send(P.list_jobs(batch_id))
         return P.parse_jobs(response.json(), strict=self._client._strict)
+
+    async def _until_listed(
+        self, batch_id: str, wanted: int | None, seconds: float
+    ) -> Sequence[BatchJob]:
+        """Read the jobs of ``batch_id`` until at least ``wanted`` are listed (None: the
+        batch's size is unknown, so one read), within ``seconds``."""
+        cadence = self._client._cadence or PollCadence()
+        started = anyio.current_time()
+        deadline = started + seconds
+        interval = cadence.initial
+        reads = 0
+        while True:
+            jobs = await self._list_fetch(batch_id)
+            reads += 1
+            if wanted is None or len(jobs) >= wanted:
+                return jobs
+            now = anyio.current_time()
+            if now + interval > deadline:
+                raise WaitTimeout(
+                    f"batch {batch_id}: {len(jobs)} of {wanted} jobs listed after "
+                    f"{now - started:.1f} s (the service registers a new batch's jobs over "
+                    f"a few seconds; raise timeout=, or list without expect=)",
+                    last=jobs,
+                    attempts=reads,
+                    elapsed=now - started,
+                )
+            await anyio.sleep(interval)
+            interval = min(interval * cadence.factor, cadence.max)
 
     @api_call("get")
     async def get(self, batch_id: str, job_id: str) -> BatchJob:

@@ -15,7 +15,6 @@ A batch's state is not sent: it is derived from the status counts, see
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 from attrs import field, frozen
 
 from .._core.checks import count
+from .._core.states import ServerEnum
 
 __all__ = [
     "ACTIVE_PHASES",
@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 
-class JobStatus(str, enum.Enum):
+class JobStatus(ServerEnum):
     """A job's status (AWS Batch's names), matched case-insensitively."""
 
     SUBMITTED = "submitted"
@@ -123,6 +123,11 @@ class Batch:
     raw: Mapping[str, Any] = field(factory=dict, repr=False, eq=False)
 
     @property
+    def id(self) -> str:
+        """The batch's id (``batch_id``): every model has ``.id``."""
+        return self.batch_id
+
+    @property
     def tool(self) -> str | None:
         """The tool's id."""
         if self.batch_tool is not None and self.batch_tool.tool_id:
@@ -142,6 +147,11 @@ class SubmittedBatch:
     batch_id: str | None
     tool_id: str
     n_jobs: int
+
+    @property
+    def id(self) -> str | None:
+        """The batch's id (``batch_id``; None if the server named none)."""
+        return self.batch_id
 
 
 @frozen
@@ -172,6 +182,11 @@ class BatchStatus:
     batch_id: str | None = None
     n_jobs: int | None = None
     raw: Mapping[str, Any] = field(factory=dict, repr=False, eq=False)
+
+    @property
+    def id(self) -> str | None:
+        """The batch's id (``batch_id``)."""
+        return self.batch_id
 
     @property
     def other(self) -> dict[str, int]:
@@ -285,6 +300,11 @@ class BatchJob:
     start_time: datetime | str | None = None
     stop_time: datetime | str | None = None
     raw: Mapping[str, Any] = field(factory=dict, repr=False, eq=False)
+
+    @property
+    def id(self) -> str:
+        """The job's id (``job_id``): every model has ``.id``."""
+        return self.job_id
 
     @property
     def state(self) -> str:

@@ -27,7 +27,7 @@ from .._core.pagination import Page, Paginator
 from .._core.polling import Poller, per_id_fetcher
 from .._core.protocol_kit import Request
 from .._core.reconcile import TOKEN_LABEL, Plan, create_once, labelled_map, new_token
-from .._core.resources import BaseClient, WaitableResource, client_transport
+from .._core.resources import BaseClient, WaitableResource, client_transport, each_id
 from .._core.retries import DEFAULT_RETRY, RetryPolicy
 from .._core.wait_types import PollCadence, Until
 from . import _protocol as P
@@ -361,9 +361,15 @@ class SessionsResource(WaitableResource[Session]):
         )
 
     @api_call("close")
-    async def close(self, session_id: str) -> None:
-        """Close the session now (it becomes ``closed``; cleanup happens in the background)."""
-        await self._client._send(P.close_session(session_id), expect_body=False)
+    async def close(self, session_id: str | Sequence[str]) -> None:
+        """Close the session now, or each of several (it becomes ``closed``; cleanup happens
+        in the background). Several ids: each is tried; failures raise one
+        ``ExceptionGroup``."""
+
+        async def close_one(one: str) -> None:
+            await self._client._send(P.close_session(one), expect_body=False)
+
+        await each_id(session_id, close_one, argument="session_id")
 
     @api_call("token")
     async def token(self, session_id: str, *, duration_seconds: int | None = None) -> SessionToken:

@@ -25,6 +25,8 @@ from typing import Any
 
 from attrs import field, frozen
 
+from .._core.states import ServerEnum
+
 __all__ = [
     "ComputeSpec",
     "ConnectionInfo",
@@ -54,7 +56,7 @@ __all__ = [
 # --------------------------------------------------------------------------- enums
 
 
-class SessionStatus(str, enum.Enum):
+class SessionStatus(ServerEnum):
     """A session's ``status``.
 
     ``pending`` until its compute is ready (on the real platform: until the first proxy
@@ -68,7 +70,7 @@ class SessionStatus(str, enum.Enum):
     FAILED = "failed"
 
 
-class EndpointType(str, enum.Enum):
+class EndpointType(ServerEnum):
     """The kind of endpoint a session serves (the reference lists only Spark Connect)."""
 
     SPARK_CONNECT = "spark_connect"

@@ -13,7 +13,7 @@ import re
 from collections.abc import Awaitable, Sequence
 from contextlib import AbstractAsyncContextManager
 
-from .._core.config import check_str, resolve_setting
+from .._core.config import check_str, renamed_argument, resolve_setting
 from .._core.governor import Governor
 from .._core.handles import DEFAULT_CLEANUP_TIMEOUT, Handle, scoped
 from .._core.http_config import DEFAULT_LIMITS, DEFAULT_TIMEOUTS, PoolLimits, Timeouts
@@ -21,7 +21,7 @@ from .._core.network import ConnectionOptions, Unpack
 from .._core.observability import api_call
 from .._core.polling import Poller, per_id_fetcher
 from .._core.protocol_kit import Request
-from .._core.resources import BaseClient, WaitableResource, client_transport
+from .._core.resources import BaseClient, WaitableResource, client_transport, each_id
 from .._core.responses import Response
 from .._core.retries import RetryPolicy
 from .._core.wait_types import PollCadence, Until
@@ -74,7 +74,7 @@ class QiskitRuntimeClient(BaseClient):
     ``iam_url`` (default ``$QISKIT_IBM_IAM_URL``, else IBM Cloud IAM's token endpoint) for
     bearer tokens that are refreshed before they expire (see
     :class:`~aiocompute.qiskit.IAMAuth`). ``instance`` is the instance CRN sent as
-    ``Service-CRN`` (default ``$QISKIT_IBM_INSTANCE``). ``url`` is the API base (default
+    ``Service-CRN`` (default ``$QISKIT_IBM_INSTANCE``). ``base_url`` is the API base (default
     ``$QISKIT_IBM_URL``, else ``https://quantum.cloud.ibm.com/api``); ``region`` picks a
     regional endpoint instead. ``api_version`` is sent as ``IBM-API-Version``.
 
@@ -108,6 +108,7 @@ class QiskitRuntimeClient(BaseClient):
         *,
         token: str | None = None,
         instance: str | None = None,
+        base_url: str | None = None,
         url: str | None = None,
         region: str | None = None,
         iam_url: str | None = None,
@@ -123,6 +124,10 @@ class QiskitRuntimeClient(BaseClient):
         reconcile: bool = True,
         **connection: Unpack[ConnectionOptions],
     ) -> None:
+        # base_url is the name in every client; url= still works, with a DeprecationWarning.
+        url = renamed_argument(
+            base_url, url, new_name="base_url", old_name="url", where="QiskitRuntimeClient"
+        )
         api_key = resolve_setting(
             token, ["QISKIT_IBM_TOKEN"], what="IBM Cloud API key", argument="token"
         )
@@ -313,9 +318,14 @@ class SessionsResource(WaitableResource[Session]):
         await self._client._send(P.update_session(session_id, accepting_jobs=accepting_jobs))
 
     @api_call("close")
-    async def close(self, session_id: str) -> None:
-        """Close the session now: jobs not yet running are not run. Answers 204."""
-        await self._client._send(P.close_session(session_id))
+    async def close(self, session_id: str | Sequence[str]) -> None:
+        """Close the session now, or each of several: jobs not yet running are not run.
+        Several ids: each is tried; failures raise one ``ExceptionGroup``."""
+
+        async def close_one(one: str) -> None:
+            await self._client._send(P.close_session(one))
+
+        await each_id(session_id, close_one, argument="session_id")
 
     @api_call("get_many")
     async def get_many(self, session_ids: Sequence[str]) -> dict[str, Session]:

@@ -16,12 +16,13 @@ kept as the text the server sent (the reference's own examples hold the placehol
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from attrs import field, frozen
+
+from .._core.states import ServerEnum
 
 __all__ = [
     "Session",
@@ -31,7 +32,7 @@ __all__ = [
 ]
 
 
-class SessionState(str, enum.Enum):
+class SessionState(ServerEnum):
     """A session's ``state``.
 
     The reference lists open, active, inactive and closed; the service also reports
@@ -47,7 +48,7 @@ class SessionState(str, enum.Enum):
     CLOSED = "closed"
 
 
-class SessionMode(str, enum.Enum):
+class SessionMode(ServerEnum):
     """How a session runs its jobs: ``batch`` (queued together) or ``dedicated``."""
 
     BATCH = "batch"

@@ -24,6 +24,8 @@ The rules
   :class:`SyncPaginator`: iterate it (pages are fetched lazily), or call ``.all()`` (or
   ``list(...)``) for every item.
 - ``async with`` becomes ``with``; ``await client.aclose()`` becomes ``client.close()``.
+- :func:`fan_out` / :func:`fan_out_iter` run a blocking function (a sync client's method)
+  over many items on at most ``concurrency`` threads, with the async ones' results.
   A client that is garbage collected unclosed warns (:class:`ResourceWarning`) and closes.
 
 How it runs
@@ -48,6 +50,8 @@ Only the waiting methods shared by every resource with a state machine (``wait``
 hand, once, in :class:`SyncWaitableResource`, which the generated resource twins subclass.
 """
 
+from .._core.fanout import FanOutResult, Outcome
+from ._fanout import fan_out, fan_out_iter
 from ._generated import *  # noqa: F403  (the generated twins; their names are in its __all__)
 from ._generated import __all__ as _generated_all
 from ._runtime import (
@@ -63,6 +67,8 @@ from ._runtime import (
 
 __all__ = [
     "ClientClosedError",
+    "FanOutResult",
+    "Outcome",
     "SyncClient",
     "SyncContextManager",
     "SyncHandle",
@@ -70,5 +76,7 @@ __all__ = [
     "SyncPaginator",
     "SyncResource",
     "SyncWaitableResource",
+    "fan_out",
+    "fan_out_iter",
     *_generated_all,
 ]

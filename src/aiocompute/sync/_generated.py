@@ -4,8 +4,7 @@
 
 from __future__ import annotations
 
-import builtins
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -23,7 +22,7 @@ from aiocompute._core.network import ConnectionOptions, Unpack
 from aiocompute._core.retries import DEFAULT_RETRY, RetryPolicy
 from aiocompute._core.streaming import ResumePolicy
 from aiocompute._core.wait_types import PollCadence, Until
-from aiocompute.etengine.client import BatchesResource
+from aiocompute.etengine.client import DEFAULT_EXPECT_TIMEOUT, BatchesResource
 from aiocompute.etengine.models import Batch, BatchJob, BatchStatus, Hardware, SubmittedBatch
 from aiocompute.lakesail._states import READY_STATES
 from aiocompute.lakesail.client import WorkloadConfigsResource
@@ -129,9 +128,14 @@ class ETEngineBatchesResource(SyncWaitableResource[BatchStatus]):
             reconcile=reconcile,
         )
 
-    def list(self) -> builtins.list[Batch]:
-        """Every batch of the user."""
-        return self._runner.call(self._async.list)
+    def list(self) -> SyncPaginator[Batch]:
+        """Every batch of the user: a :class:`~aiocompute.Paginator` like every ``list``
+        (``await`` it for a list, or ``async for``); one request.
+
+        Sync twin: returns a :class:`~aiocompute.sync.SyncPaginator`: iterate it, or call
+        ``.all()`` for a list.
+        """
+        return self._runner.paginate(self._async.list)
 
     def status(self, batch_id: str) -> BatchStatus:
         """The status counts of a batch and its derived :attr:`~BatchStatus.state`.
@@ -180,9 +184,10 @@ class ETEngineBatchesResource(SyncWaitableResource[BatchStatus]):
             cleanup_timeout=cleanup_timeout,
         )
 
-    def delete(self, batch_id: str) -> None:
-        """Delete a batch's records. Its running jobs are NOT cancelled (the API has no
-        way to). Not retried once sent.
+    def delete(self, batch_id: str | Sequence[str]) -> None:
+        """Delete a batch's records, or each of several. Running jobs are NOT cancelled (the
+        API has no way to). Not retried once sent. Several ids: each is tried; failures
+        raise one ``ExceptionGroup``.
         """
         self._runner.call(self._async.delete, batch_id)
 
@@ -199,9 +204,28 @@ class ETEngineJobsResource(SyncResource):
 
     _async: _aiocompute_etengine_client.JobsResource
 
-    def list(self, batch_id: str) -> builtins.list[BatchJob]:
-        """The jobs of a batch with their tool, log id and arguments."""
-        return self._runner.call(self._async.list, batch_id)
+    def list(
+        self,
+        batch_id: str,
+        *,
+        expect: int | bool | None = None,
+        timeout: float = DEFAULT_EXPECT_TIMEOUT,
+    ) -> SyncPaginator[BatchJob]:
+        """The jobs of a batch with their tool, log id and arguments: a
+        :class:`~aiocompute.Paginator` like every ``list`` (``await`` it for a list).
+
+        Right after :meth:`BatchesResource.create` the service has not registered every
+        job yet, and lists only those it has (10 batches of 50 jobs have been listed as 485
+        jobs): the listing is partial, with no sign of it. ``expect=n`` reads it again until
+        it shows at least ``n`` jobs (``expect=True``: the batch's ``n_jobs``, as known from
+        the create or the batch listing), polling at the client's cadence within
+        ``timeout`` seconds; then :class:`~aiocompute.WaitTimeout`, whose ``last`` is the
+        partial list.
+
+        Sync twin: returns a :class:`~aiocompute.sync.SyncPaginator`: iterate it, or call
+        ``.all()`` for a list.
+        """
+        return self._runner.paginate(self._async.list, batch_id, expect=expect, timeout=timeout)
 
     def get(self, batch_id: str, job_id: str) -> BatchJob:
         """One job with its status, reason, hardware, arguments and times.
@@ -221,7 +245,8 @@ class ETEngineClient(SyncClient):
     Async client for ET Engine batches and their jobs.
 
     ``api_key`` (default ``$ET_ENGINE_API_KEY``) is sent raw, ``Authorization: <key>``, as
-    the vendor's client does. ``url`` is the API base (default ``$ET_ENGINE_URL``, else
+    the vendor's client does. ``base_url`` (formerly ``url``, still accepted with a
+    :class:`DeprecationWarning`) is the API base (default ``$ET_ENGINE_URL``, else
     ``https://api.exploretech.ai/v1``).
 
     ``timeouts``, ``retry`` (reads are retried on 429, 502, 503 and 504; creating and
@@ -251,6 +276,7 @@ class ETEngineClient(SyncClient):
         self,
         *,
         api_key: str | None = None,
+        base_url: str | None = None,
         url: str | None = None,
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
         retry: RetryPolicy = DEFAULT_RETRY,
@@ -269,6 +295,7 @@ class ETEngineClient(SyncClient):
         super().__init__(
             _aiocompute_etengine_client.ETEngineClient,
             api_key=api_key,
+            base_url=base_url,
             url=url,
             timeouts=timeouts,
             retry=retry,
@@ -443,8 +470,11 @@ class LakeSailSessionsResource(SyncWaitableResource[_aiocompute_lakesail_models.
             cleanup_timeout=cleanup_timeout,
         )
 
-    def close(self, session_id: str) -> None:
-        """Close the session now (it becomes ``closed``; cleanup happens in the background)."""
+    def close(self, session_id: str | Sequence[str]) -> None:
+        """Close the session now, or each of several (it becomes ``closed``; cleanup happens
+        in the background). Several ids: each is tried; failures raise one
+        ``ExceptionGroup``.
+        """
         self._runner.call(self._async.close, session_id)
 
     def token(self, session_id: str, *, duration_seconds: int | None = None) -> SessionToken:
@@ -667,8 +697,10 @@ class QiskitRuntimeSessionsResource(SyncWaitableResource[_aiocompute_qiskit_mode
         """
         self._runner.call(self._async.update, session_id, accepting_jobs=accepting_jobs)
 
-    def close(self, session_id: str) -> None:
-        """Close the session now: jobs not yet running are not run. Answers 204."""
+    def close(self, session_id: str | Sequence[str]) -> None:
+        """Close the session now, or each of several: jobs not yet running are not run.
+        Several ids: each is tried; failures raise one ``ExceptionGroup``.
+        """
         self._runner.call(self._async.close, session_id)
 
     def get_many(self, session_ids: Sequence[str]) -> dict[str, _aiocompute_qiskit_models.Session]:
@@ -690,7 +722,7 @@ class QiskitRuntimeClient(SyncClient):
     ``iam_url`` (default ``$QISKIT_IBM_IAM_URL``, else IBM Cloud IAM's token endpoint) for
     bearer tokens that are refreshed before they expire (see
     :class:`~aiocompute.qiskit.IAMAuth`). ``instance`` is the instance CRN sent as
-    ``Service-CRN`` (default ``$QISKIT_IBM_INSTANCE``). ``url`` is the API base (default
+    ``Service-CRN`` (default ``$QISKIT_IBM_INSTANCE``). ``base_url`` is the API base (default
     ``$QISKIT_IBM_URL``, else ``https://quantum.cloud.ibm.com/api``); ``region`` picks a
     regional endpoint instead. ``api_version`` is sent as ``IBM-API-Version``.
 
@@ -723,6 +755,7 @@ class QiskitRuntimeClient(SyncClient):
         *,
         token: str | None = None,
         instance: str | None = None,
+        base_url: str | None = None,
         url: str | None = None,
         region: str | None = None,
         iam_url: str | None = None,
@@ -745,6 +778,7 @@ class QiskitRuntimeClient(SyncClient):
             _aiocompute_qiskit_client.QiskitRuntimeClient,
             token=token,
             instance=instance,
+            base_url=base_url,
             url=url,
             region=region,
             iam_url=iam_url,
@@ -791,8 +825,10 @@ class WorkbenchSessionsResource(SyncWaitableResource[_aiocompute_workbench_model
     ) -> LaunchedSession:
         """Launch a session of IDE ``workbench`` (``"RStudio"``, ``"VS Code"``, ...).
 
-        ``launch_parameters`` needs ``name`` and ``cluster`` (checked before sending).
-        Returns at once; use :meth:`wait` to know when it is running.
+        The name is given once: ``launch("VS Code", name="etl")`` names the session and its
+        ``launch_parameters``, whose ``name`` defaults to the session's (else the IDE's)
+        and ``cluster`` to ``"Local"`` (they are checked before sending). Returns at once;
+        use :meth:`wait` to know when it is running.
 
         A launched session carries nothing of the caller's back (the environment is not
         shown), so a launch that fails after it may have reached the server is reconciled
@@ -871,12 +907,19 @@ class WorkbenchSessionsResource(SyncWaitableResource[_aiocompute_workbench_model
         user: str | None = None,
         fields: Sequence[str] | None = None,
         include_jobs: bool = False,
-    ) -> SessionListing:
+    ) -> SyncPaginator[_aiocompute_workbench_models.Session]:
         """Live sessions (all of ``user``'s, or the given ``ids``), and their jobs if asked.
 
+        Like every ``list``, a :class:`~aiocompute.Paginator`: ``async for s in
+        wb.sessions.list()``, or ``await`` it for a :class:`ListedSessions`, a list of the
+        sessions that also has the listing's ``.jobs`` (and ``.sessions``, ``.session(id)``,
+        ``.job(id)``, as :class:`SessionListing` had). One request (Workbench does not page).
         ``fields`` limits what the server sends for each session.
+
+        Sync twin: returns a :class:`~aiocompute.sync.SyncPaginator`: iterate it, or call
+        ``.all()`` for a list.
         """
-        return self._runner.call(
+        return self._runner.paginate(
             self._async.list, ids, user=user, fields=fields, include_jobs=include_jobs
         )
 
@@ -918,7 +961,9 @@ class WorkbenchSessionsResource(SyncWaitableResource[_aiocompute_workbench_model
     def stop(
         self, session_ids: str | Sequence[str], *, force: bool = False, suspend: bool = False
     ) -> None:
-        """Stop sessions; ``force`` kills them, ``suspend`` saves their state (RStudio)."""
+        """Stop one session or several (one request); ``force`` kills them, ``suspend``
+        saves their state (RStudio).
+        """
         self._runner.call(self._async.stop, session_ids, force=force, suspend=suspend)
 
 
@@ -956,8 +1001,10 @@ class WorkbenchJobsResource(SyncWaitableResource[Job]):
             reconcile=reconcile,
         )
 
-    def stop(self, job_id: str, *, force: bool = False) -> None:
-        """Stop a job (``force``: kill -9 instead of a terminate signal)."""
+    def stop(self, job_id: str | Sequence[str], *, force: bool = False) -> None:
+        """Stop a job, or each of several (``force``: kill -9 instead of a terminate
+        signal). Several ids: each is tried; failures raise one ``ExceptionGroup``.
+        """
         self._runner.call(self._async.stop, job_id, force=force)
 
     def get(self, job_id: str) -> Job:
@@ -968,9 +1015,23 @@ class WorkbenchJobsResource(SyncWaitableResource[Job]):
         """
         return self._runner.call(self._async.get, job_id)
 
-    def list(self) -> builtins.list[Job]:
-        """The user's jobs and audited jobs the server still reports (live and recent)."""
-        return self._runner.call(self._async.list)
+    def list(
+        self,
+        *,
+        statuses: str | Collection[str] | None = None,
+        tags: str | Collection[str] | None = None,
+    ) -> SyncPaginator[Job]:
+        """The user's jobs and audited jobs the server still reports (live and recent).
+
+        A :class:`~aiocompute.Paginator` like every ``list``: ``await`` it for a list,
+        or ``async for`` over it. ``statuses`` keeps jobs in one of these states (any
+        case: ``"running"`` is ``Running``); ``tags`` keeps jobs that carry every one of
+        these tags. Workbench has no server-side filter: both are applied to the answer.
+
+        Sync twin: returns a :class:`~aiocompute.sync.SyncPaginator`: iterate it, or call
+        ``.all()`` for a list.
+        """
+        return self._runner.paginate(self._async.list, statuses=statuses, tags=tags)
 
     def output(
         self,
@@ -1069,8 +1130,10 @@ class WorkbenchAuditedJobsResource(SyncWaitableResource[Job]):
         """The audit details of a completed audited job."""
         return self._runner.call(self._async.details, audited_job_id, user=user)
 
-    def stop(self, audited_job_id: str, *, force: bool = False) -> None:
-        """Stop an audited job (``force``: kill instead of terminate)."""
+    def stop(self, audited_job_id: str | Sequence[str], *, force: bool = False) -> None:
+        """Stop an audited job, or each of several (``force``: kill instead of terminate).
+        Several ids: each is tried; failures raise one ``ExceptionGroup``.
+        """
         self._runner.call(self._async.stop, audited_job_id, force=force)
 
     def get(self, job_id: str) -> Job:
@@ -1081,9 +1144,23 @@ class WorkbenchAuditedJobsResource(SyncWaitableResource[Job]):
         """
         return self._runner.call(self._async.get, job_id)
 
-    def list(self) -> builtins.list[Job]:
-        """The user's jobs and audited jobs the server still reports (live and recent)."""
-        return self._runner.call(self._async.list)
+    def list(
+        self,
+        *,
+        statuses: str | Collection[str] | None = None,
+        tags: str | Collection[str] | None = None,
+    ) -> SyncPaginator[Job]:
+        """The user's jobs and audited jobs the server still reports (live and recent).
+
+        A :class:`~aiocompute.Paginator` like every ``list``: ``await`` it for a list,
+        or ``async for`` over it. ``statuses`` keeps jobs in one of these states (any
+        case: ``"running"`` is ``Running``); ``tags`` keeps jobs that carry every one of
+        these tags. Workbench has no server-side filter: both are applied to the answer.
+
+        Sync twin: returns a :class:`~aiocompute.sync.SyncPaginator`: iterate it, or call
+        ``.all()`` for a list.
+        """
+        return self._runner.paginate(self._async.list, statuses=statuses, tags=tags)
 
     def output(
         self,
@@ -1157,7 +1234,8 @@ class WorkbenchClient(SyncClient):
 
     Async client for the Posit Workbench API.
 
-    ``server`` is the Workbench address (default ``$WORKBENCH_SERVER``). Authentication is
+    ``base_url`` is the Workbench address (default ``$WORKBENCH_SERVER``; ``server=`` is
+    its deprecated old name), with or without the ``/api`` suffix. Authentication is
     a bearer API ``token`` (default ``$WORKBENCH_API_KEY``), or, inside a running Workbench
     session, the session RPC cookie (``rpc_cookie=``, ``$RS_SESSION_RPC_COOKIE`` or
     ``$PWB_SESSION_RUNTIME_DIR/rpc_cookie``).
@@ -1194,7 +1272,7 @@ class WorkbenchClient(SyncClient):
 
     def __init__(
         self,
-        server: str | None = None,
+        base_url: str | None = None,
         *,
         token: str | None = None,
         rpc_cookie: str | None = None,
@@ -1207,6 +1285,7 @@ class WorkbenchClient(SyncClient):
         act_as: str | None = None,
         owner: str | None = None,
         reconcile: bool = True,
+        server: str | None = None,
         **connection: Unpack[ConnectionOptions],
     ) -> None:
         """Build the async :class:`aiocompute.workbench.client.WorkbenchClient` (same arguments)
@@ -1214,7 +1293,7 @@ class WorkbenchClient(SyncClient):
         """
         super().__init__(
             _aiocompute_workbench_client.WorkbenchClient,
-            server,
+            base_url,
             token=token,
             rpc_cookie=rpc_cookie,
             timeouts=timeouts,
@@ -1226,6 +1305,7 @@ class WorkbenchClient(SyncClient):
             act_as=act_as,
             owner=owner,
             reconcile=reconcile,
+            server=server,
             **connection,
         )
 

@@ -46,6 +46,7 @@ import contextlib
 import functools
 import sys
 import threading
+import warnings
 import weakref
 from collections.abc import (
     AsyncIterable,
@@ -505,6 +506,38 @@ class SyncPaginator(Generic[T]):
     def all(self) -> list[T]:
         """Every item of every page, as a list."""
         return self._runner.call(self._all)
+
+    # Until 0.x some sync ``list`` methods returned a list (ET Engine) or a listing
+    # (Workbench ``SessionListing``): length, indexing and the listing's attributes still
+    # work for a release, reading every page, with a DeprecationWarning.
+
+    def _all_deprecated(self, what: str) -> Any:
+        warnings.warn(
+            f"{what} on a SyncPaginator is deprecated: use .all() for the list "
+            "(or iterate the paginator)",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        return self.all()
+
+    def __len__(self) -> int:
+        return len(self._all_deprecated("len()"))
+
+    def __getitem__(self, index: Any) -> Any:
+        return self._all_deprecated("indexing")[index]
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        items = self.all()
+        if not hasattr(items, name):
+            raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+        warnings.warn(
+            f"SyncPaginator.{name} is deprecated: use .all().{name}",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(items, name)
 
     def __repr__(self) -> str:
         inner = repr(self._paginator) if self._paginator is not None else "not started"

@@ -93,9 +93,11 @@ class SyncWaitableResource(SyncResource, Generic[R]):
 
         Raises :class:`~aiocompute.WaitTimeout` when ``timeout`` passes first, and
         :class:`~aiocompute.UnreachableState` at once when a state is reached from which the
-        target can never come. ``on_transition`` / ``on_poll`` are called (sync or async)
-        on each change / read. ``on_cancel="cancel"`` stops the remote resource if the wait
-        times out or is cancelled (``"detach"``, the default, leaves it running).
+        target can never come. ``until="done"`` returns the resource in whichever terminal
+        state it ended (a job that failed included: look at its state or exit code).
+        ``on_transition`` / ``on_poll`` are called (sync or async) on each change / read.
+        ``on_cancel="cancel"`` stops the remote resource if the wait times out or is
+        cancelled (``"detach"``, the default, leaves it running).
         """
         return self._runner.call(
             self._async.wait,

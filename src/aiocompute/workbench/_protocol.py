@@ -250,8 +250,15 @@ def _strings(value: Iterable[str], what: str) -> list[str]:
     return out
 
 
-def _launch_parameters(value: LaunchParameters | Mapping[str, Any]) -> dict[str, Any]:
-    """LaunchParameters (or a plain mapping, sent as given) with name and cluster checked."""
+#: The cluster a session launches on when its launch parameters name none.
+DEFAULT_CLUSTER = "Local"
+
+
+def _launch_parameters(
+    value: LaunchParameters | Mapping[str, Any], defaults: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """LaunchParameters (or a plain mapping, sent as given) with name and cluster checked;
+    ``defaults`` fills those that are missing or empty."""
     if isinstance(value, LaunchParameters):
         data: dict[str, Any] = _LENIENT.unstructure(value)
     elif isinstance(value, Mapping):
@@ -260,6 +267,9 @@ def _launch_parameters(value: LaunchParameters | Mapping[str, Any]) -> dict[str,
         raise TypeError(
             f"launch_parameters must be LaunchParameters or a mapping, got {type(value).__name__}"
         )
+    for key, default in (defaults or {}).items():
+        if data.get(key) is None or data.get(key) == "":
+            data[key] = default
     for key in ("name", "cluster"):
         v = data.get(key)
         if not isinstance(v, str) or not v.strip():
@@ -333,9 +343,19 @@ def launch_session(
 ) -> Request:
     """``launch_session``: start a session of IDE ``workbench`` (e.g. ``"RStudio"``).
 
+    The name is given once: ``launch_parameters`` (required by servers with launcher
+    sessions, harmless on others) are always sent, their ``name`` defaulting to the
+    session's ``name`` (else the IDE's) and their ``cluster`` to ``"Local"``; the session's
+    ``name`` defaults to the launch parameters' name when only that is given.
     Not idempotent: a retried launch may start a second session.
     """
     kw: dict[str, Any] = {"workbench": _text(workbench, "workbench")}
+    params = _launch_parameters(
+        launch_parameters if launch_parameters is not None else {},
+        defaults={"name": name or workbench, "cluster": DEFAULT_CLUSTER},
+    )
+    if name is None:
+        name = params["name"]
     for key, value in (
         ("name", name),
         ("username", username),
@@ -344,8 +364,7 @@ def launch_session(
     ):
         if value is not None:
             kw[key] = _text(value, key)
-    if launch_parameters is not None:
-        kw["launch_parameters"] = _launch_parameters(launch_parameters)
+    kw["launch_parameters"] = params
     if start_hooks is not None:
         kw["start_hooks"] = _hooks(start_hooks, "start_hooks")
     if stop_hooks is not None:

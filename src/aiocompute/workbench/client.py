@@ -13,7 +13,15 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Collection, Mapping, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    Awaitable,
+    Callable,
+    Collection,
+    Generator,
+    Mapping,
+    Sequence,
+)
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime, timedelta, timezone
 from functools import partial
@@ -23,12 +31,13 @@ from typing import Any, TypeVar
 import attrs
 
 from .._core.auth import StaticAuth
-from .._core.config import ConfigError, check_str, resolve_setting
+from .._core.config import ConfigError, check_str, renamed_argument, resolve_setting
 from .._core.governor import Governor
 from .._core.handles import DEFAULT_CLEANUP_TIMEOUT, Handle, scoped
 from .._core.http_config import DEFAULT_LIMITS, DEFAULT_TIMEOUTS, PoolLimits, Timeouts
 from .._core.network import ConnectionOptions, Unpack
 from .._core.observability import api_call
+from .._core.pagination import Page, Paginator
 from .._core.polling import Poller
 from .._core.protocol_kit import Request
 from .._core.reconcile import (
@@ -40,7 +49,7 @@ from .._core.reconcile import (
     tag,
     tag_value,
 )
-from .._core.resources import BaseClient, WaitableResource, client_transport
+from .._core.resources import BaseClient, WaitableResource, client_transport, each_id
 from .._core.retries import DEFAULT_RETRY, RetryPolicy
 from .._core.streaming import ResumePolicy, resumable_items
 from .._core.wait_types import PollCadence, Until
@@ -57,6 +66,7 @@ from .models import (
     JobSpec,
     LaunchedSession,
     LaunchParameters,
+    ListedSessions,
     OutputChunk,
     OutputLine,
     ServerVersion,
@@ -99,7 +109,8 @@ def _read_rpc_cookie(environ: Mapping[str, str]) -> str | None:
 class WorkbenchClient(BaseClient):
     """Async client for the Posit Workbench API.
 
-    ``server`` is the Workbench address (default ``$WORKBENCH_SERVER``). Authentication is
+    ``base_url`` is the Workbench address (default ``$WORKBENCH_SERVER``; ``server=`` is
+    its deprecated old name), with or without the ``/api`` suffix. Authentication is
     a bearer API ``token`` (default ``$WORKBENCH_API_KEY``), or, inside a running Workbench
     session, the session RPC cookie (``rpc_cookie=``, ``$RS_SESSION_RPC_COOKIE`` or
     ``$PWB_SESSION_RUNTIME_DIR/rpc_cookie``).
@@ -133,7 +144,7 @@ class WorkbenchClient(BaseClient):
 
     def __init__(
         self,
-        server: str | None = None,
+        base_url: str | None = None,
         *,
         token: str | None = None,
         rpc_cookie: str | None = None,
@@ -146,13 +157,18 @@ class WorkbenchClient(BaseClient):
         act_as: str | None = None,
         owner: str | None = None,
         reconcile: bool = True,
+        server: str | None = None,
         **connection: Unpack[ConnectionOptions],
     ) -> None:
         if act_as is not None and not check_str(act_as, "act_as").strip():
             raise ValueError(f"act_as must be a user name, got {act_as!r}")
         environ = os.environ
+        # base_url is the name in every client; server= still works, with a DeprecationWarning.
+        base_url = renamed_argument(
+            base_url, server, new_name="base_url", old_name="server", where="WorkbenchClient"
+        )
         url = resolve_setting(
-            server, ["WORKBENCH_SERVER"], what="Workbench server address", argument="server"
+            base_url, ["WORKBENCH_SERVER"], what="Workbench server address", argument="base_url"
         )
         assert url is not None
         secret = resolve_setting(
@@ -179,7 +195,7 @@ class WorkbenchClient(BaseClient):
             auth = StaticAuth({RPC_COOKIE_HEADER: cookie})
         super().__init__(
             client_transport(
-                url.rstrip("/"),
+                _server_root(url),
                 auth=auth,
                 timeouts=timeouts,
                 retry=retry,
@@ -228,6 +244,9 @@ class WorkbenchClient(BaseClient):
             return P.decode_envelope(P.rpc_method(request), response.status, response.body)
         except NotFoundError as exc:
             missing = exc
+        if missing.status == 404 and missing.code is None:
+            # An HTTP 404 with no RPC error: the address, not the id, is wrong.
+            raise _wrong_address(missing, self._transport.base_url)
         raise _naming_the_id(missing, request)
 
     @api_call("version")
@@ -336,8 +355,10 @@ class SessionsResource(WaitableResource[Session]):
     ) -> LaunchedSession:
         """Launch a session of IDE ``workbench`` (``"RStudio"``, ``"VS Code"``, ...).
 
-        ``launch_parameters`` needs ``name`` and ``cluster`` (checked before sending).
-        Returns at once; use :meth:`wait` to know when it is running.
+        The name is given once: ``launch("VS Code", name="etl")`` names the session and its
+        ``launch_parameters``, whose ``name`` defaults to the session's (else the IDE's)
+        and ``cluster`` to ``"Local"`` (they are checked before sending). Returns at once;
+        use :meth:`wait` to know when it is running.
 
         A launched session carries nothing of the caller's back (the environment is not
         shown), so a launch that fails after it may have reached the server is reconciled
@@ -465,19 +486,39 @@ class SessionsResource(WaitableResource[Session]):
             cleanup_timeout=cleanup_timeout,
         )
 
-    @api_call("list")
-    async def list(
+    def list(
         self,
         ids: Sequence[str] | None = None,
         *,
         user: str | None = None,
         fields: Sequence[str] | None = None,
         include_jobs: bool = False,
-    ) -> SessionListing:
+    ) -> Paginator[Session]:
         """Live sessions (all of ``user``'s, or the given ``ids``), and their jobs if asked.
 
+        Like every ``list``, a :class:`~aiocompute.Paginator`: ``async for s in
+        wb.sessions.list()``, or ``await`` it for a :class:`ListedSessions`, a list of the
+        sessions that also has the listing's ``.jobs`` (and ``.sessions``, ``.session(id)``,
+        ``.job(id)``, as :class:`SessionListing` had). One request (Workbench does not page).
         ``fields`` limits what the server sends for each session.
         """
+        # Checked now, not at the first await: bad arguments fail where they were given.
+        P.get_session(ids, user=user, fields=fields, include_jobs=include_jobs)
+
+        async def fetch() -> SessionListing:
+            return await self._list_fetch(ids, user, fields, include_jobs)
+
+        return _SessionsPaginator(fetch)
+
+    @api_call("list")
+    async def _list_fetch(
+        self,
+        ids: Sequence[str] | None,
+        user: str | None,
+        fields: Sequence[str] | None,
+        include_jobs: bool,
+    ) -> SessionListing:
+        # The request of list(), traced under the name users call.
         return await self._client._listing(ids, user=user, fields=fields, include_jobs=include_jobs)
 
     @api_call("get")
@@ -531,7 +572,8 @@ class SessionsResource(WaitableResource[Session]):
     async def stop(
         self, session_ids: str | Sequence[str], *, force: bool = False, suspend: bool = False
     ) -> None:
-        """Stop sessions; ``force`` kills them, ``suspend`` saves their state (RStudio)."""
+        """Stop one session or several (one request); ``force`` kills them, ``suspend``
+        saves their state (RStudio)."""
         await self._client._send(P.stop_session(session_ids, force_quit=force, suspend=suspend))
 
     # Poller plumbing.
@@ -561,6 +603,64 @@ class SessionsResource(WaitableResource[Session]):
 
     async def _cancel(self, session_id: str) -> None:
         await self.stop([session_id])
+
+
+class _SessionsPaginator(Paginator[Session]):
+    """``wb.sessions.list()``: one page; awaited, a :class:`ListedSessions` (a list that
+    keeps the listing's jobs)."""
+
+    def __init__(self, fetch_listing: Callable[[], Awaitable[SessionListing]]) -> None:
+        self._fetch_listing = fetch_listing
+
+        async def fetch(marker: str | None) -> Page[Session]:
+            return Page((await fetch_listing()).sessions)
+
+        super().__init__(fetch, what="Workbench sessions")
+
+    async def _collect(self) -> ListedSessions:
+        return ListedSessions(await self._fetch_listing())
+
+    def __await__(self) -> Generator[Any, None, ListedSessions]:
+        return self._collect().__await__()
+
+
+def _filter_names(value: str | Collection[str] | None, argument: str) -> frozenset[str] | None:
+    """A filter argument (one name or several) as a set; statuses compare ignoring case."""
+    if value is None:
+        return None
+    names = [value] if isinstance(value, str) else list(value)
+    if not names or not all(isinstance(n, str) and n.strip() for n in names):
+        raise ValueError(f"{argument} must be a name or a non-empty collection of names")
+    if argument == "statuses":
+        return frozenset(n.strip().casefold() for n in names)
+    return frozenset(names)
+
+
+def _server_root(url: str) -> str:
+    """The Workbench address without a trailing ``/api``: the client adds ``/api/<method>``
+    itself, and ``https://host/api`` (what the API's own docs call its base) must not
+    become ``https://host/api/api/...``."""
+    root = url.rstrip("/")
+    if root.endswith("/api"):
+        root = root[: -len("/api")]
+    return root
+
+
+def _wrong_address(error: NotFoundError, base_url: str) -> NotFoundError:
+    """A 404 from no RPC: name the address to check, and what it should look like."""
+    return type(error)(
+        f"{error.message} (no Workbench API at {base_url}: base_url is the Workbench server "
+        "address, as in the browser, e.g. https://host or https://host/workbench; the "
+        "client adds /api/<method>)",
+        status=error.status,
+        code=error.code,
+        body=error.body,
+        method=error.method,
+        url=error.url,
+        retry_after=error.retry_after,
+        request_id=error.request_id,
+        headers=error.headers,
+    )
 
 
 # The RPC parameters that name one resource, and what to call it in a "not found" error.
@@ -645,13 +745,39 @@ class _JobsBase(WaitableResource[Job]):
             raise NotFoundError(f"{self._what} not found: {job_id}", status=200)
         return found[job_id]
 
+    def list(
+        self,
+        *,
+        statuses: str | Collection[str] | None = None,
+        tags: str | Collection[str] | None = None,
+    ) -> Paginator[Job]:
+        """The user's jobs and audited jobs the server still reports (live and recent).
+
+        A :class:`~aiocompute.Paginator` like every ``list``: ``await`` it for a list,
+        or ``async for`` over it. ``statuses`` keeps jobs in one of these states (any
+        case: ``"running"`` is ``Running``); ``tags`` keeps jobs that carry every one of
+        these tags. Workbench has no server-side filter: both are applied to the answer.
+        """
+        wanted = _filter_names(statuses, "statuses")
+        needed = _filter_names(tags, "tags")
+
+        async def fetch() -> Sequence[Job]:
+            jobs = await self._list_fetch()
+            if wanted is not None:
+                jobs = [j for j in jobs if j.state.casefold() in wanted]
+            if needed is not None:
+                jobs = [j for j in jobs if needed <= set(j.tags)]
+            return jobs
+
+        return Paginator.single(fetch, what=f"Workbench {self._what}s")
+
     @api_call("list")
-    async def list(self) -> list[Job]:
-        """The user's jobs and audited jobs the server still reports (live and recent)."""
+    async def _list_fetch(self) -> Sequence[Job]:
+        # The request of list(), traced under the name users call.
         listing = await self._client._listing(
             fields=["id"], include_jobs=True, include_all_jobs=True
         )
-        return list(listing.jobs)
+        return listing.jobs
 
     @api_call("output")
     async def output(
@@ -857,9 +983,14 @@ class JobsResource(_JobsBase):
         return await self._launch_once(spec, send, lambda job: job, reconcile)
 
     @api_call("stop")
-    async def stop(self, job_id: str, *, force: bool = False) -> None:
-        """Stop a job (``force``: kill -9 instead of a terminate signal)."""
-        await self._client._send(P.stop_job(job_id, force=force))
+    async def stop(self, job_id: str | Sequence[str], *, force: bool = False) -> None:
+        """Stop a job, or each of several (``force``: kill -9 instead of a terminate
+        signal). Several ids: each is tried; failures raise one ``ExceptionGroup``."""
+
+        async def stop_one(one: str) -> None:
+            await self._client._send(P.stop_job(one, force=force))
+
+        await each_id(job_id, stop_one, argument="job_id")
 
 
 class AuditedJobsResource(_JobsBase):
@@ -913,6 +1044,11 @@ class AuditedJobsResource(_JobsBase):
         return P.parse_audited_job_details(result, strict=self._client._strict)
 
     @api_call("stop")
-    async def stop(self, audited_job_id: str, *, force: bool = False) -> None:
-        """Stop an audited job (``force``: kill instead of terminate)."""
-        await self._client._send(P.stop_audited_job(audited_job_id, force=force))
+    async def stop(self, audited_job_id: str | Sequence[str], *, force: bool = False) -> None:
+        """Stop an audited job, or each of several (``force``: kill instead of terminate).
+        Several ids: each is tried; failures raise one ``ExceptionGroup``."""
+
+        async def stop_one(one: str) -> None:
+            await self._client._send(P.stop_audited_job(one, force=force))
+
+        await each_id(audited_job_id, stop_one, argument="audited_job_id")

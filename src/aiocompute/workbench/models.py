@@ -15,12 +15,13 @@ epoch milliseconds (live sessions) or ISO-8601 strings (jobs, historical session
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
 from attrs import field, frozen
+
+from .._core.states import ServerEnum
 
 __all__ = [
     "AuditEnvironment",
@@ -38,6 +39,7 @@ __all__ = [
     "JobStatus",
     "LaunchParameters",
     "LaunchedSession",
+    "ListedSessions",
     "OutputChunk",
     "OutputLine",
     "PlacementConstraint",
@@ -58,7 +60,7 @@ __all__ = [
 # --------------------------------------------------------------------------- enums
 
 
-class SessionState(str, enum.Enum):
+class SessionState(ServerEnum):
     """A session's ``activity_state``.
 
     The reference lists launching, pending, starting, running, suspended, finished, failed,
@@ -83,7 +85,7 @@ class SessionState(str, enum.Enum):
     ENDED = "ended"
 
 
-class JobStatus(str, enum.Enum):
+class JobStatus(ServerEnum):
     """A job's ``status`` (capitalised on the wire)."""
 
     PENDING = "Pending"
@@ -584,6 +586,14 @@ class SessionListing:
     jobs: tuple[Job, ...] = ()
     raw: Mapping[str, Any] = field(factory=dict, repr=False, eq=False)
 
+    def __iter__(self) -> Iterator[Session]:
+        """Iterating a listing iterates its sessions."""
+        return iter(self.sessions)
+
+    def __len__(self) -> int:
+        """How many sessions."""
+        return len(self.sessions)
+
     def session(self, session_id: str) -> Session | None:
         """The session with this id, or None."""
         for s in self.sessions:
@@ -600,3 +610,37 @@ class SessionListing:
             if s.job is not None and s.job.id == job_id:
                 return s.job
         return None
+
+
+class ListedSessions(list[Session]):
+    """What ``await wb.sessions.list()`` gives: the sessions, as a list, that also keeps
+    what the listing said besides (:attr:`jobs` when asked with ``include_jobs``,
+    :attr:`listing` whole), so code written for :class:`SessionListing` keeps working.
+    """
+
+    def __init__(self, listing: SessionListing) -> None:
+        super().__init__(listing.sessions)
+        self.listing = listing
+
+    @property
+    def sessions(self) -> tuple[Session, ...]:
+        """The sessions (as in :attr:`SessionListing.sessions`)."""
+        return self.listing.sessions
+
+    @property
+    def jobs(self) -> tuple[Job, ...]:
+        """The jobs the listing carried (``include_jobs``)."""
+        return self.listing.jobs
+
+    @property
+    def raw(self) -> Mapping[str, Any]:
+        """The answer as sent."""
+        return self.listing.raw
+
+    def session(self, session_id: str) -> Session | None:
+        """The session with this id, or None."""
+        return self.listing.session(session_id)
+
+    def job(self, job_id: str) -> Job | None:
+        """The job with this id (in ``jobs`` or as a session's ``job``), or None."""
+        return self.listing.job(job_id)
