@@ -65,6 +65,16 @@ def run_json(capsys: pytest.CaptureFixture[str], *argv: str, code: int = 0) -> A
     return json.loads(out)  # exactly one JSON document
 
 
+def run_ndjson(
+    capsys: pytest.CaptureFixture[str], *argv: str, code: int = 0
+) -> list[dict[str, Any]]:
+    """Run a streaming command with --json: one JSON object per line."""
+    cut = argv.index("--") if "--" in argv else len(argv)
+    got, out, err = run(capsys, *argv[:cut], "--json", *argv[cut:])
+    assert got == code, (out, err)
+    return [json.loads(line) for line in out.splitlines()]
+
+
 def launch_session(capsys: pytest.CaptureFixture[str], name: str) -> str:
     data = run_json(capsys, "workbench", "sessions", "launch", "VS Code", "--name", name)
     session_id = data["sessions"][0]["id"]
@@ -444,7 +454,7 @@ def test_jobs_launch_wait_json_and_failure(
     assert data["error"] is None
     assert job["args"] == FAST
     assert "raw" not in job
-    data = run_json(
+    lines = run_ndjson(
         capsys,
         "workbench",
         "jobs",
@@ -459,9 +469,14 @@ def test_jobs_launch_wait_json_and_failure(
         "--emu-fail",
         code=3,
     )
-    assert data["job"]["status"] == "Failed"
-    assert data["error"]["type"] == "UnreachableState"
-    assert "stderr line 1" in data["output"]["stderr"]
+    assert [line["type"] for line in lines] == ["launched"] + ["output"] * 4 + ["end"]
+    assert lines[0]["job"]["name"] == "bad"
+    end = lines[-1]
+    assert end["job"]["status"] == "Failed"
+    assert end["state"] == "Failed"
+    assert end["error"]["type"] == "UnreachableState"
+    stderr = "".join(x["output"] for x in lines[1:-1] if x["output_type"] == "stderr")
+    assert "stderr line 1" in stderr
     # Human mode says so in one line on stderr.
     code, _, err = run(
         capsys,
@@ -488,9 +503,13 @@ def test_jobs_tail_list_wait_and_stop(env: Emulator, capsys: pytest.CaptureFixtu
     assert code == 0
     assert out.count("stdout line") == 2
     assert err.count("stderr line") == 2
-    tailed = run_json(capsys, "workbench", "jobs", "tail", job_id)
-    assert tailed["job_id"] == job_id
-    assert tailed["stderr"].count("\n") == 2
+    tailed = run_ndjson(capsys, "workbench", "jobs", "tail", job_id)
+    assert all(line["job_id"] == job_id for line in tailed[:-1])
+    stderr = "".join(x["output"] for x in tailed[:-1] if x["output_type"] == "stderr")
+    assert stderr.count("\n") == 2
+    assert tailed[-1]["type"] == "end"
+    assert tailed[-1]["exit_code"] == 0
+    assert tailed[-1]["error"] is None
 
     long_id = run_json(
         capsys,
