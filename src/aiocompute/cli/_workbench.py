@@ -905,7 +905,7 @@ def _register_jobs(wb: CommandTree, kind: _Kind) -> None:
             "within --read-for seconds, less once it is quiet), with a note on stderr.\n"
             "stdout on stdout, stderr on stderr. Use 'tail' to follow a running job."
         ),
-        example=f"{prog} output 8d3c0f2b9a1e4d57 > fit.log",
+        example=f"{prog} output 8d3c0f2b9a1e4d57 >fit.log",
         handler=_bind(_jobs_output, kind),
     )
     p.add_argument("job_id", metavar="JOB_ID", help="job id")
