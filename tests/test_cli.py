@@ -942,3 +942,23 @@ def test_users_and_compute_envs(
     code, out, _ = run(capsys, "workbench", "users")
     assert code == 0
     assert "alice" in out
+
+
+def test_ctrl_c_on_launch_tail_names_the_stop_command(
+    env: Emulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt  # as Ctrl-C comes out of the stream
+
+    monkeypatch.setattr("aiocompute.cli._workbench._stream", interrupted)
+    code, out, err = run(
+        capsys, "workbench", "audited-jobs", "launch", "--name", "i", "--exe", "R", "--tail"
+    )
+    assert code == 130
+    job_id = out.split()[3]  # "launched audited job <id> ..."
+    assert job_id in env.workbench.audited_jobs
+    assert err.strip().endswith(
+        f"audited job {job_id} keeps running; stop it with: "
+        f"aiocompute workbench audited-jobs stop {job_id}"
+    )
+    run(capsys, "workbench", "audited-jobs", "stop", job_id, "--force")

@@ -778,3 +778,25 @@ def test_etengine_delete_all_asks_first(
         "deleted": [],
         "all": True,
     }
+
+
+def test_ctrl_c_on_a_batch_wait_names_the_delete_command(
+    env: Emulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ET Engine cannot stop jobs: the note says the batch runs on, and how to forget it."""
+    batch_id = _submit(capsys)["batch_id"]
+
+    async def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt  # as Ctrl-C comes out of a wait
+
+    monkeypatch.setattr("aiocompute.cli._etengine.wait_and_show", interrupted)
+    code, _, err = run(capsys, "etengine", "batches", "wait", batch_id)
+    assert code == 130
+    assert err.strip() == (
+        f"aiocompute: interrupted; batch {batch_id} keeps running (ET Engine cannot stop "
+        f"jobs); delete the records with: aiocompute etengine batches delete {batch_id}"
+    )
+    # Before a wait starts (or after it ended), Ctrl-C has nothing to say.
+    monkeypatch.setattr("aiocompute.cli._etengine._batches_list", interrupted)
+    monkeypatch.setattr("aiocompute.cli._app._run", interrupted)
+    assert run(capsys, "etengine", "batches", "list") == (130, "", "")
