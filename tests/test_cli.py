@@ -16,6 +16,9 @@ from typing import Any
 
 import pytest
 
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
+
 from aiocompute._version import __version__
 from aiocompute.cli import main
 from aiocompute.cli._app import build_parser
@@ -962,3 +965,40 @@ def test_ctrl_c_on_launch_tail_names_the_stop_command(
         f"aiocompute workbench audited-jobs stop {job_id}"
     )
     run(capsys, "workbench", "audited-jobs", "stop", job_id, "--force")
+
+
+@pytest.mark.parametrize(
+    ("raised", "code"),
+    [
+        (BrokenPipeError(), 141),
+        (BaseExceptionGroup("progress", [BrokenPipeError()]), 141),
+        (BaseExceptionGroup("waits", [BaseExceptionGroup("one", [BrokenPipeError()])]), 141),
+        (BaseExceptionGroup("waits", [KeyboardInterrupt()]), 130),
+    ],
+)
+def test_a_closed_pipe_or_ctrl_c_from_a_task_group(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    raised: BaseException,
+    code: int,
+) -> None:
+    """Raised inside a task group (a wait's progress, a fan-out), they come out grouped:
+    the same exit codes, as quietly."""
+
+    async def failing(*args: object) -> int:
+        raise raised
+
+    monkeypatch.setattr("aiocompute.cli._app._run", failing)
+    monkeypatch.setattr("aiocompute.cli._app._silence_stdout", lambda: None)
+    assert run(capsys, "version") == (code, "", "")
+
+
+def test_a_group_with_other_errors_is_not_swallowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    mixed = BaseExceptionGroup("mixed", [BrokenPipeError(), RuntimeError("bug")])
+
+    async def failing(*args: object) -> int:
+        raise mixed
+
+    monkeypatch.setattr("aiocompute.cli._app._run", failing)
+    with pytest.raises(BaseExceptionGroup):
+        main(["version"])

@@ -100,7 +100,8 @@ def _json_option(parser: argparse.ArgumentParser) -> None:
         "--json",
         action="store_true",
         default=argparse.SUPPRESS,
-        help="print one JSON document on stdout instead of tables (for scripts)",
+        help="print JSON on stdout instead of tables (for scripts): one document, or one "
+        "object per line for commands that stream (tail)",
     )
 
 
