@@ -16,6 +16,9 @@ from typing import Any
 
 import pytest
 
+if sys.version_info < (3, 11):
+    from exceptiongroup import BaseExceptionGroup
+
 from aiocompute._version import __version__
 from aiocompute.cli import main
 from aiocompute.cli._app import build_parser
@@ -65,6 +68,16 @@ def run_json(capsys: pytest.CaptureFixture[str], *argv: str, code: int = 0) -> A
     return json.loads(out)  # exactly one JSON document
 
 
+def run_ndjson(
+    capsys: pytest.CaptureFixture[str], *argv: str, code: int = 0
+) -> list[dict[str, Any]]:
+    """Run a streaming command with --json: one JSON object per line."""
+    cut = argv.index("--") if "--" in argv else len(argv)
+    got, out, err = run(capsys, *argv[:cut], "--json", *argv[cut:])
+    assert got == code, (out, err)
+    return [json.loads(line) for line in out.splitlines()]
+
+
 def launch_session(capsys: pytest.CaptureFixture[str], name: str) -> str:
     data = run_json(capsys, "workbench", "sessions", "launch", "VS Code", "--name", name)
     session_id = data["sessions"][0]["id"]
@@ -97,6 +110,20 @@ def test_every_command_help_has_an_example() -> None:
         "workbench jobs launch",
         "workbench jobs tail",
         "workbench jobs stop",
+        "workbench users",
+        "workbench compute-envs",
+        "workbench sessions get",
+        "workbench sessions history",
+        "workbench sessions resume",
+        "workbench jobs get",
+        "workbench jobs output",
+        "workbench audited-jobs launch",
+        "workbench audited-jobs get",
+        "workbench audited-jobs output",
+        "workbench audited-jobs tail",
+        "workbench audited-jobs details",
+        "workbench audited-jobs wait",
+        "workbench audited-jobs stop",
     } <= paths
     for path, parser in commands:
         text = parser.format_help()
@@ -444,7 +471,7 @@ def test_jobs_launch_wait_json_and_failure(
     assert data["error"] is None
     assert job["args"] == FAST
     assert "raw" not in job
-    data = run_json(
+    lines = run_ndjson(
         capsys,
         "workbench",
         "jobs",
@@ -459,9 +486,14 @@ def test_jobs_launch_wait_json_and_failure(
         "--emu-fail",
         code=3,
     )
-    assert data["job"]["status"] == "Failed"
-    assert data["error"]["type"] == "UnreachableState"
-    assert "stderr line 1" in data["output"]["stderr"]
+    assert [line["type"] for line in lines] == ["launched"] + ["output"] * 4 + ["end"]
+    assert lines[0]["job"]["name"] == "bad"
+    end = lines[-1]
+    assert end["job"]["status"] == "Failed"
+    assert end["state"] == "Failed"
+    assert end["error"]["type"] == "UnreachableState"
+    stderr = "".join(x["output"] for x in lines[1:-1] if x["output_type"] == "stderr")
+    assert "stderr line 1" in stderr
     # Human mode says so in one line on stderr.
     code, _, err = run(
         capsys,
@@ -488,9 +520,13 @@ def test_jobs_tail_list_wait_and_stop(env: Emulator, capsys: pytest.CaptureFixtu
     assert code == 0
     assert out.count("stdout line") == 2
     assert err.count("stderr line") == 2
-    tailed = run_json(capsys, "workbench", "jobs", "tail", job_id)
-    assert tailed["job_id"] == job_id
-    assert tailed["stderr"].count("\n") == 2
+    tailed = run_ndjson(capsys, "workbench", "jobs", "tail", job_id)
+    assert all(line["job_id"] == job_id for line in tailed[:-1])
+    stderr = "".join(x["output"] for x in tailed[:-1] if x["output_type"] == "stderr")
+    assert stderr.count("\n") == 2
+    assert tailed[-1]["type"] == "end"
+    assert tailed[-1]["exit_code"] == 0
+    assert tailed[-1]["error"] is None
 
     long_id = run_json(
         capsys,
@@ -733,3 +769,236 @@ def test_the_commands_load_without_the_emulator() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     ).stdout
     assert out.strip() == "[]"
+
+
+# --------------------------------------------------------------------------- issue 14 commands
+
+
+def test_sessions_get_resume_history_and_urls(
+    env: Emulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The URL is in the normal output of a launch --wait, not only in --json.
+    code, out, _ = run(
+        capsys, "workbench", "sessions", "launch", "RStudio", "--name", "cli-r", "--wait"
+    )
+    assert code == 0
+    assert env.workbench_url + "/s/" in out
+    session_id = next(s.id for s in run_sessions(capsys) if s.name == "cli-r")
+
+    got = run_json(capsys, "workbench", "sessions", "get", session_id)
+    assert got["session"]["id"] == session_id
+    assert got["url"].startswith(env.workbench_url + "/s/")
+    code, out, _ = run(capsys, "workbench", "sessions", "get", session_id)
+    assert code == 0
+    assert got["url"] in out
+    assert "running" in out
+
+    run(capsys, "workbench", "sessions", "stop", session_id, "--suspend")
+    run_json(capsys, "workbench", "sessions", "wait", session_id, "--until", "suspended")
+    resumed = run_json(capsys, "workbench", "sessions", "resume", session_id, "--wait")
+    assert resumed["state"] == "running"
+    assert resumed["error"] is None
+    assert resumed["url"].startswith(env.workbench_url + "/s/")
+    assert env.workbench.sessions[session_id].state == "running"
+
+    run(capsys, "workbench", "sessions", "stop", session_id)
+    run_json(capsys, "workbench", "sessions", "wait", session_id, "--until", "ended")
+    history = run_json(capsys, "workbench", "sessions", "history")
+    assert session_id in {s["id"] for s in history["sessions"]}
+    code, out, _ = run(capsys, "workbench", "sessions", "history")
+    assert code == 0
+    assert session_id in out
+    assert "ended" in out
+
+    code, _, err = run(capsys, "workbench", "sessions", "get", "nosuchid")
+    assert code == 1
+    assert "NotFoundError" in err
+    code, _, err = run(capsys, "workbench", "sessions", "history", "--begin", "yesterday")
+    assert code == 2
+    assert "begin" in err
+
+
+def run_sessions(capsys: pytest.CaptureFixture[str]) -> list[Session]:
+    listed = run_json(capsys, "workbench", "sessions", "list")["sessions"]
+    return [Session(id=s["id"], name=s["name"]) for s in listed]
+
+
+def test_jobs_get_output_and_a_failed_tail(
+    env: Emulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    done = run_json(
+        capsys, "workbench", "jobs", "launch", "--name", "o", "--exe", "R", "--wait", "--", *FAST
+    )["job"]["id"]
+    got = run_json(capsys, "workbench", "jobs", "get", done)
+    assert got["state"] == "Finished"
+    assert got["job"]["exit_code"] == 0
+    code, out, _ = run(capsys, "workbench", "jobs", "get", done)
+    assert code == 0
+    assert "Finished" in out
+
+    # An ended job: all of its output, streams apart, at once.
+    code, out, err = run(capsys, "workbench", "jobs", "output", done)
+    assert code == 0
+    assert out == env.workbench.jobs[done].channel_text("stdout")
+    assert err == env.workbench.jobs[done].channel_text("stderr")
+    data = run_json(capsys, "workbench", "jobs", "output", done)
+    assert data["complete"] is True
+    assert data["stdout"] == out
+
+    # A running job: what it wrote so far, a note on stderr, and it keeps running.
+    long_id = run_json(
+        capsys,
+        "workbench",
+        "jobs",
+        "launch",
+        "--name",
+        "o-long",
+        "--exe",
+        "R",
+        "--",
+        "--emu-chunks=300",
+        "--emu-interval=0.1",
+    )["job"]["id"]
+    run_json(capsys, "workbench", "jobs", "wait", long_id, "--until", "Running")
+    data = run_json(capsys, "workbench", "jobs", "output", long_id, "--read-for", "0.5")
+    assert data["complete"] is False
+    assert data["state"] == "Running"
+    assert env.workbench.jobs[long_id].status == "Running"
+    code, _, err = run(capsys, "workbench", "jobs", "output", long_id, "--read-for", "0.3")
+    assert code == 0
+    assert "still Running" in err
+    assert f"aiocompute workbench jobs tail {long_id}" in err
+    run(capsys, "workbench", "jobs", "stop", long_id, "--force")
+
+    # Tailing a job that fails exits 3, as a wait does, and says why on stderr.
+    failing = run_json(
+        capsys,
+        "workbench",
+        "jobs",
+        "launch",
+        "--name",
+        "f",
+        "--exe",
+        "R",
+        "--",
+        *FAST,
+        "--emu-fail",
+    )["job"]["id"]
+    code, out, err = run(capsys, "workbench", "jobs", "tail", failing)
+    assert code == 3
+    assert "stdout line 0" in out
+    assert "UnreachableState" in err
+    code, _, err = run(capsys, "workbench", "jobs", "tail", failing, "--timeout", "0.01")
+    assert code == 3
+
+
+def test_audited_jobs(env: Emulator, capsys: pytest.CaptureFixture[str]) -> None:
+    data = run_json(
+        capsys,
+        "workbench",
+        "audited-jobs",
+        "launch",
+        "--name",
+        "audit",
+        "--exe",
+        "R",
+        "--wait",
+        "--",
+        *FAST,
+    )
+    assert data["error"] is None
+    job_id = data["job"]["id"]
+    assert job_id in env.workbench.audited_jobs
+    assert run_json(capsys, "workbench", "audited-jobs", "get", job_id)["state"] == "Finished"
+    output = run_json(capsys, "workbench", "audited-jobs", "output", job_id)
+    assert output["complete"] is True
+    # A finished audited job's output comes from the audit store in one piece, both
+    # streams together (the API does not tell them apart there).
+    assert "stdout line 0" in output["stdout"]
+    assert "stderr line 1" in output["stdout"]
+    tailed = run_ndjson(capsys, "workbench", "audited-jobs", "tail", job_id)
+    assert tailed[-1]["type"] == "end"
+    assert tailed[-1]["state"] == "Finished"
+    details = run_json(capsys, "workbench", "audited-jobs", "details", job_id)
+    assert details["audited_job_id"] == job_id
+    code, out, _ = run(capsys, "workbench", "audited-jobs", "details", job_id)
+    assert code == 0
+    assert "script checksum" in out
+
+
+def test_users_and_compute_envs(
+    env: Emulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    envs = run_json(capsys, "workbench", "compute-envs")["compute_envs"]
+    names = {c["name"] for c in envs["clusters"]}
+    assert "Local" in names
+    code, out, _ = run(capsys, "workbench", "compute-envs")
+    assert code == 0
+    assert "Local" in out
+    # Users need an admin token.
+    code, _, err = run(capsys, "workbench", "users")
+    assert code == 1
+    assert "AuthenticationError" in err
+    monkeypatch.setenv("WORKBENCH_API_KEY", "admin-token")
+    users = run_json(capsys, "workbench", "users")["users"]
+    assert "alice" in {u["username"] for u in users}
+    code, out, _ = run(capsys, "workbench", "users")
+    assert code == 0
+    assert "alice" in out
+
+
+def test_ctrl_c_on_launch_tail_names_the_stop_command(
+    env: Emulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt  # as Ctrl-C comes out of the stream
+
+    monkeypatch.setattr("aiocompute.cli._workbench._stream", interrupted)
+    code, out, err = run(
+        capsys, "workbench", "audited-jobs", "launch", "--name", "i", "--exe", "R", "--tail"
+    )
+    assert code == 130
+    job_id = out.split()[3]  # "launched audited job <id> ..."
+    assert job_id in env.workbench.audited_jobs
+    assert err.strip().endswith(
+        f"audited job {job_id} keeps running; stop it with: "
+        f"aiocompute workbench audited-jobs stop {job_id}"
+    )
+    run(capsys, "workbench", "audited-jobs", "stop", job_id, "--force")
+
+
+@pytest.mark.parametrize(
+    ("raised", "code"),
+    [
+        (BrokenPipeError(), 141),
+        (BaseExceptionGroup("progress", [BrokenPipeError()]), 141),
+        (BaseExceptionGroup("waits", [BaseExceptionGroup("one", [BrokenPipeError()])]), 141),
+        (BaseExceptionGroup("waits", [KeyboardInterrupt()]), 130),
+    ],
+)
+def test_a_closed_pipe_or_ctrl_c_from_a_task_group(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    raised: BaseException,
+    code: int,
+) -> None:
+    """Raised inside a task group (a wait's progress, a fan-out), they come out grouped:
+    the same exit codes, as quietly."""
+
+    async def failing(*args: object) -> int:
+        raise raised
+
+    monkeypatch.setattr("aiocompute.cli._app._run", failing)
+    monkeypatch.setattr("aiocompute.cli._app._silence_stdout", lambda: None)
+    assert run(capsys, "version") == (code, "", "")
+
+
+def test_a_group_with_other_errors_is_not_swallowed(monkeypatch: pytest.MonkeyPatch) -> None:
+    mixed = BaseExceptionGroup("mixed", [BrokenPipeError(), RuntimeError("bug")])
+
+    async def failing(*args: object) -> int:
+        raise mixed
+
+    monkeypatch.setattr("aiocompute.cli._app._run", failing)
+    with pytest.raises(BaseExceptionGroup):
+        main(["version"])

@@ -5,6 +5,7 @@ command's listing of those APIs and the ET Engine part of the demo."""
 from __future__ import annotations
 
 import argparse
+import io
 import json
 from collections.abc import Iterator
 from typing import Any
@@ -105,6 +106,9 @@ NEW_COMMANDS = {
     "lakesail sessions relaunch",
     "lakesail sessions wait",
     "lakesail configs list",
+    "lakesail configs create",
+    "lakesail configs get",
+    "lakesail sessions token",
     "etengine batches list",
     "etengine batches status",
     "etengine batches wait",
@@ -505,7 +509,7 @@ def test_etengine_submit_wait_and_delete(env: Emulator, capsys: pytest.CaptureFi
     assert "WaitTimeout" in err
 
     data = run_json(capsys, "etengine", "batches", "delete", batch_id, slow)
-    assert data == {"deleted": [batch_id, slow], "errors": {}}
+    assert data == {"deleted": [batch_id, slow], "missing": [], "errors": {}}
     assert batch_id not in env.etengine.batches
     code, _, err = run(capsys, "etengine", "batches", "status", batch_id)
     assert code == 1
@@ -623,3 +627,176 @@ def test_demo_fans_out_etengine_batches(capsys: pytest.CaptureFixture[str]) -> N
     for text in ("ET Engine fan-out", "batches.status", "jobs.get", "UnreachableState"):
         assert text in out
     assert "\x1b[" not in out
+
+
+# --------------------------------------------------------------------------- issue 14 commands
+
+
+def test_lakesail_session_token(env: Emulator, capsys: pytest.CaptureFixture[str]) -> None:
+    sid = run_json(capsys, "lakesail", "sessions", "create", "--name", "cli-tok", "--wait")[
+        "session"
+    ]["id"]
+    data = run_json(capsys, "lakesail", "sessions", "token", sid, "--duration", "600")
+    assert data["session_id"] == sid
+    assert data["token"].count(".") == 2  # a JWT
+    assert data["expires_at"]
+    # Human mode: the token alone on stdout (for $(...)), the note on stderr.
+    code, out, err = run(capsys, "lakesail", "sessions", "token", sid)
+    assert code == 0
+    assert out.count("\n") == 1
+    assert out.strip().count(".") == 2
+    assert sid in err
+    assert out.strip() not in err
+    code, _, err = run(capsys, "lakesail", "sessions", "token", sid, "--duration", "0")
+    assert code == 2
+    run(capsys, "lakesail", "sessions", "close", sid)
+
+
+def test_lakesail_configs_create_and_get(
+    env: Emulator, capsys: pytest.CaptureFixture[str], tmp_path: Any
+) -> None:
+    settings = tmp_path / "etl.json"
+    settings.write_text(json.dumps({"sail": {"executionMode": "standalone"}}))
+    created = run_json(
+        capsys,
+        "lakesail",
+        "configs",
+        "create",
+        "Nightly ETL",
+        "--config",
+        f"@{settings}",
+        "--endpoint-limit",
+        "spark_connect=2",
+    )["workload_config"]
+    assert created["name"] == "Nightly ETL"
+    assert created["endpoint_limits"] == {"spark_connect": 2}
+    config_id = created["id"]
+    got = run_json(capsys, "lakesail", "configs", "get", config_id)["workload_config"]
+    assert got["id"] == config_id
+    assert got["config"]["sail"]["execution_mode"] == "standalone"
+    code, out, _ = run(capsys, "lakesail", "configs", "get", config_id)
+    assert code == 0
+    assert "Nightly ETL" in out
+    assert "standalone" in out
+    code, out, _ = run(capsys, "lakesail", "configs", "create", "Inline", "--config", "{}")
+    assert code == 0
+    assert "created" in out
+    # Bad input: said where, exit 2.
+    for bad, said in (
+        (["--config", "[1]"], "must be a JSON object"),
+        (["--config", "{nope"], "not valid JSON"),
+        (["--config", f"@{tmp_path / 'missing.json'}"], "cannot read"),
+        (["--endpoint-limit", "spark_connect"], "TYPE=N"),
+        (["--endpoint-limit", "spark_connect=two"], "TYPE=N"),
+    ):
+        code, _, err = run(capsys, "lakesail", "configs", "create", "Bad", *bad)
+        assert code == 2, bad
+        assert said in err
+    code, _, err = run(capsys, "lakesail", "configs", "get", "CNOSUCH")
+    assert code == 1
+    assert "NotFoundError" in err
+
+
+def test_etengine_listings_show_state_and_status(
+    env: Emulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    batch_id = _submit(capsys, "--var", "emu-fail:=false", "--var", "emu-fail:=true")["batch_id"]
+    run_json(capsys, "etengine", "batches", "wait", batch_id, code=3)
+    listed = run_json(capsys, "etengine", "batches", "list")
+    entry = next(b for b in listed["batches"] if b["batch_id"] == batch_id)
+    assert entry["state"] == "failed"
+    assert listed["errors"] == {}
+    code, out, _ = run(capsys, "etengine", "batches", "list")
+    assert code == 0
+    assert "STATE" in out
+    row = next(line for line in out.splitlines() if batch_id in line)
+    assert "failed" in row
+    jobs = run_json(capsys, "etengine", "jobs", "list", batch_id)["jobs"]
+    assert sorted(j["state"] for j in jobs) == ["failed", "succeeded"]
+    code, out, _ = run(capsys, "etengine", "jobs", "list", batch_id)
+    assert code == 0
+    assert "STATUS" in out
+    assert "succeeded" in out
+    assert "failed" in out
+    run(capsys, "etengine", "batches", "delete", batch_id)
+
+
+def test_etengine_delete_says_what_was_not_there(
+    env: Emulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    batch_id = _submit(capsys)["batch_id"]
+    data = run_json(capsys, "etengine", "batches", "delete", batch_id, "nosuchbatch", code=4)
+    assert data == {"deleted": [batch_id], "missing": ["nosuchbatch"], "errors": {}}
+    assert batch_id not in env.etengine.batches
+    # Deleted already: not "deleted" again, and a distinct exit code.
+    code, out, err = run(capsys, "etengine", "batches", "delete", batch_id)
+    assert code == 4
+    assert "deleted" not in out
+    assert f"batch {batch_id} was not there" in err
+    code, _, err = run(capsys, "etengine", "batches", "delete")
+    assert code == 2
+    assert "--all" in err
+    code, _, err = run(capsys, "etengine", "batches", "delete", batch_id, "--all")
+    assert code == 2
+
+
+class _Terminal(io.StringIO):
+    """A stdin that says it is a terminal, with the user's answer typed in."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_etengine_delete_all_asks_first(
+    env: Emulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = [_submit(capsys)["batch_id"] for _ in range(2)]
+    # No terminal to ask on: refused (exit 2) unless --yes.
+    monkeypatch.setattr("sys.stdin", io.StringIO("y\n"))
+    code, _, err = run(capsys, "etengine", "batches", "delete", "--all")
+    assert code == 2
+    assert "--yes" in err
+    assert set(ids) <= set(env.etengine.batches)
+    # Asked, and told no.
+    monkeypatch.setattr("sys.stdin", _Terminal("n\n"))
+    code, _, err = run(capsys, "etengine", "batches", "delete", "--all")
+    assert code == 0
+    assert "[y/N]" in err
+    assert "nothing deleted" in err
+    assert set(ids) <= set(env.etengine.batches)
+    # Asked, and told yes.
+    monkeypatch.setattr("sys.stdin", _Terminal("y\n"))
+    code, _, err = run(capsys, "etengine", "batches", "delete", "--all")
+    assert code == 0
+    assert not env.etengine.batches
+    assert set(ids) <= set(env.etengine.deleted)
+    # --yes: nothing asked.
+    more = _submit(capsys)["batch_id"]
+    data = run_json(capsys, "etengine", "batches", "delete", "--all", "--yes")
+    assert data == {"deleted": [more], "all": True}
+    assert run_json(capsys, "etengine", "batches", "delete", "--all", "--yes") == {
+        "deleted": [],
+        "all": True,
+    }
+
+
+def test_ctrl_c_on_a_batch_wait_names_the_delete_command(
+    env: Emulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ET Engine cannot stop jobs: the note says the batch runs on, and how to forget it."""
+    batch_id = _submit(capsys)["batch_id"]
+
+    async def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt  # as Ctrl-C comes out of a wait
+
+    monkeypatch.setattr("aiocompute.cli._etengine.wait_and_show", interrupted)
+    code, _, err = run(capsys, "etengine", "batches", "wait", batch_id)
+    assert code == 130
+    assert err.strip() == (
+        f"aiocompute: interrupted; batch {batch_id} keeps running (ET Engine cannot stop "
+        f"jobs); delete the records with: aiocompute etengine batches delete {batch_id}"
+    )
+    # Before a wait starts (or after it ended), Ctrl-C has nothing to say.
+    monkeypatch.setattr("aiocompute.cli._etengine._batches_list", interrupted)
+    monkeypatch.setattr("aiocompute.cli._app._run", interrupted)
+    assert run(capsys, "etengine", "batches", "list") == (130, "", "")

@@ -9,8 +9,10 @@ and one line here.
 
 Exit codes: 0 success; 1 the API said no or could not be reached (any
 :class:`~aiocompute.AioComputeError` other than a wait error); 2 usage (bad arguments,
-missing configuration); 3 a wait timed out or its target became unreachable; 130 Ctrl-C;
-141 stdout was closed by its reader.
+missing configuration); 3 a wait timed out or its target became unreachable (a job that
+failed, tailed or waited for, included); 4 what was to be deleted was not there; 130 Ctrl-C
+(saying on stderr what keeps running and how to stop it); 141 stdout was closed by its
+reader (``... | head``), as for a process killed by SIGPIPE.
 """
 
 from __future__ import annotations
@@ -23,6 +25,10 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NoReturn
 
+if sys.version_info < (3, 11):
+    # The backport is a declared dependency on 3.10; it may be absent where mypy runs.
+    from exceptiongroup import BaseExceptionGroup  # type: ignore[import-not-found, unused-ignore]
+
 from .._exceptions import AioComputeError, WaitError, redact, register_secret
 from .._version import __version__
 from ._output import Output
@@ -32,6 +38,7 @@ __all__ = [
     "EXIT_API",
     "EXIT_BROKEN_PIPE",
     "EXIT_INTERRUPTED",
+    "EXIT_NOT_FOUND",
     "EXIT_OK",
     "EXIT_USAGE",
     "EXIT_WAIT",
@@ -46,6 +53,7 @@ EXIT_OK = 0
 EXIT_API = 1
 EXIT_USAGE = 2
 EXIT_WAIT = 3
+EXIT_NOT_FOUND = 4
 EXIT_INTERRUPTED = 130
 EXIT_BROKEN_PIPE = 141
 
@@ -92,7 +100,8 @@ def _json_option(parser: argparse.ArgumentParser) -> None:
         "--json",
         action="store_true",
         default=argparse.SUPPRESS,
-        help="print one JSON document on stdout instead of tables (for scripts)",
+        help="print JSON on stdout instead of tables (for scripts): one document, or one "
+        "object per line for commands that stream (tail)",
     )
 
 
@@ -242,6 +251,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return asyncio.run(_run(handler, args, out))
     except KeyboardInterrupt:
+        out.interrupted()
         return EXIT_INTERRUPTED
     except UsageError as exc:
         out.error(str(exc), exc)
@@ -256,6 +266,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader went away (``aiocompute ... | head``): stop quietly, like other tools.
         _silence_stdout()
         return EXIT_BROKEN_PIPE
+    except BaseExceptionGroup as group:
+        # The same two, raised inside a task group (a wait's progress, a fan-out).
+        if _only(group, BrokenPipeError):
+            _silence_stdout()
+            return EXIT_BROKEN_PIPE
+        if _only(group, KeyboardInterrupt):
+            out.interrupted()
+            return EXIT_INTERRUPTED
+        raise
+
+
+def _only(group: BaseExceptionGroup[BaseException], kind: type[BaseException]) -> bool:
+    """Whether every exception in ``group`` (nested groups included) is a ``kind``."""
+    rest = group.split(kind)[1]
+    return rest is None
 
 
 def _silence_stdout() -> None:

@@ -33,6 +33,7 @@ __all__ = [
     "for_each",
     "given",
     "is_bad_input",
+    "keeps_running",
     "missing_secret",
     "new_client",
     "positive_seconds",
@@ -223,6 +224,14 @@ def shown(value: object) -> str:
 
 
 # --------------------------------------------------------------------------- waits
+
+
+def keeps_running(what: str, ids: Sequence[str], stop: str, *, verb: str = "stop") -> str:
+    """What Ctrl-C leaves behind, said on stderr: ``"job 8d3c keeps running; stop it with:
+    aiocompute workbench jobs stop 8d3c"`` (``stop`` is the whole command line)."""
+    if len(ids) == 1:
+        return f"{what} {ids[0]} keeps running; {verb} it with: {stop}"
+    return f"{len(ids)} {what}s keep running ({', '.join(ids)}); {verb} them with: {stop}"
 
 
 @frozen

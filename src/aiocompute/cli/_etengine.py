@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Sequence
-from typing import Any
+import shlex
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 from rich.table import Table
 from rich.text import Text
@@ -18,7 +20,7 @@ from .._core.fanout import fan_out
 from ..etengine._states import BATCH_STATES
 from ..etengine.client import DEFAULT_URL, ETEngineClient
 from ..etengine.models import BatchJob, BatchStatus, Hardware
-from ._app import EXIT_API, EXIT_OK, CommandTree, UsageError
+from ._app import EXIT_API, EXIT_NOT_FOUND, EXIT_OK, CommandTree, UsageError
 from ._common import (
     at_least_one,
     connection_option,
@@ -26,7 +28,6 @@ from ._common import (
     exit_for,
     for_each,
     new_client,
-    report_each,
     secret,
     secret_option,
     setting,
@@ -37,7 +38,7 @@ from ._common import (
     wait_and_show,
     waited_data,
 )
-from ._output import Output, state_style
+from ._output import Output, short_reason, state_style, to_data
 
 __all__ = ["batch_counts_table", "connect", "parse_args_pairs", "register"]
 
@@ -48,6 +49,10 @@ _BATCH_TIMEOUT = 3600.0
 #: Status reads in flight at once (``batches status``), unless --concurrency says.
 _STATUS_CONCURRENCY = 8
 _DONE = frozenset({"succeeded", "failed"})
+#: Reads in flight at once for the STATE / STATUS columns of the listings.
+_LIST_CONCURRENCY = 8
+
+T = TypeVar("T")
 
 
 # --------------------------------------------------------------------------- configuration
@@ -71,6 +76,39 @@ def connect(args: argparse.Namespace) -> ETEngineClient:
 
 
 # --------------------------------------------------------------------------- helpers
+
+
+def _command(args: argparse.Namespace, *words: str) -> str:
+    """The command line that does ``words`` against the same API base as this one (the
+    key is never repeated)."""
+    line = ["aiocompute", "etengine"]
+    if getattr(args, "url", None):
+        line += ["--url", str(args.url)]
+    return shlex.join([*line, *words])
+
+
+def _running_note(args: argparse.Namespace, ids: Sequence[str]) -> str:
+    """What Ctrl-C during a wait leaves behind: the batches run on (the API cannot stop
+    jobs); deleting their records is all there is."""
+    which = f"batch {ids[0]} keeps" if len(ids) == 1 else f"{len(ids)} batches keep"
+    return f"{which} running (ET Engine cannot stop jobs); delete the records with: " + _command(
+        args, "batches", "delete", *ids
+    )
+
+
+async def _read_each(
+    out: Output, ids: Sequence[str], read: Callable[[str], Awaitable[T]], what: str
+) -> tuple[dict[str, T], dict[str, BaseException]]:
+    """``read(id)`` for every id, a few at a time: what was read, and what could not be (each
+    said on stderr)."""
+    if not ids:
+        return {}, {}
+    result = await fan_out(read, ids, concurrency=min(_LIST_CONCURRENCY, len(ids)))
+    found = {o.item: o.unwrap() for o in result.outcomes if o.ok}
+    failed: dict[str, BaseException] = dict(result.errors)
+    for one, error in failed.items():
+        out.problem(f"could not read the {what} of {one}: {type(error).__name__}: {error}")
+    return found, failed
 
 
 def parse_args_pairs(values: Sequence[str] | None, option: str) -> list[tuple[str, Any]]:
@@ -161,23 +199,39 @@ def _status_data(status: BatchStatus) -> dict[str, Any]:
 async def _batches_list(args: argparse.Namespace, out: Output) -> int:
     async with connect(args) as et:
         batches = await et.batches.list()
-    out.emit({"batches": batches})
+        # The listing has no state: it comes from each batch's job counts.
+        statuses, failed = await _read_each(
+            out, [b.batch_id for b in batches], et.batches.status, "status"
+        )
+    entries = []
+    for b in batches:
+        status = statuses.get(b.batch_id)
+        entries.append({**to_data(b), "state": None if status is None else status.state})
+    out.emit({"batches": entries, "errors": failed})
     if not batches:
         out.info("no batches")
         return EXIT_OK
-    table = out.table("BATCH", "TOOL", "JOBS", "CPU", "MEMORY (MB)", "FILESYSTEMS")
+    table = out.table("BATCH", "TOOL", "STATE", "JOBS", "CPU", "MEMORY (MB)", "FILESYSTEMS")
     for b in batches:
         hw = b.hardware
+        status = statuses.get(b.batch_id)
+        error = failed.get(b.batch_id)
+        state = (
+            Text(status.state, style=state_style(status.state))
+            if status is not None
+            else Text(short_reason(error) if error is not None else "-", style="red")
+        )
         table.add_row(
             b.batch_id,
             shown(b.tool),
+            state,
             shown(b.n_jobs),
             shown(hw.cpu if hw else None),
             shown(hw.memory if hw else None),
             ", ".join(hw.filesystem_ids) if hw and hw.filesystem_ids else "-",
         )
     out.print(table)
-    return EXIT_OK
+    return exit_for(failed.values())
 
 
 async def _batches_status(args: argparse.Namespace, out: Output) -> int:
@@ -203,30 +257,81 @@ async def _batches_wait(args: argparse.Namespace, out: Output) -> int:
     target = target_state(BATCH_STATES, args.until, "batch")
     ids = dedupe(args.ids)
     async with connect(args) as et:
-        waited = await wait_and_show(
-            out,
-            et.batches,
-            [(one, "") for one in ids],
-            table=BATCH_STATES,
-            until=target,
-            timeout=args.timeout,
-            state_of=_state,
-            title=f"waiting for {len(ids)} batch(es) to be {target}",
-        )
+        with out.keeps_running(_running_note(args, ids)):
+            waited = await wait_and_show(
+                out,
+                et.batches,
+                [(one, "") for one in ids],
+                table=BATCH_STATES,
+                until=target,
+                timeout=args.timeout,
+                state_of=_state,
+                title=f"waiting for {len(ids)} batch(es) to be {target}",
+            )
     entries = [waited_data(w, "status") for w in waited]
     out.emit({"batches": entries})
     return exit_for(w.error for w in waited)
 
 
+_NOT_STOPPED = "(jobs still running go on: the API cannot cancel them)"
+
+
+def _confirmed(question: str) -> bool:
+    """Ask ``question`` on the terminal; a usage error if there is none to ask on."""
+    if not sys.stdin.isatty():
+        raise UsageError("not asking for confirmation without a terminal: pass --yes")
+    sys.stderr.write(f"{question} [y/N] ")
+    sys.stderr.flush()
+    answer = sys.stdin.readline()
+    return answer.strip().lower() in ("y", "yes")
+
+
+async def _batches_delete_all(args: argparse.Namespace, out: Output) -> int:
+    async with connect(args) as et:
+        batches = await et.batches.list()
+        ids = [b.batch_id for b in batches]
+        if not ids:
+            out.emit({"deleted": [], "all": True})
+            out.info("no batches to delete")
+            return EXIT_OK
+        question = (
+            f"Delete the records of all {len(ids)} of your batches "
+            f"({', '.join(ids[:3])}{', ...' if len(ids) > 3 else ''})? {_NOT_STOPPED}"
+        )
+        if not args.yes and not _confirmed(question):
+            out.emit({"deleted": [], "all": True})
+            out.warn("nothing deleted")
+            return EXIT_OK
+        await et.batches.delete_all()
+    out.emit({"deleted": ids, "all": True})
+    out.info(f"deleted the records of all {len(ids)} batch(es) {_NOT_STOPPED}")
+    return EXIT_OK
+
+
 async def _batches_delete(args: argparse.Namespace, out: Output) -> int:
+    if args.all:
+        if args.ids:
+            raise UsageError("give batch ids or --all, not both")
+        return await _batches_delete_all(args, out)
+    if not args.ids:
+        raise UsageError("which batches? give their ids (or --all for every one)")
     ids = dedupe(args.ids)
     async with connect(args) as et:
-        done, failed = await for_each(out, ids, et.batches.delete, what="delete")
-    said = (
-        "deleted the records of {n} batch(es): {ids} "
-        "(jobs still running go on: the API cannot cancel them)"
-    )
-    return report_each(out, "deleted", done, failed, said)
+        # The API answers a delete with 200 whether or not the batch exists: look first, so
+        # that a batch that is not there is said to be missing rather than "deleted".
+        listed = {b.batch_id for b in await et.batches.list()}
+        missing = [one for one in ids if one not in listed]
+        present = [one for one in ids if one in listed]
+        done, failed = await for_each(out, present, et.batches.delete, what="delete")
+    out.emit({"deleted": done, "missing": missing, "errors": failed})
+    if done:
+        out.info(f"deleted the records of {len(done)} batch(es): {', '.join(done)} {_NOT_STOPPED}")
+    for one in missing:
+        out.problem(f"batch {one} was not there: nothing to delete")
+    code = exit_for(failed.values())
+    if code == EXIT_OK and missing:
+        return EXIT_NOT_FOUND
+    return code
 
 
 async def _batches_submit(args: argparse.Namespace, out: Output) -> int:
@@ -251,16 +356,17 @@ async def _batches_submit(args: argparse.Namespace, out: Output) -> int:
             out.info(f"batch {batch.batch_id} submitted: {batch.n_jobs} job(s) of {args.tool_id}")
             return EXIT_OK
         out.info(f"batch {batch.batch_id} submitted: {batch.n_jobs} job(s) of {args.tool_id}")
-        waited = await wait_and_show(
-            out,
-            et.batches,
-            [(batch.batch_id, args.tool_id)],
-            table=BATCH_STATES,
-            until="succeeded",
-            timeout=args.timeout,
-            state_of=_state,
-            title="waiting for the batch to finish",
-        )
+        with out.keeps_running(_running_note(args, [batch.batch_id])):
+            waited = await wait_and_show(
+                out,
+                et.batches,
+                [(batch.batch_id, args.tool_id)],
+                table=BATCH_STATES,
+                until="succeeded",
+                timeout=args.timeout,
+                state_of=_state,
+                title="waiting for the batch to finish",
+            )
     entry = waited[0]
     status: BatchStatus | None = entry.resource
     if status is not None:
@@ -283,16 +389,36 @@ async def _jobs_list(args: argparse.Namespace, out: Output) -> int:
     async with connect(args) as et:
         with user_input():
             jobs = await et.jobs.list(args.batch_id)
-    out.emit({"batch_id": args.batch_id, "jobs": jobs})
+
+        # The listing has no status: it comes from each job's own record.
+        async def read(job_id: str) -> BatchJob:
+            return await et.jobs.get(args.batch_id, job_id)
+
+        details, failed = await _read_each(out, [j.job_id for j in jobs], read, "status")
+    entries = []
+    for job in jobs:
+        detail = details.get(job.job_id)
+        state = None if detail is None else detail.state
+        entries.append({**to_data(job), "state": state, "reason": detail and detail.reason})
+    out.emit({"batch_id": args.batch_id, "jobs": entries, "errors": failed})
     if not jobs:
         out.info(f"batch {args.batch_id} lists no jobs (yet)")
         return EXIT_OK
-    table = out.table("JOB", "TOOL", "LOG", "ARGUMENTS", title=f"jobs of batch {args.batch_id}")
+    table = out.table(
+        "JOB", "TOOL", "STATUS", "LOG", "ARGUMENTS", title=f"jobs of batch {args.batch_id}"
+    )
     for job in jobs:
         tool = job.job_tool.tool_id if job.job_tool is not None else job.tool_id
-        table.add_row(job.job_id, shown(tool), shown(job.log), _arguments(job))
+        detail = details.get(job.job_id)
+        error = failed.get(job.job_id)
+        status = (
+            Text(detail.state, style=state_style(detail.state))
+            if detail is not None
+            else Text(short_reason(error) if error is not None else "-", style="red")
+        )
+        table.add_row(job.job_id, shown(tool), status, shown(job.log), _arguments(job))
     out.print(table)
-    return EXIT_OK
+    return exit_for(failed.values())
 
 
 def _arguments(job: BatchJob) -> str:
@@ -353,7 +479,10 @@ def register(tree: CommandTree) -> None:
     p = batches.command(
         "list",
         help="list your batches",
-        description="List your batches with their tool, job count and hardware.",
+        description=(
+            "List your batches with their state, tool, job count and hardware (the state\n"
+            "is read from each batch's job counts, a few at a time)."
+        ),
         example="aiocompute etengine batches list --json",
         handler=_batches_list,
     )
@@ -401,15 +530,21 @@ def register(tree: CommandTree) -> None:
 
     p = batches.command(
         "delete",
-        help="delete the records of batches",
+        help="delete the records of batches (or of all of them)",
         description=(
             "Delete batches' records. Their running jobs are NOT stopped: the API has\n"
-            "no way to cancel a job."
+            "no way to cancel a job. A batch that is not there is said so, with exit\n"
+            "code 4. --all deletes every batch of yours, after asking (--yes: don't ask)."
         ),
-        example="aiocompute etengine batches delete 5b1e0c2a-7f3d-4a9b-a1c4-2e8f6d0b9a73",
+        example=[
+            "aiocompute etengine batches delete 5b1e0c2a-7f3d-4a9b-a1c4-2e8f6d0b9a73",
+            "aiocompute etengine batches delete --all --yes",
+        ],
         handler=_batches_delete,
     )
-    p.add_argument("ids", nargs="+", metavar="ID", help="batch ids")
+    p.add_argument("ids", nargs="*", metavar="ID", help="batch ids")
+    p.add_argument("--all", action="store_true", help="delete every batch of yours")
+    p.add_argument("--yes", action="store_true", help="with --all: do not ask for confirmation")
 
     p = batches.command(
         "submit",
@@ -453,7 +588,10 @@ def register(tree: CommandTree) -> None:
     p = jobs.command(
         "list",
         help="list the jobs of a batch",
-        description="List a batch's jobs with their tool, log id and arguments.",
+        description=(
+            "List a batch's jobs with their status, tool, log id and arguments (the status\n"
+            "is read from each job's record, a few at a time)."
+        ),
         example="aiocompute etengine jobs list 5b1e0c2a-7f3d-4a9b-a1c4-2e8f6d0b9a73 --json",
         handler=_jobs_list,
     )

@@ -8,6 +8,10 @@ platform's).
 from __future__ import annotations
 
 import argparse
+import json
+import shlex
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from rich.text import Text
@@ -15,7 +19,7 @@ from rich.text import Text
 from ..lakesail._protocol import DEFAULT_BASE_URL, MAX_LIMIT
 from ..lakesail._states import READY_STATES, SESSION_STATES
 from ..lakesail.client import BASE_URL_ENV, TOKEN_ENV, LakeSailClient
-from ..lakesail.models import Session
+from ..lakesail.models import Session, WorkloadConfig
 from ._app import EXIT_OK, CommandTree, UsageError
 from ._common import (
     at_least_one,
@@ -23,6 +27,7 @@ from ._common import (
     dedupe,
     exit_for,
     for_each,
+    keeps_running,
     new_client,
     report_each,
     secret,
@@ -72,6 +77,19 @@ def connect(args: argparse.Namespace) -> LakeSailClient:
 # --------------------------------------------------------------------------- helpers
 
 
+def _command(args: argparse.Namespace, *words: str) -> str:
+    """The command line that does ``words`` against the same API root as this one (the
+    token is never repeated)."""
+    line = ["aiocompute", "lakesail"]
+    if getattr(args, "url", None):
+        line += ["--url", str(args.url)]
+    return shlex.join([*line, *words])
+
+
+def _close_note(args: argparse.Namespace, ids: Sequence[str]) -> str:
+    return keeps_running("session", ids, _command(args, "sessions", "close", *ids), verb="close")
+
+
 def _state(session: Session | None) -> str | None:
     return None if session is None else session.state
 
@@ -112,22 +130,24 @@ def _session_table(out: Output, session: Session, title: str) -> None:
 
 
 async def _wait(
+    args: argparse.Namespace,
     out: Output,
     ls: LakeSailClient,
     items: list[tuple[str, str]],
     until: str | frozenset[str],
     timeout: float,
 ) -> list[dict[str, Any]]:
-    waited = await wait_and_show(
-        out,
-        ls.sessions,
-        items,
-        table=SESSION_STATES,
-        until=until,
-        timeout=timeout,
-        state_of=_state,
-        title=f"waiting for {len(items)} session(s) to be {_until_text(until)}",
-    )
+    with out.keeps_running(_close_note(args, [one for one, _ in items])):
+        waited = await wait_and_show(
+            out,
+            ls.sessions,
+            items,
+            table=SESSION_STATES,
+            until=until,
+            timeout=timeout,
+            state_of=_state,
+            title=f"waiting for {len(items)} session(s) to be {_until_text(until)}",
+        )
     return [waited_data(w, "session") for w in waited]
 
 
@@ -173,7 +193,8 @@ async def _after_create(
         )
         return EXIT_OK
     out.info(f"session {session.id} {verb}")
-    entries = await _wait(out, ls, [(session.id, session.name or "")], READY_STATES, args.timeout)
+    items = [(session.id, session.name or "")]
+    entries = await _wait(args, out, ls, items, READY_STATES, args.timeout)
     entry = entries[0]
     out.emit(
         {"session": entry["session"] or session, "state": entry["state"], "error": entry["error"]}
@@ -218,9 +239,25 @@ async def _sessions_wait(args: argparse.Namespace, out: Output) -> int:
     until = _until(args.until)
     ids = dedupe(args.ids)
     async with connect(args) as ls:
-        entries = await _wait(out, ls, [(one, "") for one in ids], until, args.timeout)
+        entries = await _wait(args, out, ls, [(one, "") for one in ids], until, args.timeout)
     out.emit({"sessions": entries})
     return exit_for(e["error"] for e in entries)
+
+
+async def _sessions_token(args: argparse.Namespace, out: Output) -> int:
+    async with connect(args) as ls:
+        with user_input():
+            issued = await ls.sessions.token(args.id, duration_seconds=args.duration)
+    out.emit({"session_id": args.id, "token": issued.token, "expires_at": issued.expires_at})
+    if not out.json_mode:
+        # The token alone on stdout, for $(...); what to do with it on stderr.
+        out.raw(issued.token + "\n")
+        expires = f" (expires {shown(issued.expires_at)})" if issued.expires_at else ""
+        out.warn(
+            f"a bearer token for session {args.id}'s gRPC endpoint{expires}; keep it secret",
+            style="dim",
+        )
+    return EXIT_OK
 
 
 # --------------------------------------------------------------------------- configs
@@ -249,6 +286,82 @@ async def _configs_list(args: argparse.Namespace, out: Output) -> int:
             shown(c.created_at),
         )
     out.print(table)
+    return EXIT_OK
+
+
+def _config_table(out: Output, config: WorkloadConfig) -> None:
+    table = out.table("FIELD", "VALUE", title=f"workload config {config.id}")
+    table.add_row("name", shown(config.name))
+    table.add_row("type", shown(config.workload_type))
+    table.add_row("team", shown(config.team_id))
+    table.add_row("cluster", shown(config.cluster_id))
+    limits = ", ".join(f"{k} {v}" for k, v in config.endpoint_limits.items())
+    table.add_row("endpoint limits", limits or "-")
+    sail = config.config.sail if config.config is not None else None
+    table.add_row("execution mode", shown(sail.execution_mode if sail else None))
+    table.add_row("image", shown(sail.lakesail_image_uri if sail else None))
+    table.add_row("created", shown(config.created_at))
+    table.add_row("created by", shown(config.created_by))
+    table.add_row("updated", shown(config.updated_at))
+    out.print(table)
+
+
+def _json_object(value: str, option: str) -> dict[str, Any]:
+    """``--config``: a JSON object, given inline or as ``@FILE``."""
+    text = value
+    if value.startswith("@"):
+        try:
+            text = Path(value[1:]).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise UsageError(f"{option}: cannot read {value[1:]!r}: {exc.strerror}") from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise UsageError(f"{option} is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"{option} must be a JSON object, got {type(data).__name__}")
+    return data
+
+
+def _limits(values: Sequence[str] | None) -> dict[str, int]:
+    limits: dict[str, int] = {}
+    for item in values or ():
+        name, sep, number = item.partition("=")
+        try:
+            limits[name] = int(number)
+        except ValueError:
+            name = ""
+        if not sep or not name:
+            raise UsageError(
+                f"--endpoint-limit expects TYPE=N (e.g. spark_connect=2), got {item!r}"
+            )
+    return limits
+
+
+async def _configs_create(args: argparse.Namespace, out: Output) -> int:
+    config = _json_object(args.config, "--config") if args.config is not None else None
+    limits = _limits(args.endpoint_limit) or None
+    async with connect(args) as ls:
+        with user_input():
+            created = await ls.workload_configs.create(
+                args.name,
+                team_id=args.team,
+                workload_type=args.workload_type,
+                cluster_id=args.cluster,
+                config=config,
+                endpoint_limits=limits,
+            )
+    out.emit({"workload_config": created})
+    out.info(f"workload config {created.id} created: {shown(created.name)}")
+    return EXIT_OK
+
+
+async def _configs_get(args: argparse.Namespace, out: Output) -> int:
+    async with connect(args) as ls:
+        with user_input():
+            config = await ls.workload_configs.get(args.id)
+    out.emit({"workload_config": config})
+    _config_table(out, config)
     return EXIT_OK
 
 
@@ -339,6 +452,25 @@ def register(tree: CommandTree) -> None:
     timeout_option(p, _SESSION_TIMEOUT, "if it is not ready by then")
 
     p = sessions.command(
+        "token",
+        help="issue a bearer token for a session's gRPC endpoint",
+        description=(
+            "Issue a short-lived bearer token for the session's Spark Connect (gRPC)\n"
+            "endpoint (owner or org admin). The token alone goes to stdout, so that\n"
+            "TOKEN=$(aiocompute lakesail sessions token ID) works; a note to stderr."
+        ),
+        example="aiocompute lakesail sessions token S8K2M4Q9 --duration 3600",
+        handler=_sessions_token,
+    )
+    p.add_argument("id", metavar="ID", help="session id")
+    p.add_argument(
+        "--duration",
+        type=at_least_one("seconds"),
+        metavar="SECONDS",
+        help="how long the token lives (default: the platform's)",
+    )
+
+    p = sessions.command(
         "wait",
         help="wait until sessions reach a state",
         description=(
@@ -359,7 +491,7 @@ def register(tree: CommandTree) -> None:
 
     configs = lakesail.group(
         "configs",
-        help="list compute (workload) configs",
+        help="list, create and read compute (workload) configs",
         description="Named, reusable compute configurations of teams.",
         example="aiocompute lakesail configs list",
     )
@@ -371,3 +503,38 @@ def register(tree: CommandTree) -> None:
         handler=_configs_list,
     )
     p.add_argument("--limit", type=at_least_one(), metavar="N", help="show at most N configs")
+
+    p = configs.command(
+        "get",
+        help="show a workload config",
+        description="Show a workload config in full (--json for every setting).",
+        example="aiocompute lakesail configs get C4Q8R2T6 --json",
+        handler=_configs_get,
+    )
+    p.add_argument("id", metavar="ID", help="workload config id")
+
+    p = configs.command(
+        "create",
+        help="create a named workload config",
+        description=(
+            "Create a named workload config for a team. Its type, cluster and team\n"
+            "cannot change afterwards. --config takes the settings as a JSON object\n"
+            '(inline, or @FILE), in the API\'s own shape: {"sail": {"executionMode": ...}}.'
+        ),
+        example=(
+            "aiocompute lakesail configs create 'Nightly ETL' --team T1A2B3C4 "
+            "--config @etl.json --endpoint-limit spark_connect=2"
+        ),
+        handler=_configs_create,
+    )
+    p.add_argument("name", metavar="NAME", help="config name")
+    p.add_argument("--team", metavar="ID", help="the team it belongs to (default: yours)")
+    p.add_argument("--workload-type", metavar="TYPE", help="e.g. sail")
+    p.add_argument("--cluster", metavar="ID", help="the cluster it runs on")
+    p.add_argument("--config", metavar="JSON|@FILE", help="the settings, a JSON object")
+    p.add_argument(
+        "--endpoint-limit",
+        action="append",
+        metavar="TYPE=N",
+        help="at most N endpoints of TYPE (repeatable), e.g. spark_connect=2",
+    )

@@ -17,7 +17,8 @@ import os
 import sys
 import time
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
 from datetime import date, datetime
 from types import TracebackType
 from typing import Any, TextIO
@@ -111,10 +112,22 @@ def state_style(state: str | None) -> str:
     return "yellow"
 
 
+class _Console(Console):
+    """A rich Console that lets a closed pipe end the command like other Unix tools.
+
+    rich's own handling of a closed pipe raises ``SystemExit(1)``, which would pass the
+    command's exit-code mapping by: here it is a :class:`BrokenPipeError` again, which
+    :func:`~aiocompute.cli._app.main` turns into exit code 141, quietly."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError("the reader of the output went away")
+
+
 def _make_console(stream: TextIO, *, stderr: bool) -> Console:
-    console = Console(file=stream, stderr=stderr, highlight=False, markup=False, emoji=False)
+    console = _Console(file=stream, stderr=stderr, highlight=False, markup=False, emoji=False)
     if not console.is_interactive and "COLUMNS" not in os.environ:
-        console = Console(
+        console = _Console(
             file=stream,
             stderr=stderr,
             highlight=False,
@@ -143,6 +156,8 @@ class Output:
         self._stderr = stderr if stderr is not None else sys.stderr
         self.console = _make_console(self._stdout, stderr=False)
         self.err_console = _make_console(self._stderr, stderr=True)
+        #: What to tell on stderr if Ctrl-C stops the command now (see :meth:`keeps_running`).
+        self.interrupt_note: str | None = None
 
     @property
     def live(self) -> bool:
@@ -165,6 +180,31 @@ class Output:
         if self.json_mode:
             self._stdout.write(json.dumps(to_data(data), indent=2) + "\n")
             self._stdout.flush()
+
+    def emit_line(self, data: object) -> None:
+        """Print one JSON object on one line and flush it (NDJSON, JSON mode only): for
+        commands that stream, so that a reader gets each object as it happens."""
+        if self.json_mode:
+            self._stdout.write(json.dumps(to_data(data), separators=(",", ":")) + "\n")
+            self._stdout.flush()
+
+    @contextmanager
+    def keeps_running(self, note: str) -> Iterator[None]:
+        """Around a wait or a tail: if Ctrl-C stops the command inside, ``note`` (what keeps
+        running and the command that stops it) is said on stderr. Not cleared on an
+        exception: the interrupt comes out of the block as one."""
+        before = self.interrupt_note
+        self.interrupt_note = note
+        yield
+        self.interrupt_note = before
+
+    def interrupted(self) -> None:
+        """Say on stderr what Ctrl-C left running (if a wait or tail was under way)."""
+        if self.interrupt_note is None:
+            return
+        note = Text(f"aiocompute: interrupted; {one_line(self.interrupt_note)}", style="yellow")
+        with suppress(OSError):  # stderr is gone too: nothing more to say
+            self.err_console.print(note, soft_wrap=True)
 
     def flush(self) -> None:
         """Push what was written to stdout out now (a reader may be waiting for it)."""
@@ -190,6 +230,12 @@ class Output:
     def fail(self, exc: AioComputeError) -> None:
         """Report an SDK error as one line (no traceback)."""
         self.error(f"{type(exc).__name__}: {exc}", exc)
+
+    def raw(self, text: str, *, stderr: bool = False) -> None:
+        """Write ``text`` as it is (job output, maybe ending mid-line) to stdout or stderr."""
+        stream = self._stderr if stderr else self._stdout
+        stream.write(text)
+        stream.flush()
 
     def out_line(self, text: str, *, stderr: bool = False, style: str | None = None) -> None:
         """Write one raw line (job output): no wrapping, no markup; ``stderr`` picks the stream."""
