@@ -1002,3 +1002,24 @@ def test_a_group_with_other_errors_is_not_swallowed(monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr("aiocompute.cli._app._run", failing)
     with pytest.raises(BaseExceptionGroup):
         main(["version"])
+
+
+def test_wait_until_done_takes_any_end(env: Emulator, capsys: pytest.CaptureFixture[str]) -> None:
+    job = run_json(
+        capsys,
+        "workbench",
+        "jobs",
+        "launch",
+        "--name",
+        "f",
+        "--exe",
+        "R",
+        "--",
+        *FAST,
+        "--emu-fail",
+    )["job"]["id"]
+    entry = run_json(capsys, "workbench", "jobs", "wait", job, "--until", "DONE")["jobs"][0]
+    assert (entry["state"], entry["error"]) == ("Failed", None)
+    code, _, err = run(capsys, "workbench", "jobs", "wait", job, "--until", "finished")
+    assert code == 3
+    assert "Failed" in err

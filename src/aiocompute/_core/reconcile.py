@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import getpass
 import logging
+import os
 import socket
 import uuid
 from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator, Mapping, Sequence
@@ -44,6 +45,7 @@ from .._exceptions import AioComputeError, OutcomeUnknown
 __all__ = [
     "LOOKUP_DEADLINE",
     "MAX_RESENDS",
+    "OWNER_ENV",
     "OWNER_LABEL",
     "TOKEN_LABEL",
     "Claims",
@@ -77,8 +79,16 @@ def new_token() -> str:
     return uuid.uuid4().hex
 
 
+#: The environment variable that sets the default owner label.
+OWNER_ENV = "AIOCOMPUTE_OWNER"
+
+
 def default_owner() -> str:
-    """``user@host`` of this process: the owner label a client puts on what it creates."""
+    """The owner label a client puts on what it creates unless given ``owner=``:
+    ``$AIOCOMPUTE_OWNER``, else ``user@host`` of this process."""
+    configured = os.environ.get(OWNER_ENV, "").strip()
+    if configured:
+        return configured
     try:
         user = getpass.getuser()
     except Exception:  # no user name in the environment or the password database

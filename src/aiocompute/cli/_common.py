@@ -20,6 +20,7 @@ from .._core.config import ConfigError
 from .._core.fanout import fan_out
 from .._core.resources import WaitableResource
 from .._core.states import StateTable
+from .._core.wait_group import DONE
 from .._exceptions import AioComputeError, WaitError
 from ._app import EXIT_API, EXIT_OK, EXIT_USAGE, EXIT_WAIT, UsageError
 from ._output import Output, StateBoard, one_line
@@ -127,13 +128,19 @@ def at_least_one(unit: str = "") -> Callable[[str], int]:
 
 
 def target_state(table: StateTable, value: str, what: str) -> str:
-    """The table's spelling of a state typed by the user (case-insensitive); a usage error
-    listing the states when it knows none such."""
+    """The table's spelling of a state typed by the user (case-insensitive), or ``done``
+    (any end, as the library reads it); a usage error listing the states when it knows none
+    such."""
     known = {state.lower(): state for state in table.reaches}
-    found = known.get(value.strip().lower())
+    typed = value.strip().lower()
+    if typed == DONE and DONE not in known:
+        return DONE
+    found = known.get(typed)
     if found is None:
         choices = ", ".join(sorted(table.reaches))
-        raise UsageError(f"unknown {what} state {value!r}; expected one of: {choices}")
+        raise UsageError(
+            f"unknown {what} state {value!r}; expected {DONE} (any end) or one of: {choices}"
+        )
     return found
 
 

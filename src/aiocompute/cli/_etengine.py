@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
-import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -39,6 +38,7 @@ from ._common import (
     waited_data,
 )
 from ._output import Output, short_reason, state_style, to_data
+from ._owned import confirmed
 
 __all__ = ["batch_counts_table", "connect", "parse_args_pairs", "register"]
 
@@ -276,16 +276,6 @@ async def _batches_wait(args: argparse.Namespace, out: Output) -> int:
 _NOT_STOPPED = "(jobs still running go on: the API cannot cancel them)"
 
 
-def _confirmed(question: str) -> bool:
-    """Ask ``question`` on the terminal; a usage error if there is none to ask on."""
-    if not sys.stdin.isatty():
-        raise UsageError("not asking for confirmation without a terminal: pass --yes")
-    sys.stderr.write(f"{question} [y/N] ")
-    sys.stderr.flush()
-    answer = sys.stdin.readline()
-    return answer.strip().lower() in ("y", "yes")
-
-
 async def _batches_delete_all(args: argparse.Namespace, out: Output) -> int:
     async with connect(args) as et:
         batches = await et.batches.list()
@@ -298,7 +288,7 @@ async def _batches_delete_all(args: argparse.Namespace, out: Output) -> int:
             f"Delete the records of all {len(ids)} of your batches "
             f"({', '.join(ids[:3])}{', ...' if len(ids) > 3 else ''})? {_NOT_STOPPED}"
         )
-        if not args.yes and not _confirmed(question):
+        if not args.yes and not confirmed(question):
             out.emit({"deleted": [], "all": True})
             out.warn("nothing deleted")
             return EXIT_OK

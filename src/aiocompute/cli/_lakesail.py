@@ -11,11 +11,13 @@ import argparse
 import json
 import shlex
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from rich.text import Text
 
+from .._core.reconcile import OWNER_LABEL
 from ..lakesail._protocol import DEFAULT_BASE_URL, MAX_LIMIT
 from ..lakesail._states import READY_STATES, SESSION_STATES
 from ..lakesail.client import BASE_URL_ENV, TOKEN_ENV, LakeSailClient
@@ -41,6 +43,7 @@ from ._common import (
     waited_data,
 )
 from ._output import Output, state_style
+from ._owned import Owned, owner_of, owner_option, reap, reap_options
 
 __all__ = ["connect", "register"]
 
@@ -154,15 +157,26 @@ async def _wait(
 # --------------------------------------------------------------------------- sessions
 
 
+def _owned_by(session: Session, owner: str) -> bool:
+    return session.metadata.get(OWNER_LABEL) == owner
+
+
 async def _sessions_list(args: argparse.Namespace, out: Output) -> int:
     limit: int | None = args.limit
     async with connect(args) as ls:
         with user_input():
-            sessions = await ls.sessions.list(
-                status=args.status,
-                limit=None if limit is None else min(limit, MAX_LIMIT),
-                max_items=limit,
-            )
+            if args.mine:
+                # The owner label is in the metadata: filtered here, over every page.
+                owner = owner_of(args)
+                sessions = [
+                    s async for s in ls.sessions.list(status=args.status) if _owned_by(s, owner)
+                ][:limit]
+            else:
+                sessions = await ls.sessions.list(
+                    status=args.status,
+                    limit=None if limit is None else min(limit, MAX_LIMIT),
+                    max_items=limit,
+                )
     out.emit({"sessions": sessions})
     if not sessions:
         out.info("no sessions")
@@ -200,6 +214,17 @@ async def _after_create(
         {"session": entry["session"] or session, "state": entry["state"], "error": entry["error"]}
     )
     return exit_for([entry["error"]])
+
+
+async def _sessions_reap(args: argparse.Namespace, out: Output) -> int:
+    owner = owner_of(args)
+    async with connect(args) as ls:
+        found = [
+            Owned(s.id, s.name or "", s.created_at if isinstance(s.created_at, datetime) else None)
+            async for s in ls.sessions.list()
+            if _owned_by(s, owner) and s.state not in ("closed", "failed")
+        ]
+        return await reap(args, out, found, ls.sessions.close, what="session", verb="close")
 
 
 async def _sessions_create(args: argparse.Namespace, out: Output) -> int:
@@ -401,6 +426,22 @@ def register(tree: CommandTree) -> None:
         "--status", metavar="STATUS", help="only these: pending, active, idle, closed or failed"
     )
     p.add_argument("--limit", type=at_least_one(), metavar="N", help="show at most N sessions")
+    p.add_argument(
+        "--mine", action="store_true", help="only those created by aiocompute for --owner"
+    )
+    owner_option(p)
+
+    p = sessions.command(
+        "reap",
+        help="close sessions a dead process left behind",
+        description=(
+            "Close the live sessions that aiocompute created for --owner (their metadata\n"
+            "says so) longer ago than --older-than; asks first (--yes: don't)."
+        ),
+        example="aiocompute lakesail sessions reap --older-than 2h --dry-run",
+        handler=_sessions_reap,
+    )
+    reap_options(p, "2h")
 
     p = sessions.command(
         "create",

@@ -20,6 +20,7 @@ from attrs import frozen
 from rich.text import Text
 
 from .._core.fanout import fan_out
+from .._core.reconcile import OWNER_LABEL, tag
 from .._core.resources import WaitableResource
 from .._core.states import StateTable
 from .._exceptions import AioComputeError, WaitError, WaitTimeout
@@ -52,6 +53,7 @@ from ._common import (
     wait_and_show,
 )
 from ._output import Output, state_style
+from ._owned import Owned, owner_of, owner_option, reap, reap_options
 
 __all__ = ["connect", "register", "session_state"]
 
@@ -731,14 +733,22 @@ def _jobs_table(out: Output, jobs: Sequence[Job], *, title: str | None = None) -
 
 
 async def _jobs_list(args: argparse.Namespace, out: Output) -> int:
+    mine = [tag(OWNER_LABEL, owner_of(args))] if args.mine else None
     async with connect(args) as wb:
-        jobs = await wb.jobs.list()
+        jobs = await wb.jobs.list(tags=mine)
     out.emit({"jobs": jobs})
     if not jobs:
         out.info("no jobs")
         return EXIT_OK
     out.print(_jobs_table(out, jobs))
     return EXIT_OK
+
+
+async def _jobs_reap(args: argparse.Namespace, out: Output) -> int:
+    async with connect(args) as wb:
+        jobs = await wb.jobs.list(tags=[tag(OWNER_LABEL, owner_of(args))])
+        found = [Owned(j.id, j.name or "", j.submission_time) for j in jobs if not j.is_terminal]
+        return await reap(args, out, found, wb.jobs.stop, what="job", verb="stop")
 
 
 async def _jobs_wait(args: argparse.Namespace, out: Output, kind: _Kind = _JOBS) -> int:
@@ -934,13 +944,29 @@ def _register_jobs(wb: CommandTree, kind: _Kind) -> None:
     timeout_option(p, _JOB_TIMEOUT, "if the job has not finished by then")
 
     if not kind.audited:
-        jobs.command(
+        p = jobs.command(
             "list",
             help="list your jobs",
             description="List the jobs the server still reports (live and recent).",
-            example=f"{prog} list --json",
+            example=f"{prog} list --mine --json",
             handler=_jobs_list,
         )
+        p.add_argument(
+            "--mine", action="store_true", help="only those launched by aiocompute for --owner"
+        )
+        owner_option(p)
+
+        p = jobs.command(
+            "reap",
+            help="stop jobs a dead process left running",
+            description=(
+                "Stop the live jobs that aiocompute launched for --owner (their tags say\n"
+                "so) longer ago than --older-than; asks first (--yes: don't)."
+            ),
+            example=f"{prog} reap --older-than 2h --dry-run",
+            handler=_jobs_reap,
+        )
+        reap_options(p, "2h")
 
     p = jobs.command(
         "wait",
