@@ -551,6 +551,10 @@ def test_qiskit_ibm_url_is_the_platform_url(no_qiskit_env: pytest.MonkeyPatch) -
     no_qiskit_env.setenv("QISKIT_IBM_URL", "cloud.ibm.com")
     with pytest.raises(ConfigError, match="QISKIT_IBM_URL must be the IBM Cloud platform URL"):
         QiskitRuntimeClient()
+    no_qiskit_env.setenv("QISKIT_IBM_URL", "https://me:pa55word@cloud.ibm.com/api")
+    with pytest.raises(ConfigError, match="not an API base") as caught:
+        QiskitRuntimeClient()
+    assert "pa55word" not in str(caught.value)
 
 
 def test_the_instance_must_look_like_a_crn(no_qiskit_env: pytest.MonkeyPatch) -> None:

@@ -18,6 +18,7 @@ from .._core.config import ConfigError, check_str, resolve_setting
 from .._core.governor import Governor
 from .._core.handles import DEFAULT_CLEANUP_TIMEOUT, Handle, scoped
 from .._core.http_config import DEFAULT_LIMITS, DEFAULT_TIMEOUTS, PoolLimits, Timeouts
+from .._core.http_errors import safe_url
 from .._core.network import ConnectionOptions, Unpack
 from .._core.observability import api_call
 from .._core.polling import Poller, per_id_fetcher
@@ -83,21 +84,22 @@ def _crn_location(crn: str, source: str) -> str:
 
 def _platform_url(value: str) -> str:
     """``$QISKIT_IBM_URL``, checked: the IBM Cloud platform URL, not an API base."""
+    shown = safe_url(value.strip())  # no user info in an error
     parts = urlsplit(value.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(
             "$QISKIT_IBM_URL must be the IBM Cloud platform URL, such as "
-            f"'{DEFAULT_PLATFORM_URL}'; got {value.strip()!r}"
+            f"'{DEFAULT_PLATFORM_URL}'; got {shown!r}"
         )
     if parts.path.strip("/") or parts.hostname.startswith("quantum."):
         # It meant the API base here once; IBM's client reads it as the platform.
         raise ConfigError(
             "$QISKIT_IBM_URL is the IBM Cloud platform URL, as qiskit-ibm-runtime reads it "
-            f"(such as '{DEFAULT_PLATFORM_URL}'), not an API base; got {value.strip()!r}. "
-            "To give the API base itself, pass base_url=/url= or set "
-            "$AIOCOMPUTE_QISKIT_BASE_URL"
+            f"(such as '{DEFAULT_PLATFORM_URL}'), not an API base; got {shown!r}. "
+            "To give the API base itself, pass url= or set $AIOCOMPUTE_QISKIT_BASE_URL"
         )
-    return f"{parts.scheme}://{parts.netloc}"
+    port = f":{parts.port}" if parts.port is not None else ""
+    return f"{parts.scheme}://{parts.hostname}{port}"
 
 
 def _check_api_version(value: str) -> str:
