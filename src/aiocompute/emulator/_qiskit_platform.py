@@ -97,7 +97,7 @@ def _device(name: str) -> dict[str, Any]:
 
 
 def _instance_name(crn: str) -> str:
-    # The CRN's last non-empty field before the resource part is the instance's id.
+    # The CRN's eighth field is the service instance's id (empty in the emulator's default).
     fields = crn.split(":")
     ident = fields[7] if len(fields) > 7 and fields[7] else "instance"
     return f"emu-{ident}"
@@ -111,7 +111,7 @@ async def list_backends(state: QiskitService, request: web.Request) -> web.Strea
 
 async def backend_configuration(state: QiskitService, request: web.Request) -> web.StreamResponse:
     """``GET /v1/backends/{name}/configuration``: a backend's configuration, in the shape IBM's
-    client builds its backend objects from (which a :class:`Session` needs), kept small: the
+    client builds its backend objects from (which its ``Session`` needs), kept small: the
     qubits on a line, the backend's basis gates, no calibration data."""
     state._authenticate(request)
     name = request.match_info["name"]
