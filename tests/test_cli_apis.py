@@ -30,7 +30,13 @@ WRONG = "wrong-secret-Kq61-value"
 SECRETS = (QISKIT_KEY, LAKESAIL_TOKEN, ET_KEY, WRONG)
 INSTANCE = "crn:v1:bluemix:public:quantum-computing:us-east:a/cli::"
 
-QISKIT_ENV = ("QISKIT_IBM_TOKEN", "QISKIT_IBM_INSTANCE", "QISKIT_IBM_URL", "QISKIT_IBM_IAM_URL")
+QISKIT_ENV = (
+    "QISKIT_IBM_TOKEN",
+    "QISKIT_IBM_INSTANCE",
+    "QISKIT_IBM_URL",
+    "AIOCOMPUTE_QISKIT_BASE_URL",
+    "QISKIT_IBM_IAM_URL",
+)
 LAKESAIL_ENV = ("LAKESAIL_API_TOKEN", "LAKESAIL_BASE_URL")
 ET_ENV = ("ET_ENGINE_API_KEY", "ET_ENGINE_URL")
 
@@ -52,7 +58,7 @@ def env(threaded_emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Emulato
     values = {
         "QISKIT_IBM_TOKEN": QISKIT_KEY,
         "QISKIT_IBM_INSTANCE": INSTANCE,
-        "QISKIT_IBM_URL": threaded_emulator.qiskit_url,
+        "AIOCOMPUTE_QISKIT_BASE_URL": threaded_emulator.qiskit_url,
         "QISKIT_IBM_IAM_URL": threaded_emulator.qiskit_iam_url,
         "LAKESAIL_API_TOKEN": LAKESAIL_TOKEN,
         "LAKESAIL_BASE_URL": threaded_emulator.lakesail_url,
@@ -261,7 +267,7 @@ def test_qiskit_flags_instead_of_env(
     env: Emulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for name in QISKIT_ENV:
-        monkeypatch.delenv(name)
+        monkeypatch.delenv(name, raising=False)
     data = run_json(
         capsys,
         "qiskit",
@@ -540,7 +546,7 @@ def test_etengine_errors(
     code, _, err = run(capsys, "etengine", "batches", "submit", "tool-sim", "--arg", "novalue")
     assert code == 2
     assert "NAME=VALUE" in err
-    code, _, err = run(capsys, "etengine", "batches", "wait", "b1", "--until", "done")
+    code, _, err = run(capsys, "etengine", "batches", "wait", "b1", "--until", "over")
     assert code == 2
     assert "succeeded" in err
     code, _, err = run(capsys, "etengine", "jobs", "get", "nosuchbatch", "nosuchjob")

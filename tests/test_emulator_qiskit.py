@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import time
 from collections.abc import AsyncIterator
@@ -82,15 +83,54 @@ async def q(emu: Emulator) -> AsyncIterator[Q]:
         yield Q(http, emu)
 
 
+def jwt_part(token: str, index: int) -> Any:
+    part = token.split(".")[index]
+    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+
+
+def with_part(token: str, index: int, value: Any) -> str:
+    parts = token.split(".")
+    parts[index] = base64.urlsafe_b64encode(json.dumps(value).encode()).rstrip(b"=").decode()
+    return ".".join(parts)
+
+
 async def test_iam_issues_expiring_tokens(q: Q) -> None:
-    async with q.http.post(
-        q.emu.qiskit_iam_url, data={"grant_type": GRANT, "apikey": "qiskit-key"}
-    ) as resp:
+    form = {"grant_type": GRANT, "apikey": "qiskit-key", "response_type": "cloud_iam"}
+    async with q.http.post(q.emu.qiskit_iam_url, data=form) as resp:
         body = await resp.json()
     assert set(body) >= {"access_token", "expires_in", "expiration", "token_type"}
     assert body["expires_in"] == 3600
     assert isinstance(body["expiration"], int)
     assert q.emu.qiskit.tokens[body["access_token"]].user_id == "user-alice"
+    # A JWT like IBM's, which IBM's own client decodes to know when to refresh.
+    token = body["access_token"]
+    assert token.count(".") == 2
+    assert jwt_part(token, 0)["alg"] == "HS256"
+    claims = jwt_part(token, 1)
+    assert claims["exp"] - claims["iat"] == body["expires_in"]
+    assert claims["exp"] == body["expiration"]
+    assert abs(claims["iat"] - time.time()) < 60
+    assert claims["sub"]
+    assert claims["iam_id"].endswith("user-alice")
+
+
+async def test_tokens_are_checked_by_their_signature(q: Q) -> None:
+    token = await q.token()
+    assert (await q.call("GET", "/v1/sessions/nope", token=token))[0] == 404  # accepted
+    claims = jwt_part(token, 1)
+    header, _, signature = token.split(".")
+    forged = [
+        with_part(token, 1, {**claims, "exp": claims["exp"] + 86400}),  # claims altered
+        with_part(token, 1, {**claims, "iam_id": "IBMid-user-bob"}),
+        f"{header}.{token.split('.')[1]}.{signature[:-4]}AAAA",  # signature altered
+        f"{header}.{token.split('.')[1]}",  # no signature
+        "emu-iam-" + "0" * 40,  # an opaque token, as the emulator used to hand out
+        "a.b.c",
+    ]
+    for bad in forged:
+        status, data = await q.call("GET", "/v1/sessions/nope", token=bad)
+        assert status == 401, bad
+        assert json.loads(data)["error"]["message"] == "Invalid bearer token"
 
 
 @pytest.mark.parametrize(
@@ -215,7 +255,6 @@ async def test_errors_come_in_both_shapes(q: Q) -> None:
         ({"mode": "batch"}, 400, "backend is required"),
         ({"backend": "ibm_kyiv", "mode": "shared"}, 400, "mode must be"),
         ({"backend": "ibm_kyiv", "max_ttl": -1}, 400, "max_ttl"),
-        ({"backend": "ibm_kyiv", "colour": "red"}, 400, "Unknown properties: colour"),
         ({"backend": "ibm_nowhere"}, 404, "Backend ibm_nowhere not found."),
         ({"backend": "ibm_kyiv", "instance": "crn:x"}, 400, "instance does not match"),
     ],
@@ -227,6 +266,58 @@ async def test_create_validates_its_body(
     got, data = await q.call("POST", "/v1/sessions", token=token, body=body)
     assert got == status
     assert text in json.loads(data)["errors"][0]["message"]
+
+
+async def test_create_ignores_unknown_fields(q: Q) -> None:
+    # The reference forbids no field; IBM's client sends more than these four.
+    token = await q.token()
+    body = {"backend": "ibm_kyiv", "mode": "dedicated", "private": True, "colour": "red"}
+    created = await q.create(token, **body)
+    assert created["mode"] == "dedicated"
+    assert created["max_ttl"] == 28800  # the default when none is sent
+    assert q.emu.qiskit.sessions[created["id"]].create_body == body
+
+
+async def test_what_ibms_client_reads_at_start(q: Q) -> None:
+    # GET /v1/backends: the instance's backends, with a token and a Service-CRN.
+    token = await q.token()
+    status, data = await q.call("GET", "/v1/backends?include_mocks=true", token=token)
+    assert status == 200
+    devices = json.loads(data)["devices"]
+    assert [d["name"] for d in devices] == list(q.emu.config.qiskit.backends)
+    assert devices[0]["status"] == {"name": "online", "reason": "available"}
+    assert (await q.call("GET", "/v1/backends", token=None))[0] == 401
+    assert (await q.call("GET", "/v1/backends", token=token, crn="crn:x"))[0] == 403
+    status, data = await q.call("GET", "/v1/backends/ibm_fez/configuration", token=token)
+    config = json.loads(data)
+    assert (config["backend_name"], config["n_qubits"], config["simulator"]) == (
+        "ibm_fez",
+        156,
+        False,
+    )
+    assert len(config["coupling_map"]) == 155
+    assert (await q.call("GET", "/v1/backends/ibm_nowhere/configuration", token=token))[0] == 404
+    # IBM Cloud Global Search finds the instances; Global Catalog describes their plan.
+    root = q.emu.url + "/qiskit"
+    auth = {"Authorization": f"Bearer {token}"}
+    query = {"query": "service_name:quantum-computing", "fields": ["crn", "name"]}
+    search = f"{root}/global-search/v3/resources/search"
+    async with q.http.post(search, json=query, headers=auth) as resp:
+        assert resp.status == 200
+        found = await resp.json()
+    assert [item["crn"] for item in found["items"]] == [CRN]
+    assert "search_cursor" not in found  # one page
+    async with q.http.post(search, json={"query": "service_name:cloud-object-storage"}) as resp:
+        assert resp.status == 401  # no token
+    async with q.http.post(search, json={"query": "x:y"}, headers=auth) as resp:
+        assert (await resp.json())["items"] == []
+    plan = found["items"][0]["service_plan_unique_id"]
+    async with q.http.get(f"{root}/global-catalog/api/v1/{plan}", headers=auth) as resp:
+        entry = await resp.json()
+    assert entry["metadata"]["pricing"]["type"] == "free"
+    assert entry["overview_ui"]["en"]["display_name"]
+    async with q.http.get(f"{root}/global-catalog/api/v1/nope", headers=auth) as resp:
+        assert resp.status == 404
 
 
 async def test_sessions_are_private_to_their_user(q: Q) -> None:

@@ -74,7 +74,7 @@ async def test_create_get_and_wait_until_active(q: QiskitRuntimeClient, emu: Emu
     got = await q.sessions.get(created.id)
     assert got.id == created.id
     # The headers every API call carried.
-    assert emu.qiskit.api_versions == {"2025-05-01"}
+    assert emu.qiskit.api_versions == {"2026-04-15"}  # what qiskit-ibm-runtime 0.51 sends
 
 
 async def test_drain_then_wait_until_closed(q: QiskitRuntimeClient, emu: Emulator) -> None:
@@ -424,7 +424,7 @@ async def test_settings_from_the_environment(
 ) -> None:
     monkeypatch.setenv("QISKIT_IBM_TOKEN", KEY)
     monkeypatch.setenv("QISKIT_IBM_INSTANCE", CRN)
-    monkeypatch.setenv("QISKIT_IBM_URL", emu.qiskit_url)
+    monkeypatch.setenv("AIOCOMPUTE_QISKIT_BASE_URL", emu.qiskit_url)
     async with QiskitRuntimeClient(iam_url=emu.qiskit_iam_url, api_version="2024-01-01") as q:
         s = await q.sessions.create("ibm_kyiv")
         assert s.id in emu.qiskit.sessions
@@ -472,8 +472,8 @@ async def test_iam_url_from_the_environment(emu: Emulator, monkeypatch: pytest.M
 def test_missing_settings_name_argument_and_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("QISKIT_IBM_TOKEN", raising=False)
     monkeypatch.delenv("QISKIT_IBM_INSTANCE", raising=False)
-    monkeypatch.delenv("QISKIT_IBM_URL", raising=False)
-    monkeypatch.delenv("QISKIT_IBM_IAM_URL", raising=False)
+    for name in ("QISKIT_IBM_URL", "QISKIT_IBM_IAM_URL", "IAM_URL", "AIOCOMPUTE_QISKIT_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
     with pytest.raises(ConfigError, match=r"token=.*\$QISKIT_IBM_TOKEN"):
         QiskitRuntimeClient(instance=CRN)
     with pytest.raises(ConfigError, match=r"instance=.*\$QISKIT_IBM_INSTANCE"):
@@ -489,3 +489,128 @@ def test_missing_settings_name_argument_and_variable(monkeypatch: pytest.MonkeyP
         QiskitRuntimeClient(token=KEY, instance=CRN, api_version="v2")
     with pytest.raises(ValueError, match="region"):
         QiskitRuntimeClient(token=KEY, instance=CRN, region="eu/de")
+
+
+# -- fidelity with IBM's own client (qiskit-ibm-runtime): settings, IAM, create body ------------
+
+EU = "crn:v1:bluemix:public:quantum-computing:eu-de:a/abc:inst::"
+
+
+@pytest.fixture
+def no_qiskit_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in (
+        "QISKIT_IBM_TOKEN",
+        "QISKIT_IBM_INSTANCE",
+        "QISKIT_IBM_URL",
+        "QISKIT_IBM_IAM_URL",
+        "IAM_URL",
+        "AIOCOMPUTE_QISKIT_BASE_URL",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    return monkeypatch
+
+
+def base_of(q: QiskitRuntimeClient) -> str:
+    return q._transport.base_url
+
+
+def test_the_api_base_follows_the_crns_region(no_qiskit_env: pytest.MonkeyPatch) -> None:
+    # As IBM's client routes: us-east is the global host, other regions their own.
+    assert base_of(QiskitRuntimeClient(token=KEY, instance=CRN)) == (
+        "https://quantum.cloud.ibm.com/api"
+    )
+    assert base_of(QiskitRuntimeClient(token=KEY, instance=EU)) == (
+        "https://eu-de.quantum.cloud.ibm.com/api"
+    )
+    # region= picks another; base_url= (or $AIOCOMPUTE_QISKIT_BASE_URL) gives the base itself.
+    assert base_of(QiskitRuntimeClient(token=KEY, instance=EU, region="us-east")) == (
+        "https://quantum.cloud.ibm.com/api"
+    )
+    assert base_of(QiskitRuntimeClient(token=KEY, instance=EU, base_url="https://x.test/api")) == (
+        "https://x.test/api"
+    )
+    no_qiskit_env.setenv("AIOCOMPUTE_QISKIT_BASE_URL", "https://emu.test/qiskit/api")
+    assert base_of(QiskitRuntimeClient(token=KEY, instance=EU)) == "https://emu.test/qiskit/api"
+    assert base_of(QiskitRuntimeClient(token=KEY, instance=EU, region="eu-de")) == (
+        "https://eu-de.quantum.cloud.ibm.com/api"
+    )
+
+
+def test_qiskit_ibm_url_is_the_platform_url(no_qiskit_env: pytest.MonkeyPatch) -> None:
+    # A user with IBM's client's settings: QISKIT_IBM_URL is the IBM Cloud platform.
+    no_qiskit_env.setenv("QISKIT_IBM_TOKEN", KEY)
+    no_qiskit_env.setenv("QISKIT_IBM_INSTANCE", EU)
+    no_qiskit_env.setenv("QISKIT_IBM_URL", "https://cloud.ibm.com")
+    assert base_of(QiskitRuntimeClient()) == "https://eu-de.quantum.cloud.ibm.com/api"
+    no_qiskit_env.setenv("QISKIT_IBM_URL", "https://test.cloud.ibm.com/")
+    assert base_of(QiskitRuntimeClient()) == "https://eu-de.quantum.test.cloud.ibm.com/api"
+    # An API base there (what it meant here before) is refused, saying what to do instead.
+    for api_base in ("https://quantum.cloud.ibm.com/api", "https://quantum.cloud.ibm.com"):
+        no_qiskit_env.setenv("QISKIT_IBM_URL", api_base)
+        with pytest.raises(ConfigError, match=r"platform URL.*AIOCOMPUTE_QISKIT_BASE_URL"):
+            QiskitRuntimeClient()
+        # ... unless the API base is given, which wins without reading it.
+        assert base_of(QiskitRuntimeClient(base_url="https://x.test/api")) == "https://x.test/api"
+    no_qiskit_env.setenv("QISKIT_IBM_URL", "cloud.ibm.com")
+    with pytest.raises(ConfigError, match="QISKIT_IBM_URL must be the IBM Cloud platform URL"):
+        QiskitRuntimeClient()
+    no_qiskit_env.setenv("QISKIT_IBM_URL", "https://me:pa55word@cloud.ibm.com/api")
+    with pytest.raises(ConfigError, match="not an API base") as caught:
+        QiskitRuntimeClient()
+    assert "pa55word" not in str(caught.value)
+
+
+def test_the_instance_must_look_like_a_crn(no_qiskit_env: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ConfigError, match=r"^the instance argument must be a .*instance CRN"):
+        QiskitRuntimeClient(token=KEY, instance="my-instance")
+    no_qiskit_env.setenv("QISKIT_IBM_INSTANCE", "my-secret-looking-value")
+    with pytest.raises(ConfigError, match=r"^\$QISKIT_IBM_INSTANCE must be a .*CRN") as caught:
+        QiskitRuntimeClient(token=KEY)
+    assert "my-secret-looking-value" not in str(caught.value)  # never echoed: it could be a key
+    assert "names are not looked up" in str(caught.value)
+    for bad in ("crn:v1:bluemix:public:quantum-computing", "crn:v1:bluemix:public:qc::a/x::"):
+        with pytest.raises(ConfigError, match="instance CRN"):
+            QiskitRuntimeClient(token=KEY, instance=bad)
+
+
+async def test_iam_gets_only_its_form(emu: Emulator) -> None:
+    # Service-CRN and IBM-API-Version go to the API with the token, never to IAM.
+    async with client(emu) as q:
+        await q.sessions.create("ibm_kyiv")
+    assert emu.qiskit.iam_header_names
+    for names in emu.qiskit.iam_header_names:
+        assert not names & {"service-crn", "ibm-api-version", "authorization"}
+    assert emu.qiskit.api_versions == {"2026-04-15"}
+
+
+async def test_iam_url_from_ibms_variable(emu: Emulator, no_qiskit_env: pytest.MonkeyPatch) -> None:
+    # IBM's client reads $IAM_URL (a base; /identity/token is added): so does this one.
+    no_qiskit_env.setenv("IAM_URL", emu.qiskit_iam_url.removesuffix("/identity/token") + "/")
+    async with QiskitRuntimeClient(token=KEY, instance=CRN, base_url=emu.qiskit_url) as q:
+        assert q._auth.iam_url == emu.qiskit_iam_url
+        await q.sessions.create("ibm_kyiv")
+    assert emu.stats["qiskit.iam_token"] == 1
+    # $QISKIT_IBM_IAM_URL (the full endpoint) comes first.
+    no_qiskit_env.setenv("QISKIT_IBM_IAM_URL", "https://iam.example.test/identity/token")
+    assert QiskitRuntimeClient(token=KEY, instance=CRN)._auth.iam_url == (
+        "https://iam.example.test/identity/token"
+    )
+
+
+async def test_create_sends_what_ibms_client_sends(emu: Emulator) -> None:
+    # The instance (the client's CRN) always; max_ttl only when set.
+    async with client(emu) as q:
+        plain = await q.sessions.create("ibm_kyiv")
+        timed = await q.sessions.create("ibm_kyiv", max_ttl=600, mode="dedicated")
+    assert emu.qiskit.sessions[plain.id].create_body == {
+        "mode": "batch",
+        "backend": "ibm_kyiv",
+        "instance": CRN,
+    }
+    assert plain.max_ttl == 28800  # the service's default
+    assert emu.qiskit.sessions[timed.id].create_body == {
+        "mode": "dedicated",
+        "backend": "ibm_kyiv",
+        "max_ttl": 600,
+        "instance": CRN,
+    }

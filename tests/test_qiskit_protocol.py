@@ -121,7 +121,8 @@ def test_parse_session_reports_paths_and_bad_bodies() -> None:
 def test_create_request_defaults_and_options() -> None:
     request = qp.create_session("ibm_kyiv")
     assert (request.method, request.path, request.idempotent) == ("POST", "/v1/sessions", False)
-    assert request.body == {"mode": "batch", "backend": "ibm_kyiv", "max_ttl": 28800}
+    # max_ttl only when set (the service then applies its 8 h), instance only when given.
+    assert request.body == {"mode": "batch", "backend": "ibm_kyiv"}
     crn = "crn:v1:bluemix:public:quantum-computing:us-east:a/abc::"
     request = qp.create_session("ibm_fez", mode=SessionMode.DEDICATED, max_ttl=600, instance=crn)
     assert request.body == {
@@ -238,6 +239,7 @@ def test_iam_form_and_answer() -> None:
     assert qp.iam_token_form("k3y-k3y") == {
         "grant_type": "urn:ibm:params:oauth:grant-type:apikey",
         "apikey": "k3y-k3y",
+        "response_type": "cloud_iam",  # as IBM's own client asks
     }
     token = qp.parse_iam_token(
         {"access_token": "tok-123456", "token_type": "Bearer", "expires_in": 3600}

@@ -79,7 +79,7 @@ def _print_ready(out: Output, emu: Emulator) -> None:
     exports = [
         ("WORKBENCH_SERVER", emu.workbench_url),
         ("WORKBENCH_API_KEY", _first(config.workbench.tokens, "user-token")),
-        ("QISKIT_IBM_URL", emu.qiskit_url),
+        ("AIOCOMPUTE_QISKIT_BASE_URL", emu.qiskit_url),
         ("QISKIT_IBM_IAM_URL", emu.qiskit_iam_url),
         ("QISKIT_IBM_TOKEN", _first(config.qiskit.api_keys, "qiskit-key")),
         ("QISKIT_IBM_INSTANCE", instance),

@@ -2,7 +2,8 @@
 
 The IBM Cloud API key comes from ``--token`` or (preferably) ``$QISKIT_IBM_TOKEN``, the instance
 CRN from ``--instance`` or ``$QISKIT_IBM_INSTANCE``, the API base from ``--url`` or
-``$QISKIT_IBM_URL`` (default: the global endpoint) and the IAM token endpoint from
+``$AIOCOMPUTE_QISKIT_BASE_URL`` (default: the CRN's region on the platform of
+``$QISKIT_IBM_URL``, as the SDK's client resolves it) and the IAM token endpoint from
 ``--iam-url`` or ``$QISKIT_IBM_IAM_URL`` (default: IBM Cloud IAM).
 """
 
@@ -45,7 +46,7 @@ _SESSION_TIMEOUT = 1800.0
 #: variables: the command reads the first three itself to name the option in its errors).
 TOKEN_ENV = "QISKIT_IBM_TOKEN"
 INSTANCE_ENV = "QISKIT_IBM_INSTANCE"
-URL_ENV = "QISKIT_IBM_URL"
+URL_ENV = "AIOCOMPUTE_QISKIT_BASE_URL"
 IAM_URL_ENV = "QISKIT_IBM_IAM_URL"
 
 
@@ -54,7 +55,10 @@ IAM_URL_ENV = "QISKIT_IBM_IAM_URL"
 
 def _connection_options(parser: argparse.ArgumentParser) -> None:
     connection_option(
-        parser, "--url", metavar="URL", help=f"API base (default: ${URL_ENV}, else {DEFAULT_URL})"
+        parser,
+        "--url",
+        metavar="URL",
+        help=f"API base (default: ${URL_ENV}, else the CRN's region, such as {DEFAULT_URL})",
     )
     connection_option(
         parser,

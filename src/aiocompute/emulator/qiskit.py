@@ -10,13 +10,18 @@ Layout::
 
 It follows ``reference/qiskit-runtime-sessions-api.txt`` and ``API-NOTES.md``, quirks included:
 ``Authorization: Bearer <IAM token>``, ``Service-CRN`` and ``IBM-API-Version`` headers; IAM
-tokens that expire after ``token_lifetime`` seconds (401 afterwards); ``backend_name`` null
+access tokens shaped like IBM's: JWTs (``iat``, ``exp``, ``sub``; IBM's own client decodes
+them to know when to refresh), signed with HMAC-SHA256 under a key of this emulator, which
+checks the signature of every token it is shown; they expire after ``token_lifetime``
+seconds (401 afterwards); create bodies may carry fields beyond the known four (IBM's client
+sends more): they are ignored (and kept in ``record.create_body``); ``backend_name`` null
 while the session is ``open``; ``elapsed_time`` null until it is closed; the extra states
 ``pending_inactive`` and ``pending_closed``; 204 with an empty body for PATCH and close; and
 errors in both shapes: ``{"error": {"code", "message"}}`` for 401/403 (from the gateway) and
 ``{"errors": [{"code", "message", "more_info"}], "trace"}`` for the rest (see
 :attr:`~aiocompute.emulator.QiskitEmulatorConfig.error_shape`). IAM errors use IAM's own
-``{"errorCode", "errorMessage", "context"}``.
+``{"errorCode", "errorMessage", "context"}``. What IBM's client reads besides sessions
+(backends, IBM Cloud's instance look-up) is in :mod:`aiocompute.emulator._qiskit_platform`.
 
 Session life (each delay drawn from its seeded range): ``open`` -> ``active`` after
 ``activate_delay``; ``active`` -> (``pending_inactive`` for ``pending_inactive_delay``, if
@@ -32,16 +37,22 @@ once. Backend names steer the emulation: ``emu_stuck`` stays ``open`` forever,
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
 import math
 import random
 import re
+import secrets
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timezone
 from typing import Any
 
 import attrs
 from aiohttp import web
 
+from . import _qiskit_platform
 from ._config import QiskitEmulatorConfig
 from ._runtime import Runtime, Transition
 
@@ -112,6 +123,8 @@ class QiskitSessionRecord:
     phases: list[Transition] = attrs.field(factory=list, repr=False)
     reasons: dict[str, str] = attrs.field(factory=dict, repr=False)
     accepting_jobs: bool = True
+    #: The create request's JSON body as received (unknown fields included).
+    create_body: dict[str, Any] = attrs.field(factory=dict, repr=False)
 
     @property
     def state(self) -> str:
@@ -162,6 +175,8 @@ class QiskitState:
         sessions: every session ever created, by id.
         tokens: every IAM token issued, by token.
         api_versions: every ``IBM-API-Version`` value received (for tests).
+        iam_header_names: the header names of each IAM token request, lower-cased (names
+            only, never values: for tests that check what a client sends to IAM).
     """
 
     def __init__(self, config: QiskitEmulatorConfig, runtime: Runtime) -> None:
@@ -173,6 +188,12 @@ class QiskitState:
         self.sessions: dict[str, QiskitSessionRecord] = {}
         self.tokens: dict[str, IssuedToken] = {}
         self.api_versions: set[str] = set()
+        self.iam_header_names: list[frozenset[str]] = []
+        # The same tokens by their ``jti`` claim: what a presented token is checked against.
+        self._by_jti: dict[str, IssuedToken] = {}
+        # Signs the IAM tokens (HS256); new for every emulator, never shown.
+        self._signing_key = secrets.token_bytes(32)
+        self._key_id = f"emu-{secrets.token_hex(4)}"
 
     # -- helpers -------------------------------------------------------------------------
     def _draw(self, bounds: tuple[float, float]) -> float:
@@ -191,6 +212,10 @@ class QiskitState:
                 count += 1
         return count
 
+    def error_response(self, status: int, code: Any, message: str) -> web.Response:
+        """An error answer in the configured shape (for handlers that do not raise)."""
+        return self._error(ApiError(status, code, message))
+
     def _error(self, exc: ApiError) -> web.Response:
         shape = self.config.error_shape
         if shape == "mixed":
@@ -206,7 +231,9 @@ class QiskitState:
 
     # -- IAM -----------------------------------------------------------------------------
     async def iam_token(self, request: web.Request) -> web.StreamResponse:
-        """``POST /iam/identity/token`` (form ``grant_type`` + ``apikey``)."""
+        """``POST /iam/identity/token`` (form ``grant_type`` + ``apikey``; IBM's client adds
+        ``response_type=cloud_iam``) -> a JWT access token."""
+        self.iam_header_names.append(frozenset(name.lower() for name in request.headers))
         form = await request.post()
         grant = form.get("grant_type")
         key = form.get("apikey")
@@ -219,9 +246,33 @@ class QiskitState:
             return self._iam_error(400, "BXNIM0415E", "Provided API key could not be found.")
         now = self._rt.now()
         lifetime = self.config.token_lifetime
-        token = f"emu-iam-{self._hex(40)}"
-        self.tokens[token] = IssuedToken(user, now + lifetime)
         expires_in: float | int = int(lifetime) if float(lifetime).is_integer() else lifetime
+        # IBM's claims are whole seconds; ``exp`` = ``iat`` + ``expires_in`` = ``expiration``.
+        # The token is checked against the exact instant (now + lifetime), which is never
+        # earlier than ``exp``: a client that trusts ``exp`` refreshes in time.
+        issued_at = int(self._rt.wall(now))
+        expiration = issued_at + expires_in
+        jti = f"ID-{self._hex(40)}"  # the seeded id stream moves as it used to
+        token = self._sign(
+            {
+                "iam_id": f"IBMid-{user}",
+                "id": f"IBMid-{user}",
+                "sub": f"{user}@example.com",
+                "sub_type": "ServiceId" if "service" in user else "User",
+                "realmid": "IBMid",
+                "jti": jti,
+                "iss": "https://iam.cloud.ibm.com/identity",
+                "grant_type": _GRANT,
+                "scope": "ibm openid",
+                "client_id": "default",
+                "acr": 1,
+                "amr": ["pwd"],
+                "iat": issued_at,
+                "exp": expiration,
+            }
+        )
+        issued = IssuedToken(user, now + lifetime)
+        self.tokens[token] = self._by_jti[jti] = issued
         return web.json_response(
             {
                 "access_token": token,
@@ -229,10 +280,32 @@ class QiskitState:
                 "ims_user_id": 1000 + sorted(set(self.config.api_keys.values())).index(user),
                 "token_type": "Bearer",
                 "expires_in": expires_in,
-                "expiration": int(self._rt.wall(now) + lifetime),
+                "expiration": expiration,
                 "scope": "ibm openid",
             }
         )
+
+    def _sign(self, claims: dict[str, Any]) -> str:
+        """A compact JWS (``header.payload.signature``, HS256 under this emulator's key)."""
+        header = {"kid": self._key_id, "alg": "HS256", "typ": "JWT"}
+        signing_input = f"{_b64(_compact(header))}.{_b64(_compact(claims))}"
+        mac = hmac.new(self._signing_key, signing_input.encode("ascii"), hashlib.sha256)
+        return f"{signing_input}.{_b64(mac.digest())}"
+
+    def _verified_claims(self, token: str) -> dict[str, Any] | None:
+        """The claims of a token this emulator signed, or None (malformed, forged, altered)."""
+        parts = token.split(".")
+        if len(parts) != 3:
+            return None
+        signing_input = f"{parts[0]}.{parts[1]}".encode("ascii", "replace")
+        expected = hmac.new(self._signing_key, signing_input, hashlib.sha256).digest()
+        try:
+            if not hmac.compare_digest(_unb64(parts[2]), expected):
+                return None
+            claims = json.loads(_unb64(parts[1]))
+        except ValueError:  # bad base64 or JSON (binascii.Error is a ValueError)
+            return None
+        return claims if isinstance(claims, dict) else None
 
     def _iam_error(self, status: int, code: str, message: str) -> web.Response:
         body = {
@@ -243,17 +316,29 @@ class QiskitState:
         return web.json_response(body, status=status)
 
     # -- auth ----------------------------------------------------------------------------
-    def _authenticate(self, request: web.Request) -> tuple[str, str]:
-        """``(user_id, instance)`` of a request, or ApiError."""
+    def authenticate_user(self, request: web.Request) -> str:
+        """The user id of a request's bearer token, or ApiError (401).
+
+        The token must carry this emulator's signature (so its claims are the ones issued),
+        name by its ``jti`` a token issued here and not revoked (:meth:`revoke_tokens`), and
+        not have expired (checked on the emulator clock, exactly ``expires_in`` after issue).
+        """
         header = request.headers.get("Authorization", "")
         scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
             raise ApiError(401, "unauthorized", "Missing or malformed bearer token")
-        issued = self.tokens.get(token.strip())
+        claims = self._verified_claims(token)
+        issued = None if claims is None else self._by_jti.get(str(claims.get("jti")))
         if issued is None or issued.revoked:
             raise ApiError(401, "unauthorized", "Invalid bearer token")
         if self._rt.now() >= issued.expires_at:
             raise ApiError(401, "unauthorized", "The bearer token has expired")
+        return issued.user_id
+
+    def _authenticate(self, request: web.Request) -> tuple[str, str]:
+        """``(user_id, instance)`` of a request, or ApiError."""
+        user = self.authenticate_user(request)
         crn = request.headers.get("Service-CRN", "").strip()
         if not crn:
             raise ApiError(400, 1200, "The Service-CRN header is required")
@@ -264,7 +349,7 @@ class QiskitState:
             if not _API_VERSION.match(version.strip()):
                 raise ApiError(400, 1201, f"Invalid IBM-API-Version {version!r}")
             self.api_versions.add(version.strip())
-        return issued.user_id, crn
+        return user, crn
 
     def _find(self, user: str, instance: str, session_id: str) -> QiskitSessionRecord:
         record = self.sessions.get(session_id)
@@ -348,9 +433,8 @@ class QiskitState:
         """``POST /v1/sessions``."""
         user, crn = self._authenticate(request)
         body = await self._body(request)
-        unknown = set(body) - {"mode", "backend", "max_ttl", "instance"}
-        if unknown:
-            raise ApiError(400, 1311, f"Unknown properties: {', '.join(sorted(unknown))}")
+        # Fields beyond these four are ignored, as the reference forbids none (IBM's client
+        # sends more through its advanced sessions); the record keeps the whole body.
         mode = body.get("mode", "batch")
         if mode not in ("batch", "dedicated"):
             raise ApiError(400, 1311, "mode must be one of: batch, dedicated")
@@ -379,6 +463,7 @@ class QiskitState:
             interactive_ttl=max(1, round(self.config.interactive_ttl[1])),
             created=now,
             runtime=self._rt,
+            create_body=body,
         )
         record.schedule(now, self._life(backend, max_ttl))
         if backend == "emu_offline":
@@ -439,12 +524,31 @@ class QiskitState:
 
     async def handle(self, method: str, request: web.Request) -> web.StreamResponse:
         """Answer one API request, mapping :class:`ApiError` to the configured shape."""
+        return await self.answer(lambda _state, r: getattr(self, method)(r), request)
+
+    async def answer(
+        self,
+        handler: Callable[[QiskitState, web.Request], Awaitable[web.StreamResponse]],
+        request: web.Request,
+    ) -> web.StreamResponse:
+        """``handler(self, request)``, with :class:`ApiError` mapped to the configured shape."""
         try:
-            handler = getattr(self, method)
-            response: web.StreamResponse = await handler(request)
-            return response
+            return await handler(self, request)
         except ApiError as exc:
             return self._error(exc)
+
+
+def _compact(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode("utf-8")
+
+
+def _b64(data: bytes) -> str:
+    """Base64url without padding, as JWTs are written."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
 def create_app(state: QiskitState) -> web.Application:
@@ -463,4 +567,6 @@ def create_app(state: QiskitState) -> web.Application:
             return await state.handle(_method, request)
 
         app.router.add_route(verb, path, handler, name=f"{API}.{method}")
+    # What IBM's own client reads besides sessions (backends, the instance look-up).
+    _qiskit_platform.add_routes(app, state, API)
     return app

@@ -7,6 +7,10 @@ URL, so the emulator can serve it too), caches it, and fetches a new one once
 ``refresh_fraction`` of its lifetime has passed (80% by default: about 12 minutes before a
 one-hour token expires). Concurrent callers that find the token due share ONE refresh.
 
+IAM is sent only what it needs: the form (with ``response_type=cloud_iam``, as IBM's own
+client sends it), no instance CRN and no API version. Those go to the API only, with the
+token: :class:`ServiceAuth` adds them to the headers of API requests.
+
 The API key and every token are registered for redaction; neither appears in a repr, a log
 line or an error.
 """
@@ -25,7 +29,7 @@ from .._core.transport import Transport
 from .._exceptions import APIError, AuthenticationError, ProtocolError, register_secret
 from . import _protocol as P
 
-__all__ = ["DEFAULT_IAM_URL", "IAMAuth"]
+__all__ = ["DEFAULT_IAM_URL", "IAMAuth", "ServiceAuth"]
 
 logger = logging.getLogger("aiocompute.auth")
 
@@ -161,3 +165,23 @@ class IAMAuth:
             left = self._expires_at - self._clock()
             state = f"token expires in {left:.0f} s" if left > 0 else "token expired"
         return f"IAMAuth(iam_url={self.iam_url!r}, {state})"
+
+
+class ServiceAuth:
+    """The headers of every Qiskit Runtime API request: ``IAMAuth``'s bearer token plus fixed
+    service headers (``Service-CRN``, ``IBM-API-Version``).
+
+    Given to the transport as its auth provider, so these headers go where the credential
+    goes (the API's origin) and never to IAM, whose token requests are sent unauthenticated.
+    """
+
+    def __init__(self, iam: IAMAuth, service_headers: Mapping[str, str]) -> None:
+        self.iam = iam
+        self._service_headers = dict(service_headers)
+
+    async def headers(self) -> Mapping[str, str]:
+        """The service headers and ``Authorization: Bearer <token>`` (refreshed if due)."""
+        return MappingProxyType({**self._service_headers, **await self.iam.headers()})
+
+    def __repr__(self) -> str:
+        return f"ServiceAuth({self.iam!r}, headers={sorted(self._service_headers)})"

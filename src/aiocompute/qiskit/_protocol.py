@@ -41,7 +41,7 @@ __all__ = [
     "update_session",
 ]
 
-#: ``max_ttl`` of a new session when none is given (8 hours, the service's default).
+#: ``max_ttl`` the service gives a new session when none is sent (8 hours).
 DEFAULT_MAX_TTL = 28800
 
 # --------------------------------------------------------------------------- converters
@@ -67,13 +67,15 @@ def create_session(
     backend: str,
     *,
     mode: SessionMode | str = SessionMode.BATCH,
-    max_ttl: int = DEFAULT_MAX_TTL,
+    max_ttl: int | None = None,
     instance: str | None = None,
 ) -> Request:
     """``POST /v1/sessions``: open a session on ``backend``.
 
     ``mode`` is ``"batch"`` or ``"dedicated"``; ``max_ttl`` the most seconds the session
-    may live (subject to plan limits); ``instance`` (a CRN) is sent only when given. Not
+    may live (subject to plan limits), sent only when given (the service then applies its
+    default, :data:`DEFAULT_MAX_TTL`, as IBM's own client leaves it); ``instance`` (a CRN)
+    is sent only when given (the client gives its own, as IBM's client does). Not
     idempotent: a repeated create opens a second session.
     """
     body: dict[str, Any] = {}
@@ -84,11 +86,12 @@ def create_session(
     else:
         raise ValueError(f"mode must be 'batch' or 'dedicated', got {mode!r}")
     body["backend"] = _text(backend, "backend")
-    if isinstance(max_ttl, bool) or not isinstance(max_ttl, int):
-        raise TypeError(f"max_ttl must be an int (seconds), got {type(max_ttl).__name__}")
-    if max_ttl <= 0:
-        raise ValueError(f"max_ttl must be a positive number of seconds, got {max_ttl}")
-    body["max_ttl"] = max_ttl
+    if max_ttl is not None:
+        if isinstance(max_ttl, bool) or not isinstance(max_ttl, int):
+            raise TypeError(f"max_ttl must be an int (seconds), got {type(max_ttl).__name__}")
+        if max_ttl <= 0:
+            raise ValueError(f"max_ttl must be a positive number of seconds, got {max_ttl}")
+        body["max_ttl"] = max_ttl
     if instance is not None:
         body["instance"] = _text(instance, "instance")
     return Request("POST", "/v1/sessions", body=body, idempotent=False)
@@ -233,8 +236,13 @@ IAM_GRANT_TYPE = "urn:ibm:params:oauth:grant-type:apikey"
 
 
 def iam_token_form(api_key: str) -> dict[str, str]:
-    """The form body of ``POST <iam>/identity/token`` for an API key."""
-    return {"grant_type": IAM_GRANT_TYPE, "apikey": _text(api_key, "api key")}
+    """The form body of ``POST <iam>/identity/token`` for an API key (with
+    ``response_type=cloud_iam``, as IBM's own client asks)."""
+    return {
+        "grant_type": IAM_GRANT_TYPE,
+        "apikey": _text(api_key, "api key"),
+        "response_type": "cloud_iam",
+    }
 
 
 @frozen(repr=False)

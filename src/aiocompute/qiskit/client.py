@@ -12,11 +12,13 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Sequence
 from contextlib import AbstractAsyncContextManager
+from urllib.parse import urlsplit
 
-from .._core.config import check_str, renamed_argument, resolve_setting
+from .._core.config import ConfigError, check_str, renamed_argument, resolve_setting
 from .._core.governor import Governor
 from .._core.handles import DEFAULT_CLEANUP_TIMEOUT, Handle, scoped
 from .._core.http_config import DEFAULT_LIMITS, DEFAULT_TIMEOUTS, PoolLimits, Timeouts
+from .._core.http_errors import safe_url
 from .._core.network import ConnectionOptions, Unpack
 from .._core.observability import api_call
 from .._core.polling import Poller, per_id_fetcher
@@ -27,12 +29,13 @@ from .._core.retries import RetryPolicy
 from .._core.wait_types import PollCadence, Until
 from .._exceptions import AuthenticationError, NotFoundError, OutcomeUnknown, naming_the_missing
 from . import _protocol as P
-from ._auth import DEFAULT_IAM_URL, IAMAuth
+from ._auth import DEFAULT_IAM_URL, IAMAuth, ServiceAuth
 from ._states import SESSION_STATES
 from .models import Session, SessionMode
 
 __all__ = [
     "DEFAULT_API_VERSION",
+    "DEFAULT_PLATFORM_URL",
     "DEFAULT_URL",
     "QISKIT_RETRY",
     "QiskitRuntimeClient",
@@ -41,8 +44,10 @@ __all__ = [
 
 #: The global endpoint; regions use ``https://<region>.quantum.cloud.ibm.com/api``.
 DEFAULT_URL = "https://quantum.cloud.ibm.com/api"
-#: The ``IBM-API-Version`` sent unless told otherwise.
-DEFAULT_API_VERSION = "2025-05-01"
+#: The IBM Cloud platform URL (``$QISKIT_IBM_URL``'s default), as IBM's own client names it.
+DEFAULT_PLATFORM_URL = "https://cloud.ibm.com"
+#: The ``IBM-API-Version`` sent unless told otherwise (the one qiskit-ibm-runtime 0.51 sends).
+DEFAULT_API_VERSION = "2026-04-15"
 
 #: The statuses IBM's own client retries (503 is maintenance), plus 429.
 QISKIT_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, 520, 521, 522, 524})
@@ -50,10 +55,51 @@ QISKIT_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504, 520, 521, 522, 524})
 QISKIT_RETRY = RetryPolicy(retry_statuses=QISKIT_RETRY_STATUSES)
 
 
-def _region_url(region: str) -> str:
+def _region_url(region: str, platform_url: str = DEFAULT_PLATFORM_URL) -> str:
+    """The API base of ``region`` on a platform, as IBM's client derives it: ``us-east`` is
+    the global ``https://quantum.<platform host>/api``, others ``https://<region>.quantum...``."""
     if not check_str(region, "region").replace("-", "").isalnum():
         raise ValueError(f"region must look like 'eu-de', got {region!r}")
-    return f"https://{region}.quantum.cloud.ibm.com/api"
+    parts = urlsplit(platform_url)
+    prefix = "" if region == "us-east" else f"{region}."
+    return f"{parts.scheme}://{prefix}quantum.{parts.netloc}/api"
+
+
+def _crn_location(crn: str, source: str) -> str:
+    """The location (region) field of an instance CRN, or ConfigError saying what is wrong.
+
+    A CRN reads ``crn:v1:bluemix:public:quantum-computing:<location>:a/<account>:<id>::``.
+    The value is not repeated in the error: a misplaced API key must not be shown.
+    """
+    fields = crn.strip().split(":")
+    if fields[0] != "crn" or len(fields) < 7 or not fields[5]:
+        raise ConfigError(
+            f"{source} must be a Qiskit Runtime instance CRN, such as "
+            "'crn:v1:bluemix:public:quantum-computing:us-east:a/<account>:<instance>::' "
+            f"(got a value of {len(crn)} characters that is not one); instance names are not "
+            "looked up: copy the CRN from the instance's page on quantum.cloud.ibm.com"
+        )
+    return fields[5]
+
+
+def _platform_url(value: str) -> str:
+    """``$QISKIT_IBM_URL``, checked: the IBM Cloud platform URL, not an API base."""
+    shown = safe_url(value.strip())  # no user info in an error
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            "$QISKIT_IBM_URL must be the IBM Cloud platform URL, such as "
+            f"'{DEFAULT_PLATFORM_URL}'; got {shown!r}"
+        )
+    if parts.path.strip("/") or parts.hostname.startswith("quantum."):
+        # It meant the API base here once; IBM's client reads it as the platform.
+        raise ConfigError(
+            "$QISKIT_IBM_URL is the IBM Cloud platform URL, as qiskit-ibm-runtime reads it "
+            f"(such as '{DEFAULT_PLATFORM_URL}'), not an API base; got {shown!r}. "
+            "To give the API base itself, pass base_url= or set $AIOCOMPUTE_QISKIT_BASE_URL"
+        )
+    port = f":{parts.port}" if parts.port is not None else ""
+    return f"{parts.scheme}://{parts.hostname}{port}"
 
 
 def _check_api_version(value: str) -> str:
@@ -70,13 +116,20 @@ _SESSION_PATH = re.compile(r"/v1/sessions/([^/?]+)")
 class QiskitRuntimeClient(BaseClient):
     """Async client for Qiskit Runtime sessions on IBM Quantum Platform.
 
-    ``token`` is the IBM Cloud API key (default ``$QISKIT_IBM_TOKEN``); it is exchanged at
-    ``iam_url`` (default ``$QISKIT_IBM_IAM_URL``, else IBM Cloud IAM's token endpoint) for
-    bearer tokens that are refreshed before they expire (see
-    :class:`~aiocompute.qiskit.IAMAuth`). ``instance`` is the instance CRN sent as
-    ``Service-CRN`` (default ``$QISKIT_IBM_INSTANCE``). ``base_url`` is the API base (default
-    ``$QISKIT_IBM_URL``, else ``https://quantum.cloud.ibm.com/api``); ``region`` picks a
-    regional endpoint instead. ``api_version`` is sent as ``IBM-API-Version``.
+    Settings are read as IBM's own client (qiskit-ibm-runtime) reads them. ``token`` is the
+    IBM Cloud API key (default ``$QISKIT_IBM_TOKEN``); it is exchanged at ``iam_url``
+    (default ``$QISKIT_IBM_IAM_URL``, else ``$IAM_URL`` + ``/identity/token`` as IBM's client
+    reads it, else IBM Cloud IAM's token endpoint) for bearer tokens that are refreshed
+    before they expire (see :class:`~aiocompute.qiskit.IAMAuth`); only the form goes to
+    IAM. ``instance`` is the instance CRN (default ``$QISKIT_IBM_INSTANCE``), sent as
+    ``Service-CRN`` and checked to look like one (names are not looked up).
+
+    The API base follows the CRN's region: an ``eu-de`` CRN goes to
+    ``https://eu-de.quantum.cloud.ibm.com/api``, a ``us-east`` one to the global
+    ``https://quantum.cloud.ibm.com/api``, on the platform of ``$QISKIT_IBM_URL`` (the IBM
+    Cloud platform URL, default ``https://cloud.ibm.com``). ``region`` picks the region
+    instead; ``base_url`` (or ``$AIOCOMPUTE_QISKIT_BASE_URL``) gives the API base itself
+    (an emulator's, for one). ``api_version`` is sent as ``IBM-API-Version``.
 
     Retries: reads (and ``update``, which is idempotent) are retried on 429, 500, 502,
     503, 504, 520, 521, 522 and 524 (:data:`QISKIT_RETRY`), the statuses IBM's own client
@@ -140,24 +193,18 @@ class QiskitRuntimeClient(BaseClient):
         # Both are required: resolve_setting raised ConfigError if either was missing.
         assert api_key is not None
         assert crn is not None
-        if url is not None and region is not None:
-            raise ValueError("pass url= or region=, not both")
-        base = resolve_setting(
-            url, ["QISKIT_IBM_URL"], what="Qiskit API URL", argument="url", required=False
+        location = _crn_location(
+            crn, "the instance argument" if instance is not None else "$QISKIT_IBM_INSTANCE"
         )
-        if base is None:
-            base = _region_url(region) if region is not None else DEFAULT_URL
-        token_url = resolve_setting(
-            iam_url,
-            ["QISKIT_IBM_IAM_URL"],
-            what="IBM Cloud IAM token endpoint",
-            argument="iam_url",
-            required=False,
-        )
-        self._auth = IAMAuth(api_key, iam_url=token_url or DEFAULT_IAM_URL)
+        base = self._api_base(url, region, location)
+        self._auth = IAMAuth(api_key, iam_url=self._iam_url(iam_url))
         transport = client_transport(
             base.rstrip("/"),
-            auth=self._auth,
+            # Service-CRN and IBM-API-Version ride with the token: to the API, never to IAM.
+            auth=ServiceAuth(
+                self._auth,
+                {"Service-CRN": crn, "IBM-API-Version": _check_api_version(api_version)},
+            ),
             timeouts=timeouts,
             retry=retry,
             limits=limits,
@@ -166,7 +213,6 @@ class QiskitRuntimeClient(BaseClient):
             client="QiskitRuntimeClient",
             credential_hint="the token argument or $QISKIT_IBM_TOKEN (an IBM Cloud API key)",
             governor=governor,
-            headers={"Service-CRN": crn, "IBM-API-Version": _check_api_version(api_version)},
         )
         self._auth.bind(transport)
         super().__init__(transport, owner=owner, reconcile=reconcile)
@@ -176,6 +222,49 @@ class QiskitRuntimeClient(BaseClient):
         self._cadence = cadence
         self._poll_concurrency = poll_concurrency
         self._make_resources()
+
+    @staticmethod
+    def _api_base(url: str | None, region: str | None, location: str) -> str:
+        """The API base: ``url``, else ``region``'s, else ``$AIOCOMPUTE_QISKIT_BASE_URL``,
+        else the CRN's ``location`` on the platform of ``$QISKIT_IBM_URL``."""
+        if url is not None and region is not None:
+            raise ValueError("pass base_url= or region=, not both")
+        if region is None:
+            explicit = resolve_setting(
+                url,
+                ["AIOCOMPUTE_QISKIT_BASE_URL"],
+                what="Qiskit API base URL",
+                argument="base_url",
+                required=False,
+            )
+            if explicit is not None:
+                return explicit
+        platform = resolve_setting(
+            None, ["QISKIT_IBM_URL"], what="IBM Cloud URL", argument="url", required=False
+        )
+        return _region_url(
+            region if region is not None else location,
+            _platform_url(platform) if platform is not None else DEFAULT_PLATFORM_URL,
+        )
+
+    @staticmethod
+    def _iam_url(iam_url: str | None) -> str:
+        """``iam_url``, else ``$QISKIT_IBM_IAM_URL``, else IBM's client's ``$IAM_URL`` (a
+        base; ``/identity/token`` is added), else IBM Cloud IAM's token endpoint."""
+        found = resolve_setting(
+            iam_url,
+            ["QISKIT_IBM_IAM_URL"],
+            what="IBM Cloud IAM token endpoint",
+            argument="iam_url",
+            required=False,
+        )
+        if found is not None:
+            return found
+        base = resolve_setting(None, ["IAM_URL"], what="IAM", argument="iam_url", required=False)
+        if base is None:
+            return DEFAULT_IAM_URL
+        base = base.rstrip("/")
+        return base if base.endswith("/identity/token") else base + "/identity/token"
 
     def _make_resources(self) -> None:
         self.sessions = SessionsResource(self)
@@ -242,17 +331,23 @@ class SessionsResource(WaitableResource[Session]):
         backend: str,
         *,
         mode: SessionMode | str = SessionMode.BATCH,
-        max_ttl: int = P.DEFAULT_MAX_TTL,
+        max_ttl: int | None = None,
         instance: str | None = None,
     ) -> Session:
         """Open a session on ``backend``; returns it as the server recorded it (``open``).
 
         ``mode`` is ``"batch"`` (default) or ``"dedicated"``; ``max_ttl`` the most seconds
-        it may live (default 8 h); ``instance`` (a CRN) is sent in the body when given.
+        it may live, sent only when given (the service's default is 8 h); ``instance`` (a
+        CRN, default the client's) is sent in the body, as IBM's own client sends it.
         Not retried once the request may have reached the server (see the client's
         docstring). Use :meth:`wait` to know when it is active.
         """
-        request = P.create_session(backend, mode=mode, max_ttl=max_ttl, instance=instance)
+        request = P.create_session(
+            backend,
+            mode=mode,
+            max_ttl=max_ttl,
+            instance=self._client.instance if instance is None else instance,
+        )
         response = await _not_reconcilable(self._client._send(request))
         return P.parse_session(response.json(), strict=self._client._strict)
 
@@ -261,7 +356,7 @@ class SessionsResource(WaitableResource[Session]):
         backend: str,
         *,
         mode: SessionMode | str = SessionMode.BATCH,
-        max_ttl: int = P.DEFAULT_MAX_TTL,
+        max_ttl: int | None = None,
         instance: str | None = None,
         until: Until[Session] | None = None,
         timeout: float | None = None,

@@ -36,7 +36,6 @@ from aiocompute.lakesail.models import (
     WorkloadConfigList,
     WorkloadSettings,
 )
-from aiocompute.qiskit._protocol import DEFAULT_MAX_TTL
 from aiocompute.qiskit.client import DEFAULT_API_VERSION, QISKIT_RETRY
 from aiocompute.qiskit.models import SessionMode
 from aiocompute.sync._runtime import (
@@ -635,13 +634,14 @@ class QiskitRuntimeSessionsResource(SyncWaitableResource[_aiocompute_qiskit_mode
         backend: str,
         *,
         mode: SessionMode | str = SessionMode.BATCH,
-        max_ttl: int = DEFAULT_MAX_TTL,
+        max_ttl: int | None = None,
         instance: str | None = None,
     ) -> _aiocompute_qiskit_models.Session:
         """Open a session on ``backend``; returns it as the server recorded it (``open``).
 
         ``mode`` is ``"batch"`` (default) or ``"dedicated"``; ``max_ttl`` the most seconds
-        it may live (default 8 h); ``instance`` (a CRN) is sent in the body when given.
+        it may live, sent only when given (the service's default is 8 h); ``instance`` (a
+        CRN, default the client's) is sent in the body, as IBM's own client sends it.
         Not retried once the request may have reached the server (see the client's
         docstring). Use :meth:`wait` to know when it is active.
         """
@@ -654,7 +654,7 @@ class QiskitRuntimeSessionsResource(SyncWaitableResource[_aiocompute_qiskit_mode
         backend: str,
         *,
         mode: SessionMode | str = SessionMode.BATCH,
-        max_ttl: int = DEFAULT_MAX_TTL,
+        max_ttl: int | None = None,
         instance: str | None = None,
         until: Until[_aiocompute_qiskit_models.Session] | None = None,
         timeout: float | None = None,
@@ -718,13 +718,20 @@ class QiskitRuntimeClient(SyncClient):
 
     Async client for Qiskit Runtime sessions on IBM Quantum Platform.
 
-    ``token`` is the IBM Cloud API key (default ``$QISKIT_IBM_TOKEN``); it is exchanged at
-    ``iam_url`` (default ``$QISKIT_IBM_IAM_URL``, else IBM Cloud IAM's token endpoint) for
-    bearer tokens that are refreshed before they expire (see
-    :class:`~aiocompute.qiskit.IAMAuth`). ``instance`` is the instance CRN sent as
-    ``Service-CRN`` (default ``$QISKIT_IBM_INSTANCE``). ``base_url`` is the API base (default
-    ``$QISKIT_IBM_URL``, else ``https://quantum.cloud.ibm.com/api``); ``region`` picks a
-    regional endpoint instead. ``api_version`` is sent as ``IBM-API-Version``.
+    Settings are read as IBM's own client (qiskit-ibm-runtime) reads them. ``token`` is the
+    IBM Cloud API key (default ``$QISKIT_IBM_TOKEN``); it is exchanged at ``iam_url``
+    (default ``$QISKIT_IBM_IAM_URL``, else ``$IAM_URL`` + ``/identity/token`` as IBM's client
+    reads it, else IBM Cloud IAM's token endpoint) for bearer tokens that are refreshed
+    before they expire (see :class:`~aiocompute.qiskit.IAMAuth`); only the form goes to
+    IAM. ``instance`` is the instance CRN (default ``$QISKIT_IBM_INSTANCE``), sent as
+    ``Service-CRN`` and checked to look like one (names are not looked up).
+
+    The API base follows the CRN's region: an ``eu-de`` CRN goes to
+    ``https://eu-de.quantum.cloud.ibm.com/api``, a ``us-east`` one to the global
+    ``https://quantum.cloud.ibm.com/api``, on the platform of ``$QISKIT_IBM_URL`` (the IBM
+    Cloud platform URL, default ``https://cloud.ibm.com``). ``region`` picks the region
+    instead; ``base_url`` (or ``$AIOCOMPUTE_QISKIT_BASE_URL``) gives the API base itself
+    (an emulator's, for one). ``api_version`` is sent as ``IBM-API-Version``.
 
     Retries: reads (and ``update``, which is idempotent) are retried on 429, 500, 502,
     503, 504, 520, 521, 522 and 524 (:data:`QISKIT_RETRY`), the statuses IBM's own client
