@@ -19,25 +19,21 @@ import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
+# IBM's client and what it is built on: in the test extra, so never skipped.
+import ibm_cloud_sdk_core as sdk_core
+import jwt
 import pytest
+import qiskit_ibm_runtime as runtime
+import requests
+from qiskit_ibm_runtime import accounts
+from qiskit_ibm_runtime import session as runtime_session
+from qiskit_ibm_runtime.api import client_parameters
+from qiskit_ibm_runtime.api import utils as api_utils
 
 from aiocompute import sync
 from aiocompute.emulator import Emulator, QiskitEmulatorConfig
 from aiocompute.emulator import qiskit as emulated_qiskit
 from aiocompute.emulator._qiskit_platform import service_urls
-
-# Skipped without the extra; CI installs it (.ci/run), so there it always runs.
-runtime = pytest.importorskip(
-    "qiskit_ibm_runtime",
-    reason="IBM's client is in the 'interop' extra (pip install -e .[interop])",
-)
-accounts = pytest.importorskip("qiskit_ibm_runtime.accounts")
-api_utils = pytest.importorskip("qiskit_ibm_runtime.api.utils")
-client_parameters = pytest.importorskip("qiskit_ibm_runtime.api.client_parameters")
-runtime_session = pytest.importorskip("qiskit_ibm_runtime.session")
-sdk_core = pytest.importorskip("ibm_cloud_sdk_core")  # the vendor's token manager
-jwt = pytest.importorskip("jwt")  # PyJWT, which that token manager decodes tokens with
-requests = pytest.importorskip("requests")
 
 US = "crn:v1:bluemix:public:quantum-computing:us-east:a/abc:inst-us::"
 EU = "crn:v1:bluemix:public:quantum-computing:eu-de:a/abc:inst-eu::"
