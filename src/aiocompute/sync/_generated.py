@@ -14,7 +14,9 @@ import aiocompute.lakesail.models as _aiocompute_lakesail_models
 import aiocompute.qiskit.client as _aiocompute_qiskit_client
 import aiocompute.qiskit.models as _aiocompute_qiskit_models
 import aiocompute.workbench.client as _aiocompute_workbench_client
+import aiocompute.workbench.jobs as _aiocompute_workbench_jobs
 import aiocompute.workbench.models as _aiocompute_workbench_models
+import aiocompute.workbench.sessions as _aiocompute_workbench_sessions
 from aiocompute._core.governor import Governor
 from aiocompute._core.handles import DEFAULT_CLEANUP_TIMEOUT
 from aiocompute._core.http_config import DEFAULT_LIMITS, DEFAULT_TIMEOUTS, PoolLimits, Timeouts
@@ -47,7 +49,7 @@ from aiocompute.sync._runtime import (
     SyncResource,
     SyncWaitableResource,
 )
-from aiocompute.workbench.client import AuditedJobsResource
+from aiocompute.workbench.jobs import AuditedJobsResource
 from aiocompute.workbench.models import (
     AuditedJob,
     AuditedJobDetails,
@@ -809,12 +811,12 @@ class QiskitRuntimeClient(SyncClient):
 
 
 class WorkbenchSessionsResource(SyncWaitableResource[_aiocompute_workbench_models.Session]):
-    """Blocking twin of :class:`aiocompute.workbench.client.SessionsResource`.
+    """Blocking twin of :class:`aiocompute.workbench.sessions.SessionsResource`.
 
     ``wb.sessions``: launch, list, read, resume, stop and wait for sessions.
     """
 
-    _async: _aiocompute_workbench_client.SessionsResource
+    _async: _aiocompute_workbench_sessions.SessionsResource
 
     def launch(
         self,
@@ -975,7 +977,7 @@ class WorkbenchSessionsResource(SyncWaitableResource[_aiocompute_workbench_model
 
 
 class WorkbenchJobsResource(SyncWaitableResource[Job]):
-    """Blocking twin of :class:`aiocompute.workbench.client.JobsResource`.
+    """Blocking twin of :class:`aiocompute.workbench.jobs.JobsResource`.
 
     ``wb.jobs``: launch, read, stream output from, stop and wait for Workbench jobs.
 
@@ -984,7 +986,7 @@ class WorkbenchJobsResource(SyncWaitableResource[Job]):
     :class:`~aiocompute.UnreachableState`.
     """
 
-    _async: _aiocompute_workbench_client.JobsResource
+    _async: _aiocompute_workbench_jobs.JobsResource
 
     def launch(
         self,
@@ -1105,7 +1107,7 @@ class WorkbenchJobsResource(SyncWaitableResource[Job]):
 
 
 class WorkbenchAuditedJobsResource(SyncWaitableResource[Job]):
-    """Blocking twin of :class:`aiocompute.workbench.client.AuditedJobsResource`.
+    """Blocking twin of :class:`aiocompute.workbench.jobs.AuditedJobsResource`.
 
     ``wb.audited_jobs``: like :class:`JobsResource`, plus audit :meth:`details`.
 
