@@ -1,4 +1,5 @@
-"""The emulated Qiskit Runtime sessions API and its IBM Cloud IAM token endpoint, under ``/qiskit``.
+"""The emulated Qiskit Runtime sessions API and its IBM Cloud IAM token endpoint, under ``/qiskit``
+(jobs, ``/v1/jobs``, are served by :mod:`._qiskit_jobs` through the same app).
 
 Layout::
 
@@ -43,6 +44,8 @@ import attrs
 from aiohttp import web
 
 from ._config import QiskitEmulatorConfig
+from ._qiskit_jobs import ROUTES as JOB_ROUTES
+from ._qiskit_jobs import QiskitJobs
 from ._runtime import Runtime, Transition
 
 __all__ = [
@@ -173,6 +176,8 @@ class QiskitState:
         self.sessions: dict[str, QiskitSessionRecord] = {}
         self.tokens: dict[str, IssuedToken] = {}
         self.api_versions: set[str] = set()
+        #: Jobs (``/v1/jobs``): see :mod:`aiocompute.emulator._qiskit_jobs`.
+        self.jobs = QiskitJobs(self, runtime)
 
     # -- helpers -------------------------------------------------------------------------
     def _draw(self, bounds: tuple[float, float]) -> float:
@@ -440,7 +445,9 @@ class QiskitState:
     async def handle(self, method: str, request: web.Request) -> web.StreamResponse:
         """Answer one API request, mapping :class:`ApiError` to the configured shape."""
         try:
-            handler = getattr(self, method)
+            handler = getattr(self, method, None)
+            if handler is None:  # a job route
+                return await self.jobs.handle(method, request)
             response: web.StreamResponse = await handler(request)
             return response
         except ApiError as exc:
@@ -456,6 +463,7 @@ def create_app(state: QiskitState) -> web.Application:
         ("GET", f"{API_ROOT}/v1/sessions/{{id}}", "get_session"),
         ("PATCH", f"{API_ROOT}/v1/sessions/{{id}}", "update_session"),
         ("DELETE", f"{API_ROOT}/v1/sessions/{{id}}/close", "close_session"),
+        *((verb, API_ROOT + path, method) for verb, path, method in JOB_ROUTES),
     )
     for verb, path, method in routes:
 
