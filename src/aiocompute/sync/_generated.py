@@ -656,8 +656,8 @@ class QiskitRuntimeJobsResource(SyncWaitableResource[_aiocompute_qiskit_models.J
 
     :meth:`wait` waits for ``"completed"`` by default; a job that fails or is cancelled
     ends the wait with :class:`~aiocompute.UnreachableState`, whose message quotes
-    ``state.reason``. ``until="done"`` accepts any final state. ``on_cancel="cancel"``
-    cancels the job when a wait times out or is cancelled.
+    ``state.reason``; ``until=("completed", "failed", "cancelled")`` accepts any end.
+    ``on_cancel="cancel"`` cancels the job when a wait times out or is cancelled.
     """
 
     _async: _aiocompute_qiskit_jobs.JobsResource
