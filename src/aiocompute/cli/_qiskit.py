@@ -205,19 +205,20 @@ def _job_state(job: Job | None) -> str | None:
 
 
 def _params(value: str) -> dict[str, Any]:
-    """``--params``: a JSON object, inline or ``@file``."""
+    """``--params``: a JSON object, inline or ``@file`` (read when the command runs, so
+    that parsing the command line touches no file)."""
     text = value
     if value.startswith("@"):
         try:
             text = Path(value[1:]).read_text(encoding="utf-8")
         except OSError as exc:
-            raise argparse.ArgumentTypeError(f"cannot read {value[1:]!r}: {exc.strerror}") from None
+            raise UsageError(f"--params: cannot read {value[1:]!r}: {exc.strerror}") from None
     try:
         parsed = json.loads(text)
     except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"--params is not valid JSON: {exc}") from None
+        raise UsageError(f"--params is not valid JSON: {exc}") from None
     if not isinstance(parsed, dict):
-        raise argparse.ArgumentTypeError("--params must be a JSON object")
+        raise UsageError("--params must be a JSON object")
     return parsed
 
 
@@ -238,12 +239,13 @@ def _job_table(out: Output, job: Job) -> None:
 
 
 async def _jobs_run(args: argparse.Namespace, out: Output) -> int:
+    params = _params(args.params)
     async with connect(args) as q:
         with user_input():
             job = await q.jobs.run(
                 args.program,
                 args.backend,
-                params=args.params,
+                params=params,
                 session_id=args.session,
                 tags=args.tag or (),
                 private=args.private,
@@ -409,8 +411,7 @@ def _register_jobs(qiskit: CommandTree) -> None:
     p.add_argument("backend", metavar="BACKEND", help="backend name, e.g. ibm_brisbane")
     p.add_argument(
         "--params",
-        type=_params,
-        default={},
+        default="{}",
         metavar="JSON",
         help="the primitive's input: a JSON object, or @FILE to read it from a file",
     )
