@@ -168,6 +168,8 @@ class QiskitJobRecord:
     phases: list[Transition] = attrs.field(factory=list, repr=False)
     reasons: dict[str, tuple[str, int]] = attrs.field(factory=dict, repr=False)
     results_read: int = 0
+    #: The result body once built (a result never changes; reads after the first reuse it).
+    result_body: bytes | None = attrs.field(default=None, repr=False)
 
     @property
     def status(self) -> str:
@@ -609,7 +611,9 @@ class QiskitJobs:
                 404, 1292, "Job results not found: a private job's result is read once."
             )
         record.results_read += 1
-        body = json.dumps(self._result(record), separators=(",", ":")).encode()
+        if record.result_body is None:
+            record.result_body = json.dumps(self._result(record), separators=(",", ":")).encode()
+        body = record.result_body
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
         await response.prepare(request)
         with self._rt.open_stream(request, response, "qiskit.job_results", _as_bytes) as sink:

@@ -3,8 +3,9 @@ results, logs and metrics, and wait.
 
 Requests are built in ``_protocol`` and sent through the client's ``_send`` (IAM token,
 one retry with a fresh token after a 401). Results are read as a stream through the one
-incremental decoder, so a result of many megabytes is never held twice (raw bytes and
-parsed value) and never bound by the client's total timeout, only by its stall timeout.
+incremental decoder: memory is bounded by ``max_bytes`` (a larger body is refused as soon
+as it passes the limit, not after it was read whole), a body that is not JSON fails on its
+first bytes, and a long download is bound by the stall timeout, not the total timeout.
 
 Waits go through one :class:`~aiocompute._core.polling.Poller`. The API has no bulk read by
 id, but a list filtered by session shows every job of that session: when two or more
@@ -416,9 +417,11 @@ class JobsResource(WaitableResource[Job]):
         body's bytes exactly as sent.
 
         The body (many megabytes for a large sampler run) is read as a stream and fed to
-        the incremental decoder as it arrives, so only the value being built is held, never
-        the bytes and the parsed value of the whole body at once; ``max_bytes`` caps its
-        size (a larger body raises :class:`~aiocompute.StreamDecodeError` / ProtocolError).
+        the incremental decoder as it arrives: ``max_bytes`` bounds the memory (a larger
+        body raises :class:`~aiocompute.StreamDecodeError` / ProtocolError as soon as it
+        passes the limit), and a body that is not JSON fails on its first bytes. At its
+        peak a parsed read holds about 3.4 times the body (its bytes, their text and the
+        parsed value).
         The value keeps the service's encoding (``{"__type__": "PrimitiveResult",
         "__value__": {...}}``, arrays as base64 ``.npy``), which ``qiskit-ibm-runtime``'s
         ``RuntimeDecoder`` turns into Qiskit objects. A body that breaks off halfway is

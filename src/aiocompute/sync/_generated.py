@@ -817,9 +817,11 @@ class QiskitRuntimeJobsResource(SyncWaitableResource[_aiocompute_qiskit_models.J
         body's bytes exactly as sent.
 
         The body (many megabytes for a large sampler run) is read as a stream and fed to
-        the incremental decoder as it arrives, so only the value being built is held, never
-        the bytes and the parsed value of the whole body at once; ``max_bytes`` caps its
-        size (a larger body raises :class:`~aiocompute.StreamDecodeError` / ProtocolError).
+        the incremental decoder as it arrives: ``max_bytes`` bounds the memory (a larger
+        body raises :class:`~aiocompute.StreamDecodeError` / ProtocolError as soon as it
+        passes the limit), and a body that is not JSON fails on its first bytes. At its
+        peak a parsed read holds about 3.4 times the body (its bytes, their text and the
+        parsed value).
         The value keeps the service's encoding (``{"__type__": "PrimitiveResult",
         "__value__": {...}}``, arrays as base64 ``.npy``), which ``qiskit-ibm-runtime``'s
         ``RuntimeDecoder`` turns into Qiskit objects. A body that breaks off halfway is
