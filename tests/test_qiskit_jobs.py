@@ -201,6 +201,7 @@ def test_parse_job_created_fills_in_what_was_sent() -> None:
     )
     assert job.status is None
     assert job.status_name == "unknown"
+    assert job.private is False  # as sent, when the answer does not say
 
 
 def test_parse_job_list_and_next_offset() -> None:
@@ -661,3 +662,16 @@ async def test_sync_twin_runs_and_lists(emu: Emulator) -> None:
     assert status == "Completed"
     assert len(listed) == 1
     assert json.loads(raw)["__type__"] == "PrimitiveResult"
+
+
+async def test_a_revoked_token_is_replaced_for_streamed_results(
+    q: QiskitRuntimeClient, emu: Emulator
+) -> None:
+    job = await q.jobs.run("sampler", "ibm_kyiv", params=SAMPLER)
+    await q.jobs.wait(job.id, timeout=10)
+    tokens = emu.stats["qiskit.iam_token"]
+    assert emu.qiskit.revoke_tokens() >= 1
+    result = await q.jobs.results(job.id)
+    assert result["__type__"] == "PrimitiveResult"
+    assert emu.stats["qiskit.iam_token"] - tokens == 1  # one fresh token, then the read
+    assert emu.stats["qiskit.job_results"] == 2  # the refused read and the good one

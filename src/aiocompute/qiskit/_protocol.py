@@ -453,11 +453,12 @@ def parse_job_created(
     program_id: str,
     tags: Sequence[str] = (),
     session_id: str | None = None,
+    private: bool = False,
     strict: bool = False,
 ) -> Job:
     """The answer of ``POST /v1/jobs`` (``{"id", "backend", "session_id"?, "private"?}``)
-    -> :class:`Job`, completed with what was sent: the program, the tags and the session
-    (when the answer leaves it out)."""
+    -> :class:`Job`, completed with what was sent: the program, the tags, the session and
+    ``private`` (when the answer leaves them out)."""
     if isinstance(data, (bytes, str)):
         data = _json(data, "created job")
     job = parse_job(data, strict=strict)
@@ -467,6 +468,7 @@ def parse_job_created(
         program=program,
         tags=job.tags or tuple(tags),
         session_id=job.session_id if job.session_id is not None else session_id,
+        private=job.private if job.private is not None else private,
     )
 
 

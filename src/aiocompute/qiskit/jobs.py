@@ -238,6 +238,7 @@ class JobsResource(WaitableResource[Job]):
             program_id=program_id,
             tags=tags,
             session_id=session_id,
+            private=private,
             strict=self._client._strict,
         )
         self._remember(job)
@@ -330,6 +331,8 @@ class JobsResource(WaitableResource[Job]):
             "limit": limit,
         }
         first = P.list_jobs(**filters)
+        # Ids yielded so far in this pass (two passes over one paginator at the same time
+        # would share it: iterate one at a time, or call list() twice).
         seen: set[str] = set()
 
         async def fetch(marker: str | None) -> Page[Job]:
