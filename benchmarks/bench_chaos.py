@@ -7,7 +7,8 @@ Run from the repository root::
     python -m benchmarks.bench_chaos --quick    # 12 creates per API
 
 Each API's create call (Workbench ``sessions.launch`` and ``jobs.launch``, Qiskit
-``sessions.create``, LakeSail ``sessions.create``, ET Engine ``batches.create``) goes through
+``sessions.create`` and ``jobs.run``, LakeSail ``sessions.create``, ET Engine
+``batches.create``) goes through
 :class:`~aiocompute.emulator.chaos.ChaosProxy` in front of the emulator, which injects on
 each create, at random (seeded): a connection cut before the server saw it, a cut after
 the server acted, a 502 after the server acted, 502/503/504 and 429 refusals, and stalls
@@ -127,6 +128,24 @@ def _qiskit(url: str, emu: Emulator) -> Setup:
     return Setup(q, create, lambda: set(emu.qiskit.sessions), None)
 
 
+def _qiskit_jobs(url: str, emu: Emulator) -> Setup:
+    q = QiskitRuntimeClient(
+        token="qiskit-key",
+        instance=CRN,
+        base_url=f"{url}/qiskit/api",
+        iam_url=emu.qiskit_iam_url,
+        **OPTIONS,
+    )
+
+    async def create(i: int) -> str | None:
+        return (await q.jobs.run("sampler", "ibm_kyiv", params={"pubs": [], "version": 2})).id
+
+    def token_of(job_id: str) -> str | None:
+        return tag_value(emu.qiskit.jobs[job_id].tags, TOKEN_LABEL)
+
+    return Setup(q, create, lambda: set(emu.qiskit.jobs), token_of)
+
+
 def _lakesail(url: str, emu: Emulator) -> Setup:
     ls = LakeSailClient("lakesail-token", base_url=f"{url}/lakesail/api/v1", **OPTIONS)
 
@@ -152,13 +171,14 @@ APIS: dict[str, Callable[[str, Emulator], Setup]] = {
     "Workbench sessions.launch": _workbench,
     "Workbench jobs.launch": _workbench_jobs,
     "Qiskit sessions.create": _qiskit,
+    "Qiskit jobs.run": _qiskit_jobs,
     "LakeSail sessions.create": _lakesail,
     "ET Engine batches.create": _etengine,
 }
 
 # Only the creates get faults (Workbench reads are POSTs too).
 _CREATES = re.compile(
-    r"/api/launch_session$|/api/launch_job$|/workloads/sessions$|/tools/|/v1/sessions$"
+    r"/api/launch_session$|/api/launch_job$|/workloads/sessions$|/tools/|/v1/sessions$|/v1/jobs$"
 )
 
 

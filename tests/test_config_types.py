@@ -28,8 +28,12 @@ CASES: list[tuple[str, type, dict[str, Any], str]] = [
     ("qiskit token", QiskitRuntimeClient, {"token": 1, "instance": CRN}, "token"),
     ("qiskit token bytes", QiskitRuntimeClient, {"token": SECRET_BYTES, "instance": CRN}, "token"),
     ("qiskit instance", QiskitRuntimeClient, {"token": "k", "instance": 42}, "instance"),
-    # (Qiskit still names its address "url" in this message.)
-    ("qiskit base_url", QiskitRuntimeClient, {"token": "k", "instance": CRN, "base_url": 5}, "url"),
+    (
+        "qiskit base_url",
+        QiskitRuntimeClient,
+        {"token": "k", "instance": CRN, "base_url": 5},
+        "base_url",
+    ),
     ("qiskit region", QiskitRuntimeClient, {"token": "k", "instance": CRN, "region": 7}, "region"),
     (
         "qiskit iam_url",

@@ -6,13 +6,15 @@ import asyncio
 import base64
 import json
 import time
+import zlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
+import attrs
 import pytest
 
-from aiocompute.emulator import Emulator, EmulatorConfig, QiskitEmulatorConfig
+from aiocompute.emulator import Emulator, EmulatorConfig, QiskitEmulatorConfig, QiskitJobsConfig
 from helpers import make_emulator_on_loop_clock, virtual_time
 
 CRN = "crn:v1:bluemix:public:quantum-computing:us-east:a/abc::"
@@ -394,3 +396,178 @@ def test_config_is_validated() -> None:
         QiskitEmulatorConfig(activate_delay=(2, 1))
     with pytest.raises(ValueError, match="non-empty"):
         QiskitEmulatorConfig(api_keys={"": "u"})
+
+
+# -- jobs ---------------------------------------------------------------------------------------
+
+JOB_TIMES = QiskitJobsConfig(queue_delay=0.1, run_delay=0.1)
+
+
+async def _run(q: Q, token: str, **body: Any) -> tuple[int, Any]:
+    body.setdefault("program_id", "sampler")
+    body.setdefault("backend", "ibm_kyiv")
+    body.setdefault("params", {"pubs": [["c", None, 16]], "version": 2})
+    status, data = await q.call("POST", "/v1/jobs", token=token, body=body)
+    return status, json.loads(data)
+
+
+@pytest.mark.emulator(seed=9, qiskit=attrs.evolve(FAST, jobs=JOB_TIMES))
+async def test_job_wire_shapes_and_schedule(q: Q) -> None:
+    token = await q.token()
+    status, created = await _run(q, token, tags=["a", "b"], private=False)
+    assert status == 200
+    assert set(created) == {"id", "backend"}
+    assert len(created["id"]) == 20
+    jid = created["id"]
+    status, data = await q.call("GET", f"/v1/jobs/{jid}", token=token)
+    job = json.loads(data)
+    assert status == 200
+    assert job["status"] == job["state"]["status"] == "Queued"
+    assert job["program"] == {"id": "sampler"}
+    assert job["tags"] == ["a", "b"]
+    assert "params" in job  # GET returns the params unless exclude_params=true
+    _, data = await q.call("GET", f"/v1/jobs/{jid}?exclude_params=true", token=token)
+    assert "params" not in json.loads(data)
+    status, _ = await q.call("GET", f"/v1/jobs/{jid}/results", token=token)
+    assert status == 404  # no result before it completes
+    record = q.emu.qiskit.jobs[jid]
+    await until(record.phases[-1].monotonic + 0.01)
+    assert [t.state for t in record.transitions] == ["Queued", "Running", "Completed"]
+    _, data = await q.call("GET", f"/v1/jobs/{jid}", token=token)
+    assert json.loads(data)["usage"]["quantum_seconds"] == record.quantum_seconds
+    async with q.http.get(
+        q.base + f"/v1/jobs/{jid}/results",
+        headers={"Authorization": f"Bearer {token}", "Service-CRN": CRN},
+    ) as resp:
+        assert resp.status == 200
+        assert resp.content_type == "application/json"
+        result = await resp.json()
+    assert result["__type__"] == "PrimitiveResult"
+    bits = result["__value__"]["pub_results"][0]["__value__"]["data"]["__value__"]["fields"]
+    npy = zlib.decompress(base64.b64decode(bits["meas"]["__value__"]["array"]["__value__"]))
+    assert npy.startswith(b"\x93NUMPY")
+    assert b"'shape': (16, 1)" in npy
+    header_end = npy.index(b"\n") + 1
+    assert header_end % 64 == 0  # .npy pads its header to a multiple of 64
+    assert len(npy) == header_end + 16  # then one byte per shot
+    status, logs = await q.call("GET", f"/v1/jobs/{jid}/logs", token=token)
+    assert status == 200
+    assert logs.decode().count("\n") == 3
+    status, data = await q.call("GET", f"/v1/jobs/{jid}/metrics", token=token)
+    metrics = json.loads(data)
+    assert metrics["timestamps"]["finished"] is not None
+    status, _ = await q.call("POST", f"/v1/jobs/{jid}/cancel", token=token)
+    assert status == 409  # it has ended
+    status, body = await q.call("PUT", f"/v1/jobs/{jid}/tags", token=token, body={"tags": ["z"]})
+    assert (status, body) == (204, b"")
+    assert record.tags == ["z"]
+    status, body = await q.call("DELETE", f"/v1/jobs/{jid}", token=token)
+    assert (status, body) == (204, b"")
+    status, _ = await q.call("GET", f"/v1/jobs/{jid}", token=token)
+    assert status == 404
+
+
+async def test_job_list_pages_and_filters(q: Q) -> None:
+    token = await q.token()
+    ids = [(await _run(q, token, tags=["t", f"n{i}"]))[1]["id"] for i in range(5)]
+    _, data = await q.call("GET", "/v1/jobs?limit=2&offset=1&tags=t", token=token)
+    page = json.loads(data)
+    assert (page["count"], page["limit"], page["offset"]) == (5, 2, 1)
+    assert [j["id"] for j in page["jobs"]] == [ids[3], ids[2]]  # newest first
+    assert all("params" not in j for j in page["jobs"])  # excluded by default
+    _, data = await q.call("GET", "/v1/jobs?sort=ASC&tags=t&tags=n4", token=token)
+    assert [j["id"] for j in json.loads(data)["jobs"]] == [ids[4]]
+    _, data = await q.call("GET", "/v1/jobs?limit=500", token=token)
+    assert json.loads(data)["limit"] == 200
+    status, _ = await q.call("GET", "/v1/jobs?pending=maybe", token=token)
+    assert status == 400
+    status, _ = await q.call("GET", "/v1/jobs?created_after=yesterday", token=token)
+    assert status == 400
+    bob = await q.token("qiskit-key-bob")
+    _, data = await q.call("GET", "/v1/jobs", token=bob)
+    assert json.loads(data) == {"jobs": [], "count": 0, "limit": 200, "offset": 0}
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "says"),
+    [
+        ({"program_id": "qaoa"}, 400, "program_id"),
+        ({"backend": "ibm_nowhere"}, 404, "Backend ibm_nowhere not found"),
+        ({"params": [1]}, 400, "params"),
+        ({"tags": "x"}, 400, "tags"),
+        ({"cost": 0}, 400, "cost"),
+        ({"log_level": "loud"}, 400, "log_level"),
+        ({"session_id": "nope"}, 404, "Session not found"),
+        ({"surprise": 1}, 400, "Unknown properties: surprise"),
+    ],
+)
+async def test_job_create_validates_its_body(
+    q: Q, body: dict[str, Any], status: int, says: str
+) -> None:
+    token = await q.token()
+    got, answer = await _run(q, token, **body)
+    assert got == status
+    assert says in json.dumps(answer)
+    assert len(q.emu.qiskit.jobs) == 0
+
+
+@pytest.mark.emulator(seed=9, qiskit=attrs.evolve(FAST, jobs=QiskitJobsConfig(rate_limit=2)))
+async def test_job_rate_limit_answers_429_with_retry_after(q: Q) -> None:
+    token = await q.token()
+    for _ in range(2):
+        assert (await _run(q, token))[0] == 200
+    async with q.http.post(
+        q.base + "/v1/jobs",
+        json={"program_id": "sampler", "backend": "ibm_kyiv", "params": {}},
+        headers={"Authorization": f"Bearer {token}", "Service-CRN": CRN},
+    ) as resp:
+        assert resp.status == 429
+        assert 1 <= int(resp.headers["Retry-After"]) <= 60
+        assert "at most 2 jobs per 60 s" in (await resp.text())
+    # Per user: another user still gets in.
+    assert (await _run(q, await q.token("qiskit-key-bob")))[0] == 200
+    assert q.emu.qiskit.jobs.rate_limited == 1
+
+
+@pytest.mark.emulator(
+    seed=9,
+    qiskit=attrs.evolve(FAST, jobs=QiskitJobsConfig(usage_limit=0.0)),
+)
+async def test_job_usage_limit_answers_409(q: Q) -> None:
+    token = await q.token()
+    status, answer = await _run(q, token)
+    assert status == 409
+    assert answer["errors"][0]["message"] == "Usage exceeds instance limit."
+    assert q.emu.qiskit.jobs.usage_refused == 1
+
+
+async def test_jobs_in_a_session_need_it_to_accept_jobs(q: Q) -> None:
+    token = await q.token()
+    sid = (await q.create(token))["id"]
+    status, created = await _run(q, token, session_id=sid)
+    assert (status, created["session_id"]) == (200, sid)
+    await q.call("PATCH", f"/v1/sessions/{sid}", token=token, body={"accepting_jobs": False})
+    status, answer = await _run(q, token, session_id=sid)
+    assert status == 400
+    assert "no longer accepts jobs" in json.dumps(answer)
+
+
+async def test_private_job_results_are_read_once(q: Q) -> None:
+    token = await q.token()
+    _, created = await _run(q, token, private=True)
+    assert created["private"] is True
+    record = q.emu.qiskit.jobs[created["id"]]
+    await until(record.phases[-1].monotonic + 0.01)
+    _, data = await q.call("GET", f"/v1/jobs/{record.id}", token=token)
+    assert "params" not in json.loads(data)
+    assert (await q.call("GET", f"/v1/jobs/{record.id}/results", token=token))[0] == 200
+    assert (await q.call("GET", f"/v1/jobs/{record.id}/results", token=token))[0] == 404
+
+
+def test_jobs_config_is_validated() -> None:
+    with pytest.raises(ValueError, match="fail_rate"):
+        QiskitJobsConfig(fail_rate=2)
+    with pytest.raises(ValueError, match="rate_limit"):
+        QiskitJobsConfig(rate_limit=0)
+    with pytest.raises(ValueError, match="run_delay"):
+        QiskitJobsConfig(run_delay=(1, 0))

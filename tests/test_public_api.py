@@ -23,6 +23,10 @@ CONTRACT = {
     "QiskitRuntimeClient.sessions": [
         "create", "get", "update", "close", "wait", "wait_all", "as_completed", "watch",
     ],
+    "QiskitRuntimeClient.jobs": [
+        "run", "get", "list", "cancel", "delete", "results", "logs", "metrics",
+        "wait", "wait_all", "as_completed", "watch",
+    ],
     "LakeSailClient.sessions": [
         "list", "create", "get", "close", "token", "relaunch",
         "wait", "wait_all", "as_completed", "watch",
@@ -38,6 +42,8 @@ ERROR_TREE = {
     "AuthenticationError": "APIError",
     "NotFoundError": "APIError",
     "RateLimitError": "APIError",
+    "ConflictError": "APIError",
+    "UsageLimitExceeded": "ConflictError",
     "ServerError": "APIError",
     "ProtocolError": "AioComputeError",
     "StreamDecodeError": "ProtocolError",

@@ -49,7 +49,7 @@ OPTIONS: dict[str, Any] = {"timeouts": Timeouts(total=TIMEOUT), "retry": quick_r
 # The create requests (Workbench reads are POSTs too: only the creates get faults).
 _CREATES = re.compile(
     r"/api/launch_session$|/api/launch_job$|/api/launch_audited_job$"
-    r"|/workloads/sessions$|/tools/[^/]+$|/v1/sessions$"
+    r"|/workloads/sessions$|/tools/[^/]+$|/v1/sessions$|/v1/jobs$"
 )
 
 
@@ -81,6 +81,17 @@ def _wb(url: str, emu: Emulator) -> WorkbenchClient:
 
 
 SPEC = JobSpec(name="j", cluster="Local", command="echo hi")
+
+
+def _qiskit(url: str, emu: Emulator) -> QiskitRuntimeClient:
+    return QiskitRuntimeClient(
+        token="qiskit-key",
+        instance=CRN,
+        base_url=f"{url}/qiskit/api",
+        iam_url=emu.qiskit_iam_url,
+        **OPTIONS,
+    )
+
 
 APIS = [
     Api(
@@ -117,6 +128,14 @@ APIS = [
         lambda ls: ls.sessions.create(name="rc"),
         lambda emu: list(emu.lakesail.sessions),
         lambda s: s.id,
+        token_field=True,
+    ),
+    Api(
+        "qiskit job",
+        _qiskit,
+        lambda q: q.jobs.run("sampler", "ibm_kyiv", params={"pubs": [], "version": 2}),
+        lambda emu: list(emu.qiskit.jobs),
+        lambda j: j.id,
         token_field=True,
     ),
     Api(
@@ -215,13 +234,7 @@ async def test_a_qiskit_session_create_says_it_cannot_be_looked_up(
 ) -> None:
     async with (
         ChaosProxy(emu.url, rates={fault: 1.0}, targets=creates_only) as proxy,
-        QiskitRuntimeClient(
-            token="qiskit-key",
-            instance=CRN,
-            base_url=f"{proxy.url}/qiskit/api",
-            iam_url=emu.qiskit_iam_url,
-            **OPTIONS,
-        ) as q,
+        _qiskit(proxy.url, emu) as q,
     ):
         with pytest.raises(OutcomeUnknown, match="cannot be looked up") as info:
             await q.sessions.create("ibm_kyiv")

@@ -37,6 +37,7 @@ from aiocompute._core.transport import Transport
 from aiocompute._exceptions import (
     APIError,
     AuthenticationError,
+    ConflictError,
     NotFoundError,
     OutcomeUnknown,
     ProtocolError,
@@ -158,7 +159,8 @@ def test_user_agent_format() -> None:
         (500, ServerError),
         (502, ServerError),
         (503, ServerError),
-        (409, APIError),
+        (409, ConflictError),
+        (400, APIError),
     ],
 )
 async def test_status_mapping(

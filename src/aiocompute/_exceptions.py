@@ -12,6 +12,8 @@ Every error the SDK raises on purpose is an :class:`AioComputeError`::
     │   ├── AuthenticationError   401/403 or an RPC "permission denied"
     │   ├── NotFoundError         404 or an RPC "not found"
     │   ├── RateLimitError        429; .retry_after
+    │   ├── ConflictError         409: the request clashes with the resource's state or a limit
+    │   │   └── UsageLimitExceeded  a quota of the account or instance is used up
     │   └── ServerError           5xx
     ├── ProtocolError             the answer was not what the API promises (HTML, bad JSON)
     │   └── StreamDecodeError     a streamed value was malformed: .offset (byte), .excerpt
@@ -44,6 +46,7 @@ __all__ = [
     "AioComputeError",
     "AuthenticationError",
     "ClientClosedError",
+    "ConflictError",
     "InsecureTransportWarning",
     "NotFoundError",
     "OutcomeUnknown",
@@ -53,6 +56,7 @@ __all__ = [
     "StreamDecodeError",
     "TransportError",
     "UnreachableState",
+    "UsageLimitExceeded",
     "WaitError",
     "WaitTimeout",
     "api_error_for",
@@ -361,6 +365,17 @@ class RateLimitError(APIError):
     """429 Too Many Requests. ``retry_after`` is the server's hint in seconds, if it gave one."""
 
 
+class ConflictError(APIError):
+    """409 Conflict: the request clashes with the current state of what it names, or with
+    a limit (e.g. Qiskit Runtime refuses a job when the instance's usage limit is reached)."""
+
+
+class UsageLimitExceeded(ConflictError):
+    """The account's or instance's usage quota is used up, so nothing new may run (Qiskit
+    Runtime answers a job create with 409 "Usage exceeds instance limit"). Retrying will
+    not help until the quota is raised or renewed."""
+
+
 class ServerError(APIError):
     """5xx: the server failed."""
 
@@ -498,6 +513,8 @@ def api_error_for(
         return AuthenticationError(message, **kwargs)
     if effective == 404 or any(w in lowered for w in _NOT_FOUND_WORDS):
         return NotFoundError(message, **kwargs)
+    if effective == 409:
+        return ConflictError(message, **kwargs)
     if effective >= 500:
         return ServerError(message, **kwargs)
     return APIError(message, **kwargs)

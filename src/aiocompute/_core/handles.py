@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
 import anyio
@@ -31,7 +31,7 @@ from .checks import seconds
 from .resources import WaitableResource
 from .wait_types import Until
 
-__all__ = ["LEAVE", "Handle", "scoped"]
+__all__ = ["LEAVE", "Handle", "InFlight", "scoped"]
 
 R = TypeVar("R")
 
@@ -98,6 +98,46 @@ class Handle(Generic[R]):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(id={self.id!r}, stopped={self._done})"
+
+
+class InFlight:
+    """Counts the calls in progress per key, so that a cleanup can let them finish first.
+
+    A Qiskit session handle stops its session taking jobs on exit; a job run that is still
+    being submitted to that session at that moment (started in the block, in another task)
+    must get in first, or it would be refused. Runs hold ``track(session_id)`` while they
+    submit; the cleanup awaits :meth:`settled` (bounded by its own timeout) before draining.
+    """
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+        self._idle: dict[str, anyio.Event] = {}
+
+    def busy(self, key: str) -> int:
+        """How many calls for ``key`` are in progress."""
+        return self._counts.get(key, 0)
+
+    @contextlib.contextmanager
+    def track(self, key: str) -> Iterator[None]:
+        """Count a call for ``key`` while the block runs."""
+        count = self._counts.get(key, 0)
+        if count == 0:
+            self._idle[key] = anyio.Event()  # made inside the running loop, on first use
+        self._counts[key] = count + 1
+        try:
+            yield
+        finally:
+            left = self._counts[key] - 1
+            if left:
+                self._counts[key] = left
+            else:
+                del self._counts[key]
+                self._idle.pop(key).set()
+
+    async def settled(self, key: str) -> None:
+        """Return once no call for ``key`` is in progress (at once if none is)."""
+        while key in self._idle:
+            await self._idle[key].wait()
 
 
 def check_on_exit(on_exit: object, actions: Collection[str]) -> str:

@@ -36,8 +36,10 @@ from ._config import (
     FaultConfig,
     LakeSailEmulatorConfig,
     QiskitEmulatorConfig,
+    QiskitJobsConfig,
     WorkbenchEmulatorConfig,
 )
+from ._qiskit_jobs import QiskitJobRecord, QiskitJobs
 from ._runtime import ChunkWrite, RequestRecord, Transition
 from ._server import Emulator, serve
 from .etengine import ETBatchRecord, ETEngineState, ETJobRecord
@@ -59,6 +61,9 @@ __all__ = [
     "LakeSailSessionRecord",
     "LakeSailState",
     "QiskitEmulatorConfig",
+    "QiskitJobRecord",
+    "QiskitJobs",
+    "QiskitJobsConfig",
     "QiskitSessionRecord",
     "QiskitState",
     "RequestRecord",

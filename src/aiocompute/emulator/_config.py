@@ -29,6 +29,7 @@ __all__ = [
     "FaultConfig",
     "LakeSailEmulatorConfig",
     "QiskitEmulatorConfig",
+    "QiskitJobsConfig",
     "WorkbenchEmulatorConfig",
 ]
 
@@ -331,6 +332,60 @@ def _positive(_inst: object, attribute: attrs.Attribute[Any], value: float) -> N
         raise ValueError(f"{attribute.name} must be a number > 0, got {value!r}")
 
 
+def _optional_positive(_inst: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
+    if value is not None:
+        _positive(_inst, attribute, value)
+
+
+def _optional_non_negative(
+    _inst: object, attribute: attrs.Attribute[Any], value: float | None
+) -> None:
+    if value is not None:
+        _non_negative(_inst, attribute, value)
+
+
+@attrs.frozen
+class QiskitJobsConfig:
+    """How emulated Qiskit Runtime jobs behave (``QiskitEmulatorConfig(jobs=...)``; see
+    :mod:`aiocompute.emulator._qiskit_jobs`).
+
+    Timings (``(low, high)`` seconds drawn from the seeded RNG; one number = fixed):
+        queue_delay: ``Queued`` -> ``Running``. run_delay: ``Running`` -> the end.
+        quantum_seconds: the usage a job that ran is billed (``usage.quantum_seconds``).
+
+    Outcomes:
+        fail_rate: the seeded probability (0..1) that a job ends ``Failed``.
+        Params steer one job: ``"emu_outcome": "fail"`` fails it, ``"too_long"`` cancels
+        it as having run too long (reason code 1305), ``"stuck"`` keeps it queued.
+
+    Limits (None: no limit):
+        rate_limit: most job creations per user within ``rate_window`` seconds; more get
+            429 with ``Retry-After`` (the service documents 5 per minute).
+        usage_limit: quantum seconds an instance may use; once its jobs have used that
+            much, job creation answers 409 "Usage exceeds instance limit".
+
+    Results:
+        sampler_num_bits: classical bits measured per shot by every sampler pub.
+        default_shots: shots of a sampler pub that names none.
+    """
+
+    queue_delay: tuple[float, float] = attrs.field(
+        default=(0.05, 0.15), converter=_to_range, validator=_check_range
+    )
+    run_delay: tuple[float, float] = attrs.field(
+        default=(0.1, 0.3), converter=_to_range, validator=_check_range
+    )
+    quantum_seconds: tuple[float, float] = attrs.field(
+        default=(1.0, 4.0), converter=_to_range, validator=_check_range
+    )
+    fail_rate: float = attrs.field(default=0.0, validator=_fraction)
+    rate_limit: int | None = attrs.field(default=None, validator=_optional_positive)
+    rate_window: float = attrs.field(default=60.0, validator=_positive)
+    usage_limit: float | None = attrs.field(default=None, validator=_optional_non_negative)
+    sampler_num_bits: int = attrs.field(default=2, validator=_positive)
+    default_shots: int = attrs.field(default=1024, validator=_positive)
+
+
 @attrs.frozen
 class QiskitEmulatorConfig:
     """How the emulated Qiskit Runtime service and IBM Cloud IAM behave
@@ -354,6 +409,9 @@ class QiskitEmulatorConfig:
         null_backend_while_open: ``backend_name`` is null while the session is open.
         error_shape: ``"mixed"`` (``{"error": ...}`` for 401/403, ``{"errors": [...]}``
             otherwise), ``"errors"`` or ``"error"`` for every error.
+
+    Jobs:
+        jobs: timings, outcomes, rate and usage limits (:class:`QiskitJobsConfig`).
     """
 
     api_keys: Mapping[str, str] = attrs.field(
@@ -383,6 +441,7 @@ class QiskitEmulatorConfig:
     error_shape: Literal["mixed", "errors", "error"] = attrs.field(
         default="mixed", validator=attrs.validators.in_(("mixed", "errors", "error"))
     )
+    jobs: QiskitJobsConfig = attrs.field(factory=QiskitJobsConfig)
 
 
 _DEFAULT_ET_KEYS: dict[str, str] = {"et-key": "user-1", "et-key-bob": "user-2"}

@@ -1,4 +1,5 @@
-"""The emulated Qiskit Runtime sessions API and its IBM Cloud IAM token endpoint, under ``/qiskit``.
+"""The emulated Qiskit Runtime sessions API and its IBM Cloud IAM token endpoint, under ``/qiskit``
+(jobs, ``/v1/jobs``, are served by :mod:`._qiskit_jobs` through the same app).
 
 Layout::
 
@@ -54,6 +55,8 @@ from aiohttp import web
 
 from . import _qiskit_platform
 from ._config import QiskitEmulatorConfig
+from ._qiskit_jobs import ROUTES as JOB_ROUTES
+from ._qiskit_jobs import QiskitJobs
 from ._runtime import Runtime, Transition
 
 __all__ = [
@@ -194,6 +197,8 @@ class QiskitState:
         # Signs the IAM tokens (HS256); new for every emulator, never shown.
         self._signing_key = secrets.token_bytes(32)
         self._key_id = f"emu-{secrets.token_hex(4)}"
+        #: Jobs (``/v1/jobs``): see :mod:`aiocompute.emulator._qiskit_jobs`.
+        self.jobs = QiskitJobs(self, runtime)
 
     # -- helpers -------------------------------------------------------------------------
     def _draw(self, bounds: tuple[float, float]) -> float:
@@ -524,7 +529,10 @@ class QiskitState:
 
     async def handle(self, method: str, request: web.Request) -> web.StreamResponse:
         """Answer one API request, mapping :class:`ApiError` to the configured shape."""
-        return await self.answer(lambda _state, r: getattr(self, method)(r), request)
+        own = getattr(self, method, None)
+        if own is None:  # a job route
+            return await self.answer(lambda _state, r: self.jobs.handle(method, r), request)
+        return await self.answer(lambda _state, r: own(r), request)
 
     async def answer(
         self,
@@ -560,6 +568,7 @@ def create_app(state: QiskitState) -> web.Application:
         ("GET", f"{API_ROOT}/v1/sessions/{{id}}", "get_session"),
         ("PATCH", f"{API_ROOT}/v1/sessions/{{id}}", "update_session"),
         ("DELETE", f"{API_ROOT}/v1/sessions/{{id}}/close", "close_session"),
+        *((verb, API_ROOT + path, method) for verb, path, method in JOB_ROUTES),
     )
     for verb, path, method in routes:
 

@@ -1,4 +1,4 @@
-"""Qiskit Runtime sessions API, sans I/O: request building and response deciphering.
+"""Qiskit Runtime sessions and jobs API, sans I/O: request building and response deciphering.
 
 Plain data in, plain data or models out; no aiohttp, no anyio, no I/O, no credentials.
 
@@ -6,7 +6,9 @@ Requests: one builder per endpoint returns a :class:`~aiocompute._core.protocol_
 (HTTP method, path under ``/v1``, JSON body, idempotent); arguments are checked first and
 bad ones raise :class:`ValueError` / :class:`TypeError` naming the parameter.
 
-Responses: :func:`parse_session` reads a session object; ``PATCH`` and ``DELETE .../close``
+Responses: :func:`parse_session` reads a session object, :func:`parse_job`,
+:func:`parse_job_list`, :func:`parse_job_created` and :func:`parse_job_metrics` the job
+answers; ``PATCH`` and ``DELETE .../close``
 answer 204 with no body, so they have nothing to parse. :func:`error_parser` reads the two
 error shapes the service uses (``{"errors": [...], "trace"}`` and ``{"error": {...}}``),
 IBM Cloud IAM's own shape (``{"errorCode", "errorMessage"}``), and falls back to plain text.
@@ -16,28 +18,46 @@ IBM Cloud IAM's own shape (``{"errorCode", "errorMessage"}``), and falls back to
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
 from typing import Any
 
+import attrs
 from attrs import frozen
 
 from .._core.protocol_kit import NOT_JSON, Request, path_id, read_json
 from .._core.serde import Converters, structure
 from .._exceptions import ProtocolError
-from .models import Session, SessionMode
+from .models import Job, JobList, JobMetrics, JobProgram, Session, SessionMode
 
 __all__ = [
     "DEFAULT_MAX_TTL",
+    "LOG_LEVELS",
+    "MAX_JOBS_PAGE",
     "IAMToken",
+    "cancel_job",
     "close_session",
     "converter",
     "create_session",
+    "delete_job",
     "error_parser",
+    "get_job",
     "get_session",
     "iam_token_form",
+    "job_logs",
+    "job_metrics",
+    "job_results",
+    "job_state",
+    "list_jobs",
     "parse_iam_token",
+    "parse_job",
+    "parse_job_created",
+    "parse_job_list",
+    "parse_job_metrics",
     "parse_session",
+    "run_job",
     "session_state",
+    "update_job_tags",
     "update_session",
 ]
 
@@ -227,6 +247,256 @@ def _error_fields(text: str) -> tuple[Any, str] | None:
             return obj.get("code"), message
     # JSON of another shape: let the transport show an excerpt.
     return None
+
+
+# --------------------------------------------------------------------------- jobs
+
+#: The ``log_level`` values a job accepts.
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
+#: The most jobs one ``GET /v1/jobs`` page holds (also the service's default page size).
+MAX_JOBS_PAGE = 200
+
+
+def _tags(tags: Any, what: str = "tags") -> list[str]:
+    # A bare string is a sequence too: tags="x" would send the tags "x" one letter each.
+    if isinstance(tags, (str, bytes)) or not isinstance(tags, Sequence):
+        raise TypeError(f"{what} must be a list of strings, got {type(tags).__name__}")
+    checked: list[str] = []
+    for i, tag in enumerate(tags):
+        checked.append(_text(tag, f"{what}[{i}]"))
+    return checked
+
+
+def _positive_int(value: Any, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be an int, got {type(value).__name__}")
+    if value <= 0:
+        raise ValueError(f"{what} must be positive, got {value}")
+    return value
+
+
+def run_job(
+    program_id: str,
+    backend: str,
+    *,
+    params: Mapping[str, Any],
+    session_id: str | None = None,
+    tags: Sequence[str] = (),
+    private: bool = False,
+    log_level: str | None = None,
+    max_execution_time: int | None = None,
+    calibration_id: str | None = None,
+    runtime: str | None = None,
+) -> Request:
+    """``POST /v1/jobs``: run a primitive (``program_id`` ``"sampler"`` or ``"estimator"``)
+    on ``backend`` with ``params`` (the primitive's input, plain JSON).
+
+    ``session_id`` runs it in a session (or batch); ``tags`` label it (``list_jobs`` finds
+    jobs by tag); ``private`` keeps its params out of later reads and lets its results be
+    read once; ``log_level`` is one of :data:`LOG_LEVELS`; ``max_execution_time`` (seconds of
+    quantum time) is sent as ``cost``; ``calibration_id`` and ``runtime`` (an image) are
+    sent when given. Not idempotent: a repeated run is a second job.
+    """
+    body: dict[str, Any] = {
+        "program_id": _text(program_id, "program_id"),
+        "backend": _text(backend, "backend"),
+    }
+    if not isinstance(params, Mapping):
+        raise TypeError(f"params must be a mapping (a JSON object), got {type(params).__name__}")
+    body["params"] = dict(params)
+    if session_id is not None:
+        body["session_id"] = _text(session_id, "session_id")
+    checked_tags = _tags(tags)
+    if checked_tags:
+        body["tags"] = checked_tags
+    if not isinstance(private, bool):
+        raise TypeError(f"private must be True or False, got {private!r}")
+    if private:
+        body["private"] = True
+    if log_level is not None:
+        if not isinstance(log_level, str) or log_level.lower() not in LOG_LEVELS:
+            raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
+        body["log_level"] = log_level.lower()
+    if max_execution_time is not None:
+        body["cost"] = _positive_int(max_execution_time, "max_execution_time")
+    if calibration_id is not None:
+        body["calibration_id"] = _text(calibration_id, "calibration_id")
+    if runtime is not None:
+        body["runtime"] = _text(runtime, "runtime")
+    return Request("POST", "/v1/jobs", body=body, idempotent=False)
+
+
+def _job_path(job_id: str, tail: str = "") -> str:
+    return f"/v1/jobs/{path_id(job_id, 'job_id')}{tail}"
+
+
+def get_job(job_id: str, *, include_params: bool = False) -> Request:
+    """``GET /v1/jobs/{id}``; the params are left out unless ``include_params``."""
+    if not isinstance(include_params, bool):
+        raise TypeError(f"include_params must be True or False, got {include_params!r}")
+    return Request(
+        "GET",
+        _job_path(job_id),
+        params={"exclude_params": not include_params},
+        idempotent=True,
+    )
+
+
+def _when(value: datetime | str | None, what: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        # A naive datetime is taken as UTC (the service filters in UTC).
+        aware = value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+        return aware.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    if isinstance(value, str):
+        return _text(value, what)
+    raise TypeError(f"{what} must be a datetime or an ISO-8601 string, got {type(value).__name__}")
+
+
+def list_jobs(
+    *,
+    limit: int | None = None,
+    offset: int | None = None,
+    pending: bool | None = None,
+    program: str | None = None,
+    backend: str | None = None,
+    session_id: str | None = None,
+    tags: Sequence[str] = (),
+    created_after: datetime | str | None = None,
+    created_before: datetime | str | None = None,
+    descending: bool = True,
+    include_params: bool = False,
+) -> Request:
+    """``GET /v1/jobs``: one page of jobs, newest first unless ``descending=False``.
+
+    ``limit`` is the page size (1..:data:`MAX_JOBS_PAGE`, the service's default 200),
+    ``offset`` how many matching jobs to skip. Filters: ``pending`` (True: queued or
+    running; False: ended), ``program``, ``backend``, ``session_id``, ``tags`` (a job must
+    carry every one), ``created_after`` / ``created_before`` (datetimes, naive ones taken
+    as UTC, or ISO-8601 strings).
+    """
+    query: dict[str, Any] = {}
+    if limit is not None:
+        query["limit"] = _positive_int(limit, "limit")
+        if limit > MAX_JOBS_PAGE:
+            raise ValueError(f"limit must be at most {MAX_JOBS_PAGE}, got {limit}")
+    if offset is not None:
+        if isinstance(offset, bool) or not isinstance(offset, int):
+            raise TypeError(f"offset must be an int, got {type(offset).__name__}")
+        if offset < 0:
+            raise ValueError(f"offset must not be negative, got {offset}")
+        query["offset"] = offset
+    for name, flag in (("pending", pending), ("descending", descending)):
+        if flag is not None and not isinstance(flag, bool):
+            raise TypeError(f"{name} must be True or False, got {flag!r}")
+    if not isinstance(include_params, bool):
+        raise TypeError(f"include_params must be True or False, got {include_params!r}")
+    query["pending"] = pending
+    if program is not None:
+        query["program"] = _text(program, "program")
+    if backend is not None:
+        query["backend"] = _text(backend, "backend")
+    if session_id is not None:
+        query["session_id"] = _text(session_id, "session_id")
+    checked_tags = _tags(tags)
+    if checked_tags:
+        query["tags"] = checked_tags
+    query["created_after"] = _when(created_after, "created_after")
+    query["created_before"] = _when(created_before, "created_before")
+    if not descending:
+        query["sort"] = "ASC"
+    query["exclude_params"] = not include_params
+    return Request("GET", "/v1/jobs", params=query, idempotent=True)
+
+
+def cancel_job(job_id: str) -> Request:
+    """``POST /v1/jobs/{id}/cancel`` (answers 204). Not retried once sent, like every stop."""
+    return Request("POST", _job_path(job_id, "/cancel"), idempotent=False)
+
+
+def delete_job(job_id: str) -> Request:
+    """``DELETE /v1/jobs/{id}`` (answers 204). Not retried once sent, like every delete."""
+    return Request("DELETE", _job_path(job_id), idempotent=False)
+
+
+def job_results(job_id: str) -> Request:
+    """``GET /v1/jobs/{id}/results``: the primitive's result, JSON text that can run to
+    many megabytes, so it is read as a stream."""
+    return Request("GET", _job_path(job_id, "/results"), idempotent=True, stream=True)
+
+
+def job_logs(job_id: str) -> Request:
+    """``GET /v1/jobs/{id}/logs``: plain text."""
+    return Request("GET", _job_path(job_id, "/logs"), idempotent=True)
+
+
+def job_metrics(job_id: str) -> Request:
+    """``GET /v1/jobs/{id}/metrics``."""
+    return Request("GET", _job_path(job_id, "/metrics"), idempotent=True)
+
+
+def update_job_tags(job_id: str, tags: Sequence[str]) -> Request:
+    """``PUT /v1/jobs/{id}/tags`` with ``{"tags": [...]}`` (answers 204); replaces the tags.
+    Idempotent: setting the same tags twice changes nothing."""
+    return Request("PUT", _job_path(job_id, "/tags"), body={"tags": _tags(tags)}, idempotent=True)
+
+
+def parse_job(data: Any, *, strict: bool = False) -> Job:
+    """A job object (plain data, or the raw body as bytes/str) -> :class:`Job`."""
+    if isinstance(data, (bytes, str)):
+        data = _json(data, "job")
+    job: Job = structure(converter(strict), data, Job, what="job")
+    return job
+
+
+def parse_job_created(
+    data: Any,
+    *,
+    program_id: str,
+    tags: Sequence[str] = (),
+    session_id: str | None = None,
+    private: bool = False,
+    strict: bool = False,
+) -> Job:
+    """The answer of ``POST /v1/jobs`` (``{"id", "backend", "session_id"?, "private"?}``)
+    -> :class:`Job`, completed with what was sent: the program, the tags, the session and
+    ``private`` (when the answer leaves them out)."""
+    if isinstance(data, (bytes, str)):
+        data = _json(data, "created job")
+    job = parse_job(data, strict=strict)
+    program = job.program or JobProgram(program_id)
+    return attrs.evolve(
+        job,
+        program=program,
+        tags=job.tags or tuple(tags),
+        session_id=job.session_id if job.session_id is not None else session_id,
+        private=job.private if job.private is not None else private,
+    )
+
+
+def parse_job_list(data: Any, *, strict: bool = False) -> JobList:
+    """A ``GET /v1/jobs`` page -> :class:`JobList`."""
+    if isinstance(data, (bytes, str)):
+        data = _json(data, "job list")
+    if isinstance(data, Mapping) and not isinstance(data.get("jobs", []), list):
+        raise ProtocolError(f"job list: 'jobs' must be an array, got {type(data['jobs']).__name__}")
+    page: JobList = structure(converter(strict), data, JobList, what="job list")
+    return page
+
+
+def parse_job_metrics(data: Any, *, strict: bool = False) -> JobMetrics:
+    """A ``GET /v1/jobs/{id}/metrics`` answer -> :class:`JobMetrics`."""
+    if isinstance(data, (bytes, str)):
+        data = _json(data, "job metrics")
+    metrics: JobMetrics = structure(converter(strict), data, JobMetrics, what="job metrics")
+    return metrics
+
+
+def job_state(job: Job) -> str:
+    """The state a wait decides on: :attr:`Job.status_name` (the server's spelling; the
+    state table compares it in lower case)."""
+    return job.status_name
 
 
 # --------------------------------------------------------------------------- IAM

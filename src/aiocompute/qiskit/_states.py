@@ -1,4 +1,4 @@
-"""The Qiskit Runtime session state machine, as data (DESIGN.md "State machines").
+"""The Qiskit Runtime session and job state machines, as data (DESIGN.md "State machines").
 
 Waits read a session's :attr:`~aiocompute.qiskit.Session.effective_state`: the wire ``state``
 refined by ``accepting_jobs`` (an open/active/inactive session that accepts no more jobs is
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .._core.states import StateTable
 
-__all__ = ["SESSION_STATES"]
+__all__ = ["JOB_STATES", "SESSION_STATES"]
 
 _ALL_BUT_OPEN = frozenset({"active", "inactive", "pending_inactive", "pending_closed", "closed"})
 
@@ -31,4 +31,19 @@ SESSION_STATES = StateTable(
         # Draining: it only closes.
         "pending_closed": frozenset({"closed"}),
     },
+)
+
+
+def _lower(state: str) -> str:
+    return state.lower()
+
+
+#: ``status`` of a job, in any case (IBM's own client compares them upper-cased). A job
+#: waits in ``Queued``, runs, and ends ``Completed``, ``Failed`` or ``Cancelled`` (the
+#: service has also said ``"Cancelled - Ran too long"`` for a job past its time limit).
+JOB_STATES = StateTable(
+    name="qiskit.job",
+    transient={"queued", "running"},
+    terminal={"completed", "failed", "cancelled", "cancelled - ran too long"},
+    normalize=_lower,
 )

@@ -1,4 +1,5 @@
-"""The async Qiskit Runtime client: ``QiskitRuntimeClient`` and its ``sessions`` resource.
+"""The async Qiskit Runtime client: ``QiskitRuntimeClient`` and its ``sessions`` resource
+(its ``jobs`` resource lives in :mod:`.jobs`).
 
 Every call goes through :meth:`QiskitRuntimeClient._send`: build the request in
 ``_protocol`` (validated, no I/O), make sure an IAM token is at hand, send it through the
@@ -16,7 +17,7 @@ from urllib.parse import urlsplit
 
 from .._core.config import ConfigError, check_str, renamed_argument, resolve_setting
 from .._core.governor import Governor
-from .._core.handles import DEFAULT_CLEANUP_TIMEOUT, Handle, scoped
+from .._core.handles import DEFAULT_CLEANUP_TIMEOUT, Handle, InFlight, scoped
 from .._core.http_config import DEFAULT_LIMITS, DEFAULT_TIMEOUTS, PoolLimits, Timeouts
 from .._core.http_errors import safe_url
 from .._core.network import ConnectionOptions, Unpack
@@ -31,6 +32,7 @@ from .._exceptions import AuthenticationError, NotFoundError, OutcomeUnknown, na
 from . import _protocol as P
 from ._auth import DEFAULT_IAM_URL, IAMAuth, ServiceAuth
 from ._states import SESSION_STATES
+from .jobs import JobsResource
 from .models import Session, SessionMode
 
 __all__ = [
@@ -152,6 +154,7 @@ class QiskitRuntimeClient(BaseClient):
     """
 
     sessions: SessionsResource
+    jobs: JobsResource
 
     # The first part of the name of every span of this API (see _core.observability).
     _api_name = "qiskit"
@@ -268,6 +271,10 @@ class QiskitRuntimeClient(BaseClient):
 
     def _make_resources(self) -> None:
         self.sessions = SessionsResource(self)
+        # Job runs in progress per session; with_options() copies share it (copy.copy).
+        if "_submissions" not in vars(self):
+            self._submissions = InFlight()
+        self.jobs = JobsResource(self)
 
     @property
     def retry_policy(self) -> RetryPolicy:
@@ -370,7 +377,9 @@ class SessionsResource(WaitableResource[Session]):
         once) and yields a :class:`~aiocompute.Handle`. On any exit, errors and
         cancellation included, ``on_exit`` runs, shielded and bounded by
         ``cleanup_timeout``: ``"close"`` (default: stop accepting jobs, then close),
-        ``"drain"`` (stop accepting jobs; those queued still run) or ``"leave"``.
+        ``"drain"`` (stop accepting jobs; those queued still run) or ``"leave"``. Before
+        the session stops accepting jobs, runs for it (``q.jobs.run(..., session_id=s.id)``)
+        still being submitted, e.g. from other tasks, finish submitting.
         """
         first: list[Session] = []
 
@@ -380,6 +389,8 @@ class SessionsResource(WaitableResource[Session]):
             return session.id
 
         async def drain(session_id: str) -> None:
+            # Runs started in the block that are still submitting get in first.
+            await self._client._submissions.settled(session_id)
             await self.update(session_id, accepting_jobs=False)
 
         async def close(session_id: str) -> None:

@@ -25,6 +25,12 @@ from attrs import field, frozen
 from .._core.states import ServerEnum
 
 __all__ = [
+    "Job",
+    "JobList",
+    "JobMetrics",
+    "JobProgram",
+    "JobState",
+    "JobStatus",
     "Session",
     "SessionMode",
     "SessionState",
@@ -127,3 +133,160 @@ class Session:
     def ready(self) -> bool:
         """Active and accepting jobs: the session has priority on its backend."""
         return self.state_name == "active" and self.accepting_jobs is not False
+
+
+# --------------------------------------------------------------------------- jobs
+
+
+class JobStatus(ServerEnum):
+    """A job's ``status`` (and ``state.status``), as the service spells it.
+
+    ``Queued`` and ``Running`` are on the way; ``Completed``, ``Failed`` and ``Cancelled``
+    are final. IBM's own client compares them upper-cased, and the service has also
+    reported ``"Cancelled - Ran too long"`` (see :attr:`Job.status_name`); other spellings
+    are kept as plain strings.
+    """
+
+    QUEUED = "Queued"
+    RUNNING = "Running"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+
+
+@frozen
+class JobState:
+    """A job's ``state``: its ``status`` and, for a failed or cancelled job, why
+    (``reason``, with the service's numeric ``reason_code`` and a ``reason_solution``
+    when it gives them)."""
+
+    status: JobStatus | str | None = None
+    reason: str | None = None
+    reason_code: int | None = None
+    reason_solution: str | None = None
+    raw: Mapping[str, Any] = field(factory=dict, repr=False, eq=False)
+
+
+@frozen
+class JobProgram:
+    """The primitive a job runs (``program.id``: ``"sampler"`` or ``"estimator"``)."""
+
+    id: str
+    raw: Mapping[str, Any] = field(factory=dict, repr=False, eq=False)
+
+
+# Final statuses, normalized (see Job.status_name).
+_JOB_FINAL = frozenset({"completed", "failed", "cancelled", "cancelled - ran too long"})
+
+
+@frozen
+class Job:
+    """A Qiskit Runtime job (``/v1/jobs/{id}``): one primitive run on a backend.
+
+    ``status`` is the top-level status and ``state`` holds it again with the reason of a
+    failure or cancellation; :attr:`status_name` picks whichever the server sent.
+    ``params`` (the primitive's input) is None unless asked for (lists and reads leave it
+    out by default, and a private job never returns it). ``usage`` is the service's usage
+    object (e.g. ``{"seconds": 2, "quantum_seconds": 2}``), kept as it came.
+
+    A job returned by :meth:`~aiocompute.qiskit.JobsResource.run` holds what the create
+    answered (``id``, ``backend``, ``session_id``, ``private``) plus the program and tags
+    that were sent; its ``status`` is None until it is read again.
+    """
+
+    id: str
+    backend: str | None = None
+    status: JobStatus | str | None = None
+    state: JobState | None = None
+    program: JobProgram | None = None
+    created: datetime | str | None = None
+    session_id: str | None = None
+    tags: tuple[str, ...] = ()
+    private: bool | None = None
+    cost: int | None = None
+    runtime: str | None = None
+    user_id: str | None = None
+    usage: Mapping[str, Any] | None = None
+    estimated_running_time_seconds: float | None = None
+    params: Mapping[str, Any] | None = None
+    raw: Mapping[str, Any] = field(factory=dict, repr=False, eq=False)
+
+    @property
+    def status_name(self) -> str:
+        """The status as the server wrote it: ``state.status`` if there is one, else
+        ``status`` (``"unknown"`` if neither)."""
+        for value in (self.state.status if self.state is not None else None, self.status):
+            if value is not None:
+                return value.value if isinstance(value, JobStatus) else value
+        return "unknown"
+
+    @property
+    def reason(self) -> str | None:
+        """Why the job failed or was cancelled (``state.reason``), if the server said."""
+        return self.state.reason if self.state is not None else None
+
+    @property
+    def program_id(self) -> str | None:
+        """``program.id``: the primitive (``"sampler"``, ``"estimator"``)."""
+        return self.program.id if self.program is not None else None
+
+    @property
+    def done(self) -> bool:
+        """Whether the job is in a final state (completed, failed or cancelled)."""
+        return self.status_name.lower() in _JOB_FINAL
+
+    @property
+    def completed(self) -> bool:
+        """Whether the job completed (its results can be read)."""
+        return self.status_name.lower() == "completed"
+
+
+@frozen
+class JobList:
+    """One page of ``GET /v1/jobs``: the ``jobs``, how many match in all (``count``),
+    and the ``limit`` / ``offset`` the page was read with."""
+
+    jobs: tuple[Job, ...] = ()
+    count: int | None = None
+    limit: int | None = None
+    offset: int | None = None
+    raw: Mapping[str, Any] = field(factory=dict, repr=False, eq=False)
+
+    @property
+    def next_offset(self) -> int | None:
+        """The ``offset`` of the next page, or None if this is the last one."""
+        start = self.offset or 0
+        end = start + len(self.jobs)
+        if not self.jobs or self.count is None or end >= self.count:
+            return None
+        return end
+
+
+@frozen
+class JobMetrics:
+    """``GET /v1/jobs/{id}/metrics``: when the job was created, started and finished
+    (``timestamps``), its ``usage`` (``quantum_seconds``, ``seconds``), and while it waits
+    its queue position and estimated times. Every value is kept as the service sent it;
+    the whole object is in ``raw``."""
+
+    timestamps: Mapping[str, Any] | None = None
+    usage: Mapping[str, Any] | None = None
+    bss: Mapping[str, Any] | None = None
+    executions: int | None = None
+    num_circuits: int | None = None
+    num_qubits: tuple[int, ...] | None = None
+    circuit_depths: tuple[int, ...] | None = None
+    qiskit_version: str | None = None
+    estimated_start_time: datetime | str | None = None
+    estimated_completion_time: datetime | str | None = None
+    position_in_queue: int | None = None
+    position_in_provider: int | None = None
+    raw: Mapping[str, Any] = field(factory=dict, repr=False, eq=False)
+
+    @property
+    def quantum_seconds(self) -> float | None:
+        """``usage.quantum_seconds``, if present and a number."""
+        value = (self.usage or {}).get("quantum_seconds")
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return None
+        return float(value)

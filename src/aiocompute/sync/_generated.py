@@ -12,6 +12,7 @@ import aiocompute.etengine.client as _aiocompute_etengine_client
 import aiocompute.lakesail.client as _aiocompute_lakesail_client
 import aiocompute.lakesail.models as _aiocompute_lakesail_models
 import aiocompute.qiskit.client as _aiocompute_qiskit_client
+import aiocompute.qiskit.jobs as _aiocompute_qiskit_jobs
 import aiocompute.qiskit.models as _aiocompute_qiskit_models
 import aiocompute.workbench.client as _aiocompute_workbench_client
 import aiocompute.workbench.jobs as _aiocompute_workbench_jobs
@@ -39,7 +40,8 @@ from aiocompute.lakesail.models import (
     WorkloadSettings,
 )
 from aiocompute.qiskit.client import DEFAULT_API_VERSION, QISKIT_RETRY
-from aiocompute.qiskit.models import SessionMode
+from aiocompute.qiskit.jobs import DEFAULT_MAX_RESULT_BYTES
+from aiocompute.qiskit.models import JobList, JobMetrics, SessionMode
 from aiocompute.sync._runtime import (
     SyncClient,
     SyncContextManager,
@@ -55,7 +57,6 @@ from aiocompute.workbench.models import (
     AuditedJobDetails,
     ComputeEnvironments,
     EnvironmentVariable,
-    Job,
     JobOutput,
     JobSpec,
     LaunchedSession,
@@ -76,6 +77,7 @@ __all__ = [
     "LakeSailSessionsResource",
     "LakeSailWorkloadConfigsResource",
     "QiskitRuntimeClient",
+    "QiskitRuntimeJobsResource",
     "QiskitRuntimeSessionsResource",
     "WorkbenchAuditedJobsResource",
     "WorkbenchClient",
@@ -670,7 +672,9 @@ class QiskitRuntimeSessionsResource(SyncWaitableResource[_aiocompute_qiskit_mode
         once) and yields a :class:`~aiocompute.Handle`. On any exit, errors and
         cancellation included, ``on_exit`` runs, shielded and bounded by
         ``cleanup_timeout``: ``"close"`` (default: stop accepting jobs, then close),
-        ``"drain"`` (stop accepting jobs; those queued still run) or ``"leave"``.
+        ``"drain"`` (stop accepting jobs; those queued still run) or ``"leave"``. Before
+        the session stops accepting jobs, runs for it (``q.jobs.run(..., session_id=s.id)``)
+        still being submitted, e.g. from other tasks, finish submitting.
 
         Sync twin: use ``with`` where the async method uses ``async with``; it gives a
         :class:`~aiocompute.sync.SyncHandle`, whose methods block.
@@ -710,6 +714,216 @@ class QiskitRuntimeSessionsResource(SyncWaitableResource[_aiocompute_qiskit_mode
         ids that do not exist are left out.
         """
         return self._runner.call(self._async.get_many, session_ids)
+
+
+class QiskitRuntimeJobsResource(SyncWaitableResource[_aiocompute_qiskit_models.Job]):
+    """Blocking twin of :class:`aiocompute.qiskit.jobs.JobsResource`.
+
+    ``q.jobs``: run primitives and follow their jobs.
+
+    :meth:`wait` waits for ``"completed"`` by default; a job that fails or is cancelled
+    ends the wait with :class:`~aiocompute.UnreachableState`, whose message quotes
+    ``state.reason``; ``until="done"`` accepts any end.
+    ``on_cancel="cancel"`` cancels the job when a wait times out or is cancelled.
+    """
+
+    _async: _aiocompute_qiskit_jobs.JobsResource
+
+    def run(
+        self,
+        program_id: str,
+        backend: str,
+        *,
+        params: Mapping[str, Any],
+        session_id: str | None = None,
+        tags: Sequence[str] = (),
+        private: bool = False,
+        log_level: str | None = None,
+        max_execution_time: int | None = None,
+        calibration_id: str | None = None,
+        runtime: str | None = None,
+        reconcile: bool | None = None,
+    ) -> _aiocompute_qiskit_models.Job:
+        """Run a primitive: ``program_id`` ``"sampler"`` or ``"estimator"`` on ``backend``
+        with ``params`` (the primitive's input as plain JSON, e.g. ``{"pubs": [...],
+        "version": 2}``). Returns the new job (use :meth:`wait`, then :meth:`results`).
+
+        ``session_id`` runs it in a session or batch; ``tags`` label it (``list(tags=...)``
+        finds it again); ``private=True`` keeps its params from later reads and lets its
+        results be read once; ``log_level`` is debug, info, warning, error or critical;
+        ``max_execution_time`` caps its quantum seconds (sent as ``cost``).
+
+        A create: never blindly repeated once the request may have reached the server (a
+        second job would run and be billed). It is tagged ``aiocompute-owner:<owner>`` and
+        ``aiocompute-token:<hex>``; if the answer is lost, the job is looked up by that tag:
+        found, it is returned; surely absent, it is sent again; else
+        :class:`~aiocompute.OutcomeUnknown` (``reconcile``: default the client's setting).
+        Job creation is rate-limited (5 a minute per user, as documented): a 429 is waited
+        out per its ``Retry-After`` like every create, within the retry policy. A 409 means
+        the instance's usage limit is reached: :class:`~aiocompute.UsageLimitExceeded`.
+        """
+        return self._runner.call(
+            self._async.run,
+            program_id,
+            backend,
+            params=params,
+            session_id=session_id,
+            tags=tags,
+            private=private,
+            log_level=log_level,
+            max_execution_time=max_execution_time,
+            calibration_id=calibration_id,
+            runtime=runtime,
+            reconcile=reconcile,
+        )
+
+    def get(self, job_id: str, *, include_params: bool = False) -> _aiocompute_qiskit_models.Job:
+        """One job; :class:`~aiocompute.NotFoundError` if there is none. Its ``params`` are
+        left out unless ``include_params`` (a private job never returns them).
+        """
+        return self._runner.call(self._async.get, job_id, include_params=include_params)
+
+    def get_many(self, job_ids: Sequence[str]) -> dict[str, _aiocompute_qiskit_models.Job]:
+        """Read several jobs at once: jobs of one session share a list request, the others
+        are read one request each (``poll_concurrency`` at a time). Ids that do not exist
+        are left out.
+        """
+        return self._runner.call(self._async.get_many, job_ids)
+
+    def list(
+        self,
+        *,
+        pending: bool | None = None,
+        program: str | None = None,
+        backend: str | None = None,
+        session_id: str | None = None,
+        tags: Sequence[str] = (),
+        created_after: datetime | str | None = None,
+        created_before: datetime | str | None = None,
+        descending: bool = True,
+        include_params: bool = False,
+        limit: int | None = None,
+        max_items: int | None = None,
+    ) -> SyncPaginator[_aiocompute_qiskit_models.Job]:
+        """Jobs of the instance, newest first (``descending=False``: oldest first), across
+        pages: ``await q.jobs.list()`` gives a list, ``async for job in q.jobs.list()``
+        reads a page at a time and stops reading when the loop stops.
+
+        Filters: ``pending`` (True: queued or running; False: ended), ``program``,
+        ``backend``, ``session_id``, ``tags`` (a job must carry every tag given),
+        ``created_after`` / ``created_before`` (datetimes, naive ones taken as UTC, or
+        ISO-8601 strings). ``limit`` is the page size (up to 200, the default);
+        ``max_items`` stops after that many jobs. Pages are read by offset: a job created
+        while the listing runs can push one already listed onto the next page, so a job
+        seen twice is yielded once. Arguments are checked here, before any request.
+
+        Sync twin: returns a :class:`~aiocompute.sync.SyncPaginator`: iterate it, or call
+        ``.all()`` for a list.
+        """
+        return self._runner.paginate(
+            self._async.list,
+            pending=pending,
+            program=program,
+            backend=backend,
+            session_id=session_id,
+            tags=tags,
+            created_after=created_after,
+            created_before=created_before,
+            descending=descending,
+            include_params=include_params,
+            limit=limit,
+            max_items=max_items,
+        )
+
+    def list_page(
+        self,
+        *,
+        pending: bool | None = None,
+        program: str | None = None,
+        backend: str | None = None,
+        session_id: str | None = None,
+        tags: Sequence[str] = (),
+        created_after: datetime | str | None = None,
+        created_before: datetime | str | None = None,
+        descending: bool = True,
+        include_params: bool = False,
+        limit: int | None = None,
+        offset: int | None = None,
+    ) -> JobList:
+        """One page of jobs (filters as :meth:`list`), with ``count`` (how many match in
+        all) and :attr:`~aiocompute.qiskit.JobList.next_offset`.
+        """
+        return self._runner.call(
+            self._async.list_page,
+            pending=pending,
+            program=program,
+            backend=backend,
+            session_id=session_id,
+            tags=tags,
+            created_after=created_after,
+            created_before=created_before,
+            descending=descending,
+            include_params=include_params,
+            limit=limit,
+            offset=offset,
+        )
+
+    def cancel(self, job_id: str) -> None:
+        """Cancel a queued or running job (answers 204). Not retried once sent; a job that
+        already ended is refused by the service (an :class:`~aiocompute.APIError`).
+        """
+        self._runner.call(self._async.cancel, job_id)
+
+    def delete(self, job_id: str) -> None:
+        """Delete a job and its results (answers 204). Not retried once sent."""
+        self._runner.call(self._async.delete, job_id)
+
+    def update_tags(self, job_id: str, tags: Sequence[str]) -> None:
+        """Replace the job's tags (answers 204)."""
+        self._runner.call(self._async.update_tags, job_id, tags)
+
+    def results(
+        self, job_id: str, *, raw: bool = False, max_bytes: int = DEFAULT_MAX_RESULT_BYTES
+    ) -> Any:
+        """The job's result: the primitive's result as parsed JSON, or with ``raw=True`` the
+        body's bytes exactly as sent.
+
+        The body (many megabytes for a large sampler run) is read as a stream and fed to
+        the incremental decoder as it arrives: ``max_bytes`` bounds the memory (a larger
+        body raises :class:`~aiocompute.StreamDecodeError` / ProtocolError as soon as it
+        passes the limit), and a body that is not JSON fails on its first bytes. At its
+        peak a parsed read holds about 3.4 times the body (its bytes, their text and the
+        parsed value).
+        The value keeps the service's encoding (``{"__type__": "PrimitiveResult",
+        "__value__": {...}}``, arrays as base64 ``.npy``), which ``qiskit-ibm-runtime``'s
+        ``RuntimeDecoder`` turns into Qiskit objects. A body that breaks off halfway is
+        read again from the start (up to 3 reads). To write a result to a file without
+        holding it, use :meth:`iter_results`.
+
+        A failed job's "result" is its error text, not JSON: that raises ProtocolError
+        (read it with ``raw=True``). A private job's result can be read once.
+        """
+        return self._runner.call(self._async.results, job_id, raw=raw, max_bytes=max_bytes)
+
+    def iter_results(self, job_id: str) -> SyncIterator[bytes]:
+        """The job's result as raw byte chunks as they arrive: write a large result to a
+        file without holding it (``async for chunk in q.jobs.iter_results(id): f.write(chunk)``).
+        Not resumed if the connection breaks halfway (the caller has the bytes so far).
+
+        Sync twin: returns a :class:`~aiocompute.sync.SyncIterator`; ``close()`` it or use
+        ``with`` to stop early.
+        """
+        return self._runner.iterate(self._async.iter_results, job_id)
+
+    def logs(self, job_id: str) -> str:
+        """The job's log (plain text; complete once the job has finished)."""
+        return self._runner.call(self._async.logs, job_id)
+
+    def metrics(self, job_id: str) -> JobMetrics:
+        """The job's timestamps, usage (quantum seconds), and while it waits its queue
+        position and estimated start and completion times.
+        """
+        return self._runner.call(self._async.metrics, job_id)
 
 
 class QiskitRuntimeClient(SyncClient):
@@ -756,8 +970,12 @@ class QiskitRuntimeClient(SyncClient):
     """
 
     _async: _aiocompute_qiskit_client.QiskitRuntimeClient
-    _resources = (("sessions", QiskitRuntimeSessionsResource),)
+    _resources = (
+        ("sessions", QiskitRuntimeSessionsResource),
+        ("jobs", QiskitRuntimeJobsResource),
+    )
     sessions: QiskitRuntimeSessionsResource
+    jobs: QiskitRuntimeJobsResource
 
     def __init__(
         self,
@@ -976,7 +1194,7 @@ class WorkbenchSessionsResource(SyncWaitableResource[_aiocompute_workbench_model
         self._runner.call(self._async.stop, session_ids, force=force, suspend=suspend)
 
 
-class WorkbenchJobsResource(SyncWaitableResource[Job]):
+class WorkbenchJobsResource(SyncWaitableResource[_aiocompute_workbench_models.Job]):
     """Blocking twin of :class:`aiocompute.workbench.jobs.JobsResource`.
 
     ``wb.jobs``: launch, read, stream output from, stop and wait for Workbench jobs.
@@ -994,7 +1212,7 @@ class WorkbenchJobsResource(SyncWaitableResource[Job]):
         *,
         apply_config_settings: bool | None = None,
         reconcile: bool | None = None,
-    ) -> Job:
+    ) -> _aiocompute_workbench_models.Job:
         """Launch a job; returns it as the server recorded it (status ``Pending``).
 
         The job is tagged ``aiocompute-owner:<owner>`` and ``aiocompute-token:<hex>`` (a
@@ -1016,7 +1234,7 @@ class WorkbenchJobsResource(SyncWaitableResource[Job]):
         """
         self._runner.call(self._async.stop, job_id, force=force)
 
-    def get(self, job_id: str) -> Job:
+    def get(self, job_id: str) -> _aiocompute_workbench_models.Job:
         """A job's current record (live first, then the recent history).
 
         Workbench has no ``get_job``: jobs are read through ``get_session`` with
@@ -1029,7 +1247,7 @@ class WorkbenchJobsResource(SyncWaitableResource[Job]):
         *,
         statuses: str | Collection[str] | None = None,
         tags: str | Collection[str] | None = None,
-    ) -> SyncPaginator[Job]:
+    ) -> SyncPaginator[_aiocompute_workbench_models.Job]:
         """The user's jobs and audited jobs the server still reports (live and recent).
 
         A :class:`~aiocompute.Paginator` like every ``list``: ``await`` it for a list,
@@ -1106,7 +1324,7 @@ class WorkbenchJobsResource(SyncWaitableResource[Job]):
         )
 
 
-class WorkbenchAuditedJobsResource(SyncWaitableResource[Job]):
+class WorkbenchAuditedJobsResource(SyncWaitableResource[_aiocompute_workbench_models.Job]):
     """Blocking twin of :class:`aiocompute.workbench.jobs.AuditedJobsResource`.
 
     ``wb.audited_jobs``: like :class:`JobsResource`, plus audit :meth:`details`.
@@ -1145,7 +1363,7 @@ class WorkbenchAuditedJobsResource(SyncWaitableResource[Job]):
         """
         self._runner.call(self._async.stop, audited_job_id, force=force)
 
-    def get(self, job_id: str) -> Job:
+    def get(self, job_id: str) -> _aiocompute_workbench_models.Job:
         """A job's current record (live first, then the recent history).
 
         Workbench has no ``get_job``: jobs are read through ``get_session`` with
@@ -1158,7 +1376,7 @@ class WorkbenchAuditedJobsResource(SyncWaitableResource[Job]):
         *,
         statuses: str | Collection[str] | None = None,
         tags: str | Collection[str] | None = None,
-    ) -> SyncPaginator[Job]:
+    ) -> SyncPaginator[_aiocompute_workbench_models.Job]:
         """The user's jobs and audited jobs the server still reports (live and recent).
 
         A :class:`~aiocompute.Paginator` like every ``list``: ``await`` it for a list,
