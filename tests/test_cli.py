@@ -953,7 +953,7 @@ def test_ctrl_c_on_launch_tail_names_the_stop_command(
     async def interrupted(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt  # as Ctrl-C comes out of the stream
 
-    monkeypatch.setattr("aiocompute.cli._workbench._stream", interrupted)
+    monkeypatch.setattr("aiocompute.cli._workbench_jobs._stream", interrupted)
     code, out, err = run(
         capsys, "workbench", "audited-jobs", "launch", "--name", "i", "--exe", "R", "--tail"
     )
