@@ -614,3 +614,12 @@ async def test_create_sends_what_ibms_client_sends(emu: Emulator) -> None:
         "max_ttl": 600,
         "instance": CRN,
     }
+
+
+async def test_an_iam_url_with_nothing_there_says_so(emu: Emulator) -> None:
+    wrong = emu.qiskit_iam_url.replace("/identity/token", "/nothing/here")
+    async with QiskitRuntimeClient(
+        token=KEY, instance=CRN, base_url=emu.qiskit_url, iam_url=wrong
+    ) as q:
+        with pytest.raises(ConfigError, match=r"no IBM Cloud IAM token endpoint.*iam_url"):
+            await q.sessions.create("ibm_kyiv")

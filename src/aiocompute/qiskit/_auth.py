@@ -25,6 +25,8 @@ from types import MappingProxyType
 
 import anyio
 
+from .._core.config import ConfigError
+from .._core.http_errors import safe_url
 from .._core.transport import Transport
 from .._exceptions import APIError, AuthenticationError, ProtocolError, register_secret
 from . import _protocol as P
@@ -135,6 +137,12 @@ class IAMAuth:
                 authenticate=False,
             )
         except APIError as exc:
+            if exc.status in (404, 405):
+                # Nothing answers token requests there: the address is wrong, not the key.
+                raise ConfigError(
+                    f"no IBM Cloud IAM token endpoint at {safe_url(self.iam_url)} ({exc.message}): "
+                    "check iam_url= or $QISKIT_IBM_IAM_URL (it ends in /identity/token)"
+                ) from None
             if exc.status is not None and 400 <= exc.status < 500 and exc.status != 429:
                 raise AuthenticationError(
                     f"IBM Cloud IAM refused the API key: {exc.message}",
