@@ -194,6 +194,13 @@ ARGS = [
         lambda _, v: RetryPolicy(total_timeout=v),
     ),
     Arg(
+        "RetryPolicy(retry_statuses=)",
+        "RetryPolicy.retry_statuses",
+        "int",
+        False,
+        lambda _, v: RetryPolicy(retry_statuses={v}),
+    ),
+    Arg(
         "RetryPolicy(retry_after_max=)",
         "RetryPolicy.retry_after_max",
         "number",
