@@ -392,15 +392,25 @@ async def test_cancelling_the_call_cancels_everything() -> None:
     assert len(asyncio.all_tasks()) == baseline
 
 
-@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "4", None])
-async def test_concurrency_validation(bad: Any) -> None:
+@pytest.mark.parametrize(
+    ("bad", "error", "says"),
+    [
+        (0, ValueError, "must be >= 1"),
+        (-1, ValueError, "must be >= 1"),
+        (1.5, TypeError, "must be an int"),
+        (True, TypeError, "must be an int"),
+        ("4", TypeError, "must be an int"),
+        (None, TypeError, "must be an int"),
+    ],
+)
+async def test_concurrency_validation(bad: Any, error: type[Exception], says: str) -> None:
     async def work(i: int) -> int:
         return i
 
-    with pytest.raises(ValueError, match="concurrency must be an int >= 1"):
+    with pytest.raises(error, match=f"concurrency {says}"):
         await fan_out(work, [1], concurrency=bad)
     # fan_out_iter checks at once, before any iteration.
-    with pytest.raises(ValueError, match="concurrency must be an int >= 1"):
+    with pytest.raises(error, match=f"concurrency {says}"):
         fan_out_iter(work, [1], concurrency=bad)
 
 

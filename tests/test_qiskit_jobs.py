@@ -135,7 +135,7 @@ def test_list_jobs_query() -> None:
         "sort": "ASC",
         "exclude_params": True,
     }
-    with pytest.raises(ValueError, match="at most 200"):
+    with pytest.raises(ValueError, match=r"limit must be within 1\.\.200, got 201"):
         P.list_jobs(limit=201)
     with pytest.raises(ValueError, match="offset"):
         P.list_jobs(offset=-1)

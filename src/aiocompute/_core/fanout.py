@@ -31,6 +31,8 @@ import anyio.abc
 from anyio.lowlevel import checkpoint_if_cancelled
 from attrs import frozen
 
+from .checks import count
+
 if sys.version_info < (3, 11):
     # The backport is a declared dependency on 3.10; it may be absent where mypy runs.
     from exceptiongroup import (  # type: ignore[import-not-found, unused-ignore]
@@ -145,15 +147,7 @@ class FanOutResult(Generic[T, R]):
 
 
 def _check_concurrency(concurrency: object) -> int:
-    # bool is an int subclass; concurrency=True is surely a mistake.
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int):
-        raise ValueError(
-            f"fan_out: concurrency must be an int >= 1, got {type(concurrency).__name__} "
-            f"{concurrency!r}"
-        )
-    if concurrency < 1:
-        raise ValueError(f"fan_out: concurrency must be an int >= 1, got {concurrency}")
-    return concurrency
+    return count(concurrency, "fan_out: concurrency", minimum=1)
 
 
 def _check_fn_and_items(fn: object, items: object) -> None:

@@ -168,6 +168,9 @@ async def scoped(
     """
     check_on_exit(on_exit, actions)
     seconds(cleanup_timeout, "cleanup_timeout")
+    if timeout is not None:
+        # Before the launch: a bad deadline must not leave a resource launched for nothing.
+        seconds(timeout, "timeout")
     new_id = await launch()
     handle = Handle(new_id, waits=waits, get=get, action=actions.get(on_exit), resource=first)
     failed = False

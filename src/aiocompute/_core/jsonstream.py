@@ -34,6 +34,7 @@ from itertools import accumulate
 from typing import Any, Final, NamedTuple
 
 from .._exceptions import StreamDecodeError, excerpt
+from .checks import count
 
 __all__ = ["DEFAULT_MAX_DEPTH", "DEFAULT_MAX_VALUE_BYTES", "DecodedValue", "JSONStreamDecoder"]
 
@@ -307,10 +308,8 @@ class JSONStreamDecoder:
     def __init__(
         self, max_value_bytes: int = DEFAULT_MAX_VALUE_BYTES, *, max_depth: int = DEFAULT_MAX_DEPTH
     ) -> None:
-        if max_value_bytes < 1:
-            raise ValueError(f"max_value_bytes must be positive, not {max_value_bytes!r}")
-        if max_depth < 1:
-            raise ValueError(f"max_depth must be positive, not {max_depth!r}")
+        count(max_value_bytes, "max_value_bytes", minimum=1)
+        count(max_depth, "max_depth", minimum=1)
         self._max_value_bytes = max_value_bytes
         self._max_depth = max_depth
         # A value of at most this many characters can break neither limit (a UTF-8 character

@@ -107,6 +107,7 @@ from typing import Generic, Literal, TypeVar, overload
 import anyio
 
 from .._exceptions import NotFoundError, WaitTimeout
+from .checks import count
 from .poll_loop import PollLoop, is_retryable
 from .states import StateTable
 from .wait_group import (
@@ -150,8 +151,7 @@ class PerIdFetcher(Generic[R]):
     """
 
     def __init__(self, fetch_one: Callable[[str], Awaitable[R]], concurrency: int) -> None:
-        if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
-            raise ValueError(f"concurrency must be a positive integer, got {concurrency!r}")
+        count(concurrency, "concurrency", minimum=1)
         self.fetch_one = fetch_one
         self.concurrency = concurrency
         self._limiter: anyio.CapacityLimiter | None = None
@@ -253,8 +253,7 @@ class Poller(Generic[R]):
         ):
             if value is None and name == "max_batch":
                 continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            count(value, name, minimum=1)
         self.table = table
         self.kind = kind or table.name
         self.cadence = cadence or PollCadence()

@@ -69,8 +69,7 @@ def _check_attempts(_inst: Any, _attr: Any, value: int) -> None:
 def _to_statuses(value: Collection[int]) -> frozenset[int]:
     statuses = frozenset(value)
     for status in statuses:
-        if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
-            raise ValueError(f"RetryPolicy.retry_statuses holds a non-HTTP status: {status!r}")
+        count(status, "a status in RetryPolicy.retry_statuses", minimum=100, maximum=599)
     return statuses
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import math
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Generic, Protocol, TypeVar
@@ -19,6 +18,7 @@ import anyio
 from attrs import frozen
 
 from .._exceptions import UnreachableState, WaitError, WaitTimeout
+from .checks import seconds
 from .states import StateTable
 from .wait_types import PollEvent, TransitionEvent, Until, WaitResult
 
@@ -112,14 +112,14 @@ def make_target(table: StateTable, until: Until[R]) -> Target[R]:
 
 def check_timeout(timeout: object) -> float:
     """``timeout`` as seconds; every wait needs a positive, finite deadline."""
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
-        raise TypeError(f"timeout must be a number of seconds, got {timeout!r}")
-    if not math.isfinite(timeout) or timeout <= 0:
+    try:
+        return float(seconds(timeout, "timeout"))
+    except ValueError:
+        # The rule's decision, in the words every wait has always used.
         raise ValueError(
             f"timeout must be a positive, finite number of seconds, got {timeout!r}: "
             "every wait needs a deadline"
-        )
-    return float(timeout)
+        ) from None
 
 
 def check_ids(ids: Iterable[str]) -> list[str]:

@@ -12,11 +12,11 @@ import math
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
-from typing import Any, Generic, Literal, TypeVar, Union
+from typing import Generic, Literal, TypeVar, Union
 
 from attrs import define, field, frozen
 
-from .checks import number
+from .checks import number, validator
 
 __all__ = [
     "FetchMany",
@@ -40,8 +40,7 @@ Until = Union[str, Collection[str], Callable[[R], bool]]  # noqa: UP007 (generic
 OnCancel = Literal["detach", "cancel"]
 
 
-def _positive(inst: Any, attr: Any, value: float) -> None:
-    number(value, f"PollCadence.{attr.name}", above=0)
+_positive = validator(number, "PollCadence", above=0)
 
 
 @frozen
@@ -62,18 +61,14 @@ class PollCadence:
 
     initial: float = field(default=0.1, validator=_positive)
     max: float = field(default=2.0, validator=_positive)
-    factor: float = field(default=1.5, validator=_positive)
-    jitter: float = field(default=0.1)
+    factor: float = field(default=1.5, validator=validator(number, "PollCadence", minimum=1))
+    jitter: float = field(
+        default=0.1, validator=validator(number, "PollCadence", minimum=0, below=1)
+    )
     fast: float = field(default=0.1, validator=_positive)
     min_gap: float = field(default=0.05, validator=_positive)
 
     def __attrs_post_init__(self) -> None:
-        if self.factor < 1:
-            raise ValueError(f"PollCadence.factor must be >= 1, got {self.factor}")
-        if isinstance(self.jitter, bool) or not isinstance(self.jitter, (int, float)):
-            raise TypeError(f"PollCadence.jitter must be a number, got {self.jitter!r}")
-        if not 0 <= self.jitter < 1:
-            raise ValueError(f"PollCadence.jitter must be in [0, 1), got {self.jitter}")
         for name in ("initial", "fast", "min_gap"):
             if getattr(self, name) > self.max:
                 raise ValueError(

@@ -16,6 +16,7 @@ from typing import Any
 
 from attrs import frozen
 
+from .._core import checks
 from .._core.config import ConfigError
 from .._core.fanout import fan_out
 from .._core.resources import WaitableResource
@@ -48,6 +49,7 @@ __all__ = [
     "user_input",
     "wait_and_show",
     "waited_data",
+    "whole_number",
 ]
 
 #: How many per-id requests (close, drain, delete) are in flight at once.
@@ -98,33 +100,47 @@ def timeout_option(parser: argparse.ArgumentParser, default: float, what: str) -
 # --------------------------------------------------------------------------- argument types
 
 
+# The range is decided by the library's own checks (aiocompute._core.checks), so that the
+# CLI accepts what the API methods accept; their error becomes argparse's (exit code 2).
+
+
 def positive_seconds(value: str) -> float:
     """An argparse type: a positive, finite number of seconds."""
     try:
         number = float(value)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number of seconds, got {value!r}") from None
-    if not number > 0 or number == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {value!r}")
-    return number
+    try:
+        return checks.seconds(number, "the value")
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a positive number of seconds, got {value!r}"
+        ) from None
 
 
-def at_least_one(unit: str = "") -> Callable[[str], int]:
-    """An argparse type: a whole number >= 1 (of ``unit``, named in the error if given)."""
-    of = f" of {unit}" if unit else ""
+def whole_number(
+    noun: str = "a whole number", *, minimum: int = 0, maximum: int | None = None
+) -> Callable[[str], int]:
+    """An argparse type: a whole number within ``minimum..maximum``, called ``noun`` in
+    errors ("expected <noun> >= 1, got '0'")."""
+    within = f" >= {minimum}" if maximum is None else f" within {minimum}..{maximum}"
 
     def parse(value: str) -> int:
         try:
             number = int(value)
         except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected a whole number{of}, got {value!r}"
-            ) from None
-        if number < 1:
-            raise argparse.ArgumentTypeError(f"expected a number{of} >= 1, got {value!r}")
-        return number
+            raise argparse.ArgumentTypeError(f"expected {noun}, got {value!r}") from None
+        try:
+            return checks.count(number, "the value", minimum=minimum, maximum=maximum)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {noun}{within}, got {value!r}") from None
 
     return parse
+
+
+def at_least_one(unit: str = "") -> Callable[[str], int]:
+    """An argparse type: a whole number >= 1 (of ``unit``, named in the error if given)."""
+    return whole_number(f"a whole number of {unit}" if unit else "a whole number", minimum=1)
 
 
 def target_state(table: StateTable, value: str, what: str) -> str:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from rich.text import Text
 
 from ._app import EXIT_API, EXIT_OK, CommandTree, UsageError
+from ._common import whole_number
 from ._output import Output, one_line
 
 if TYPE_CHECKING:
@@ -122,14 +123,7 @@ async def _emulator(args: argparse.Namespace, out: Output) -> int:
     return EXIT_OK
 
 
-def _port(value: str) -> int:
-    try:
-        port = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a port number, got {value!r}") from None
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a port in 0..65535, got {port}")
-    return port
+_port = whole_number("a port number", maximum=65535)
 
 
 def register(tree: CommandTree) -> None:

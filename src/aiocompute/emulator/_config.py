@@ -14,13 +14,14 @@ that API) or ``"*"`` (every API request). Requests that match no route are never
 from __future__ import annotations
 
 import copy
-import math
 import re
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Literal
 
 import attrs
+
+from .._core.checks import count, number, probability, validator
 
 __all__ = [
     "ROLES",
@@ -68,30 +69,34 @@ _DEFAULT_VERSION: dict[str, str] = {
 }
 
 
-def _to_range(value: Any) -> tuple[float, float]:
-    """Accept ``(low, high)`` or one number (a fixed delay)."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _to_range(value: Any) -> Any:
+    """Accept ``(low, high)`` or one number (a fixed delay); anything else is left for
+    :func:`_check_range`, which can name the field."""
+    if _is_number(value):
         return (float(value), float(value))
-    try:
-        low, high = value
-        return (float(low), float(high))
-    except (TypeError, ValueError):
-        raise ValueError(f"expected a (low, high) pair of seconds, got {value!r}") from None
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        return tuple(float(v) if _is_number(v) else v for v in value)
+    return value
 
 
-def _check_range(
-    _inst: object, attribute: attrs.Attribute[Any], value: tuple[float, float]
-) -> None:
-    low, high = value
-    if not (math.isfinite(low) and math.isfinite(high)) or low < 0 or high < low:
-        raise ValueError(
-            f"{attribute.name} must be a (low, high) pair with 0 <= low <= high, got {value!r}"
-        )
+def _check_range(inst: object, attribute: attrs.Attribute[Any], value: Any) -> None:
+    name = f"{type(inst).__name__}.{attribute.name}"
+    if not isinstance(value, tuple) or len(value) != 2:
+        raise TypeError(f"{name} must be a number of seconds or a (low, high) pair, got {value!r}")
+    low = number(value[0], f"{name} (low)", minimum=0, unit="seconds")
+    number(value[1], f"{name} (high)", minimum=low, unit="seconds")
 
 
-def _non_negative(_inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ValueError(f"{attribute.name} must be a number >= 0, got {value!r}")
+# Validators of the settings, named as the caller wrote them ("QiskitJobsConfig.fail_rate").
+_non_negative = validator(number, None, minimum=0)
+_positive = validator(number, None, above=0)
+_fraction = validator(probability, None)
+_count = validator(count, None)
+_positive_count = validator(count, None, minimum=1)
 
 
 def _frozen_tokens(value: Mapping[str, Any]) -> Mapping[str, tuple[str, str]]:
@@ -200,13 +205,13 @@ class WorkbenchEmulatorConfig:
     job_pending_delay: tuple[float, float] = attrs.field(
         default=(0.02, 0.08), converter=_to_range, validator=_check_range
     )
-    job_chunk_count: int = attrs.field(default=10, validator=_non_negative)
+    job_chunk_count: int = attrs.field(default=10, validator=_count)
     job_chunk_interval: float = attrs.field(default=0.02, validator=_non_negative)
-    job_chunk_bytes: int = attrs.field(default=64, validator=_non_negative)
+    job_chunk_bytes: int = attrs.field(default=64, validator=_count)
     job_exit_code: int = 0
-    job_stderr_every: int = attrs.field(default=0, validator=_non_negative)
+    job_stderr_every: int = attrs.field(default=0, validator=_count)
     job_stop_delay: float = attrs.field(default=0.02, validator=_non_negative)
-    job_write_log_size: int = attrs.field(default=10_000, validator=_non_negative)
+    job_write_log_size: int = attrs.field(default=10_000, validator=_count)
 
     job_result_nesting: Literal["double", "single"] = attrs.field(
         default="double", validator=attrs.validators.in_(("double", "single"))
@@ -299,8 +304,8 @@ class LakeSailEmulatorConfig:
     idle_delay: tuple[float, float] = attrs.field(
         default=(0.5, 1.0), converter=_to_range, validator=_check_range
     )
-    token_duration_seconds: int = attrs.field(default=3600, validator=_non_negative)
-    max_token_duration_seconds: int = attrs.field(default=86400, validator=_non_negative)
+    token_duration_seconds: int = attrs.field(default=3600, validator=_count)
+    max_token_duration_seconds: int = attrs.field(default=86400, validator=_count)
     error_style: Literal["message", "error", "detail", "text"] = attrs.field(
         default="message", validator=attrs.validators.in_(("message", "error", "detail", "text"))
     )
@@ -320,28 +325,6 @@ def _nonempty_str_map(value: Mapping[str, str]) -> Mapping[str, str]:
     if any(not k or not v for k, v in out.items()):
         raise ValueError("keys and values must be non-empty strings")
     return MappingProxyType(out)
-
-
-def _fraction(_inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-        raise ValueError(f"{attribute.name} must be a number within 0..1, got {value!r}")
-
-
-def _positive(_inst: object, attribute: attrs.Attribute[Any], value: float) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{attribute.name} must be a number > 0, got {value!r}")
-
-
-def _optional_positive(_inst: object, attribute: attrs.Attribute[Any], value: float | None) -> None:
-    if value is not None:
-        _positive(_inst, attribute, value)
-
-
-def _optional_non_negative(
-    _inst: object, attribute: attrs.Attribute[Any], value: float | None
-) -> None:
-    if value is not None:
-        _non_negative(_inst, attribute, value)
 
 
 @attrs.frozen
@@ -379,11 +362,15 @@ class QiskitJobsConfig:
         default=(1.0, 4.0), converter=_to_range, validator=_check_range
     )
     fail_rate: float = attrs.field(default=0.0, validator=_fraction)
-    rate_limit: int | None = attrs.field(default=None, validator=_optional_positive)
+    rate_limit: int | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_positive_count)
+    )
     rate_window: float = attrs.field(default=60.0, validator=_positive)
-    usage_limit: float | None = attrs.field(default=None, validator=_optional_non_negative)
-    sampler_num_bits: int = attrs.field(default=2, validator=_positive)
-    default_shots: int = attrs.field(default=1024, validator=_positive)
+    usage_limit: float | None = attrs.field(
+        default=None, validator=attrs.validators.optional(_non_negative)
+    )
+    sampler_num_bits: int = attrs.field(default=2, validator=_positive_count)
+    default_shots: int = attrs.field(default=1024, validator=_positive_count)
 
 
 @attrs.frozen
@@ -609,18 +596,16 @@ class FaultConfig:
         return copy.deepcopy(self)
 
     def check(self) -> None:
-        """Raise :class:`ValueError` naming the first switch holding a value out of range."""
-        for name in ("latency", "error_rate", "rate_limit_rps"):
+        """Raise :class:`ValueError` naming the first switch holding a value out of range
+        (:class:`TypeError` for one that is not a number of the right kind)."""
+        for name in ("latency", "rate_limit_rps"):
             for key, value in getattr(self, name).items():
-                if not isinstance(value, (int, float)) or value < 0:
-                    raise ValueError(f"faults.{name}[{key!r}] must be a number >= 0: {value!r}")
+                number(value, f"faults.{name}[{key!r}]", minimum=0)
         for key, rate in self.error_rate.items():
-            if rate > 1:
-                raise ValueError(f"faults.error_rate[{key!r}] must be within 0..1: {rate!r}")
+            probability(rate, f"faults.error_rate[{key!r}]")
         for name in ("drop_next", "bad_gateway_next", "error_next", "rate_limit_next"):
-            for key, count in getattr(self, name).items():
-                if not isinstance(count, int) or count < 0:
-                    raise ValueError(f"faults.{name}[{key!r}] must be an int >= 0: {count!r}")
+            for key, value in getattr(self, name).items():
+                count(value, f"faults.{name}[{key!r}]")
         for key, kind in self.malformed.items():
             if kind not in MALFORMED_KINDS:
                 raise ValueError(
@@ -628,14 +613,11 @@ class FaultConfig:
                 )
         for name in _STREAM_FAULT_INTS:
             value = getattr(self, name)
-            if value is not None and (
-                isinstance(value, bool) or not isinstance(value, int) or value < 0
-            ):
-                raise ValueError(f"faults.{name} must be None or an int >= 0: {value!r}")
-        if not 400 <= self.error_status <= 599:
-            raise ValueError(
-                f"faults.error_status must be an HTTP error status: {self.error_status!r}"
-            )
+            if value is not None:
+                count(value, f"faults.{name}")
+        number(self.stall_seconds, "faults.stall_seconds", minimum=0, unit="seconds")
+        count(self.retry_after, "faults.retry_after")
+        count(self.error_status, "faults.error_status", minimum=400, maximum=599)
 
 
 @attrs.frozen
@@ -658,4 +640,4 @@ class EmulatorConfig:
     etengine: ETEngineEmulatorConfig = attrs.field(factory=ETEngineEmulatorConfig)
     faults: FaultConfig = attrs.field(factory=FaultConfig)
     shutdown_timeout: float = attrs.field(default=2.0, validator=_non_negative)
-    request_log_size: int = attrs.field(default=10_000, validator=_non_negative)
+    request_log_size: int = attrs.field(default=10_000, validator=_count)

@@ -43,6 +43,7 @@ from typing import Any
 
 from aiohttp import web
 
+from .._core.checks import count
 from . import etengine, lakesail, qiskit, workbench
 from ._config import EmulatorConfig, FaultConfig
 from ._runtime import ChunkWrite, RequestRecord, Runtime, lookup
@@ -218,8 +219,7 @@ class Emulator:
         allow_remote: bool = False,
     ) -> None:
         _check_host(host, allow_remote)
-        if not isinstance(port, int) or not 0 <= port <= 65535:
-            raise ValueError(f"port must be an int in 0..65535, got {port!r}")
+        count(port, "port", maximum=65535)
         self.config = config if config is not None else EmulatorConfig()
         # "localhost" may resolve to two addresses, and port 0 would give each its own port.
         self.host = "127.0.0.1" if host == "localhost" else host

@@ -40,6 +40,8 @@ import aiohttp
 from aiohttp import web
 from attrs import frozen
 
+from .._core.checks import count, number, probability
+
 __all__ = ["ChaosProxy", "ChaosRecord", "Fault"]
 
 # Headers that concern one hop only (RFC 9110 §7.6.1), plus the ones aiohttp sets itself.
@@ -126,11 +128,14 @@ class ChaosProxy:
         for fault, rate in rates.items():
             if not isinstance(fault, Fault):
                 raise TypeError(f"rates keys must be Fault members, got {fault!r}")
-            if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
-                raise ValueError(f"rates[{fault.name}] must be in [0, 1], got {rate!r}")
+            probability(rate, f"rates[{fault.name}]")
             total += rate
         if total > 1 + 1e-9:
             raise ValueError(f"the fault rates add up to {total:g}, more than 1")
+        number(stall, "stall", minimum=0, unit="seconds")
+        if max_faults is not None:
+            count(max_faults, "max_faults")
+        count(port, "port", maximum=65535)
         self.upstream = upstream.rstrip("/")
         self.rates = dict(rates)
         self.stall = stall

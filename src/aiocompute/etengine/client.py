@@ -99,6 +99,7 @@ class ETEngineClient(BaseClient):
         reconcile: bool = True,
         **connection: Unpack[ConnectionOptions],
     ) -> None:
+        count(poll_concurrency, "poll_concurrency", minimum=1)
         key = resolve_setting(
             api_key, ["ET_ENGINE_API_KEY"], what="ET Engine API key", argument="api_key"
         )

@@ -29,6 +29,7 @@ from typing import Any
 import attrs
 from attrs import frozen
 
+from .._core.checks import count
 from .._core.protocol_kit import Request, path_id, read_json
 from .._core.serde import Converters, structure
 from .._exceptions import ProtocolError, redact
@@ -168,11 +169,7 @@ def _choice(value: Any, enum_cls: type[enum.Enum], what: str) -> str | None:
 def _limit(value: Any) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"limit must be an int within 0..{MAX_LIMIT}, got {type(value).__name__}")
-    if not 0 <= value <= MAX_LIMIT:
-        raise ValueError(f"limit must be within 0..{MAX_LIMIT}, got {value}")
-    return value
+    return count(value, "limit", maximum=MAX_LIMIT)
 
 
 def _marker(value: Any) -> str | None:
@@ -186,11 +183,8 @@ def _marker(value: Any) -> str | None:
 def _seconds(value: Any, what: str, *, positive: bool = False) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{what} must be an int number of seconds, got {type(value).__name__}")
-    if value < (1 if positive else 0):
-        raise ValueError(f"{what} must be {'> 0' if positive else '>= 0'}, got {value}")
-    return value
+    # Whole seconds: the API's duration fields are integers.
+    return count(value, what, minimum=1 if positive else 0)
 
 
 def _params(**values: Any) -> dict[str, Any]:
@@ -368,13 +362,11 @@ def create_workload_config(
         if not isinstance(endpoint_limits, Mapping):
             raise TypeError("endpoint_limits must be a mapping of endpoint type to a count")
         limits = {}
-        for key, count in endpoint_limits.items():
+        for key, number in endpoint_limits.items():
             what = f"endpoint_limits[{key!r}]"
             if not isinstance(key, str):
                 raise TypeError(f"{what}: endpoint types are strings")
-            value = _seconds(count, what)  # the same check: an int >= 0
-            assert value is not None
-            limits[key] = value
+            limits[key] = count(number, what)
     body = _params(
         name=_text(name, "name"),
         workloadType=_opt_text(workload_type, "workload_type"),

@@ -25,6 +25,7 @@ from types import MappingProxyType
 
 import anyio
 
+from .._core.checks import number
 from .._core.config import ConfigError
 from .._core.http_errors import safe_url
 from .._core.transport import Transport
@@ -61,13 +62,7 @@ class IAMAuth:
             raise ValueError("the IBM Cloud API key must be a non-empty string")
         if not isinstance(iam_url, str) or not iam_url.lower().startswith(("http://", "https://")):
             raise ValueError(f"iam_url must be an absolute http(s) URL, got {iam_url!r}")
-        if (
-            isinstance(refresh_fraction, bool)
-            or not isinstance(refresh_fraction, (int, float))
-            or not math.isfinite(refresh_fraction)
-            or not 0 < refresh_fraction <= 1
-        ):
-            raise ValueError(f"refresh_fraction must be in (0, 1], got {refresh_fraction!r}")
+        number(refresh_fraction, "refresh_fraction", above=0, maximum=1)
         self._api_key = api_key.strip()
         register_secret(self._api_key)
         self.iam_url = iam_url

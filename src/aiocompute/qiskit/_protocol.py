@@ -25,6 +25,7 @@ from typing import Any
 import attrs
 from attrs import frozen
 
+from .._core.checks import count
 from .._core.protocol_kit import NOT_JSON, Request, path_id, read_json
 from .._core.serde import Converters, structure
 from .._exceptions import ProtocolError
@@ -107,11 +108,7 @@ def create_session(
         raise ValueError(f"mode must be 'batch' or 'dedicated', got {mode!r}")
     body["backend"] = _text(backend, "backend")
     if max_ttl is not None:
-        if isinstance(max_ttl, bool) or not isinstance(max_ttl, int):
-            raise TypeError(f"max_ttl must be an int (seconds), got {type(max_ttl).__name__}")
-        if max_ttl <= 0:
-            raise ValueError(f"max_ttl must be a positive number of seconds, got {max_ttl}")
-        body["max_ttl"] = max_ttl
+        body["max_ttl"] = count(max_ttl, "max_ttl", minimum=1)  # whole seconds
     if instance is not None:
         body["instance"] = _text(instance, "instance")
     return Request("POST", "/v1/sessions", body=body, idempotent=False)
@@ -267,14 +264,6 @@ def _tags(tags: Any, what: str = "tags") -> list[str]:
     return checked
 
 
-def _positive_int(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{what} must be an int, got {type(value).__name__}")
-    if value <= 0:
-        raise ValueError(f"{what} must be positive, got {value}")
-    return value
-
-
 def run_job(
     program_id: str,
     backend: str,
@@ -318,7 +307,7 @@ def run_job(
             raise ValueError(f"log_level must be one of {', '.join(LOG_LEVELS)}, got {log_level!r}")
         body["log_level"] = log_level.lower()
     if max_execution_time is not None:
-        body["cost"] = _positive_int(max_execution_time, "max_execution_time")
+        body["cost"] = count(max_execution_time, "max_execution_time", minimum=1)
     if calibration_id is not None:
         body["calibration_id"] = _text(calibration_id, "calibration_id")
     if runtime is not None:
@@ -378,15 +367,9 @@ def list_jobs(
     """
     query: dict[str, Any] = {}
     if limit is not None:
-        query["limit"] = _positive_int(limit, "limit")
-        if limit > MAX_JOBS_PAGE:
-            raise ValueError(f"limit must be at most {MAX_JOBS_PAGE}, got {limit}")
+        query["limit"] = count(limit, "limit", minimum=1, maximum=MAX_JOBS_PAGE)
     if offset is not None:
-        if isinstance(offset, bool) or not isinstance(offset, int):
-            raise TypeError(f"offset must be an int, got {type(offset).__name__}")
-        if offset < 0:
-            raise ValueError(f"offset must not be negative, got {offset}")
-        query["offset"] = offset
+        query["offset"] = count(offset, "offset")
     for name, flag in (("pending", pending), ("descending", descending)):
         if flag is not None and not isinstance(flag, bool):
             raise TypeError(f"{name} must be True or False, got {flag!r}")

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Sequence
 from contextlib import AbstractAsyncContextManager
 from urllib.parse import urlsplit
 
+from .._core.checks import count
 from .._core.config import ConfigError, check_str, renamed_argument, resolve_setting
 from .._core.governor import Governor
 from .._core.handles import DEFAULT_CLEANUP_TIMEOUT, Handle, InFlight, scoped
@@ -180,6 +181,7 @@ class QiskitRuntimeClient(BaseClient):
         reconcile: bool = True,
         **connection: Unpack[ConnectionOptions],
     ) -> None:
+        count(poll_concurrency, "poll_concurrency", minimum=1)
         # base_url is the name in every client; url= still works, with a DeprecationWarning.
         url = renamed_argument(
             base_url, url, new_name="base_url", old_name="url", where="QiskitRuntimeClient"

@@ -21,6 +21,7 @@ from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol, TypeVar
 
+from .._core.checks import count
 from .._core.handles import InFlight
 from .._core.jsonstream import JSONStreamDecoder
 from .._core.observability import api_call
@@ -464,8 +465,7 @@ class JobsResource(WaitableResource[Job]):
         """
         if not isinstance(raw, bool):
             raise TypeError(f"raw must be True or False, got {raw!r}")
-        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
-            raise ValueError(f"max_bytes must be a positive int, got {max_bytes!r}")
+        count(max_bytes, "max_bytes", minimum=1)
         request = P.job_results(job_id)
         for read in range(1, _RESULT_READS + 1):
             try:
