@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any
 
 import anyio
@@ -63,6 +64,18 @@ async def test_first_429_paces_at_the_measured_rate_times_the_factor() -> None:
     assert gov.rate == pytest.approx(20.0)  # 40 requests in the last second, halved
     assert gov.stats.decreases == 1
     assert gov.stats.throttled == 1
+
+
+async def test_first_429_right_after_the_start_measures_over_the_time_run() -> None:
+    # 20 requests in the first 20 ms are 1,000/s, not 20/s: pacing at 14/s would take
+    # seconds to climb back to a limit of, say, 100/s.
+    fake = FakeTime()
+    gov = make(fake, measure_window=1.0)
+    for _ in range(20):
+        await gov.acquire()
+        fake.now += 0.001
+    gov.feedback(429, None)
+    assert gov.rate == pytest.approx(0.7 * 1000)
 
 
 async def test_default_decrease_factor_is_0_7() -> None:
@@ -154,9 +167,9 @@ async def test_after_a_cut_the_rate_closes_half_the_gap_then_probes() -> None:
     for _ in range(7):
         await run_round(gov, fake)
         seen.append(gov.rate)
-    # 17, 18.5 (half the gap), then steps of 1 (5 % of 20) to the ceiling; past it
-    # the step doubles each round without a 429.
-    assert seen == pytest.approx([17.0, 18.5, 19.5, 20.0, 21.0, 23.0, 27.0])
+    # 17, 18.5 (half the gap), then steps of 1 (5 % of 20) to the ceiling, one more step
+    # past it, and from there the step doubles each round without a 429.
+    assert seen == pytest.approx([17.0, 18.5, 19.5, 20.0, 21.0, 22.0, 24.0])
 
 
 async def test_probe_step_is_at_most_5_percent_of_a_small_limit() -> None:
@@ -168,7 +181,7 @@ async def test_probe_step_is_at_most_5_percent_of_a_small_limit() -> None:
     for _ in range(6):
         await run_round(gov, fake)
         seen.append(gov.rate)
-    assert seen == pytest.approx([4.25, 4.625, 4.875, 5.0, 5.25, 5.75])
+    assert seen == pytest.approx([4.25, 4.625, 4.875, 5.0, 5.25, 5.5])
 
 
 async def test_a_429_sent_before_the_last_cut_does_not_cut_again() -> None:
@@ -211,6 +224,44 @@ async def test_a_429_sent_before_the_last_cut_does_not_cut_again() -> None:
     assert gov.rate == pytest.approx(25.0)
 
 
+async def test_far_above_the_limit_a_cut_goes_to_what_the_server_accepted() -> None:
+    # A limit appears while the client runs at 400/s and the server asks for a second's
+    # pause on each 429: cutting by the factor alone would take ten cuts, ten seconds.
+    fake = FakeTime()
+    gov = make(fake, initial_rate=400.0)
+    async with gov.slot():
+        gov.feedback(429, 1.0)
+    assert gov.rate == pytest.approx(280.0)
+    for _ in range(20):  # after the pause, 20 answers (the server's refilled burst)
+        async with gov.slot():
+            gov.feedback(200, None)
+    async with gov.slot():
+        gov.feedback(429, 1.0)
+    elapsed = fake.now - 100.0
+    assert 1.0 <= elapsed <= 2.0
+    accepted = 20 / elapsed
+    assert gov.rate == pytest.approx(0.7 * accepted)
+    await run_round(gov, fake, seconds=3.0)
+    rate = gov.rate
+    assert rate is not None
+    assert rate <= accepted  # back towards what the server took, not towards 400
+
+
+async def test_near_the_limit_a_cut_is_by_the_factor() -> None:
+    fake = FakeTime()
+    gov = make(fake, initial_rate=20.0)
+    gov.feedback(429, None)  # 14/s
+    for _ in range(15):  # paced: about 14/s accepted since, not far below the pace
+        async with gov.slot():
+            gov.feedback(200, None)
+    before = gov.rate
+    assert before is not None
+    async with gov.slot():
+        gov.feedback(429, None)
+    assert 1.0 <= fake.now - 100.0 <= 2.0
+    assert gov.rate == pytest.approx(before * 0.7)
+
+
 async def test_round_trip_is_measured_inside_slots_and_lengthens_rounds() -> None:
     fake = FakeTime()
     gov = make(fake, initial_rate=50.0, decrease_window=0.5)
@@ -233,7 +284,7 @@ async def test_born_unlimited_drops_pacing_once_past_its_ceiling_and_unused() ->
         fake.now += 0.05
     gov.feedback(429, None)  # 20/s measured: paced at 14/s, ceiling 20
     assert gov.rate == pytest.approx(14.0)
-    while gov.rate is not None and gov.rate <= 20:
+    while gov.rate is not None and gov.rate <= 20.5:
         await run_round(gov, fake)
     assert gov.rate is not None
     # Past the ceiling; the client now wants 5 requests/s only.
@@ -489,10 +540,12 @@ def test_governor_repr_and_stats() -> None:
 
 class TokenBucketServer:
     """A server's rate limit: ``rate`` requests/s with a burst of ``burst``, answering 429
-    with the seconds until its next token as Retry-After; off until :attr:`limited`."""
+    with the seconds until its next token as Retry-After (rounded up to whole seconds, as
+    most servers send it, with ``whole_seconds``); off until :attr:`limited`."""
 
-    def __init__(self, rate: float, burst: float) -> None:
+    def __init__(self, rate: float, burst: float, *, whole_seconds: bool = False) -> None:
         self.rate = rate
+        self.whole_seconds = whole_seconds
         self.burst = burst
         self.tokens = burst
         self.refilled_at = 0.0
@@ -510,7 +563,8 @@ class TokenBucketServer:
             self.refilled_at = now
             if self.tokens < 1:
                 self.log.append((now, 429))
-                return 429, (1 - self.tokens) / self.rate
+                wait = (1 - self.tokens) / self.rate
+                return 429, float(math.ceil(wait)) if self.whole_seconds else wait
             self.tokens -= 1
         self.log.append((now, 200))
         return 200, None
@@ -522,13 +576,14 @@ class TokenBucketServer:
         return ok, throttled
 
 
+@pytest.mark.parametrize("whole_seconds", [False, True], ids=["exact", "whole-seconds"])
 @virtual_time
-async def test_settles_under_a_hard_limit_and_recovers_when_it_lifts() -> None:
+async def test_settles_under_a_hard_limit_and_recovers_when_it_lifts(whole_seconds: bool) -> None:
     # The issue's case: 50 clients, a server limit of 20 requests/s. On the old law (a step
     # per answer) this drew 429 on about 30 % of the requests and swung between 20 and 42/s.
     loop = asyncio.get_running_loop()
     gov = RateGovernor(clock=loop.time)
-    server = TokenBucketServer(rate=20.0, burst=20.0)
+    server = TokenBucketServer(rate=20.0, burst=20.0, whole_seconds=whole_seconds)
     round_trip = 0.1
 
     async def client() -> None:
