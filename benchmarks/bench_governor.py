@@ -8,10 +8,11 @@ Run from the repository root::
 A local aiohttp server (in its own process, so that it does not share the client's event
 loop and core) answers ET Engine's ``GET /v1/batches/<id>/jobs`` with ``[]`` after
 ``--latency`` (50 ms, a network's round trip). Its limit is a token bucket of ``R``
-requests/s (``--limit``, 20) holding ``R`` tokens (a burst of one second); a request that
-finds it empty is answered 429 with ``Retry-After``: the seconds until the next token,
-rounded up to whole seconds as HTTP's delta-seconds are (``--retry-after exact`` sends the
-fraction instead). The limit is off for the first phase, appears, and lifts again.
+requests/s (``--limit``, 20) holding ``R`` tokens (a burst of one second; ``--burst``
+sets it in seconds of the limit); a request that finds it empty is answered 429 with
+``Retry-After``: the seconds until the next token, rounded up to whole seconds as HTTP's
+delta-seconds are (``--retry-after exact`` sends the fraction instead). The limit is off
+for the first phase, appears, and lifts again.
 
 Fifty client tasks (concurrency 50) read in a loop through one ``ETEngineClient`` with the
 SDK's default retry policy (a 429 is retried after its Retry-After, four tries in all).
@@ -80,17 +81,21 @@ class LimitedServer:
     """Answers ``[]`` after ``latency``; with a limit on, a token bucket of ``rate``/s
     holding ``rate`` tokens refuses with 429 + Retry-After. Records (time, status) in bins."""
 
-    def __init__(self, latency: float, whole_seconds: bool) -> None:
+    def __init__(self, latency: float, whole_seconds: bool, burst: float) -> None:
         self.latency = latency
         self.whole_seconds = whole_seconds
+        self.burst = burst  # seconds' worth of the limit
         self.rate: float | None = None
         self.tokens = 0.0
         self.refilled_at = 0.0
         self.bins: dict[int, list[int]] = {}
 
+    def capacity(self) -> float:
+        return max(1.0, (self.rate or 0.0) * self.burst)
+
     def set_limit(self, rate: float | None) -> None:
         self.rate = rate
-        self.tokens = rate or 0.0
+        self.tokens = self.capacity()
         self.refilled_at = time.monotonic()
 
     def _record(self, status: int) -> None:
@@ -100,7 +105,7 @@ class LimitedServer:
     async def jobs(self, _request: web.Request) -> web.Response:
         if self.rate is not None:
             now = time.monotonic()
-            self.tokens = min(self.rate, self.tokens + (now - self.refilled_at) * self.rate)
+            self.tokens = min(self.capacity(), self.tokens + (now - self.refilled_at) * self.rate)
             self.refilled_at = now
             if self.tokens < 1:
                 wait = (1 - self.tokens) / self.rate
@@ -126,8 +131,8 @@ class LimitedServer:
         return web.json_response({str(k): v for k, v in self.bins.items()})
 
 
-async def _serve(latency: float, whole_seconds: bool) -> None:
-    server = LimitedServer(latency, whole_seconds)
+async def _serve(latency: float, whole_seconds: bool, burst: float) -> None:
+    server = LimitedServer(latency, whole_seconds, burst)
     app = web.Application()
     app.router.add_get("/v1/batches/{batch_id}/jobs", server.jobs)
     app.router.add_post("/_control", server.control)
@@ -149,8 +154,8 @@ async def _serve(latency: float, whole_seconds: bool) -> None:
 class ServerProcess:
     """The server in a child process: ``python -m benchmarks.bench_governor --serve ...``."""
 
-    def __init__(self, latency: float, whole_seconds: bool) -> None:
-        self._args = ["--serve", str(latency), "whole" if whole_seconds else "exact"]
+    def __init__(self, latency: float, whole_seconds: bool, burst: float) -> None:
+        self._args = ["--serve", str(latency), "whole" if whole_seconds else "exact", str(burst)]
         self._proc: subprocess.Popen[str] | None = None
         self.url = ""
 
@@ -389,10 +394,11 @@ async def run(
     whole_seconds: bool,
     phases: tuple[float, float, float],
     steady_after: float,
+    burst: float = 1.0,
 ) -> dict[str, dict[str, Any]]:
     """Every contender against a fresh server state."""
     results: dict[str, dict[str, Any]] = {}
-    with ServerProcess(latency, whole_seconds) as server:
+    with ServerProcess(latency, whole_seconds, burst) as server:
         for name, make in CONTENDERS.items():
             raw = await run_one(server.url, make(), limit, phases)
             results[name] = analyse(raw, limit, steady_after)
@@ -407,13 +413,23 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--limit", type=float, default=20.0, help="server limit R, requests/s")
     parser.add_argument("--latency", type=float, default=0.05, help="server latency, seconds")
     parser.add_argument("--retry-after", choices=["whole", "exact"], default="whole")
+    parser.add_argument(
+        "--burst", type=float, default=1.0, help="server bucket, in seconds of the limit"
+    )
     args = parser.parse_args(args_list)
     # --quick: phases too short to settle or recover; it shows the script runs.
     phases = (1.5, 4.0, 2.0) if args.quick else (6.0, 40.0, 34.0)
     steady_after = 2.0 if args.quick else 10.0
     report = Report("bench_governor", args_list)
     results = asyncio.run(
-        run(args.limit, args.latency, args.retry_after == "whole", phases, steady_after)
+        run(
+            args.limit,
+            args.latency,
+            args.retry_after == "whole",
+            phases,
+            steady_after,
+            args.burst,
+        )
     )
     columns = [
         "contender",
@@ -442,7 +458,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     report.table(
         f"Server limit R = {args.limit:g}/s appearing after {unlimited:g} s for {limited:g} s, "
         f"then lifted for {lifted:g} s; concurrency {CONCURRENCY}, latency "
-        f"{args.latency * 1000:g} ms, Retry-After {args.retry_after}",
+        f"{args.latency * 1000:g} ms, burst {args.burst:g} s, Retry-After {args.retry_after}",
         columns,
         rows,
     )
@@ -461,7 +477,7 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 4 and sys.argv[1] == "--serve":
-        asyncio.run(_serve(float(sys.argv[2]), sys.argv[3] == "whole"))
+    if len(sys.argv) == 5 and sys.argv[1] == "--serve":
+        asyncio.run(_serve(float(sys.argv[2]), sys.argv[3] == "whole", float(sys.argv[4])))
     else:
         main()

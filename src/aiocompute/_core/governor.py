@@ -122,9 +122,9 @@ class RateGovernor:
 
     **Start.** With the defaults (``initial_rate=None, max_rate=None``) the governor starts
     *unlimited*: no pacing at all until the server first answers 429. At that moment it
-    measures the request rate of the last ``measure_window`` seconds and starts pacing at that
-    rate times ``decrease_factor``. Given ``initial_rate`` (or ``max_rate``), it paces from the
-    first request.
+    measures the request rate of the last ``measure_window`` seconds (or of the time it has
+    been unlimited, if shorter) and starts pacing at that rate times ``decrease_factor``
+    (0.7). Given ``initial_rate`` (or ``max_rate``), it paces from the first request.
 
     **Rounds.** The rate changes at most once per *round*: the longer of ``decrease_window``
     seconds and the smoothed round-trip time of the requests (measured from the start of a
@@ -138,8 +138,9 @@ class RateGovernor:
       half the gap to it, so it comes back near the limit in a few rounds and then creeps;
       the step is ``increase``, or 5 % of the ceiling when that is less (a limit of 5/s is
       probed by 0.25/s, not by a fifth of itself);
-    - at or above the ceiling by the step, doubled each further round without a 429, so a
-      limit that lifted is found gone within seconds (at 20/s: +1, +2, +4 ... per round).
+    - at the ceiling by the step, then past it by the step doubled each further round
+      without a 429, so a limit that lifted is found gone within seconds (at 20/s: +1, +1,
+      +2, +4 ... per round).
 
     A governor that started unlimited (and has no ``max_rate``) drops pacing again when it
     has grown past its ceiling and the client no longer uses half of its rate, or after
