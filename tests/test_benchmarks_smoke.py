@@ -33,6 +33,7 @@ BENCHMARKS = (
     "bench_sync",
     "bench_jsonstream",
     "bench_chaos",
+    "bench_governor",
 )
 _TIMEOUT = 60
 
@@ -284,3 +285,20 @@ def test_bench_chaos_reports_every_api_and_no_duplicate(runs: dict[str, dict[str
     for name, row in report["values"].items():
         if name != "Qiskit sessions.create":
             assert row["lost"] == 0, name
+
+
+@pytest.mark.slow
+def test_bench_governor_reports_every_contender(runs: dict[str, dict[str, Any]]) -> None:
+    report = _finished(runs, "bench_governor")
+    assert _rows(report, 0) == ["RateGovernor()", "old law", "no governor"]
+    results = report["values"]["results"]
+    for name, result in results.items():
+        assert result["full"] > 0, name  # the server answered before the limit
+        ok_total = sum(ok for ok, _ in result["per_second"])
+        assert ok_total > 0, name
+        # The limit was met: the requests in flight when it appeared were refused.
+        assert result["throttled_all"] > 0, name
+        assert 0 <= result["share_429_all"] <= 1
+    # Without a governor the retries alone face the limit: most tries are refused.
+    assert results["no governor"]["share_429_all"] > results["RateGovernor()"]["share_429_all"]
+    assert "Goal: goodput >= 0.9 R" in "\n".join(report["notes"])

@@ -24,6 +24,7 @@ from aiocompute import (
     PollCadence,
     PoolLimits,
     QiskitRuntimeClient,
+    RateGovernor,
     ResumePolicy,
     RetryPolicy,
     SessionConfig,
@@ -137,6 +138,18 @@ def _faults(**switches: Any) -> None:
 
 
 ARGS = [
+    # -- the rate governor every client has
+    *(
+        Arg(f"RateGovernor({name}=)", name, kind, zero, lambda _, v, n=name: RateGovernor(**{n: v}))
+        for name, kind, zero in (
+            ("min_rate", "number", False),
+            ("increase", "number", True),
+            ("decrease_window", "number", True),
+            ("max_pause", "number", False),
+            ("measure_window", "number", False),
+            ("max_concurrency", "int", False),
+        )
+    ),
     # -- settings shared by the four clients
     Arg(
         "Timeouts(connect=)", "Timeouts.connect", "number", False, lambda _, v: Timeouts(connect=v)

@@ -85,3 +85,53 @@ async def test_max_concurrency_caps_the_requests_in_flight_at_the_server() -> No
     assert most == 2
     assert elapsed >= 5 * 0.2  # five rounds of two, not one round of ten
     assert governor.stats.in_flight == 0
+
+
+async def test_a_client_settles_under_a_servers_hard_limit() -> None:
+    # Through a real local server that enforces 100 requests/s (a token bucket of 10,
+    # 429 + Retry-After beyond it): 50 concurrent reads through the client's default governor.
+    # The old law stepped the rate up on every answer (+100/s per second at this limit) and
+    # kept overshooting; the law now steps once per round (>= 1 s).
+    rate, burst = 100.0, 10.0
+    tokens, refilled_at = burst, time.monotonic()
+    log: list[int] = []  # statuses, in the order the server answered
+
+    async def jobs(_request: web.Request) -> web.Response:
+        nonlocal tokens, refilled_at
+        now = time.monotonic()
+        tokens = min(burst, tokens + (now - refilled_at) * rate)
+        refilled_at = now
+        if tokens < 1:
+            log.append(429)
+            retry_after = f"{(1 - tokens) / rate + 0.005:.2f}"
+            return web.json_response({}, status=429, headers={"Retry-After": retry_after})
+        tokens -= 1
+        log.append(200)
+        return web.json_response([])
+
+    app = web.Application()
+    app.router.add_get("/v1/batches/{id}/jobs", jobs)
+    governor = RateGovernor()
+    reads = 0
+    async with serve_http(app) as server:
+        url = f"{server.url}/v1"
+        async with ETEngineClient(api_key="k" * 8, base_url=url, governor=governor) as et:
+
+            async def reader(index: int) -> None:
+                nonlocal reads
+                while reads < 400:
+                    await et.jobs.list(f"b-{index}")  # a 429 is retried after Retry-After
+                    reads += 1
+
+            started = time.monotonic()
+            await asyncio.gather(*(reader(i) for i in range(50)))
+            elapsed = time.monotonic() - started
+    stats = governor.stats
+    assert stats.throttled == log.count(429) > 0
+    assert stats.decreases >= 1
+    # Once per round of at least 1 s, whatever the number of answers.
+    assert stats.increases <= elapsed + 1
+    # Past the first 150 answers (the requests in flight when the limit was first met are
+    # refused whatever the law), at most 10 % were refused.
+    later = log[150:]
+    assert later.count(429) <= 0.10 * len(later)
