@@ -26,7 +26,7 @@ from aiocompute import (
 from aiocompute.emulator import Emulator, EmulatorConfig, FaultConfig, WorkbenchEmulatorConfig
 from aiocompute.emulator.workbench import JobRecord
 from aiocompute.workbench import OutputChunk, OutputLine
-from helpers import QUICK_RESUME
+from helpers import QUICK_RESUME, make_emulator_on_loop_clock, virtual_time
 
 FAST = WorkbenchEmulatorConfig(
     job_pending_delay=0.01,
@@ -382,10 +382,14 @@ async def test_stall_without_resume_raises(wb: WorkbenchClient, emu: Emulator) -
     assert emu.stats["workbench.get_job_output"] == 1
 
 
-async def test_total_timeout_does_not_cut_a_quiet_stream(emu: Emulator) -> None:
-    async with WorkbenchClient(
-        emu.workbench_url, token="user-token", timeouts=Timeouts(total=0.3, stall=5)
-    ) as wb:
+@virtual_time  # the stream outlasts the total timeout on the loop's clock, in no real time
+async def test_total_timeout_does_not_cut_a_quiet_stream() -> None:
+    async with (
+        make_emulator_on_loop_clock(seed=9, workbench=FAST) as emu,
+        WorkbenchClient(
+            emu.workbench_url, token="user-token", timeouts=Timeouts(total=0.3, stall=5)
+        ) as wb,
+    ):
         job = await wb.jobs.launch(
             job_spec("--emu-pending=0", "--emu-chunks=2", "--emu-interval=0.45")
         )
