@@ -10,7 +10,7 @@ from aiohttp import web
 
 from aiocompute import ETEngineClient, RateGovernor, WorkbenchClient
 from aiocompute.emulator import Emulator
-from helpers import virtual_time
+from helpers import make_emulator_on_loop_clock, virtual_time
 from netkit import serve_http
 
 LP = {"name": "g", "cluster": "Local"}
@@ -48,8 +48,14 @@ async def test_polls_queries_and_launches_share_the_governor_and_429_slows_it() 
         assert stats.acquired >= 3 + emu.stats["workbench.get_session"] - 2
 
 
+@virtual_time  # the default governor's pace after the 429 (1 s) passes on the loop's clock
 async def test_a_launch_refused_with_429_is_sent_again_and_starts_one_session() -> None:
-    async with Emulator() as emu, WorkbenchClient(emu.workbench_url, token="user-token") as wb:
+    # The default governor, on the loop's clock (on a real loop: time.monotonic, as usual).
+    governor = RateGovernor(clock=asyncio.get_running_loop().time)
+    async with (
+        make_emulator_on_loop_clock() as emu,
+        WorkbenchClient(emu.workbench_url, token="user-token", governor=governor) as wb,
+    ):
         emu.faults.rate_limit_next["workbench.launch_session"] = 1
         emu.faults.retry_after = 0
         launched = await wb.sessions.launch("VS Code", name="once", launch_parameters=LP)
