@@ -20,7 +20,7 @@ from unittest import mock
 
 import attrs
 
-from aiocompute import PollCadence, ResumePolicy, RetryPolicy
+from aiocompute import PollCadence, RateGovernor, ResumePolicy, RetryPolicy
 from aiocompute.emulator import Emulator, EmulatorConfig
 
 # -- quick policies -----------------------------------------------------------------------------
@@ -41,6 +41,16 @@ QUICK_RETRY = quick_retry()
 
 #: Up to three stream reconnects, 10..20 ms apart.
 QUICK_RESUME = ResumePolicy(max_reconnects=3, backoff_initial=0.01, backoff_max=0.02)
+
+
+def quick_governor() -> RateGovernor:
+    """A client's rate governor (one per client: it belongs to one event loop) that, after
+    a 429, paces at 100 requests/s or more and honours a ``Retry-After`` for 10 ms at most.
+
+    The default one paces at 1 request/s after a 429 and pauses for the whole Retry-After:
+    a second of real time per refusal, where a test is about what is sent, not the pace.
+    """
+    return RateGovernor(min_rate=100.0, max_pause=0.01)
 
 
 # -- emulators --------------------------------------------------------------------------------

@@ -19,6 +19,7 @@ from aiocompute import (
 )
 from aiocompute.emulator import Emulator
 from aiocompute.emulator.chaos import ChaosProxy, Fault
+from helpers import quick_governor
 
 QUICK = RetryPolicy(max_attempts=3, backoff_initial=0.001, backoff_max=0.002, retry_after_max=0.01)
 
@@ -34,6 +35,7 @@ def client(proxy: ChaosProxy, **options: object) -> ETEngineClient:
         api_key="et-key",
         base_url=f"{proxy.url}/etengine/v1",
         retry=QUICK,
+        governor=quick_governor(),  # the proxy's 429 asks for 1 s: the governor waits 10 ms
         **options,  # type: ignore[arg-type]
     )
 

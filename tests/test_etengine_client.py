@@ -31,7 +31,7 @@ from aiocompute.etengine import (
     JobStatus,
     SubmittedBatch,
 )
-from helpers import QUICK_POLL, QUICK_RETRY
+from helpers import QUICK_POLL, QUICK_RETRY, make_emulator_on_loop_clock, virtual_time
 
 KEY = "et-key"
 
@@ -98,9 +98,10 @@ async def test_failed_batch_is_unreachable_for_succeeded(et: ETEngineClient) -> 
     assert ended.state == "failed"
 
 
-async def test_wait_timeout_names_the_phase(emu: Emulator) -> None:
+@virtual_time  # the batch reaches its long run phase, and the waits time out, on the loop's clock
+async def test_wait_timeout_names_the_phase() -> None:
     config = ETEngineEmulatorConfig(run_delay=30)
-    async with Emulator(config=EmulatorConfig(etengine=config)) as server, client(server) as et:
+    async with make_emulator_on_loop_clock(etengine=config) as server, client(server) as et:
         created = await et.batches.create("tool-hello")
         assert created.batch_id is not None
         with pytest.raises(WaitTimeout, match="'running'") as info:

@@ -62,17 +62,22 @@ async def test_waiting_for_pending_once_active_is_unreachable(ls: LakeSailClient
         await ls.sessions.wait(s.id, "pending", timeout=5)
 
 
-async def test_timeout_and_cancel_on_timeout(ls: LakeSailClient, emu: Emulator) -> None:
-    s = await ls.sessions.create(name="emu-stuck")
-    with pytest.raises(WaitTimeout) as info:
-        await ls.sessions.wait(s.id, timeout=0.3)
-    assert isinstance(info.value.last, Session)
-    assert info.value.last.state == "pending"
-    assert info.value.attempts >= 2
-    assert emu.lakesail.sessions[s.id].state == "pending"  # detached: still there
-    with pytest.raises(WaitTimeout):
-        await ls.sessions.wait(s.id, timeout=0.2, on_cancel="cancel")
-    assert emu.lakesail.sessions[s.id].state == "closed"  # cancel closed it
+@virtual_time  # the waits' timeouts pass on the loop's clock: two reads at least, always
+async def test_timeout_and_cancel_on_timeout() -> None:
+    async with (
+        make_emulator_on_loop_clock(seed=9, lakesail=FAST) as emu,
+        LakeSailClient("lakesail-token", base_url=emu.lakesail_url, cadence=QUICK_POLL) as ls,
+    ):
+        s = await ls.sessions.create(name="emu-stuck")
+        with pytest.raises(WaitTimeout) as info:
+            await ls.sessions.wait(s.id, timeout=0.3)
+        assert isinstance(info.value.last, Session)
+        assert info.value.last.state == "pending"
+        assert info.value.attempts >= 2
+        assert emu.lakesail.sessions[s.id].state == "pending"  # detached: still there
+        with pytest.raises(WaitTimeout):
+            await ls.sessions.wait(s.id, timeout=0.2, on_cancel="cancel")
+        assert emu.lakesail.sessions[s.id].state == "closed"  # cancel closed it
 
 
 async def test_relaunch_and_wait_for_the_new_session(ls: LakeSailClient) -> None:

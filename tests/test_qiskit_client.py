@@ -120,16 +120,21 @@ async def test_offline_backend_closes_the_session(q: QiskitRuntimeClient) -> Non
     assert [state for state, _ in info.value.history][-1] == "closed"
 
 
-async def test_wait_timeout_and_cancel_on_timeout(q: QiskitRuntimeClient, emu: Emulator) -> None:
-    s = await q.sessions.create("emu_stuck")
-    with pytest.raises(WaitTimeout) as info:
-        await q.sessions.wait(s.id, timeout=0.3)
-    assert "'open'" in str(info.value)
-    assert info.value.attempts >= 2
-    assert emu.qiskit.sessions[s.id].state == "open"  # detached: left alone
-    with pytest.raises(WaitTimeout):
-        await q.sessions.wait(s.id, timeout=0.2, on_cancel="cancel")
-    assert emu.qiskit.sessions[s.id].state == "closed"
+@virtual_time  # the waits' timeouts pass on the loop's clock: two reads at least, always
+async def test_wait_timeout_and_cancel_on_timeout() -> None:
+    async with (
+        make_emulator_on_loop_clock(seed=3, qiskit=FAST) as emu,
+        client(emu) as q,
+    ):
+        s = await q.sessions.create("emu_stuck")
+        with pytest.raises(WaitTimeout) as info:
+            await q.sessions.wait(s.id, timeout=0.3)
+        assert "'open'" in str(info.value)
+        assert info.value.attempts >= 2
+        assert emu.qiskit.sessions[s.id].state == "open"  # detached: left alone
+        with pytest.raises(WaitTimeout):
+            await q.sessions.wait(s.id, timeout=0.2, on_cancel="cancel")
+        assert emu.qiskit.sessions[s.id].state == "closed"
 
 
 async def test_wait_all_reads_one_session_per_request_under_a_cap(emu: Emulator) -> None:

@@ -4,6 +4,7 @@ errors, pagination, 409, 429), and the client against the emulator over loopback
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import AsyncIterator
@@ -22,6 +23,7 @@ from aiocompute import (
     NotFoundError,
     OutcomeUnknown,
     ProtocolError,
+    RateGovernor,
     RateLimitError,
     ServerError,
     UnreachableState,
@@ -32,7 +34,14 @@ from aiocompute.emulator import Emulator, QiskitEmulatorConfig, QiskitJobsConfig
 from aiocompute.qiskit import QISKIT_RETRY, Job, JobStatus, QiskitRuntimeClient
 from aiocompute.qiskit import _protocol as P
 from aiocompute.qiskit._states import JOB_STATES
-from helpers import QUICK_POLL, EmulatorFactory, quick_retry
+from helpers import (
+    QUICK_POLL,
+    EmulatorFactory,
+    make_emulator_on_loop_clock,
+    quick_governor,
+    quick_retry,
+    virtual_time,
+)
 
 CRN = "crn:v1:bluemix:public:quantum-computing:us-east:a/abc::"
 KEY = "qiskit-key"
@@ -245,6 +254,8 @@ JOBS_URL = BASE + "/v1/jobs"
 def mocked_client(m: aioresponses, **kwargs: Any) -> QiskitRuntimeClient:
     m.post(IAM, payload={"access_token": "tok-1", "token_type": "Bearer", "expires_in": 3600})
     kwargs.setdefault("retry", quick_retry(QISKIT_RETRY, retry_after_max=1.0))
+    # After a 429 the retry policy spaces the tries, not the default governor's 1 s pace.
+    kwargs.setdefault("governor", quick_governor())
     return QiskitRuntimeClient(token=KEY, instance=CRN, base_url=BASE, iam_url=IAM, **kwargs)
 
 
@@ -600,20 +611,25 @@ async def test_a_job_needs_a_session_that_takes_jobs(q: QiskitRuntimeClient) -> 
         await q.jobs.run("transpiler", "ibm_kyiv", params={})
 
 
-async def test_run_waits_out_the_rate_limit(emulator: EmulatorFactory) -> None:
+@virtual_time  # the server's one-second rate window passes on the loop's clock
+async def test_run_waits_out_the_rate_limit() -> None:
     jobs = QiskitJobsConfig(rate_limit=2, rate_window=1.0)
-    emu = await emulator(seed=2, qiskit=QiskitEmulatorConfig(jobs=jobs))
+    clock = asyncio.get_running_loop().time
     patient = quick_retry(QISKIT_RETRY, retry_after_max=5.0)
-    async with client(emu, retry=patient) as q:
+    async with (
+        make_emulator_on_loop_clock(seed=2, qiskit=QiskitEmulatorConfig(jobs=jobs)) as emu,
+        client(emu, retry=patient, governor=RateGovernor(clock=clock)) as q,
+    ):
         for _ in range(3):
             await q.jobs.run("sampler", "ibm_kyiv", params={})
-    assert len(emu.qiskit.jobs) == 3
-    assert emu.qiskit.jobs.rate_limited == 1
-    assert emu.stats["qiskit.run_job"] == 4  # the refused one was sent again, once
-    async with client(emu, retry=quick_retry(QISKIT_RETRY, max_attempts=1)) as q:
-        await q.jobs.run("sampler", "ibm_kyiv", params={})
-        with pytest.raises(RateLimitError) as info:
+        assert len(emu.qiskit.jobs) == 3
+        assert emu.qiskit.jobs.rate_limited == 1
+        assert emu.stats["qiskit.run_job"] == 4  # the refused one was sent again, once
+        once = quick_retry(QISKIT_RETRY, max_attempts=1)
+        async with client(emu, retry=once, governor=RateGovernor(clock=clock)) as q:
             await q.jobs.run("sampler", "ibm_kyiv", params={})
+            with pytest.raises(RateLimitError) as info:
+                await q.jobs.run("sampler", "ibm_kyiv", params={})
     assert info.value.retry_after is not None
     assert info.value.retry_after >= 1
 

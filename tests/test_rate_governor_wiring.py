@@ -4,13 +4,13 @@ queries and launches feed it, and a 429 from the server slows the whole client d
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 from aiohttp import web
 
 from aiocompute import ETEngineClient, RateGovernor, WorkbenchClient
 from aiocompute.emulator import Emulator
+from helpers import make_emulator_on_loop_clock, virtual_time
 from netkit import serve_http
 
 LP = {"name": "g", "cluster": "Local"}
@@ -48,8 +48,14 @@ async def test_polls_queries_and_launches_share_the_governor_and_429_slows_it() 
         assert stats.acquired >= 3 + emu.stats["workbench.get_session"] - 2
 
 
+@virtual_time  # the default governor's pace after the 429 (1 s) passes on the loop's clock
 async def test_a_launch_refused_with_429_is_sent_again_and_starts_one_session() -> None:
-    async with Emulator() as emu, WorkbenchClient(emu.workbench_url, token="user-token") as wb:
+    # The default governor, on the loop's clock (on a real loop: time.monotonic, as usual).
+    governor = RateGovernor(clock=asyncio.get_running_loop().time)
+    async with (
+        make_emulator_on_loop_clock() as emu,
+        WorkbenchClient(emu.workbench_url, token="user-token", governor=governor) as wb,
+    ):
         emu.faults.rate_limit_next["workbench.launch_session"] = 1
         emu.faults.retry_after = 0
         launched = await wb.sessions.launch("VS Code", name="once", launch_parameters=LP)
@@ -58,8 +64,10 @@ async def test_a_launch_refused_with_429_is_sent_again_and_starts_one_session() 
         assert [s.id for s in emu.workbench.sessions.values()] == [launched.id]
 
 
+@virtual_time  # the ten calls' 0.2 s each pass on the loop's clock, in no real time
 async def test_max_concurrency_caps_the_requests_in_flight_at_the_server() -> None:
     # Measured at the server: 10 calls at 0.2 s each, capped at 2 in flight.
+    clock = asyncio.get_running_loop().time
     in_flight = 0
     most = 0
 
@@ -79,9 +87,9 @@ async def test_max_concurrency_caps_the_requests_in_flight_at_the_server() -> No
     async with serve_http(app) as server:
         url = f"{server.url}/v1"
         async with ETEngineClient(api_key="k" * 8, base_url=url, governor=governor) as et:
-            started = time.monotonic()
+            started = clock()
             await asyncio.gather(*(et.jobs.list(f"b-{i}") for i in range(10)))
-            elapsed = time.monotonic() - started
+            elapsed = clock() - started
     assert most == 2
     assert elapsed >= 5 * 0.2  # five rounds of two, not one round of ten
     assert governor.stats.in_flight == 0

@@ -22,6 +22,7 @@ from aiocompute import (
     LakeSailClient,
     OutcomeUnknown,
     QiskitRuntimeClient,
+    RateGovernor,
     Timeouts,
     TransportError,
     WorkbenchClient,
@@ -39,12 +40,20 @@ from aiocompute._core.reconcile import (
 from aiocompute.emulator import Emulator
 from aiocompute.emulator.chaos import COMMITTED, ChaosProxy, Fault
 from aiocompute.workbench import JobSpec
-from helpers import quick_retry
+from helpers import make_emulator_on_loop_clock, quick_retry, virtual_time
 
 CRN = "crn:v1:bluemix:public:quantum-computing:us-east:a/abc::"
 TIMEOUT = 0.5  # the client's total timeout: a STALL holds the answer longer
 STALL = 1.0
-OPTIONS: dict[str, Any] = {"timeouts": Timeouts(total=TIMEOUT), "retry": quick_retry()}
+
+
+def _options() -> dict[str, Any]:
+    """The clients' settings. Their governor reads the running loop's clock (on a real loop
+    the same clock as its default, time.monotonic), so that on virtual time the pause
+    after a 429 passes on the virtual clock too."""
+    governor = RateGovernor(clock=asyncio.get_running_loop().time)
+    return {"timeouts": Timeouts(total=TIMEOUT), "retry": quick_retry(), "governor": governor}
+
 
 # The create requests (Workbench reads are POSTs too: only the creates get faults).
 _CREATES = re.compile(
@@ -77,7 +86,7 @@ class Api:
 
 
 def _wb(url: str, emu: Emulator) -> WorkbenchClient:
-    return WorkbenchClient(f"{url}/workbench", token="user-token", **OPTIONS)
+    return WorkbenchClient(f"{url}/workbench", token="user-token", **_options())
 
 
 SPEC = JobSpec(name="j", cluster="Local", command="echo hi")
@@ -89,7 +98,7 @@ def _qiskit(url: str, emu: Emulator) -> QiskitRuntimeClient:
         instance=CRN,
         base_url=f"{url}/qiskit/api",
         iam_url=emu.qiskit_iam_url,
-        **OPTIONS,
+        **_options(),
     )
 
 
@@ -123,7 +132,7 @@ APIS = [
     Api(
         "lakesail session",
         lambda url, emu: LakeSailClient(
-            "lakesail-token", base_url=f"{url}/lakesail/api/v1", **OPTIONS
+            "lakesail-token", base_url=f"{url}/lakesail/api/v1", **_options()
         ),
         lambda ls: ls.sessions.create(name="rc"),
         lambda emu: list(emu.lakesail.sessions),
@@ -140,7 +149,9 @@ APIS = [
     ),
     Api(
         "etengine batch",
-        lambda url, emu: ETEngineClient(api_key="et-key", base_url=f"{url}/etengine/v1", **OPTIONS),
+        lambda url, emu: ETEngineClient(
+            api_key="et-key", base_url=f"{url}/etengine/v1", **_options()
+        ),
         lambda et: et.batches.create("tool-hello"),
         lambda emu: list(emu.etengine.batches),
         lambda b: b.batch_id,
@@ -175,10 +186,12 @@ async def _landed(emu: Emulator, api: Api, count: int) -> None:
 
 @pytest.mark.parametrize("fault", FAULTS, ids=lambda f: f.name)
 @pytest.mark.parametrize("api", APIS, ids=lambda a: a.name)
+@virtual_time  # a STALL (1 s) and the governor's pause after a 429 (1 s) take no real time
 async def test_one_fault_on_a_create_makes_one_resource_its_caller_gets(
-    emu: Emulator, api: Api, fault: Fault
+    api: Api, fault: Fault
 ) -> None:
     async with (
+        make_emulator_on_loop_clock(seed=5) as emu,
         ChaosProxy(
             emu.url, rates={fault: 1.0}, targets=creates_only, stall=STALL, max_faults=1
         ) as proxy,

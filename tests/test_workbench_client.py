@@ -44,7 +44,7 @@ from aiocompute.workbench import (
     User,
 )
 from aiocompute.workbench import _protocol as P
-from helpers import quick_retry
+from helpers import quick_governor, quick_retry
 
 # A distinctive credential: if it ever shows up in a text, it leaked.
 SECRET = "wbtok-Zq81vX-5f3c9e2d7a"
@@ -77,7 +77,11 @@ pytestmark = pytest.mark.emulator(seed=3, workbench=FAST)
 
 @pytest.fixture
 async def wb(emu: Emulator) -> AsyncIterator[WorkbenchClient]:
-    async with WorkbenchClient(emu.workbench_url, token="user-token", retry=QUICK) as client:
+    # A quick governor: after a 429 only the retry policy spaces the tries (the default
+    # governor would pause for the whole Retry-After, 1 s).
+    async with WorkbenchClient(
+        emu.workbench_url, token="user-token", retry=QUICK, governor=quick_governor()
+    ) as client:
         yield client
 
 

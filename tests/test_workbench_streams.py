@@ -26,7 +26,7 @@ from aiocompute import (
 from aiocompute.emulator import Emulator, EmulatorConfig, FaultConfig, WorkbenchEmulatorConfig
 from aiocompute.emulator.workbench import JobRecord
 from aiocompute.workbench import OutputChunk, OutputLine
-from helpers import QUICK_RESUME
+from helpers import QUICK_RESUME, make_emulator_on_loop_clock, virtual_time
 
 FAST = WorkbenchEmulatorConfig(
     job_pending_delay=0.01,
@@ -50,6 +50,17 @@ async def wb(emu: Emulator) -> AsyncIterator[WorkbenchClient]:
 
 def job_spec(*args: str) -> JobSpec:
     return JobSpec(name="out", cluster="Local", exe="Rscript", args=list(args))
+
+
+@contextlib.asynccontextmanager
+async def on_loop_clock() -> AsyncIterator[tuple[Emulator, WorkbenchClient]]:
+    """The module's emulator and client, for a test on virtual time (no async fixture
+    reaches its loop)."""
+    async with (
+        make_emulator_on_loop_clock(seed=9, workbench=FAST) as emu,
+        WorkbenchClient(emu.workbench_url, token="user-token") as wb,
+    ):
+        yield emu, wb
 
 
 def expected(record: JobRecord) -> list[tuple[str, str]]:
@@ -107,13 +118,17 @@ async def settle() -> None:
 # -- live delivery and framing ------------------------------------------------------------
 
 
-async def test_chunks_arrive_while_the_job_runs(wb: WorkbenchClient, emu: Emulator) -> None:
-    job = await wb.jobs.launch(job_spec("--emu-pending=0", "--emu-chunks=5", "--emu-interval=0.1"))
-    record = emu.workbench.jobs[job.id]
-    received: list[tuple[OutputChunk, str, int]] = []
-    async for chunk in wb.jobs.output(job.id):
-        now = anyio.current_time()  # emulator clock: time.monotonic(), same as asyncio's
-        received.append((chunk, record.status_at(now), record.chunks_at(now)))
+@virtual_time  # a chunk's arrival is exact on the loop's clock, however busy the machine
+async def test_chunks_arrive_while_the_job_runs() -> None:
+    async with on_loop_clock() as (emu, wb):
+        job = await wb.jobs.launch(
+            job_spec("--emu-pending=0", "--emu-chunks=5", "--emu-interval=0.1")
+        )
+        record = emu.workbench.jobs[job.id]
+        received: list[tuple[OutputChunk, str, int]] = []
+        async for chunk in wb.jobs.output(job.id):
+            now = anyio.current_time()  # the emulator's clock too (the loop's)
+            received.append((chunk, record.status_at(now), record.chunks_at(now)))
     _, status_then, produced_then = received[0]
     assert status_then == "Running"  # the first chunk came before the job finished
     assert produced_then < 5  # and before the last chunk was even produced
@@ -215,25 +230,30 @@ async def test_dropped_connection_of_a_live_job(wb: WorkbenchClient, emu: Emulat
     assert emu.stats["faults.drop_stream"] == 2
 
 
-async def test_audited_job_resumed_into_its_finished_output(
-    wb: WorkbenchClient, emu: Emulator
-) -> None:
-    job = await wb.audited_jobs.launch(
-        job_spec(
-            "--emu-pending=0.05", "--emu-chunks=4", "--emu-interval=0.05", "--emu-stderr-every=2"
+@virtual_time  # the job ends during the reconnect's latency on the loop's clock, always
+async def test_audited_job_resumed_into_its_finished_output() -> None:
+    async with on_loop_clock() as (emu, wb):
+        job = await wb.audited_jobs.launch(
+            job_spec(
+                "--emu-pending=0.05",
+                "--emu-chunks=4",
+                "--emu-interval=0.05",
+                "--emu-stderr-every=2",
+            )
         )
-    )
-    record = emu.workbench.audited_jobs[job.id]
-    sizes = [len(json.dumps(_live_value(record, i), separators=(",", ":"))) + 1 for i in range(2)]
-    # Cut the first stream inside its third object; by the time the reconnect is answered
-    # (held back by latency) the job has finished, so the answer is its whole output at once.
-    emu.faults.drop_stream_after_bytes = sum(sizes) + 10
-    emu.faults.drop_stream_count = 1
-    got: list[OutputChunk] = []
-    async for chunk in wb.audited_jobs.output(job.id, resume=QUICK_RESUME):
-        got.append(chunk)
-        if len(got) == 2:
-            emu.faults.latency["workbench.get_audited_job_output"] = 0.4
+        record = emu.workbench.audited_jobs[job.id]
+        sizes = [
+            len(json.dumps(_live_value(record, i), separators=(",", ":"))) + 1 for i in range(2)
+        ]
+        # Cut the first stream inside its third object; by the time the reconnect is answered
+        # (held back by latency) the job has finished, so the answer is its whole output.
+        emu.faults.drop_stream_after_bytes = sum(sizes) + 10
+        emu.faults.drop_stream_count = 1
+        got: list[OutputChunk] = []
+        async for chunk in wb.audited_jobs.output(job.id, resume=QUICK_RESUME):
+            got.append(chunk)
+            if len(got) == 2:
+                emu.faults.latency["workbench.get_audited_job_output"] = 0.4
     assert [c.output_source for c in got] == ["job_launcher"] * 2 + ["audit_details_store"]
     assert [c.output_type for c in got[:2]] == ["stdout", "stderr"]
     # Nothing repeated, nothing lost: the whole output, once.
@@ -382,10 +402,14 @@ async def test_stall_without_resume_raises(wb: WorkbenchClient, emu: Emulator) -
     assert emu.stats["workbench.get_job_output"] == 1
 
 
-async def test_total_timeout_does_not_cut_a_quiet_stream(emu: Emulator) -> None:
-    async with WorkbenchClient(
-        emu.workbench_url, token="user-token", timeouts=Timeouts(total=0.3, stall=5)
-    ) as wb:
+@virtual_time  # the stream outlasts the total timeout on the loop's clock, in no real time
+async def test_total_timeout_does_not_cut_a_quiet_stream() -> None:
+    async with (
+        make_emulator_on_loop_clock(seed=9, workbench=FAST) as emu,
+        WorkbenchClient(
+            emu.workbench_url, token="user-token", timeouts=Timeouts(total=0.3, stall=5)
+        ) as wb,
+    ):
         job = await wb.jobs.launch(
             job_spec("--emu-pending=0", "--emu-chunks=2", "--emu-interval=0.45")
         )

@@ -23,7 +23,7 @@ from aiocompute import (
 )
 from aiocompute.emulator import Emulator, EmulatorConfig, WorkbenchEmulatorConfig
 from aiocompute.workbench import Job, Session, SessionListing
-from helpers import QUICK_POLL
+from helpers import QUICK_POLL, make_emulator_on_loop_clock, virtual_time
 
 FAST = WorkbenchEmulatorConfig(
     session_launch_delay=0.02,
@@ -63,6 +63,18 @@ def job_spec(*args: str) -> JobSpec:
     return JobSpec(name="j", cluster="Local", exe="Rscript", args=list(args))
 
 
+@contextlib.asynccontextmanager
+async def on_loop_clock(**options: Any) -> AsyncIterator[tuple[Emulator, WorkbenchClient]]:
+    """The module's emulator and a client, for a test on virtual time (no async fixture
+    reaches its loop); ``options`` go to the client."""
+    async with (
+        make_emulator_on_loop_clock(seed=5, workbench=FAST) as emu,
+        WorkbenchClient(emu.workbench_url, token="user-token", **options) as wb,
+    ):
+        yield emu, wb
+
+
+@virtual_time  # up to 0.9 s of launch steps pass on the loop's clock, in no real time
 async def test_wait_all_coalesces_polls() -> None:
     config = WorkbenchEmulatorConfig(
         session_launch_delay=(0.1, 0.3),
@@ -70,7 +82,7 @@ async def test_wait_all_coalesces_polls() -> None:
         session_starting_delay=(0.1, 0.3),
     )
     async with (
-        Emulator(config=EmulatorConfig(workbench=config), seed=11) as emu,
+        make_emulator_on_loop_clock(config=EmulatorConfig(workbench=config), seed=11) as emu,
         WorkbenchClient(emu.workbench_url, token="user-token") as wb,
     ):
         ids = [await launch(wb, f"s{i}") for i in range(50)]
@@ -104,10 +116,12 @@ async def test_wait_on_failed_launch_is_unreachable(wb: WorkbenchClient, emu: Em
     assert error.elapsed > 0
 
 
-async def test_wait_timeout_carries_what_was_seen(wb: WorkbenchClient, emu: Emulator) -> None:
-    sid = await launch(wb, "emu-stuck")
-    with pytest.raises(WaitTimeout) as info:
-        await wb.sessions.wait(sid, timeout=0.5)
+@virtual_time  # the 0.5 s timeout passes on the loop's clock
+async def test_wait_timeout_carries_what_was_seen() -> None:
+    async with on_loop_clock() as (emu, wb):
+        sid = await launch(wb, "emu-stuck")
+        with pytest.raises(WaitTimeout) as info:
+            await wb.sessions.wait(sid, timeout=0.5)
     error = info.value
     assert sid in str(error)
     assert "'pending'" in str(error)
@@ -149,12 +163,13 @@ async def test_wait_all_with_return_exceptions(wb: WorkbenchClient) -> None:
         await wb.jobs.wait_all([ok.id, bad.id], timeout=10)
 
 
-async def test_as_completed_yields_in_completion_order(emu: Emulator) -> None:
+@virtual_time  # the order of the ends is exact on the loop's clock, however busy the machine
+async def test_as_completed_yields_in_completion_order() -> None:
     durations = {"slow": 0.6, "fast": 0.05, "mid": 0.3}
     ids = {}
     order = []
     # A quick cadence, so that two completions never share one read.
-    async with WorkbenchClient(emu.workbench_url, token="user-token", cadence=QUICK_POLL) as wb:
+    async with on_loop_clock(cadence=QUICK_POLL) as (emu, wb):
         for label, seconds in durations.items():
             job = await wb.jobs.launch(
                 job_spec("--emu-pending=0", "--emu-chunks=1", f"--emu-duration={seconds}")
@@ -195,9 +210,10 @@ async def test_as_completed_reports_failures_as_results(wb: WorkbenchClient) -> 
         results[bad.id].unwrap()
 
 
+@virtual_time  # each 0.15 s step is seen by the quick poller, however busy the machine
 async def test_watch_yields_transitions_in_order() -> None:
     async with (
-        Emulator(config=EmulatorConfig(workbench=STEPPED), seed=2) as emu,
+        make_emulator_on_loop_clock(config=EmulatorConfig(workbench=STEPPED), seed=2) as emu,
         WorkbenchClient(emu.workbench_url, token="user-token", cadence=QUICK_POLL) as wb,
     ):
         sid = await launch(wb, "watched")
@@ -230,38 +246,40 @@ async def test_on_transition_hook(wb: WorkbenchClient) -> None:
     assert len(seen) == len(set(seen))  # each change reported once
 
 
-async def test_on_cancel_cancel_stops_the_session_on_timeout(
-    wb: WorkbenchClient, emu: Emulator
-) -> None:
-    sid = await launch(wb, "emu-stuck")
-    with pytest.raises(WaitTimeout, match="cancel requested"):
-        await wb.sessions.wait(sid, timeout=0.3, on_cancel="cancel")
-    record = emu.workbench.sessions[sid]
-    assert emu.stats["workbench.stop_session"] == 1
-    assert record.stop_requested is not None
-    assert record.final_state() == "ended"
-    ended = await wb.sessions.wait(sid, until="ended", timeout=5)
-    assert ended.id == sid
-    assert "shutting_down" in [t.state for t in record.transitions]
+@virtual_time  # the waits' timeouts pass on the loop's clock
+async def test_on_cancel_cancel_stops_the_session_on_timeout() -> None:
+    async with on_loop_clock() as (emu, wb):
+        sid = await launch(wb, "emu-stuck")
+        with pytest.raises(WaitTimeout, match="cancel requested"):
+            await wb.sessions.wait(sid, timeout=0.3, on_cancel="cancel")
+        record = emu.workbench.sessions[sid]
+        assert emu.stats["workbench.stop_session"] == 1
+        assert record.stop_requested is not None
+        assert record.final_state() == "ended"
+        ended = await wb.sessions.wait(sid, until="ended", timeout=5)
+        assert ended.id == sid
+        assert "shutting_down" in [t.state for t in record.transitions]
 
 
-async def test_on_cancel_cancel_stops_the_session_when_cancelled(
-    wb: WorkbenchClient, emu: Emulator
-) -> None:
-    sid = await launch(wb, "emu-stuck")
-    with anyio.move_on_after(0.3) as scope:
-        await wb.sessions.wait(sid, timeout=10, on_cancel="cancel")
-    assert scope.cancelled_caught
-    assert emu.stats["workbench.stop_session"] == 1
-    assert emu.workbench.sessions[sid].stop_requested is not None
+@virtual_time  # the cancel scope's 0.3 s passes on the loop's clock
+async def test_on_cancel_cancel_stops_the_session_when_cancelled() -> None:
+    async with on_loop_clock() as (emu, wb):
+        sid = await launch(wb, "emu-stuck")
+        with anyio.move_on_after(0.3) as scope:
+            await wb.sessions.wait(sid, timeout=10, on_cancel="cancel")
+        assert scope.cancelled_caught
+        assert emu.stats["workbench.stop_session"] == 1
+        assert emu.workbench.sessions[sid].stop_requested is not None
 
 
-async def test_on_cancel_cancel_stops_a_job(wb: WorkbenchClient, emu: Emulator) -> None:
-    job = await wb.jobs.launch(job_spec("--emu-chunks=100", "--emu-interval=0.1"))
-    with pytest.raises(WaitTimeout):
-        await wb.jobs.wait(job.id, timeout=0.3, on_cancel="cancel")
-    assert emu.stats["workbench.stop_job"] == 1
-    assert emu.workbench.jobs[job.id].stopped_at is not None
+@virtual_time  # the wait's timeout passes on the loop's clock
+async def test_on_cancel_cancel_stops_a_job() -> None:
+    async with on_loop_clock() as (emu, wb):
+        job = await wb.jobs.launch(job_spec("--emu-chunks=100", "--emu-interval=0.1"))
+        with pytest.raises(WaitTimeout):
+            await wb.jobs.wait(job.id, timeout=0.3, on_cancel="cancel")
+        assert emu.stats["workbench.stop_job"] == 1
+        assert emu.workbench.jobs[job.id].stopped_at is not None
 
 
 async def test_wait_token_round_trip_to_another_client(emu: Emulator) -> None:
@@ -335,10 +353,9 @@ async def test_waits_ride_out_a_flaky_server(wb: WorkbenchClient, emu: Emulator)
     assert emu.stats["faults.error"] >= 1
 
 
-async def test_wait_timeout_reports_read_failures(emu: Emulator) -> None:
-    async with WorkbenchClient(
-        emu.workbench_url, token="user-token", retry=RetryPolicy(max_attempts=1)
-    ) as wb:
+@virtual_time  # the wait's timeout passes on the loop's clock
+async def test_wait_timeout_reports_read_failures() -> None:
+    async with on_loop_clock(retry=RetryPolicy(max_attempts=1)) as (emu, wb):
         sid = await launch(wb, "emu-stuck")
         emu.faults.error_rate["workbench.get_session"] = 1.0
         with pytest.raises(WaitTimeout) as info:
