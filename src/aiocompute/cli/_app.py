@@ -19,8 +19,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import importlib
 import os
+import shutil
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NoReturn
@@ -117,10 +119,13 @@ class CommandTree:
         subparsers: argparse._SubParsersAction[Any],
         prog: str,
         options: Sequence[Callable[[argparse.ArgumentParser], None]] = (),
+        *,
+        formatter: Callable[..., argparse.HelpFormatter] = argparse.RawDescriptionHelpFormatter,
     ) -> None:
         self._subparsers = subparsers
         self.prog = prog
         self._options = tuple(options)
+        self._formatter = formatter
 
     def _parser(
         self,
@@ -136,7 +141,7 @@ class CommandTree:
             help=help,
             description=description,
             epilog=_epilog(example),
-            formatter_class=argparse.RawDescriptionHelpFormatter,
+            formatter_class=self._formatter,
         )
         every = (*self._options, *options)
         _json_option(parser)
@@ -158,7 +163,7 @@ class CommandTree:
             name, help=help, description=description, example=example, options=options
         )
         sub = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
-        return CommandTree(sub, f"{self.prog} {name}", every)
+        return CommandTree(sub, f"{self.prog} {name}", every, formatter=self._formatter)
 
     def command(
         self,
@@ -186,6 +191,11 @@ async def _version(args: argparse.Namespace, out: Output) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole ``aiocompute`` argument parser."""
+    # The terminal's width, read once: argparse's formatter reads it again (a system call)
+    # for each of the ~1,500 arguments added, a fifth of the time the tree takes to build.
+    formatter = functools.partial(
+        argparse.RawDescriptionHelpFormatter, width=shutil.get_terminal_size().columns - 2
+    )
     parser = _Parser(
         prog="aiocompute",
         description=(
@@ -197,14 +207,14 @@ def build_parser() -> argparse.ArgumentParser:
             "LAKESAIL_API_TOKEN; ET_ENGINE_API_KEY)."
         ),
         epilog=_epilog(["aiocompute demo", "aiocompute workbench sessions list --json"]),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=formatter,
     )
     parser.add_argument(
         "--version", action="version", version=f"aiocompute {__version__}", help="show version"
     )
     _json_option(parser)
     sub = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    tree = CommandTree(sub, "aiocompute")
+    tree = CommandTree(sub, "aiocompute", formatter=formatter)
     tree.command(
         "version",
         help="show the SDK version",
