@@ -4,6 +4,7 @@ queries and launches feed it, and a 429 from the server slows the whole client d
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from aiohttp import web
