@@ -385,7 +385,11 @@ class SessionsResource(WaitableResource[Session]):
     @api_call("relaunch")
     async def relaunch(self, session_id: str) -> Session:
         """A brand-new session (new id) with the same workload configuration as a closed or
-        failed one; the original is left as it is. The server refuses other states."""
+        failed one; the original is left as it is. The server refuses other states.
+
+        Not reconciled: the request has no body to carry a client token, so a relaunch whose
+        answer is lost raises :class:`~aiocompute.OutcomeUnknown` (list the sessions to find
+        a new one like the original before relaunching again)."""
         data = await self._client._send(P.relaunch_session(session_id))
         return P.parse_session(data, strict=self._client._strict, what="relaunched session")
 

@@ -492,6 +492,10 @@ class LakeSailSessionsResource(SyncWaitableResource[_aiocompute_lakesail_models.
     def relaunch(self, session_id: str) -> _aiocompute_lakesail_models.Session:
         """A brand-new session (new id) with the same workload configuration as a closed or
         failed one; the original is left as it is. The server refuses other states.
+
+        Not reconciled: the request has no body to carry a client token, so a relaunch whose
+        answer is lost raises :class:`~aiocompute.OutcomeUnknown` (list the sessions to find
+        a new one like the original before relaunching again).
         """
         return self._runner.call(self._async.relaunch, session_id)
 
