@@ -76,8 +76,6 @@ def _without_userinfo(url: str | URL) -> str:
         return str(url)
 
 
-# "scheme://user:password@" inside free text.
-_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@]*@")
 
 # --------------------------------------------------------------------------- failures
 
@@ -109,7 +107,6 @@ def map_error(exc: BaseException, *, method: str, url: str, timeout_text: str) -
         detail = str(exc) or type(exc).__name__
     except Exception:  # some aiohttp errors cannot print themselves without request info
         detail = type(exc).__name__
-    detail = _USERINFO.sub(r"\1", detail)  # aiohttp's texts quote URLs whole
     if isinstance(exc, aiohttp.ClientHttpProxyError):
         # The proxy refused the CONNECT tunnel: the request never reached the server.
         return err(
