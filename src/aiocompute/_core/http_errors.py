@@ -76,7 +76,6 @@ def _without_userinfo(url: str | URL) -> str:
         return str(url)
 
 
-
 # --------------------------------------------------------------------------- failures
 
 _CONNECT_TIMEOUT: tuple[type[BaseException], ...] = tuple(

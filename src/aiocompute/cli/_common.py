@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -29,6 +30,7 @@ from ._output import Output, StateBoard, one_line
 __all__ = [
     "Waited",
     "at_least_one",
+    "command_line",
     "connection_option",
     "dedupe",
     "exit_for",
@@ -247,6 +249,23 @@ def shown(value: object) -> str:
 
 
 # --------------------------------------------------------------------------- waits
+
+
+def command_line(
+    args: argparse.Namespace,
+    group: str,
+    *words: str,
+    options: Sequence[tuple[str, str]] = (("--url", "url"),),
+) -> str:
+    """The command line that does ``words`` in ``group`` against the same address as this
+    one: each ``(option, attribute)`` of ``options`` the user gave is repeated (never a
+    credential: it comes from the environment or is typed again)."""
+    line = ["aiocompute", group]
+    for option, attr in options:
+        value = getattr(args, attr, None)
+        if value:
+            line += [option, str(value)]
+    return shlex.join([*line, *words])
 
 
 def keeps_running(what: str, ids: Sequence[str], stop: str, *, verb: str = "stop") -> str:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -22,6 +21,7 @@ from ..etengine.models import BatchJob, BatchStatus, Hardware
 from ._app import EXIT_API, EXIT_NOT_FOUND, EXIT_OK, CommandTree, UsageError
 from ._common import (
     at_least_one,
+    command_line,
     connection_option,
     dedupe,
     exit_for,
@@ -78,22 +78,12 @@ def connect(args: argparse.Namespace) -> ETEngineClient:
 # --------------------------------------------------------------------------- helpers
 
 
-def _command(args: argparse.Namespace, *words: str) -> str:
-    """The command line that does ``words`` against the same API base as this one (the
-    key is never repeated)."""
-    line = ["aiocompute", "etengine"]
-    if getattr(args, "url", None):
-        line += ["--url", str(args.url)]
-    return shlex.join([*line, *words])
-
-
 def _running_note(args: argparse.Namespace, ids: Sequence[str]) -> str:
     """What Ctrl-C during a wait leaves behind: the batches run on (the API cannot stop
     jobs); deleting their records is all there is."""
     which = f"batch {ids[0]} keeps" if len(ids) == 1 else f"{len(ids)} batches keep"
-    return f"{which} running (ET Engine cannot stop jobs); delete the records with: " + _command(
-        args, "batches", "delete", *ids
-    )
+    delete = command_line(args, "etengine", "batches", "delete", *ids)
+    return f"{which} running (ET Engine cannot stop jobs); delete the records with: {delete}"
 
 
 async def _read_each(

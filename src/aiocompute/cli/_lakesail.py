@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +24,7 @@ from ..lakesail.models import Session, WorkloadConfig
 from ._app import EXIT_OK, CommandTree, UsageError
 from ._common import (
     at_least_one,
+    command_line,
     connection_option,
     dedupe,
     exit_for,
@@ -80,17 +80,10 @@ def connect(args: argparse.Namespace) -> LakeSailClient:
 # --------------------------------------------------------------------------- helpers
 
 
-def _command(args: argparse.Namespace, *words: str) -> str:
-    """The command line that does ``words`` against the same API root as this one (the
-    token is never repeated)."""
-    line = ["aiocompute", "lakesail"]
-    if getattr(args, "url", None):
-        line += ["--url", str(args.url)]
-    return shlex.join([*line, *words])
-
-
 def _close_note(args: argparse.Namespace, ids: Sequence[str]) -> str:
-    return keeps_running("session", ids, _command(args, "sessions", "close", *ids), verb="close")
+    return keeps_running(
+        "session", ids, command_line(args, "lakesail", "sessions", "close", *ids), verb="close"
+    )
 
 
 def _state(session: Session | None) -> str | None:

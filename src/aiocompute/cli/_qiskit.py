@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -29,6 +28,7 @@ from ..qiskit.models import Job, Session, SessionMode
 from ._app import EXIT_OK, CommandTree, UsageError
 from ._common import (
     at_least_one,
+    command_line,
     connection_option,
     dedupe,
     exit_for,
@@ -130,21 +130,16 @@ def _session_table(out: Output, session: Session) -> None:
     out.print(table)
 
 
-def _command(args: argparse.Namespace, *words: str) -> str:
-    """The command line that does ``words`` against the same API base as this one (the
-    key is never repeated)."""
-    line = ["aiocompute", "qiskit"]
-    if getattr(args, "url", None):
-        line += ["--url", str(args.url)]
-    return shlex.join([*line, *words])
-
-
 def _close_note(args: argparse.Namespace, ids: Sequence[str]) -> str:
-    return keeps_running("session", ids, _command(args, "sessions", "close", *ids), verb="close")
+    return keeps_running(
+        "session", ids, command_line(args, "qiskit", "sessions", "close", *ids), verb="close"
+    )
 
 
 def _cancel_note(args: argparse.Namespace, ids: Sequence[str]) -> str:
-    return keeps_running("job", ids, _command(args, "jobs", "cancel", *ids), verb="cancel")
+    return keeps_running(
+        "job", ids, command_line(args, "qiskit", "jobs", "cancel", *ids), verb="cancel"
+    )
 
 
 async def _sessions_create(args: argparse.Namespace, out: Output) -> int:

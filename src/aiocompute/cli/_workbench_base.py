@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import enum
 import os
-import shlex
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -20,6 +19,7 @@ from ..workbench.models import (
     Session,
 )
 from ._app import UsageError
+from ._common import command_line as common_command_line
 from ._common import (
     connection_option,
     dedupe,
@@ -109,14 +109,10 @@ def server_of(args: argparse.Namespace) -> str:
 
 
 def command_line(args: argparse.Namespace, *words: str) -> str:
-    """The command line that does ``words`` with the same server and user as this one (the
-    token is never repeated: it comes from the environment or is typed again)."""
-    line = ["aiocompute", "workbench"]
-    for option, attr in (("--server", "server"), ("--act-as", "act_as")):
-        value = getattr(args, attr, None)
-        if value:
-            line += [option, str(value)]
-    return shlex.join([*line, *words])
+    """The command line that does ``words`` with the same server and user as this one."""
+    return common_command_line(
+        args, "workbench", *words, options=(("--server", "server"), ("--act-as", "act_as"))
+    )
 
 
 def session_url(args: argparse.Namespace, path: str | None) -> str:
