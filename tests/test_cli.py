@@ -96,6 +96,25 @@ def _walk(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> Iterat
                 yield from _walk(sub, (*path, name))
 
 
+def _described(parser: argparse.ArgumentParser) -> dict[tuple[str, ...], Any]:
+    """Every command of a parser tree, with its options and their defaults."""
+    return {
+        path: sorted((a.dest, tuple(a.option_strings), repr(a.default)) for a in sub._actions)
+        for path, sub in _walk(parser)
+        if path
+    }
+
+
+@pytest.mark.parametrize("group", ["workbench", "qiskit", "lakesail", "etengine", "demo"])
+def test_a_command_line_naming_a_group_builds_that_group_the_same(group: str) -> None:
+    whole = _described(build_parser())
+    only = _described(build_parser(["--json", group, "anything", "--json"]))
+    assert only == {path: opts for path, opts in whole.items() if path[0] in (group, "version")}
+    # No group named (an option, a typo, nothing): the whole tree, for --help and errors.
+    for argv in ([], ["--help"], ["workbnch", "sessions"], ["--", group]):
+        assert _described(build_parser(argv)) == whole
+
+
 def test_every_command_help_has_an_example() -> None:
     commands = list(_walk(build_parser()))
     paths = {" ".join(path) for path, _ in commands}
@@ -733,7 +752,7 @@ def test_ctrl_c_while_the_command_groups_load_exits_130(
 ) -> None:
     import aiocompute.cli._app as app
 
-    def interrupted() -> argparse.ArgumentParser:
+    def interrupted(argv: object = None) -> argparse.ArgumentParser:
         raise KeyboardInterrupt  # as if Ctrl-C came during the lazy imports
 
     monkeypatch.setattr(app, "build_parser", interrupted)

@@ -205,6 +205,26 @@ def test_qiskit_human_create_shows_progress(
     assert "\x1b[" not in out  # no terminal escapes when stdout is not a terminal
 
 
+def test_qiskit_create_leaves_max_ttl_to_the_server_unless_given(
+    env: Emulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aiocompute.qiskit.client import SessionsResource
+
+    asked: list[Any] = []
+    create = SessionsResource.create
+
+    async def spy(self: SessionsResource, *args: Any, **kwargs: Any) -> Any:
+        asked.append(kwargs.get("max_ttl"))
+        return await create(self, *args, **kwargs)
+
+    monkeypatch.setattr(SessionsResource, "create", spy)
+    first = run_json(capsys, "qiskit", "sessions", "create", "ibm_torino")["session"]
+    second = run_json(capsys, "qiskit", "sessions", "create", "ibm_torino", "--max-ttl", "90")
+    assert asked == [None, 90]  # None: the library sends no max_ttl at all
+    assert second["session"]["max_ttl"] == 90
+    run(capsys, "qiskit", "sessions", "close", first["id"], second["session"]["id"])
+
+
 def test_qiskit_wait_timeout_and_unreachable_exit_3(
     env: Emulator, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -3,9 +3,9 @@
 Every command is registered through a :class:`CommandTree`, which gives each parser the same
 shape: a description, an ``Example:`` epilog, the shared ``--json`` option and a handler
 (``async def handler(args, out) -> exit code``). Each API is one *group* of commands, added
-to :data:`COMMAND_GROUPS` by name and module, so that adding an API later (``aiocompute
-qiskit ...``, ``aiocompute lakesail ...``) is one module with a ``register(tree)`` function
-and one line here.
+to :data:`COMMAND_GROUPS` by name and module, so that adding an API later is one module with
+a ``register(tree)`` function and one line here. A command line that names its group builds
+(and imports) that group only.
 
 Exit codes: 0 success; 1 the API said no or could not be reached (any
 :class:`~aiocompute.AioComputeError` other than a wait error); 2 usage (bad arguments,
@@ -62,16 +62,17 @@ EXIT_BROKEN_PIPE = 141
 #: What a command runs: parsed arguments and the output in, exit code out.
 Handler = Callable[[argparse.Namespace, Output], Awaitable[int]]
 
-#: The modules that add commands, in the order ``--help`` lists them. Each has a
-#: ``register(tree: CommandTree) -> None``. One line per API group.
-COMMAND_GROUPS: tuple[str, ...] = (
-    "aiocompute.cli._workbench",
-    "aiocompute.cli._qiskit",
-    "aiocompute.cli._lakesail",
-    "aiocompute.cli._etengine",
-    "aiocompute.cli._emulator",
-    "aiocompute.cli._demo",
-)
+#: The top-level command each module adds, and the module, in the order ``--help`` lists
+#: them. Each module has a ``register(tree: CommandTree) -> None`` that adds that command
+#: (and its subcommands) only. One line per API group.
+COMMAND_GROUPS: dict[str, str] = {
+    "workbench": "aiocompute.cli._workbench",
+    "qiskit": "aiocompute.cli._qiskit",
+    "lakesail": "aiocompute.cli._lakesail",
+    "etengine": "aiocompute.cli._etengine",
+    "emulator": "aiocompute.cli._emulator",
+    "demo": "aiocompute.cli._demo",
+}
 
 #: Options whose value is a credential (registered for redaction before parsing).
 _SECRET_OPTIONS = ("--token", "--key")
@@ -189,8 +190,10 @@ async def _version(args: argparse.Namespace, out: Output) -> int:
     return EXIT_OK
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The whole ``aiocompute`` argument parser."""
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The ``aiocompute`` argument parser: the whole tree, or, when ``argv`` names a command
+    group (``workbench ...``), the tree with that group only, which parses ``argv`` the same.
+    """
     # The terminal's width, read once: argparse's formatter reads it again (a system call)
     # for each of the ~1,500 arguments added, a fifth of the time the tree takes to build.
     formatter = functools.partial(
@@ -222,9 +225,24 @@ def build_parser() -> argparse.ArgumentParser:
         example="aiocompute version --json",
         handler=_version,
     )
-    for module in COMMAND_GROUPS:
-        importlib.import_module(module).register(tree)
+    # The whole tree is about 1,500 arguments: a command that names its group needs only that
+    # group's (a quarter of the build, and none of the other groups' imports).
+    named = _group_named(argv)
+    for name, module in COMMAND_GROUPS.items():
+        if named is None or name == named:
+            importlib.import_module(module).register(tree)
     return parser
+
+
+def _group_named(argv: Sequence[str] | None) -> str | None:
+    """The command group ``argv`` names, if any: its first word that is not an option (the
+    top level's options take no value)."""
+    for arg in argv or ():
+        if arg == "--":
+            return None
+        if not arg.startswith("-"):
+            return arg if arg in COMMAND_GROUPS else None
+    return None
 
 
 def _register_argv_secrets(argv: Sequence[str]) -> None:
@@ -250,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     _register_argv_secrets(args_list)
     try:
         # Ctrl-C while the command groups are still being imported is no crash either.
-        parser = build_parser()
+        parser = build_parser(args_list)
         args = parser.parse_args(args_list)
     except SystemExit as exc:  # --help, --version, usage errors
         return _exit_code(exc.code)

@@ -629,9 +629,10 @@ def register(tree: CommandTree) -> None:
     p.add_argument(
         "--max-ttl",
         type=at_least_one("seconds"),
-        default=28800,
+        default=None,
         metavar="SECONDS",
-        help="the longest the session may live (default 28800, 8 h)",
+        help="the longest the session may live (default: not sent, so the server's, 8 h on "
+        "IBM Quantum)",
     )
     p.add_argument("--wait", action="store_true", help="wait until the session is active")
     timeout_option(p, _SESSION_TIMEOUT, "if it is not active by then")
