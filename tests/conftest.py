@@ -10,6 +10,11 @@ Emulators:
 - ``threaded_emulator``: one emulator per module, served by its own event-loop thread, for
   sync code (the sync twins, the CLI's ``main()``); set up by the module's ``emulator`` mark.
 
+Virtual time: ``@pytest.mark.virtual_time`` (or a module's ``pytestmark``) runs an async test,
+its async fixtures and the emulators they start on a :class:`helpers.VirtualTimeLoop`, where
+time moves only when every task waits: a test of a 2 s launch takes no 2 s. A test that
+hands work to a thread of its own (a sync client) opts out with ``virtual_time(False)``.
+
 Ctrl-C: with ``@pytest.mark.usefixtures("interruptible")``, SIGINT raises KeyboardInterrupt
 during the test, in pytest and in the processes it starts, even if pytest's parent ignores
 SIGINT (``nohup``, ``trap "" INT``, some CI runners).
@@ -17,10 +22,11 @@ SIGINT (``nohup``, ``trap "" INT``, some CI runners).
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import os
 import types
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import aiohttp
@@ -32,7 +38,13 @@ from hypothesis import settings
 from yarl import URL
 
 from aiocompute.emulator import Emulator
-from helpers import EmulatorFactory, emulators, make_emulator, sigint_raises_keyboard_interrupt
+from helpers import (
+    EmulatorFactory,
+    VirtualTimeLoop,
+    emulators,
+    make_emulator,
+    sigint_raises_keyboard_interrupt,
+)
 
 # CI gets more examples; local runs stay quick.
 settings.register_profile("ci", max_examples=200, deadline=None)
@@ -58,6 +70,17 @@ def _no_machine_ca_bundle(monkeypatch: pytest.MonkeyPatch) -> None:
     """
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
     monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """The event loop of each async test: virtual time where the test is marked so (the
+    closest mark decides: ``virtual_time(False)`` on a test of a marked module opts out)."""
+    mark = item.get_closest_marker("virtual_time")
+    if mark is not None and (not mark.args or mark.args[0]):
+        return {"virtual_time": VirtualTimeLoop}
+    return {"asyncio": asyncio.new_event_loop}
 
 
 @pytest.fixture

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import selectors
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, TypeVar
 from unittest import mock
 
@@ -73,11 +72,14 @@ EmulatorFactory = Callable[..., Awaitable[Emulator]]
 async def emulators() -> AsyncIterator[EmulatorFactory]:
     """``async with emulators() as start:``, then ``emu = await start(seed=..., **parts)``
     (arguments as :func:`make_emulator`) for a started emulator; on the way out every one
-    is stopped. The ``emulator`` fixture is this, around a test."""
+    is stopped. On a :class:`VirtualTimeLoop` the emulators run on its clock. The
+    ``emulator`` fixture is this, around a test."""
     async with contextlib.AsyncExitStack() as stack:
 
         async def start(**settings: Any) -> Emulator:
-            return await stack.enter_async_context(make_emulator(**settings))
+            on_virtual_time = isinstance(asyncio.get_running_loop(), VirtualTimeLoop)
+            make = make_emulator_on_loop_clock if on_virtual_time else make_emulator
+            return await stack.enter_async_context(make(**settings))
 
         yield start
 
@@ -85,7 +87,7 @@ async def emulators() -> AsyncIterator[EmulatorFactory]:
 def make_emulator_on_loop_clock(**settings: Any) -> Emulator:
     """:func:`make_emulator`, on the running event loop's clock instead of ``time.monotonic()``.
 
-    On a real loop the two are the same clock; under :func:`virtual_time` the emulator's
+    On a real loop the two are the same clock; on a :class:`VirtualTimeLoop` the emulator's
     timings (state transitions, token lifetimes) then follow the virtual clock. The Emulator
     takes no clock argument, so this builds it while ``time.monotonic`` reads the loop (its
     wall-clock offset and start instants are taken then), and swaps its runtime's ``now``.
@@ -161,34 +163,6 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
 
     def _thread_done(self, _future: asyncio.Future[Any]) -> None:
         self._instant.threads_busy -= 1
-
-
-def virtual_time(test: Callable[..., Coroutine[Any, Any, None]]) -> Callable[..., None]:
-    """Run an async test in a fresh :class:`VirtualTimeLoop` instead of pytest-asyncio's
-    real-time loop (the wrapper is a plain function, so pytest-asyncio leaves it alone;
-    overriding its ``event_loop_policy`` fixture is deprecated in pytest-asyncio 1.x).
-    Fixtures and parametrize marks work as usual; async fixtures would run on another loop,
-    so a test on virtual time builds what it serves itself (an emulator: with
-    :func:`make_emulator_on_loop_clock`)."""
-
-    @functools.wraps(test)
-    def run(*args: Any, **kwargs: Any) -> None:
-        loop = VirtualTimeLoop()
-        try:
-            loop.run_until_complete(test(*args, **kwargs))
-        finally:
-            try:
-                leftovers = asyncio.all_tasks(loop)
-                for task in leftovers:
-                    task.cancel()
-                if leftovers:
-                    loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
-                loop.run_until_complete(loop.shutdown_asyncgens())
-                loop.run_until_complete(loop.shutdown_default_executor())
-            finally:
-                loop.close()
-
-    return run
 
 
 # -- Ctrl-C -------------------------------------------------------------------------------------

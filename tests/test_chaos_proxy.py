@@ -21,6 +21,8 @@ from aiocompute.emulator import Emulator
 from aiocompute.emulator.chaos import ChaosProxy, Fault
 from helpers import quick_governor
 
+pytestmark = pytest.mark.virtual_time
+
 QUICK = RetryPolicy(max_attempts=3, backoff_initial=0.001, backoff_max=0.002, retry_after_max=0.01)
 
 

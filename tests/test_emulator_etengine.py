@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -22,7 +21,7 @@ STATUSES = ("SUBMITTED", "PENDING", "RUNNABLE", "STARTING", "RUNNING", "SUCCEEDE
 
 async def until(instant: float) -> None:
     """Sleep until an instant of the emulator clock (time.monotonic)."""
-    await asyncio.sleep(max(0.0, instant - time.monotonic()))
+    await asyncio.sleep(max(0.0, instant - asyncio.get_running_loop().time()))
 
 
 async def settled(emu: Emulator, batch_id: str) -> None:
@@ -61,7 +60,7 @@ class ET:
         return data.decode()
 
 
-pytestmark = pytest.mark.emulator(seed=2, etengine=FAST)
+pytestmark = [pytest.mark.emulator(seed=2, etengine=FAST), pytest.mark.virtual_time]
 
 
 @pytest.fixture

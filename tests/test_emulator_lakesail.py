@@ -76,7 +76,7 @@ class LS:
         return await self.ok("GET", f"/workloads/sessions/{sid}", token)  # type: ignore[no-any-return]
 
 
-pytestmark = pytest.mark.emulator(seed=11, lakesail=FAST)
+pytestmark = [pytest.mark.emulator(seed=11, lakesail=FAST), pytest.mark.virtual_time]
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ import attrs
 import pytest
 
 from aiocompute.emulator import Emulator, EmulatorConfig, QiskitEmulatorConfig, QiskitJobsConfig
-from helpers import make_emulator_on_loop_clock, virtual_time
+from helpers import EmulatorFactory, make_emulator_on_loop_clock
 
 CRN = "crn:v1:bluemix:public:quantum-computing:us-east:a/abc::"
 GRANT = "urn:ibm:params:oauth:grant-type:apikey"
@@ -24,7 +24,7 @@ FAST = QiskitEmulatorConfig(activate_delay=0.05, interactive_ttl=0.1, drain_dela
 
 async def until(instant: float) -> None:
     """Sleep until an instant of the emulator clock (time.monotonic)."""
-    await asyncio.sleep(max(0.0, instant - time.monotonic()))
+    await asyncio.sleep(max(0.0, instant - asyncio.get_running_loop().time()))
 
 
 class Q:
@@ -76,7 +76,7 @@ class Q:
         return json.loads(data)  # type: ignore[no-any-return]
 
 
-pytestmark = pytest.mark.emulator(seed=9, qiskit=FAST)
+pytestmark = [pytest.mark.emulator(seed=9, qiskit=FAST), pytest.mark.virtual_time]
 
 
 @pytest.fixture
@@ -200,12 +200,9 @@ async def test_patch_and_close_answer_204_with_no_body(q: Q) -> None:
     assert (status, body) == (204, b"")
 
 
-async def test_reaccepting_jobs_cancels_the_drain() -> None:
-    config = QiskitEmulatorConfig(drain_delay=5.0)
-    async with (
-        Emulator(config=EmulatorConfig(qiskit=config)) as emu,
-        aiohttp.ClientSession() as http,
-    ):
+async def test_reaccepting_jobs_cancels_the_drain(emulator: EmulatorFactory) -> None:
+    emu = await emulator(qiskit=QiskitEmulatorConfig(drain_delay=5.0))
+    async with aiohttp.ClientSession() as http:
         q = Q(http, emu)
         token = await q.token()
         sid = (await q.create(token, backend="emu_stuck"))["id"]
@@ -213,12 +210,12 @@ async def test_reaccepting_jobs_cancels_the_drain() -> None:
         path = f"/v1/sessions/{sid}"
         await q.call("PATCH", path, token=token, body={"accepting_jobs": False})
         assert (await q.get(token, sid))["accepting_jobs"] is False
-        assert record.state_at(time.monotonic() + 6) == "closed"  # drain scheduled
+        assert record.state_at(asyncio.get_running_loop().time() + 6) == "closed"  # drain scheduled
         status, _ = await q.call("PATCH", path, token=token, body={"accepting_jobs": True})
         assert status == 204
         again = await q.get(token, sid)
         assert (again["state"], again["accepting_jobs"]) == ("open", True)
-        assert record.state_at(time.monotonic() + 6) == "open"  # drain called off
+        assert record.state_at(asyncio.get_running_loop().time() + 6) == "open"  # drain called off
 
 
 async def test_close_is_immediate(q: Q) -> None:
@@ -330,7 +327,6 @@ async def test_sessions_are_private_to_their_user(q: Q) -> None:
     assert status == 404
 
 
-@virtual_time
 async def test_expired_tokens_get_401() -> None:
     # On virtual time: the token outlives the create and has expired after the sleep, however
     # busy the machine is.

@@ -90,12 +90,12 @@ class WB:
         return sessions[0]  # type: ignore[no-any-return]
 
     async def wait_state(self, sid: str, state: str, timeout: float = 2.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
+        deadline = now() + timeout
         while True:
             found = await self.session(sid)
             if found["activity_state"] == state:
                 return found
-            assert time.monotonic() < deadline, f"{sid} stuck in {found['activity_state']}"
+            assert now() < deadline, f"{sid} stuck in {found['activity_state']}"
             await asyncio.sleep(0.01)
 
     async def launch_job(self, *args: str, token: str = "user-token", **job: Any) -> Any:
@@ -110,12 +110,12 @@ class WB:
         return next(j for j in jobs if j["id"] == job_id)
 
     async def wait_job(self, job_id: str, timeout: float = 2.0) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
+        deadline = now() + timeout
         while True:
             job = await self.job(job_id)
             if job["status"] not in ("Pending", "Running"):
                 return job
-            assert time.monotonic() < deadline, f"job {job_id} still {job['status']}"
+            assert now() < deadline, f"job {job_id} still {job['status']}"
             await asyncio.sleep(0.01)
 
     async def stream(
@@ -148,7 +148,12 @@ async def drain(resp: aiohttp.ClientResponse, into: bytearray) -> None:
         into += piece
 
 
-pytestmark = pytest.mark.emulator(seed=1, workbench=FAST)
+def now() -> float:
+    """The test's clock: the event loop's (the emulator's too), real or virtual."""
+    return asyncio.get_running_loop().time()
+
+
+pytestmark = [pytest.mark.emulator(seed=1, workbench=FAST), pytest.mark.virtual_time]
 
 
 @pytest.fixture
@@ -208,9 +213,9 @@ async def test_stop_cuts_live_streams_and_leaves_no_tasks() -> None:
         first = await resp.content.readline()
         assert b"line 0 of job" in first
         assert emu.open_streams == 1
-        started = time.monotonic()
+        started = now()
         await emu.stop()
-        assert time.monotonic() - started < 1.0
+        assert now() - started < 1.0
         assert emu.open_streams == 0
         with pytest.raises(aiohttp.ClientPayloadError):
             await resp.read()
@@ -402,9 +407,9 @@ async def test_session_lifecycle_through_history(emu: Emulator, wb: WB) -> None:
     assert live["launch_parameters"]["cluster"] == "Local"
     assert live["launch_parameters"]["container_images"] == [""]
     assert await wb.result("stop_session", session_ids=sid) == {}
-    deadline = time.monotonic() + 2
+    deadline = now() + 2
     while (await wb.result("get_session", session_id=sid))["sessions"]:
-        assert time.monotonic() < deadline
+        assert now() < deadline
         await asyncio.sleep(0.01)
     states = [t.state for t in emu.workbench.sessions[sid].transitions]
     assert states == ["launching", "pending", "starting", "running", "shutting_down", "quitting",
@@ -540,7 +545,7 @@ async def test_job_lifecycle_and_output_streams_live(emu: Emulator, wb: WB) -> N
     async with await wb.stream(job_id=job["id"]) as resp:
         assert resp.status == 200
         async for line in resp.content:
-            arrivals.append(time.monotonic())
+            arrivals.append(now())
             values.append(json.loads(line))
     record = emu.workbench.jobs[job["id"]]
     assert [v["output"].split(" ")[2] for v in values] == [str(i) for i in range(6)]
@@ -715,9 +720,9 @@ async def test_bad_gateway_proxy_page(emu: Emulator, wb: WB) -> None:
 
 async def test_latency_is_added_per_api(emu: Emulator, wb: WB) -> None:
     emu.faults.latency["workbench"] = 0.1
-    started = time.monotonic()
+    started = now()
     await wb.call("version")
-    assert time.monotonic() - started >= 0.1
+    assert now() - started >= 0.1
 
 
 async def test_rate_limiting_next_and_by_rate(emu: Emulator, wb: WB) -> None:
@@ -785,9 +790,9 @@ async def test_stall_stream(emu: Emulator, wb: WB) -> None:
     emu.faults.stall_seconds = 0.3
     async with await wb.stream(job_id=job["id"]) as resp:
         first = await resp.content.readexactly(10)
-        started = time.monotonic()
+        started = now()
         rest = await resp.read()
-    assert time.monotonic() - started >= 0.25
+    assert now() - started >= 0.25
     assert len(decode_values(first + rest)) == 3
 
 
@@ -841,12 +846,13 @@ def ndjson_size(record: Any, index: int) -> int:
 
 async def until(predicate: Callable[[], bool], timeout: float = 2.0) -> None:
     """Wait (bounded) for a condition the server reaches on its own."""
-    deadline = time.monotonic() + timeout
+    deadline = now() + timeout
     while not predicate():
-        assert time.monotonic() < deadline, "condition not reached in time"
+        assert now() < deadline, "condition not reached in time"
         await asyncio.sleep(0.01)
 
 
+@pytest.mark.virtual_time(False)  # compares the record with real arrival times
 async def test_chunk_writes_are_recorded_when_written(emu: Emulator, wb: WB) -> None:
     seen: list[ChunkWrite] = []
     emu.on_chunk_written.append(seen.append)
@@ -976,7 +982,7 @@ async def test_close_stream_after_bytes_ends_cleanly_while_the_job_runs(
     async with await wb.stream(job_id=job["id"]) as resp:
         assert resp.headers["Transfer-Encoding"] == "chunked"
         data = await resp.read()  # no ClientPayloadError: the chunked body ended properly
-        ended = time.monotonic()
+        ended = now()
     assert len(data) == first + 20
     assert record.status_at(ended) == "Running"
     assert decode_values(data[:first]) == [
@@ -986,7 +992,7 @@ async def test_close_stream_after_bytes_ends_cleanly_while_the_job_runs(
     emu.faults.close_stream_after_bytes = first
     async with await wb.stream(job_id=job["id"]) as resp:
         assert await resp.read() == data[:first]
-    assert record.status_at(time.monotonic()) == "Running"
+    assert record.status_at(now()) == "Running"
     assert emu.stats["faults.close_stream"] == 2
     # Chunk 0 was written in full by both streams (the second ended right after it); the
     # piece of chunk 1 the first one wrote is not reported.

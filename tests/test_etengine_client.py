@@ -4,7 +4,6 @@ derived batch state, retries, plain-text errors, configuration, and secrets."""
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -31,7 +30,7 @@ from aiocompute.etengine import (
     JobStatus,
     SubmittedBatch,
 )
-from helpers import QUICK_POLL, QUICK_RETRY, make_emulator_on_loop_clock, virtual_time
+from helpers import QUICK_POLL, QUICK_RETRY, make_emulator_on_loop_clock
 
 KEY = "et-key"
 
@@ -43,7 +42,7 @@ def client(emu: Emulator, **kwargs: Any) -> ETEngineClient:
     return ETEngineClient(base_url=emu.etengine_url, **kwargs)
 
 
-pytestmark = pytest.mark.emulator(seed=4)
+pytestmark = [pytest.mark.emulator(seed=4), pytest.mark.virtual_time]
 
 
 @pytest.fixture
@@ -98,7 +97,7 @@ async def test_failed_batch_is_unreachable_for_succeeded(et: ETEngineClient) -> 
     assert ended.state == "failed"
 
 
-@virtual_time  # the batch reaches its long run phase, and the waits time out, on the loop's clock
+# On virtual time: the batch reaches its long run phase, and the waits time out, on the loop's clock
 async def test_wait_timeout_names_the_phase() -> None:
     config = ETEngineEmulatorConfig(run_delay=30)
     async with make_emulator_on_loop_clock(etengine=config) as server, client(server) as et:
@@ -203,7 +202,7 @@ async def test_delete_keeps_jobs_running_and_unknown_ids_are_not_found(
     with pytest.raises(NotFoundError, match="not found"):
         await et.batches.wait(created.batch_id, timeout=5)
     # Deleting does not cancel: the job still reaches its end.
-    await anyio.sleep(max(0.0, job.phases[-1].monotonic - time.monotonic()) + 0.01)
+    await anyio.sleep(max(0.0, job.phases[-1].monotonic - anyio.current_time()) + 0.01)
     assert job.status == "SUCCEEDED"
     await et.batches.create("tool-hello")
     await et.batches.create("tool-hello")

@@ -16,6 +16,8 @@ from hypothesis import strategies as st
 
 from aiocompute._core.fanout import FanOutResult, Outcome, fan_out, fan_out_iter
 
+pytestmark = pytest.mark.virtual_time
+
 if sys.version_info < (3, 11):
     from exceptiongroup import ExceptionGroup  # type: ignore[import-not-found, unused-ignore]
 

@@ -11,7 +11,8 @@ import anyio.lowlevel
 import pytest
 
 from aiocompute._core.governor import Governor, RateGovernor
-from helpers import virtual_time
+
+pytestmark = pytest.mark.virtual_time
 
 
 class Boom(Exception):
@@ -495,6 +496,7 @@ async def test_slot_is_released_on_error_and_cancel() -> None:
             pass
 
 
+@pytest.mark.virtual_time(False)  # the one test of pacing on the real clock
 async def test_real_clock_pacing() -> None:
     gov = RateGovernor(initial_rate=100.0)
     start = anyio.current_time()
@@ -593,7 +595,6 @@ class TokenBucketServer:
 
 
 @pytest.mark.parametrize("whole_seconds", [False, True], ids=["exact", "whole-seconds"])
-@virtual_time
 async def test_settles_under_a_hard_limit_and_recovers_when_it_lifts(whole_seconds: bool) -> None:
     # The case: 50 clients, a server limit of 20 requests/s. On the old law (a step
     # per answer) this drew 429 on about 30 % of the requests and swung between 20 and 42/s.

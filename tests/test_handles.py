@@ -21,6 +21,8 @@ from aiocompute import (
 )
 from aiocompute.emulator import Emulator
 
+pytestmark = pytest.mark.virtual_time
+
 QUICK = PollCadence(initial=0.02, max=0.05, fast=0.02, min_gap=0.01, jitter=0.0)
 CRN = "crn:v1:bluemix:public:quantum-computing:us-east:a/abc::"
 LP = {"name": "h", "cluster": "Local"}

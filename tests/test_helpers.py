@@ -25,7 +25,6 @@ from helpers import (
     make_emulator_on_loop_clock,
     quick_retry,
     sigint_raises_keyboard_interrupt,
-    virtual_time,
 )
 
 pytestmark = pytest.mark.emulator(seed=7, qiskit=QiskitEmulatorConfig(token_lifetime=12))
@@ -33,7 +32,7 @@ pytestmark = pytest.mark.emulator(seed=7, qiskit=QiskitEmulatorConfig(token_life
 # -- virtual time -------------------------------------------------------------------------------
 
 
-@virtual_time
+@pytest.mark.virtual_time
 async def test_virtual_clock_jumps_to_the_next_timer() -> None:
     real_start = time.monotonic()
     assert isinstance(asyncio.get_running_loop(), VirtualTimeLoop)
@@ -47,7 +46,7 @@ async def test_virtual_clock_jumps_to_the_next_timer() -> None:
     assert time.monotonic() - real_start < 60  # an hour of sleeping took no real hour
 
 
-@virtual_time
+@pytest.mark.virtual_time
 async def test_virtual_clock_stands_still_while_a_thread_works() -> None:
     loop = asyncio.get_running_loop()
     # A timer due in 1 s: the threads' 0.2 real seconds take no virtual time (a thread that
@@ -60,7 +59,7 @@ async def test_virtual_clock_stands_still_while_a_thread_works() -> None:
     assert anyio.current_time() == 5.0
 
 
-@virtual_time
+@pytest.mark.virtual_time
 async def test_an_emulator_on_the_loop_clock_keeps_virtual_time() -> None:
     config = QiskitEmulatorConfig(token_lifetime=100)
     async with make_emulator_on_loop_clock(qiskit=config) as emu, aiohttp.ClientSession() as http:
@@ -72,6 +71,23 @@ async def test_an_emulator_on_the_loop_clock_keeps_virtual_time() -> None:
         assert emu.qiskit.tokens[body["access_token"]].expires_at == 110.0
         # Wall-clock times still read right: 10 virtual seconds after the start, plus 100.
         assert abs(body["expiration"] - (time.time() + 10 + 100)) < 5
+
+
+@pytest.mark.virtual_time
+async def test_a_marked_tests_emulator_fixtures_run_on_its_virtual_clock(
+    emu: Emulator, emulator: EmulatorFactory
+) -> None:
+    other = await emulator(seed=1)
+    loop = asyncio.get_running_loop()
+    assert isinstance(loop, VirtualTimeLoop)
+    await anyio.sleep(7200)  # two hours, in no real time
+    assert emu._runtime.now() == other._runtime.now() == loop.time() == 7200.0
+
+
+@pytest.mark.virtual_time(False)
+async def test_virtual_time_false_keeps_the_real_loop(emu: Emulator) -> None:
+    assert not isinstance(asyncio.get_running_loop(), VirtualTimeLoop)
+    assert abs(emu._runtime.now() - time.monotonic()) < 1
 
 
 # -- emulators from conftest.py -----------------------------------------------------------------

@@ -30,6 +30,8 @@ from aiocompute.lakesail import _protocol as lp
 from aiocompute.qiskit import _protocol as qp
 from aiocompute.workbench import _protocol as wp
 
+pytestmark = pytest.mark.virtual_time
+
 DEEP = b"[" * 100_000 + b"]" * 100_000
 DEEP_RESULT = b'{"result": ' + b'{"a": [' * 50_000 + b"]}" * 50_000 + b"}"
 # Deep enough, and small enough for aioresponses (which fails on bodies past 64 KiB).

@@ -46,7 +46,7 @@ TOKENS = {
 FAST = LakeSailEmulatorConfig(tokens=TOKENS, provision_delay=0.02, idle_delay=0.5)
 
 
-pytestmark = pytest.mark.emulator(seed=4, lakesail=FAST)
+pytestmark = [pytest.mark.emulator(seed=4, lakesail=FAST), pytest.mark.virtual_time]
 
 
 @pytest.fixture

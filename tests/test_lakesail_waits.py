@@ -11,12 +11,12 @@ import pytest
 from aiocompute import TransitionEvent, UnreachableState, WaitTimeout
 from aiocompute.emulator import Emulator, LakeSailEmulatorConfig
 from aiocompute.lakesail import LakeSailClient, Session
-from helpers import QUICK_POLL, make_emulator_on_loop_clock, virtual_time
+from helpers import QUICK_POLL, make_emulator_on_loop_clock
 
 FAST = LakeSailEmulatorConfig(provision_delay=(0.05, 0.15), idle_delay=0.15)
 
 
-pytestmark = pytest.mark.emulator(seed=9, lakesail=FAST)
+pytestmark = [pytest.mark.emulator(seed=9, lakesail=FAST), pytest.mark.virtual_time]
 
 
 @pytest.fixture
@@ -62,7 +62,7 @@ async def test_waiting_for_pending_once_active_is_unreachable(ls: LakeSailClient
         await ls.sessions.wait(s.id, "pending", timeout=5)
 
 
-@virtual_time  # the waits' timeouts pass on the loop's clock: two reads at least, always
+# On virtual time: the waits' timeouts pass on the loop's clock: two reads at least, always
 async def test_timeout_and_cancel_on_timeout() -> None:
     async with (
         make_emulator_on_loop_clock(seed=9, lakesail=FAST) as emu,
@@ -91,7 +91,7 @@ async def test_relaunch_and_wait_for_the_new_session(ls: LakeSailClient) -> None
     assert ready.is_ready
 
 
-@virtual_time  # "active" lasts 0.15 s: every state is seen however busy the machine is
+# On virtual time: "active" lasts 0.15 s: every state is seen however busy the machine is
 async def test_watch_reports_each_transition() -> None:
     async with (
         make_emulator_on_loop_clock(seed=9, lakesail=FAST) as emu,

@@ -24,6 +24,8 @@ from netkit import (
     tls_ca,
 )
 
+pytestmark = pytest.mark.virtual_time
+
 USER, PASSWORD = "user", "p@ss:word"  # characters that need percent-encoding in a URL
 NOT_LOOPBACK = "198.51.100.1"  # TEST-NET-2: only ever sent to the proxy, which refuses it
 

@@ -45,6 +45,8 @@ from aiocompute.sync import ETEngineClient as SyncETEngineClient
 from aiocompute.workbench import _protocol as WP
 from netkit import ForwardProxy, LocalCA, RunningServer, serve_http, serve_tls, tls_ca
 
+pytestmark = pytest.mark.virtual_time
+
 KEY = "et-key-5f0c2a9b7e41d3"  # a fake credential that must never leak
 COOKIE = "rpc-cookie-1c9e4b7a2d"
 IAM_KEY = "ibm-api-key-8d2f6a0b"

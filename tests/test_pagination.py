@@ -14,6 +14,8 @@ from hypothesis import strategies as st
 from aiocompute import ProtocolError
 from aiocompute._core.pagination import Page, Paginator
 
+pytestmark = pytest.mark.virtual_time
+
 
 class FakeServer:
     """Serves pre-built pages by marker and records every request."""

@@ -18,6 +18,8 @@ from aiocompute import ETEngineClient, LakeSailClient, QiskitRuntimeClient
 from aiocompute._core.retries import NO_RETRY
 from aiocompute.emulator import Emulator
 
+pytestmark = pytest.mark.virtual_time
+
 DANGEROUS = [".", "..", "", "a/b", "a?b", "a#b", "%2e", "a b", "a\n"]
 CRN = "crn:v1:bluemix:public:quantum-computing:us-east:a/abc::"
 

@@ -26,7 +26,7 @@ from aiocompute._core.config import ConfigError
 from aiocompute._core.retries import should_retry
 from aiocompute.emulator import Emulator, EmulatorConfig, QiskitEmulatorConfig
 from aiocompute.qiskit import QISKIT_RETRY, QiskitRuntimeClient, Session, SessionState
-from helpers import QUICK_POLL, make_emulator_on_loop_clock, quick_retry, virtual_time
+from helpers import QUICK_POLL, make_emulator_on_loop_clock, quick_retry
 
 CRN = "crn:v1:bluemix:public:quantum-computing:us-east:a/abc::"
 KEY = "qiskit-key"
@@ -44,7 +44,7 @@ def client(emu: Emulator, **kwargs: Any) -> QiskitRuntimeClient:
     return QiskitRuntimeClient(base_url=emu.qiskit_url, iam_url=emu.qiskit_iam_url, **kwargs)
 
 
-pytestmark = pytest.mark.emulator(seed=3, qiskit=FAST)
+pytestmark = [pytest.mark.emulator(seed=3, qiskit=FAST), pytest.mark.virtual_time]
 
 
 @pytest.fixture
@@ -120,7 +120,7 @@ async def test_offline_backend_closes_the_session(q: QiskitRuntimeClient) -> Non
     assert [state for state, _ in info.value.history][-1] == "closed"
 
 
-@virtual_time  # the waits' timeouts pass on the loop's clock: two reads at least, always
+# On virtual time: the waits' timeouts pass on the loop's clock: two reads at least, always
 async def test_wait_timeout_and_cancel_on_timeout() -> None:
     async with (
         make_emulator_on_loop_clock(seed=3, qiskit=FAST) as emu,
@@ -165,7 +165,6 @@ async def test_wait_all_reads_one_session_per_request_under_a_cap(emu: Emulator)
         assert set(many) == set(ids[:2])
 
 
-@virtual_time
 async def test_watch_sees_each_state() -> None:
     # States last 0.1 s: on virtual time a poll every 50 ms or less sees each of them, however
     # busy the machine is.
@@ -231,7 +230,6 @@ async def test_token_is_fetched_once_and_cached(q: QiskitRuntimeClient, emu: Emu
     assert q._auth.fetches == 1
 
 
-@virtual_time
 async def test_due_token_is_refreshed_once_for_many_concurrent_calls() -> None:
     # On virtual time, for the emulator and the token cache alike: the sleeps land where they
     # say, however busy the machine is.

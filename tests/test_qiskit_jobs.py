@@ -40,7 +40,6 @@ from helpers import (
     make_emulator_on_loop_clock,
     quick_governor,
     quick_retry,
-    virtual_time,
 )
 
 CRN = "crn:v1:bluemix:public:quantum-computing:us-east:a/abc::"
@@ -52,7 +51,7 @@ FAST = QiskitEmulatorConfig(
 QUICK_RETRY = quick_retry(QISKIT_RETRY)
 SAMPLER = {"pubs": [["OPENQASM 3.0; ...", None, 64]], "version": 2}
 
-pytestmark = pytest.mark.emulator(seed=11, qiskit=FAST)
+pytestmark = [pytest.mark.emulator(seed=11, qiskit=FAST), pytest.mark.virtual_time]
 
 
 def client(emu: Emulator, **kwargs: Any) -> QiskitRuntimeClient:
@@ -611,7 +610,7 @@ async def test_a_job_needs_a_session_that_takes_jobs(q: QiskitRuntimeClient) -> 
         await q.jobs.run("transpiler", "ibm_kyiv", params={})
 
 
-@virtual_time  # the server's one-second rate window passes on the loop's clock
+# On virtual time: the server's one-second rate window passes on the loop's clock
 async def test_run_waits_out_the_rate_limit() -> None:
     jobs = QiskitJobsConfig(rate_limit=2, rate_window=1.0)
     clock = asyncio.get_running_loop().time
@@ -673,6 +672,7 @@ async def test_session_handle_lets_runs_in_flight_get_in_first(emu: Emulator) ->
     assert len(run) == 1
 
 
+@pytest.mark.virtual_time(False)  # the sync client's own loop runs on real time
 async def test_sync_twin_runs_and_lists(emu: Emulator) -> None:
     from aiocompute.sync import QiskitRuntimeClient as SyncQiskit
 

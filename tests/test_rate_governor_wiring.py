@@ -11,8 +11,10 @@ from aiohttp import web
 
 from aiocompute import ETEngineClient, RateGovernor, WorkbenchClient
 from aiocompute.emulator import Emulator
-from helpers import make_emulator_on_loop_clock, virtual_time
+from helpers import make_emulator_on_loop_clock
 from netkit import serve_http
+
+pytestmark = pytest.mark.virtual_time
 
 LP = {"name": "g", "cluster": "Local"}
 
@@ -49,7 +51,7 @@ async def test_polls_queries_and_launches_share_the_governor_and_429_slows_it() 
         assert stats.acquired >= 3 + emu.stats["workbench.get_session"] - 2
 
 
-@virtual_time  # the default governor's pace after the 429 (1 s) passes on the loop's clock
+# On virtual time: the default governor's pace after the 429 (1 s) passes on the loop's clock
 async def test_a_launch_refused_with_429_is_sent_again_and_starts_one_session() -> None:
     # The default governor, on the loop's clock (on a real loop: time.monotonic, as usual).
     governor = RateGovernor(clock=asyncio.get_running_loop().time)
@@ -65,7 +67,7 @@ async def test_a_launch_refused_with_429_is_sent_again_and_starts_one_session() 
         assert [s.id for s in emu.workbench.sessions.values()] == [launched.id]
 
 
-@virtual_time  # the ten calls' 0.2 s each pass on the loop's clock, in no real time
+# On virtual time: the ten calls' 0.2 s each pass on the loop's clock, in no real time
 async def test_max_concurrency_caps_the_requests_in_flight_at_the_server() -> None:
     # Measured at the server: 10 calls at 0.2 s each, capped at 2 in flight.
     clock = asyncio.get_running_loop().time

@@ -40,7 +40,9 @@ from aiocompute._core.reconcile import (
 from aiocompute.emulator import Emulator
 from aiocompute.emulator.chaos import COMMITTED, ChaosProxy, Fault
 from aiocompute.workbench import JobSpec
-from helpers import make_emulator_on_loop_clock, quick_retry, virtual_time
+from helpers import make_emulator_on_loop_clock, quick_retry
+
+pytestmark = pytest.mark.virtual_time
 
 CRN = "crn:v1:bluemix:public:quantum-computing:us-east:a/abc::"
 TIMEOUT = 0.5  # the client's total timeout: a STALL holds the answer longer
@@ -186,7 +188,7 @@ async def _landed(emu: Emulator, api: Api, count: int) -> None:
 
 @pytest.mark.parametrize("fault", FAULTS, ids=lambda f: f.name)
 @pytest.mark.parametrize("api", APIS, ids=lambda a: a.name)
-@virtual_time  # a STALL (1 s) and the governor's pause after a 429 (1 s) take no real time
+# On virtual time: a STALL (1 s) and the governor's pause after a 429 (1 s) take no real time
 async def test_one_fault_on_a_create_makes_one_resource_its_caller_gets(
     api: Api, fault: Fault
 ) -> None:

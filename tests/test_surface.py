@@ -58,7 +58,7 @@ WB = WorkbenchEmulatorConfig(
 )
 QISKIT = QiskitEmulatorConfig(activate_delay=0.05, drain_delay=0.05, pending_inactive_delay=0.0)
 
-pytestmark = pytest.mark.emulator(seed=14, workbench=WB, qiskit=QISKIT)
+pytestmark = [pytest.mark.emulator(seed=14, workbench=WB, qiskit=QISKIT), pytest.mark.virtual_time]
 
 APIS = ["workbench", "qiskit", "lakesail", "etengine"]
 # The older name of each client's address argument (LakeSail always said base_url).

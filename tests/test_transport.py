@@ -47,7 +47,8 @@ from aiocompute._exceptions import (
     redact,
     register_secret,
 )
-from helpers import virtual_time
+
+pytestmark = pytest.mark.virtual_time
 
 BASE = "https://api.example.com/api"
 TOKEN = "sk-live-7f3e9a1b2c4d5e6f"  # a fake credential that must never leak
@@ -1059,7 +1060,7 @@ async def test_stream_stall_timeout_fires(server: Server) -> None:
     assert "0.2" in str(info.value)
 
 
-@virtual_time  # the 0.9 s stream outlasts the total timeout on the loop's clock, at once
+# On virtual time: the 0.9 s stream outlasts the total timeout on the loop's clock, at once
 async def test_a_slow_stream_is_not_cut_by_the_total_timeout() -> None:
     async with (
         serving() as server,

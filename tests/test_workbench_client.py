@@ -72,7 +72,7 @@ QUICK = quick_retry(retry_after_max=0.15)
 LP = {"name": "t", "cluster": "Local"}
 
 
-pytestmark = pytest.mark.emulator(seed=3, workbench=FAST)
+pytestmark = [pytest.mark.emulator(seed=3, workbench=FAST), pytest.mark.virtual_time]
 
 
 @pytest.fixture

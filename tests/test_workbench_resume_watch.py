@@ -12,7 +12,9 @@ from aiocompute import ConfigError, UnreachableState, WorkbenchClient
 from aiocompute._exceptions import AioComputeError
 from aiocompute.emulator import WorkbenchEmulatorConfig
 from aiocompute.workbench import Session
-from helpers import QUICK_POLL, make_emulator_on_loop_clock, virtual_time
+from helpers import QUICK_POLL, make_emulator_on_loop_clock
+
+pytestmark = pytest.mark.virtual_time
 
 FAST = WorkbenchEmulatorConfig(
     session_launch_delay=0.02,
@@ -24,7 +26,7 @@ FAST = WorkbenchEmulatorConfig(
 LP = {"name": "w", "cluster": "Local"}
 
 
-@virtual_time  # states last 20 ms: every one is seen however busy the machine is
+# On virtual time: states last 20 ms: every one is seen however busy the machine is
 async def test_watch_ends_once_every_session_is_running() -> None:
     async with (
         make_emulator_on_loop_clock(workbench=FAST, seed=3) as emu,
@@ -52,7 +54,6 @@ async def _suspended_session(wb: WorkbenchClient) -> str:
     return sid
 
 
-@virtual_time
 async def test_wait_right_after_resume_polls_through_a_stale_suspended_state(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -26,7 +26,7 @@ from aiocompute import (
 from aiocompute.emulator import Emulator, EmulatorConfig, FaultConfig, WorkbenchEmulatorConfig
 from aiocompute.emulator.workbench import JobRecord
 from aiocompute.workbench import OutputChunk, OutputLine
-from helpers import QUICK_RESUME, make_emulator_on_loop_clock, virtual_time
+from helpers import QUICK_RESUME, make_emulator_on_loop_clock
 
 FAST = WorkbenchEmulatorConfig(
     job_pending_delay=0.01,
@@ -39,7 +39,7 @@ FAST = WorkbenchEmulatorConfig(
 # Quick reconnects: the default backoff is fine in production, slow in a test.
 
 
-pytestmark = pytest.mark.emulator(seed=9, workbench=FAST)
+pytestmark = [pytest.mark.emulator(seed=9, workbench=FAST), pytest.mark.virtual_time]
 
 
 @pytest.fixture
@@ -118,7 +118,7 @@ async def settle() -> None:
 # -- live delivery and framing ------------------------------------------------------------
 
 
-@virtual_time  # a chunk's arrival is exact on the loop's clock, however busy the machine
+# On virtual time: a chunk's arrival is exact on the loop's clock, however busy the machine
 async def test_chunks_arrive_while_the_job_runs() -> None:
     async with on_loop_clock() as (emu, wb):
         job = await wb.jobs.launch(
@@ -230,7 +230,7 @@ async def test_dropped_connection_of_a_live_job(wb: WorkbenchClient, emu: Emulat
     assert emu.stats["faults.drop_stream"] == 2
 
 
-@virtual_time  # the job ends during the reconnect's latency on the loop's clock, always
+# On virtual time: the job ends during the reconnect's latency on the loop's clock, always
 async def test_audited_job_resumed_into_its_finished_output() -> None:
     async with on_loop_clock() as (emu, wb):
         job = await wb.audited_jobs.launch(
@@ -402,7 +402,7 @@ async def test_stall_without_resume_raises(wb: WorkbenchClient, emu: Emulator) -
     assert emu.stats["workbench.get_job_output"] == 1
 
 
-@virtual_time  # the stream outlasts the total timeout on the loop's clock, in no real time
+# On virtual time: the stream outlasts the total timeout on the loop's clock, in no real time
 async def test_total_timeout_does_not_cut_a_quiet_stream() -> None:
     async with (
         make_emulator_on_loop_clock(seed=9, workbench=FAST) as emu,

@@ -23,7 +23,7 @@ from aiocompute import (
 )
 from aiocompute.emulator import Emulator, EmulatorConfig, WorkbenchEmulatorConfig
 from aiocompute.workbench import Job, Session, SessionListing
-from helpers import QUICK_POLL, make_emulator_on_loop_clock, virtual_time
+from helpers import QUICK_POLL, make_emulator_on_loop_clock
 
 FAST = WorkbenchEmulatorConfig(
     session_launch_delay=0.02,
@@ -45,7 +45,7 @@ STEPPED = WorkbenchEmulatorConfig(
 LP = {"name": "w", "cluster": "Local"}
 
 
-pytestmark = pytest.mark.emulator(seed=5, workbench=FAST)
+pytestmark = [pytest.mark.emulator(seed=5, workbench=FAST), pytest.mark.virtual_time]
 
 
 @pytest.fixture
@@ -74,7 +74,7 @@ async def on_loop_clock(**options: Any) -> AsyncIterator[tuple[Emulator, Workben
         yield emu, wb
 
 
-@virtual_time  # up to 0.9 s of launch steps pass on the loop's clock, in no real time
+# On virtual time: up to 0.9 s of launch steps pass on the loop's clock, in no real time
 async def test_wait_all_coalesces_polls() -> None:
     config = WorkbenchEmulatorConfig(
         session_launch_delay=(0.1, 0.3),
@@ -116,7 +116,7 @@ async def test_wait_on_failed_launch_is_unreachable(wb: WorkbenchClient, emu: Em
     assert error.elapsed > 0
 
 
-@virtual_time  # the 0.5 s timeout passes on the loop's clock
+# On virtual time: the 0.5 s timeout passes on the loop's clock
 async def test_wait_timeout_carries_what_was_seen() -> None:
     async with on_loop_clock() as (emu, wb):
         sid = await launch(wb, "emu-stuck")
@@ -163,7 +163,7 @@ async def test_wait_all_with_return_exceptions(wb: WorkbenchClient) -> None:
         await wb.jobs.wait_all([ok.id, bad.id], timeout=10)
 
 
-@virtual_time  # the order of the ends is exact on the loop's clock, however busy the machine
+# On virtual time: the order of the ends is exact on the loop's clock, however busy the machine
 async def test_as_completed_yields_in_completion_order() -> None:
     durations = {"slow": 0.6, "fast": 0.05, "mid": 0.3}
     ids = {}
@@ -210,7 +210,7 @@ async def test_as_completed_reports_failures_as_results(wb: WorkbenchClient) -> 
         results[bad.id].unwrap()
 
 
-@virtual_time  # each 0.15 s step is seen by the quick poller, however busy the machine
+# On virtual time: each 0.15 s step is seen by the quick poller, however busy the machine
 async def test_watch_yields_transitions_in_order() -> None:
     async with (
         make_emulator_on_loop_clock(config=EmulatorConfig(workbench=STEPPED), seed=2) as emu,
@@ -246,7 +246,7 @@ async def test_on_transition_hook(wb: WorkbenchClient) -> None:
     assert len(seen) == len(set(seen))  # each change reported once
 
 
-@virtual_time  # the waits' timeouts pass on the loop's clock
+# On virtual time: the waits' timeouts pass on the loop's clock
 async def test_on_cancel_cancel_stops_the_session_on_timeout() -> None:
     async with on_loop_clock() as (emu, wb):
         sid = await launch(wb, "emu-stuck")
@@ -261,7 +261,7 @@ async def test_on_cancel_cancel_stops_the_session_on_timeout() -> None:
         assert "shutting_down" in [t.state for t in record.transitions]
 
 
-@virtual_time  # the cancel scope's 0.3 s passes on the loop's clock
+# On virtual time: the cancel scope's 0.3 s passes on the loop's clock
 async def test_on_cancel_cancel_stops_the_session_when_cancelled() -> None:
     async with on_loop_clock() as (emu, wb):
         sid = await launch(wb, "emu-stuck")
@@ -272,7 +272,7 @@ async def test_on_cancel_cancel_stops_the_session_when_cancelled() -> None:
         assert emu.workbench.sessions[sid].stop_requested is not None
 
 
-@virtual_time  # the wait's timeout passes on the loop's clock
+# On virtual time: the wait's timeout passes on the loop's clock
 async def test_on_cancel_cancel_stops_a_job() -> None:
     async with on_loop_clock() as (emu, wb):
         job = await wb.jobs.launch(job_spec("--emu-chunks=100", "--emu-interval=0.1"))
@@ -353,7 +353,7 @@ async def test_waits_ride_out_a_flaky_server(wb: WorkbenchClient, emu: Emulator)
     assert emu.stats["faults.error"] >= 1
 
 
-@virtual_time  # the wait's timeout passes on the loop's clock
+# On virtual time: the wait's timeout passes on the loop's clock
 async def test_wait_timeout_reports_read_failures() -> None:
     async with on_loop_clock(retry=RetryPolicy(max_attempts=1)) as (emu, wb):
         sid = await launch(wb, "emu-stuck")

@@ -478,7 +478,11 @@ class QiskitJobs:
             if (after is not None and wall < after) or (before is not None and wall > before):
                 continue
             matched.append(r)
-        matched.sort(key=lambda r: (r.created, r.id), reverse=sort == "DESC")
+        # By creation time, and jobs created at the same instant in the order they came (the
+        # records are kept in that order; the sort is stable).
+        matched.sort(key=lambda r: r.created)
+        if sort == "DESC":
+            matched.reverse()
         page = matched[offset : offset + limit]
         return web.json_response(
             {
