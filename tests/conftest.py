@@ -8,7 +8,10 @@ Emulators:
 - ``emu``: one such emulator, set up by the nearest ``@pytest.mark.emulator(...)`` mark
   (same arguments; a module sets its own with ``pytestmark = pytest.mark.emulator(...)``);
 - ``threaded_emulator``: one emulator per module, served by its own event-loop thread, for
-  sync code (the sync twins, the CLI's ``main()``); set up by the module's ``emulator`` mark.
+  sync code (the sync twins) and other processes; set up by the module's ``emulator`` mark;
+- ``command_emulator``: one emulator per module on a virtual clock, for the CLI's ``main()``:
+  in a test that takes it, ``asyncio.run`` (which ``main()`` calls) runs on the emulator's
+  loop, so a command's waits and the emulator's timings take no real time.
 
 Virtual time: ``@pytest.mark.virtual_time`` (or a module's ``pytestmark``) runs an async test,
 its async fixtures and the emulators they start on a :class:`helpers.VirtualTimeLoop`, where
@@ -41,8 +44,10 @@ from aiocompute.emulator import Emulator
 from helpers import (
     EmulatorFactory,
     VirtualTimeLoop,
+    emulator_on_virtual_time,
     emulators,
     make_emulator,
+    run_on,
     sigint_raises_keyboard_interrupt,
 )
 
@@ -131,6 +136,23 @@ def threaded_emulator(request: pytest.FixtureRequest) -> Iterator[Emulator]:
             yield server
         finally:
             portal.call(server.stop)
+
+
+@pytest.fixture(scope="module")
+def _command_loop(request: pytest.FixtureRequest) -> Iterator[tuple[VirtualTimeLoop, Emulator]]:
+    with emulator_on_virtual_time(**_marked_settings(request.node)) as loop_and_emulator:
+        yield loop_and_emulator
+
+
+@pytest.fixture
+def command_emulator(
+    _command_loop: tuple[VirtualTimeLoop, Emulator], monkeypatch: pytest.MonkeyPatch
+) -> Emulator:
+    """The module's emulator on virtual time, with ``asyncio.run`` running on its loop during
+    the test (see the module docstring)."""
+    loop, emu = _command_loop
+    monkeypatch.setattr(asyncio, "run", run_on(loop))
+    return emu
 
 
 # -- Ctrl-C -------------------------------------------------------------------------------------

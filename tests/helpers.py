@@ -13,7 +13,7 @@ import contextlib
 import selectors
 import signal
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from typing import Any, TypeVar
 from unittest import mock
 
@@ -163,6 +163,52 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
 
     def _thread_done(self, _future: asyncio.Future[Any]) -> None:
         self._instant.threads_busy -= 1
+
+
+@contextlib.contextmanager
+def emulator_on_virtual_time(**settings: Any) -> Iterator[tuple[VirtualTimeLoop, Emulator]]:
+    """A started emulator (arguments as :func:`make_emulator`) on a :class:`VirtualTimeLoop`
+    of its own, which runs only while something is run on it (``loop.run_until_complete``):
+    the emulator and what runs there share one virtual clock. Stopped on the way out."""
+    loop = VirtualTimeLoop()
+
+    async def start() -> Emulator:
+        emu = make_emulator_on_loop_clock(**settings)
+        await emu.start()
+        return emu
+
+    try:
+        emu = loop.run_until_complete(start())
+        try:
+            yield loop, emu
+        finally:
+            loop.run_until_complete(emu.stop())
+    finally:
+        leftovers = asyncio.all_tasks(loop)
+        for task in leftovers:
+            task.cancel()
+        if leftovers:
+            loop.run_until_complete(asyncio.gather(*leftovers, return_exceptions=True))
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.run_until_complete(loop.shutdown_default_executor())
+        loop.close()
+
+
+def run_on(loop: asyncio.AbstractEventLoop) -> Callable[..., Any]:
+    """A stand-in for :func:`asyncio.run` that runs the coroutine on ``loop`` (left open for
+    the next one), for code that calls ``asyncio.run`` itself (the CLI's ``main()``)."""
+
+    def run(main: Coroutine[Any, Any, T], *, debug: bool | None = None) -> T:
+        return loop.run_until_complete(main)
+
+    return run
+
+
+def pass_time(seconds: float) -> None:
+    """Let ``seconds`` pass on the clock the CLI's commands run on: with the
+    ``command_emulator`` fixture, its virtual clock (``asyncio.run`` runs on that loop); else
+    for real."""
+    asyncio.run(asyncio.sleep(seconds))
 
 
 # -- Ctrl-C -------------------------------------------------------------------------------------

@@ -21,6 +21,7 @@ from aiocompute.emulator import (
     LakeSailEmulatorConfig,
     QiskitEmulatorConfig,
 )
+from helpers import pass_time
 
 # Credentials only this emulator accepts; no captured output may ever contain one.
 QISKIT_KEY = "qk-secret-Hv27-apikey"
@@ -53,22 +54,22 @@ pytestmark = pytest.mark.emulator(
 
 
 @pytest.fixture
-def env(threaded_emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Emulator:
+def env(command_emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Emulator:
     """Every API configured through the environment, as users are told to do."""
     values = {
         "QISKIT_IBM_TOKEN": QISKIT_KEY,
         "QISKIT_IBM_INSTANCE": INSTANCE,
-        "AIOCOMPUTE_QISKIT_BASE_URL": threaded_emulator.qiskit_url,
-        "QISKIT_IBM_IAM_URL": threaded_emulator.qiskit_iam_url,
+        "AIOCOMPUTE_QISKIT_BASE_URL": command_emulator.qiskit_url,
+        "QISKIT_IBM_IAM_URL": command_emulator.qiskit_iam_url,
         "LAKESAIL_API_TOKEN": LAKESAIL_TOKEN,
-        "LAKESAIL_BASE_URL": threaded_emulator.lakesail_url,
+        "LAKESAIL_BASE_URL": command_emulator.lakesail_url,
         "ET_ENGINE_API_KEY": ET_KEY,
-        "ET_ENGINE_URL": threaded_emulator.etengine_url,
+        "ET_ENGINE_URL": command_emulator.etengine_url,
     }
     for name, value in values.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("COLUMNS", raising=False)
-    return threaded_emulator
+    return command_emulator
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -462,6 +463,7 @@ def test_etengine_submit_status_jobs_and_wait(
     assert [j.args for j in jobs] == [{"seed": 1, "name": "a"}, {"seed": 2, "name": "b"}]
 
     failing = _submit(capsys, "--var", "emu-fail:=false", "--var", "emu-fail:=true")["batch_id"]
+    pass_time(0.1)  # the jobs are registered (10-30 ms) and listed
 
     # Status reads of several batches are fanned out (one request each).
     before = env.stats["etengine.get_batch"]

@@ -1,5 +1,8 @@
 """``list --mine`` and ``reap --older-than``: finding and stopping what this user's
-aiocompute clients created (by their owner label), and leaving everything else alone."""
+aiocompute clients created (by their owner label), and leaving everything else alone.
+
+Against an emulator on real time (``threaded_emulator``): ``--older-than`` compares the
+resources' wall-clock times with the real now, and sync clients make some of them."""
 
 from __future__ import annotations
 
@@ -14,14 +17,24 @@ import pytest
 from aiocompute._core.reconcile import OWNER_ENV
 from aiocompute.cli import main
 from aiocompute.cli._owned import older_than
-from aiocompute.emulator import Emulator, LakeSailEmulatorConfig, WorkbenchEmulatorConfig
+from aiocompute.emulator import (
+    Emulator,
+    LakeSailEmulatorConfig,
+    QiskitEmulatorConfig,
+    WorkbenchEmulatorConfig,
+)
 from aiocompute.sync import LakeSailClient, WorkbenchClient
 from aiocompute.workbench import JobSpec
+
+QISKIT_INSTANCE = "crn:v1:bluemix:public:quantum-computing:us-east:a/cli-owned::"
 
 pytestmark = pytest.mark.emulator(
     seed=4,
     workbench=WorkbenchEmulatorConfig(tokens={"wb-token": ("alice", "user")}),
     lakesail=LakeSailEmulatorConfig(tokens={"ls-token": ("MALICE", "member")}),
+    qiskit=QiskitEmulatorConfig(
+        api_keys={"qk-key": "user-alice"}, instances=frozenset({QISKIT_INSTANCE})
+    ),
 )
 
 ME = "ana@notebook"
@@ -34,6 +47,10 @@ def env(threaded_emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Emulato
     monkeypatch.setenv("WORKBENCH_API_KEY", "wb-token")
     monkeypatch.setenv("LAKESAIL_API_TOKEN", "ls-token")
     monkeypatch.setenv("LAKESAIL_BASE_URL", threaded_emulator.lakesail_url)
+    monkeypatch.setenv("QISKIT_IBM_TOKEN", "qk-key")
+    monkeypatch.setenv("QISKIT_IBM_INSTANCE", QISKIT_INSTANCE)
+    monkeypatch.setenv("AIOCOMPUTE_QISKIT_BASE_URL", threaded_emulator.qiskit_url)
+    monkeypatch.setenv("QISKIT_IBM_IAM_URL", threaded_emulator.qiskit_iam_url)
     monkeypatch.setenv(OWNER_ENV, ME)
     monkeypatch.delenv("COLUMNS", raising=False)
     return threaded_emulator
@@ -110,3 +127,25 @@ def test_lakesail_sessions_mine_and_reap(env: Emulator, capsys: pytest.CaptureFi
     assert reaped["reaped"] == [mine]
     assert env.lakesail.sessions[mine].state == "closed"
     assert env.lakesail.sessions[theirs].state != "closed"
+
+
+def test_qiskit_jobs_mine_and_reap(
+    env: Emulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def run_one(owner: str) -> str:
+        monkeypatch.setenv("AIOCOMPUTE_OWNER", owner)
+        stuck = ("--params", '{"emu_outcome": "stuck"}')
+        job: str = run_json(capsys, "qiskit", "jobs", "run", "sampler", "ibm_fez", *stuck)["job"][
+            "id"
+        ]
+        return job
+
+    theirs = run_one("bo@ci")
+    mine = run_one("ana@nb")
+    listed = run_json(capsys, "qiskit", "jobs", "list", "--mine")["jobs"]
+    assert [j["id"] for j in listed] == [mine]
+    time.sleep(0.6)
+    reaped = run_json(capsys, "qiskit", "jobs", "reap", "--older-than", "0.5s", "--yes")
+    assert reaped["reaped"] == [mine]
+    assert env.qiskit.jobs[mine].status == "Cancelled"
+    assert env.qiskit.jobs[theirs].status != "Cancelled"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -41,17 +40,17 @@ JOB_COMMANDS = {
 
 
 @pytest.fixture
-def env(threaded_emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Emulator:
+def env(command_emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Emulator:
     values = {
         "QISKIT_IBM_TOKEN": QISKIT_KEY,
         "QISKIT_IBM_INSTANCE": INSTANCE,
-        "AIOCOMPUTE_QISKIT_BASE_URL": threaded_emulator.qiskit_url,
-        "QISKIT_IBM_IAM_URL": threaded_emulator.qiskit_iam_url,
+        "AIOCOMPUTE_QISKIT_BASE_URL": command_emulator.qiskit_url,
+        "QISKIT_IBM_IAM_URL": command_emulator.qiskit_iam_url,
     }
     for name, value in values.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("COLUMNS", raising=False)
-    return threaded_emulator
+    return command_emulator
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -194,28 +193,6 @@ def test_bad_input_is_a_usage_error(env: Emulator, capsys: pytest.CaptureFixture
     code, _, err = run(capsys, "qiskit", "jobs", "results", "no-such-job")
     assert code == 1
     assert "job 'no-such-job' not found" in err
-
-
-def test_jobs_mine_and_reap(
-    env: Emulator, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    def run_one(owner: str) -> str:
-        monkeypatch.setenv("AIOCOMPUTE_OWNER", owner)
-        stuck = ("--params", '{"emu_outcome": "stuck"}')
-        job: str = run_json(capsys, "qiskit", "jobs", "run", "sampler", "ibm_fez", *stuck)["job"][
-            "id"
-        ]
-        return job
-
-    theirs = run_one("bo@ci")
-    mine = run_one("ana@nb")
-    listed = run_json(capsys, "qiskit", "jobs", "list", "--mine")["jobs"]
-    assert [j["id"] for j in listed] == [mine]
-    time.sleep(0.6)
-    reaped = run_json(capsys, "qiskit", "jobs", "reap", "--older-than", "0.5s", "--yes")
-    assert reaped["reaped"] == [mine]
-    assert env.qiskit.jobs[mine].status == "Cancelled"
-    assert env.qiskit.jobs[theirs].status != "Cancelled"
 
 
 def test_ctrl_c_on_a_qiskit_wait_names_the_command_that_stops_it(
