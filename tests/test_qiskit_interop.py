@@ -19,16 +19,13 @@ import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
-# IBM's client and what it is built on: in the test extra, so never skipped.
+# IBM's client and what it is built on: in the test extra, so never skipped. The client
+# itself (qiskit_ibm_runtime, about 2 s to import) is imported by the tests that use it, so
+# that collecting the suite does not pay for it on every pytest-xdist worker.
 import ibm_cloud_sdk_core as sdk_core
 import jwt
 import pytest
-import qiskit_ibm_runtime as runtime
 import requests
-from qiskit_ibm_runtime import accounts
-from qiskit_ibm_runtime import session as runtime_session
-from qiskit_ibm_runtime.api import client_parameters
-from qiskit_ibm_runtime.api import utils as api_utils
 
 from aiocompute import sync
 from aiocompute.emulator import Emulator, QiskitEmulatorConfig
@@ -39,7 +36,10 @@ US = "crn:v1:bluemix:public:quantum-computing:us-east:a/abc:inst-us::"
 EU = "crn:v1:bluemix:public:quantum-computing:eu-de:a/abc:inst-eu::"
 KEY = "qiskit-key"
 
-pytestmark = pytest.mark.emulator(qiskit=QiskitEmulatorConfig(instances=[US, EU]))
+pytestmark = [
+    pytest.mark.emulator(qiskit=QiskitEmulatorConfig(instances=[US, EU])),
+    pytest.mark.xdist_group("ibm-client"),  # one worker imports IBM's client, not each
+]
 
 # The vendor's client warns this, then sends "Authorization: apikey <key>", when it cannot
 # read the IAM token (the bug this file guards against): make it an error.
@@ -66,6 +66,7 @@ def no_fallback() -> Iterator[None]:
 def resolver_to(emu: Emulator, seen: list[str]) -> Callable[..., str]:
     """A ``url_resolver`` that notes the vendor's own choice of API base, then answers the
     emulator's."""
+    from qiskit_ibm_runtime.api import utils as api_utils
 
     def resolve(url: str, instance: str, private_endpoint: bool | None, channel: str) -> str:
         seen.append(
@@ -84,6 +85,9 @@ def resolver_to(emu: Emulator, seen: list[str]) -> Callable[..., str]:
 def test_the_vendors_client_opens_and_closes_sessions(
     ibm_env: Emulator, crn: str, host: str
 ) -> None:
+    import qiskit_ibm_runtime as runtime
+    from qiskit_ibm_runtime import session as runtime_session
+
     emu = ibm_env
     seen: list[str] = []
     before = dict(emu.stats)
@@ -190,6 +194,9 @@ def test_iam_tokens_are_jwts_the_vendors_sdk_reads(ibm_env: Emulator) -> None:
 def test_our_client_reads_the_settings_as_the_vendors_does(
     monkeypatch: pytest.MonkeyPatch, env: dict[str, str], crn: str
 ) -> None:
+    from qiskit_ibm_runtime import accounts
+    from qiskit_ibm_runtime.api import client_parameters
+
     # The same environment, read by both clients: the same API base (ours has no /v1).
     for name in ("QISKIT_IBM_URL", "QISKIT_IBM_CHANNEL", "AIOCOMPUTE_QISKIT_BASE_URL"):
         monkeypatch.delenv(name, raising=False)
