@@ -55,7 +55,10 @@ bound grows by the offset too. Lags are reported in two groups:
   running. The lag targets apply to these.
 * "already running": sessions running when the wait began (with no offset, or launches
   slower than the offset allows for); lag = learned - start of the wait, i.e. the cost of
-  the first tick over them. Reported apart, with their count.
+  the first tick over them. Reported apart, with their count, next to what one light and
+  one full read of all N sessions take (``wb.sessions``' own two reads, timed once each
+  after the ``wait_all`` run): that tick cannot take less. Its target is on what it takes
+  beyond them, per 1,000 sessions.
 
 A naive contender that did not finish within ``--bound`` made fewer requests and burned
 less CPU than it would have: the ratios against it then flatter naive polling, not
@@ -105,10 +108,24 @@ LAUNCH_RATE_FLOOR = 400.0
 
 #: Targets by the number of sessions (the largest key not above the run's count applies):
 #: requests and client CPU as a fraction of naive 1 s polling (None: no target), lag p99
-#: in ms, wall over the slowest start in s.
+#: in ms (sessions that start during the wait), wall over the slowest start in s, and for
+#: sessions already running: lag p99 beyond one light and one full read of all sessions,
+#: in ms per 1,000 sessions.
 TARGETS: dict[int, dict[str, float | None]] = {
-    0: {"requests": 0.05, "client_cpu": None, "lag_p99_ms": 300.0, "over_slowest": 0.5},
-    10_000: {"requests": 0.02, "client_cpu": 0.3, "lag_p99_ms": 200.0, "over_slowest": 0.5},
+    0: {
+        "requests": 0.05,
+        "client_cpu": None,
+        "lag_p99_ms": 300.0,
+        "over_slowest": 0.5,
+        "first_tick_ms_per_1000": 25.0,
+    },
+    10_000: {
+        "requests": 0.02,
+        "client_cpu": 0.3,
+        "lag_p99_ms": 200.0,
+        "over_slowest": 0.5,
+        "first_tick_ms_per_1000": 25.0,
+    },
 }
 
 
@@ -196,6 +213,15 @@ async def wait_naively(
     return learned, errors
 
 
+async def time_reads(wb: WorkbenchClient, ids: list[str]) -> tuple[float, float]:
+    """Seconds one light read (what a poll asks) and one full read of ``ids`` take."""
+    light = time.perf_counter()
+    await wb.sessions._fetch_many(ids)
+    full = time.perf_counter()
+    await wb.sessions._fetch_full(ids)
+    return full - light, time.perf_counter() - full
+
+
 async def run_contender(
     url: str, emu: EmulatorProcess, name: str, count: int, bound: float
 ) -> dict[str, Any]:
@@ -215,8 +241,11 @@ async def run_contender(
             records = None
         ended = time.time()
         client_cpu = cpu_seconds() - client_cpu
-    server_cpu = emu.cpu() - server_cpu
-    after = emu.stats()
+        server_cpu = emu.cpu() - server_cpu
+        after = emu.stats()
+        light_read = full_read = None
+        if name == "wait_all":  # (outside the counts above)
+            light_read, full_read = await time_reads(wb, ids)
     running = emu.running_walls(ids)
     get_session = after.get("workbench.get_session", 0) - before.get("workbench.get_session", 0)
     total = after.get("workbench", 0) - before.get("workbench", 0)
@@ -249,6 +278,8 @@ async def run_contender(
         "already_lag_p50_ms": percentile(before_lags, 50) * 1000 if before_lags else None,
         "already_lag_p99_ms": percentile(before_lags, 99) * 1000 if before_lags else None,
         "already_lag_max_ms": max(before_lags) * 1000 if before_lags else None,
+        "light_read_ms": light_read * 1000 if light_read is not None else None,
+        "full_read_ms": full_read * 1000 if full_read is not None else None,
         "errors": errors,
         "client_cpu": client_cpu,
         "server_cpu": server_cpu,
@@ -334,21 +365,6 @@ def main(argv: Sequence[str] | None = None) -> None:
             for r in results
         ],
     )
-    if any(r["already_running"] for r in results):
-        report.table(
-            "Sessions already running when the wait began (lag from the start of the wait)",
-            ["contender", "already running", "lag p50 ms", "lag p99 ms", "lag max ms"],
-            [
-                [
-                    r["name"],
-                    r["already_running"],
-                    r["already_lag_p50_ms"],
-                    r["already_lag_p99_ms"],
-                    r["already_lag_max_ms"],
-                ]
-                for r in results
-            ],
-        )
     by = {r["name"]: r for r in results}
     wa, n1, n01 = by["wait_all"], by["naive 1 s"], by["naive 0.1 s"]
 
@@ -394,14 +410,47 @@ def main(argv: Sequence[str] | None = None) -> None:
             ],
         ],
     )
+    # (After the ratios: the tables before them keep their places.)
+    if any(r["already_running"] for r in results):
+        report.table(
+            "Sessions already running when the wait began (lag from the start of the wait)",
+            ["contender", "already running", "lag p50 ms", "lag p99 ms", "lag max ms"],
+            [
+                [
+                    r["name"],
+                    r["already_running"],
+                    r["already_lag_p50_ms"],
+                    r["already_lag_p99_ms"],
+                    r["already_lag_max_ms"],
+                ]
+                for r in results
+            ],
+        )
     requests = ratio(wa["get_session"], n1["get_session"])
     cpu = ratio(wa["client_cpu"], n1["client_cpu"])
+    reads_ms = wa["light_read_ms"] + wa["full_read_ms"]
+    report.note(
+        f"wait_all's client, after its wait: one light read of the {count:,} sessions "
+        f"{wa['light_read_ms']:.0f} ms, one full read {wa['full_read_ms']:.0f} ms"
+    )
+    first_tick = None
+    if wa["already_running"]:
+        # What the first tick over the sessions already running took beyond the two reads.
+        first_tick = (wa["already_lag_p99_ms"] - reads_ms) / (count / 1000)
     checks = [
         ("requests", "requests <= {:.0%} of naive 1 s", requests),
-        ("lag_p99_ms", "lag p99 (started during the wait) <= {:g} ms", wa["lag_p99_ms"]),
+        ("lag_p99_ms", "lag p99 <= {:g} ms", wa["lag_p99_ms"]),
         ("over_slowest", "wall <= slowest start + {:g} s", wa["over_slowest"]),
         ("client_cpu", "client CPU <= {:g}x naive 1 s", cpu),
     ]
+    if first_tick is not None:
+        checks.append(
+            (
+                "first_tick_ms_per_1000",
+                "already running: lag p99 <= light + full read + {:g} ms per 1,000 sessions",
+                first_tick,
+            )
+        )
     for key, label, value in checks:
         limit = goal[key]
         if limit is None:
@@ -428,7 +477,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "'sessions read' counts session records in the answers (wait_all asks for many ids "
         "per request; its poller's counter). Lags of the sessions 'started' during the wait: "
         "client time.time() minus the emulator's recorded wall time of entering 'running'; "
-        "the lag targets apply to these."
+        "the lag p99 target applies to these."
     )
     report.values = {"results": results, "count": count, "bound": bound, "offset": offset}
     report.emit(json_path=args.json, markdown=args.markdown)
