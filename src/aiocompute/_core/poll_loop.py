@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from typing import Generic, TypeVar
 
 import anyio
@@ -94,6 +94,9 @@ class PollLoop(Generic[R]):
         self._boxes: dict[str, dict[Mailbox[R], None]] = {}  # id -> its mailboxes (ordered)
         # Unreadable answers in a row, by id (see _apply_error).
         self._unreadable: dict[str, int] = {}
+        # The highest min_seq given to a mailbox: a tick planned at or after it has no
+        # stale readers (see _apply).
+        self._newest_box = 0
         self._driver: Mailbox[R] | None = None
         self._idle: dict[Mailbox[R], None] = {}  # waiting tasks that may take over the loop
         self._kick: anyio.Event | None = None
@@ -140,6 +143,7 @@ class PollLoop(Generic[R]):
         box: Mailbox[R] = Mailbox(
             self.schedule.seq + 1, every_read, targets=targets, full_reads=full_reads
         )
+        self._newest_box = box.min_seq
         now = anyio.current_time()
         for one in ids:
             boxes = self._boxes.get(one)
@@ -312,12 +316,16 @@ class PollLoop(Generic[R]):
         normalize, state_of, known = self.table.normalize, self._state_of, self._known
         settles = self._settle_read is not None
         seq = plan.seq
+        # Reads from a tick that started before a wait subscribed are stale to it; unless
+        # no wait has subscribed since this tick was planned (the rule), every mailbox of
+        # an id reads it, and no list of them is built per id.
+        all_fresh = self._newest_box <= seq
+        subs: Collection[Mailbox[R]]
         for one in batch:
             boxes = self._boxes.get(one)
             if boxes is None:
                 continue  # nobody waits any more
-            # Reads from a tick that started before a wait subscribed are stale to it.
-            subs = [box for box in boxes if box.min_seq <= seq]
+            subs = boxes if all_fresh else [box for box in boxes if box.min_seq <= seq]
             for sub in subs:
                 sub.attempts[one] += 1
             if one not in got:
@@ -344,7 +352,8 @@ class PollLoop(Generic[R]):
             if settles:
                 for sub in subs:
                     if sub.wants_full(state):
-                        held.append((subs, one, resource, state, end))
+                        # A copy: the mailboxes of ``one`` may change before it is posted.
+                        held.append((list(subs), one, resource, state, end))
                         break
                 else:
                     for sub in subs:
@@ -353,7 +362,7 @@ class PollLoop(Generic[R]):
                 for sub in subs:
                     sub.post_read(one, resource, state, end)
 
-    def _missing(self, plan: Plan, one: str, subs: list[Mailbox[R]]) -> None:
+    def _missing(self, plan: Plan, one: str, subs: Collection[Mailbox[R]]) -> None:
         misses = self.schedule.missed(plan, one)
         if misses >= self.missing_after:
             error = NotFoundError(
