@@ -455,12 +455,12 @@ async def test_a_fingerprint_lookup_leaves_the_other_creates_resources_alone() -
         return [r for r in made if r not in mine]
 
     async def plan() -> Plan[str]:
-        return Plan(find, id_of=str, lookup="the list", claims=claims, kind="kind")
+        return Plan(find, id_of=str, lookup="the list")
 
     results: dict[str, str] = {}
 
     async def run(name: str, send: Callable[[], Awaitable[str]]) -> None:
-        results[name] = await create_once(send, plan, what=name)
+        results[name] = await create_once(send, plan, what=name, claims=claims, kind="kind")
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(run, "b", send_b)
@@ -471,3 +471,112 @@ async def test_a_fingerprint_lookup_leaves_the_other_creates_resources_alone() -
         b_may_answer.set()
     assert results == {"a": "a", "b": "b"}
     assert claims.claimed("kind") == frozenset()  # forgotten once no create of it runs
+
+
+# -- the list taken before a fingerprinted create ------------------------------------------------
+
+
+async def test_creates_that_start_together_share_the_listing_taken_before_them() -> None:
+    claims = Claims()
+    takes = 0
+    existing = ["old"]
+
+    async def take() -> list[str]:
+        nonlocal takes
+        takes += 1
+        await anyio.sleep(0.1)  # a listing takes a while
+        return list(existing)
+
+    seen: list[frozenset[str]] = []
+
+    async def create(kind: str) -> None:
+        with claims.creating(kind):
+            seen.append(await claims.baseline("source", take))
+
+    async with anyio.create_task_group() as tg:
+        for i in range(50):
+            tg.start_soon(create, f"kind-{i % 3}")
+    # Two listings for fifty creates of any kind from one source: the first create's, and
+    # the one the 49 others (begun while it was under way) shared.
+    assert takes == 2
+    assert seen == [frozenset({"old"})] * 50
+
+
+async def test_a_listing_under_way_is_not_joined_the_next_one_is() -> None:
+    # A create that begins while a listing is under way waits for it, then takes the next
+    # one: the first may have begun before this create was recorded.
+    claims = Claims()
+    answers = iter([["first"], ["second"]])
+    release = anyio.Event()
+
+    async def take() -> list[str]:
+        await release.wait()
+        return next(answers)
+
+    got: dict[str, frozenset[str]] = {}
+
+    async def create(name: str) -> None:
+        with claims.creating("kind"):
+            got[name] = await claims.baseline("source", take)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(create, "early")
+        await anyio.sleep(0.01)
+        tg.start_soon(create, "late")
+        tg.start_soon(create, "later")
+        await anyio.sleep(0.01)
+        release.set()
+    assert got == {
+        "early": frozenset({"first"}),
+        "late": frozenset({"second"}),
+        "later": frozenset({"second"}),
+    }
+
+
+async def test_when_a_shared_listing_fails_each_create_takes_its_own() -> None:
+    claims = Claims()
+    calls = 0
+
+    async def take() -> list[str]:
+        nonlocal calls
+        calls += 1
+        n = calls
+        await anyio.sleep(0.01)
+        if n == 2:  # the shared one (the first is the one under way)
+            raise TransportError("reset")
+        return [f"list-{n}"]
+
+    results: list[object] = []
+
+    async def create() -> None:
+        with claims.creating("kind"):
+            try:
+                results.append(await claims.baseline("source", take))
+            except TransportError as exc:
+                results.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(create)  # takes list-1
+        await anyio.sleep(0.001)
+        for _ in range(3):
+            tg.start_soon(create)  # wait, share the second (which fails), then their own
+    # The create that sent the failed one gets its error (and sends unreconciled); the two
+    # others took a listing each.
+    assert len([r for r in results if isinstance(r, TransportError)]) == 1
+    lists = [r for r in results if isinstance(r, frozenset)]
+    assert sorted(lists, key=sorted) == [{"list-1"}, {"list-3"}, {"list-4"}]
+
+
+async def test_concurrent_launches_take_a_few_listings_not_one_each(emu: Emulator) -> None:
+    async with WorkbenchClient(emu.workbench_url, token="user-token", **_options()) as wb:
+        before = emu.stats["workbench.get_session"]
+        launched = await asyncio.gather(
+            *(
+                wb.sessions.launch(
+                    "VS Code", name=f"s{i}", launch_parameters={"name": "p", "cluster": "Local"}
+                )
+                for i in range(40)
+            )
+        )
+    assert len({s.id for s in launched}) == 40
+    assert emu.stats["workbench.get_session"] - before <= 4

@@ -21,7 +21,9 @@ How a create is looked up depends on what its API offers (:class:`Plan`):
   batches): a list taken before the create, and the lookup keeps the new resources that
   look like the one asked for, minus those this client's other creates returned
   (:class:`Claims`). Another process creating the same kind of resource at the same
-  moment cannot be told apart: the API gives nothing to tell them by.
+  moment cannot be told apart: the API gives nothing to tell them by. Creates that start
+  together share that first list (:meth:`Claims.baseline`): a thousand launches at once
+  take a few listings, not a thousand.
 
 API-agnostic: the API packages build the plans.
 """
@@ -150,16 +152,22 @@ class Plan(Generic[T]):
     ``find()`` returns what the create may have made (by token, or new and alike); ``id_of``
     names each; ``lookup`` says in words what a caller would run to look (shown in
     :class:`~aiocompute.OutcomeUnknown`); ``token`` is the client token the create carries,
-    None if the API has no field for one. ``claims``/``kind``: for a fingerprint, where this
-    client's own creates of the same ``kind`` are recorded.
+    None if the API has no field for one.
     """
 
     find: Callable[[], Awaitable[Sequence[T]]]
     id_of: Callable[[T], str]
     lookup: str
     token: str | None = None
-    claims: Claims | None = None
-    kind: Hashable = None
+
+
+class _Listing:
+    """One listing taken for the creates waiting on it (see :meth:`Claims.baseline`)."""
+
+    def __init__(self) -> None:
+        self.started = False
+        self.done = anyio.Event()
+        self.ids: frozenset[str] | None = None  # None: it failed or was cancelled
 
 
 class Claims:
@@ -178,6 +186,41 @@ class Claims:
         self._claimed: dict[Hashable, set[str]] = {}
         self._quiet: dict[Hashable, anyio.Event] = {}
         self._looking: dict[Hashable, int] = {}
+        self._in_flight: dict[Hashable, _Listing] = {}
+        self._next: dict[Hashable, _Listing] = {}
+
+    async def baseline(
+        self, source: Hashable, take: Callable[[], Awaitable[Iterable[str]]]
+    ) -> frozenset[str]:
+        """The ids that exist before a create: ``take()`` (a listing of ``source``), shared
+        by the creates that ask at the same time. Call it inside :meth:`creating`.
+
+        A listing already under way is not joined: it may have begun before this create was
+        recorded, so a resource another create of the kind made and claimed meanwhile could
+        be in neither its answer nor the claims once that create ends. This waits for it,
+        then takes the next listing with everyone else who waited (the first of them sends
+        it). If a shared listing fails, each create takes its own.
+        """
+        flight = self._in_flight.get(source)
+        listing = self._next.setdefault(source, _Listing())
+        if flight is not None:
+            await flight.done.wait()
+        if listing.started:
+            await listing.done.wait()
+            if listing.ids is not None:
+                return listing.ids
+            return frozenset(await take())
+        listing.started = True
+        if self._next.get(source) is listing:
+            del self._next[source]
+        self._in_flight[source] = listing
+        try:
+            listing.ids = frozenset(await take())
+            return listing.ids
+        finally:
+            listing.done.set()
+            if self._in_flight.get(source) is listing:
+                del self._in_flight[source]
 
     @contextmanager
     def creating(self, kind: Hashable) -> Iterator[None]:
@@ -246,6 +289,8 @@ async def create_once(
     plan: Callable[[], Awaitable[Plan[T]]] | None,
     *,
     what: str,
+    claims: Claims | None = None,
+    kind: Hashable = None,
     deadline: float = LOOKUP_DEADLINE,
     resends: int = MAX_RESENDS,
 ) -> T:
@@ -254,18 +299,21 @@ async def create_once(
     ``send`` sends the create (the same request each time: the same token). ``plan``
     prepares the lookup (for a fingerprint it lists what exists, before the first send);
     None turns reconciliation off: an ambiguous failure is raised as it came. ``what``
-    names the create in logs and errors (``"Workbench session launch"``).
+    names the create in logs and errors (``"Workbench session launch"``). ``claims`` and
+    ``kind``, for a fingerprint: where this client's own creates of the same ``kind`` are
+    recorded, from before ``plan`` lists what exists.
     """
     if plan is None:
         return await send()
-    try:
-        how = await plan()
-    except AioComputeError as exc:
-        # Without its lookup the create can still be made, only not reconciled.
-        logger.warning("%s: cannot prepare its reconciliation (%s): sending it as is", what, exc)
-        return await send()
-    claims, kind = how.claims, how.kind
     with claims.creating(kind) if claims is not None else _nothing():
+        try:
+            how = await plan()
+        except AioComputeError as exc:
+            # Without its lookup the create can still be made, only not reconciled.
+            logger.warning(
+                "%s: cannot prepare its reconciliation (%s): sending it as is", what, exc
+            )
+            return await send()
         for sent in range(resends + 1):
             try:
                 with claims.sending(kind) if claims is not None else _nothing():
@@ -277,7 +325,7 @@ async def create_once(
                     claims.claim(kind, how.id_of(made))
                 return made
             with claims.looking(kind) if claims is not None else _nothing():
-                found, error = await _look(how, deadline)
+                found, error = await _look(how, claims, kind, deadline)
                 if claims is not None:
                     # Decided and claimed with no await between: no two creates take one.
                     mine = claims.claimed(kind)
@@ -299,16 +347,18 @@ async def create_once(
     raise AssertionError("unreachable")  # pragma: no cover (the loop returns or raises)
 
 
-async def _look(how: Plan[T], deadline: float) -> tuple[Sequence[T], str | None]:
+async def _look(
+    how: Plan[T], claims: Claims | None, kind: Hashable, deadline: float
+) -> tuple[Sequence[T], str | None]:
     """What the plan finds, or the reason it could not look."""
     try:
         with anyio.fail_after(deadline):
             while True:
-                if how.claims is not None:
-                    await how.claims.settled(how.kind)
+                if claims is not None:
+                    await claims.settled(kind)
                 found = await how.find()
                 # A create of the kind sent while we looked may have made one of these.
-                if how.claims is None or not how.claims.sending_now(how.kind):
+                if claims is None or not claims.sending_now(kind):
                     return found, None
     except TimeoutError:
         return (), f"the lookup took longer than {deadline:g} s"

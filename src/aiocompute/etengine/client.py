@@ -192,9 +192,10 @@ class BatchesResource(WaitableResource[BatchStatus]):
         before it are compared with those after, and a single new batch of this tool with
         as many jobs (and none of this client's other creates) is taken as this one; none,
         after a cut or a gateway's 5xx, sends it again; else
-        :class:`~aiocompute.OutcomeUnknown` names the candidates. Reconciling costs one
-        listing per create (``reconcile=False``, or the client's, turns it off); another
-        process creating the same batch at the same moment cannot be told apart.
+        :class:`~aiocompute.OutcomeUnknown` names the candidates. Reconciling costs a
+        listing before the create, shared by the creates that start together
+        (``reconcile=False``, or the client's, turns it off); another process creating the
+        same batch at the same moment cannot be told apart.
         """
         request = P.create_batch(
             tool_id, fixed_args=fixed_args, variable_args=variable_args, hardware=hardware
@@ -205,9 +206,13 @@ class BatchesResource(WaitableResource[BatchStatus]):
             response = await self._client._send(request)
             return P.parse_created_batch(response.body, tool_id=tool_id, n_jobs=n_jobs)
 
+        claims, kind = self._client._claims, ("etengine.batch", tool_id, n_jobs)
+
         async def plan() -> Plan[SubmittedBatch]:
-            claims, kind = self._client._claims, ("etengine.batch", tool_id, n_jobs)
-            before = {b.batch_id for b in await self.list()}
+            async def ids() -> list[str]:
+                return [b.batch_id for b in await self.list()]
+
+            before = await claims.baseline("etengine.batches", ids)
 
             async def find() -> list[SubmittedBatch]:
                 mine = claims.claimed(kind)
@@ -225,14 +230,14 @@ class BatchesResource(WaitableResource[BatchStatus]):
                 id_of=lambda b: b.batch_id or "",
                 lookup=f"et.batches.list(), a batch of tool {tool_id} with {n_jobs} jobs "
                 "that was not there before",
-                claims=claims,
-                kind=kind,
             )
 
         created = await create_once(
             send,
             plan if self._client._reconciles(reconcile) else None,
             what="ET Engine batch create",
+            claims=claims,
+            kind=kind,
         )
         if created.batch_id is not None:
             self._n_jobs[created.batch_id] = created.n_jobs

@@ -118,9 +118,10 @@ class ETEngineBatchesResource(SyncWaitableResource[BatchStatus]):
         before it are compared with those after, and a single new batch of this tool with
         as many jobs (and none of this client's other creates) is taken as this one; none,
         after a cut or a gateway's 5xx, sends it again; else
-        :class:`~aiocompute.OutcomeUnknown` names the candidates. Reconciling costs one
-        listing per create (``reconcile=False``, or the client's, turns it off); another
-        process creating the same batch at the same moment cannot be told apart.
+        :class:`~aiocompute.OutcomeUnknown` names the candidates. Reconciling costs a
+        listing before the create, shared by the creates that start together
+        (``reconcile=False``, or the client's, turns it off); another process creating the
+        same batch at the same moment cannot be told apart.
         """
         return self._runner.call(
             self._async.create,
@@ -1067,8 +1068,8 @@ class WorkbenchSessionsResource(SyncWaitableResource[_aiocompute_workbench_model
         after, and a single new session of this IDE and name (and none of this client's
         other launches) is taken as this one; none, after a cut or a gateway's 5xx, sends
         it again; else :class:`~aiocompute.OutcomeUnknown` names the candidates.
-        Reconciling costs one listing per launch (``reconcile=False``, or the client's,
-        turns it off).
+        Reconciling costs a listing before the launch, shared by the launches that start
+        together (``reconcile=False``, or the client's, turns it off).
         """
         return self._runner.call(
             self._async.launch,

@@ -102,8 +102,8 @@ class SessionsResource(WaitableResource[Session]):
         after, and a single new session of this IDE and name (and none of this client's
         other launches) is taken as this one; none, after a cut or a gateway's 5xx, sends
         it again; else :class:`~aiocompute.OutcomeUnknown` names the candidates.
-        Reconciling costs one listing per launch (``reconcile=False``, or the client's,
-        turns it off).
+        Reconciling costs a listing before the launch, shared by the launches that start
+        together (``reconcile=False``, or the client's, turns it off).
         """
         request = P.launch_session(
             workbench,
@@ -121,12 +121,17 @@ class SessionsResource(WaitableResource[Session]):
             result = await self._client._send(request)
             return P.parse_launched_session(result, strict=self._client._strict)
 
+        user = username or self._client._act_as
+        claims, kind = self._client._claims, ("workbench.session", user, workbench, name)
+
         async def plan() -> Plan[LaunchedSession]:
             kw = P.kwparams_of(request)
             launch_name = (kw.get("launch_parameters") or {}).get("name")
-            user = username or self._client._act_as
-            claims, kind = self._client._claims, ("workbench.session", user, workbench, name)
-            before = {s.id for s in (await self._client._listing(user=user)).sessions}
+
+            async def ids() -> list[str]:
+                return [s.id for s in (await self._client._listing(user=user)).sessions]
+
+            before = await claims.baseline(("workbench.sessions", user), ids)
 
             def alike(s: Session) -> bool:
                 launched_as = s.launch_parameters.name if s.launch_parameters else None
@@ -150,14 +155,14 @@ class SessionsResource(WaitableResource[Session]):
                 id_of=lambda s: s.id,
                 lookup=f"wb.sessions.list(), a {workbench} session named {name or launch_name} "
                 "that was not there before",
-                claims=claims,
-                kind=kind,
             )
 
         return await create_once(
             send,
             plan if self._client._reconciles(reconcile) else None,
             what="Workbench session launch",
+            claims=claims,
+            kind=kind,
         )
 
     def launched(
