@@ -2,7 +2,7 @@
 
 The poll loop posts a read to an id's waits without building a list of them per id unless a
 wait subscribed while the read was in flight (``PollLoop._apply``); these tests pin the rule
-on both sides of that shortcut. Virtual time (``@virtual_time``): no real waiting.
+on both sides of that shortcut. On virtual time (the module's mark): no real waiting.
 """
 
 from __future__ import annotations
@@ -12,11 +12,13 @@ from collections.abc import Sequence
 
 import anyio
 import anyio.lowlevel
+import pytest
 
 from aiocompute._core.polling import Poller
 from aiocompute._core.wait_types import PollCadence, TransitionEvent
 from aiocompute.workbench._states import SESSION_STATES
-from helpers import virtual_time
+
+pytestmark = pytest.mark.virtual_time
 
 
 class Read:
@@ -56,7 +58,6 @@ def make_poller(server: Server) -> Poller[Read]:
     )
 
 
-@virtual_time
 async def test_a_wait_that_comes_during_a_read_gets_a_read_of_its_own() -> None:
     server = Server({"x": "running"})
     poller = make_poller(server)
@@ -84,7 +85,6 @@ async def test_a_wait_that_comes_during_a_read_gets_a_read_of_its_own() -> None:
     assert got["second"].number >= 2
 
 
-@virtual_time
 async def test_waits_on_one_id_share_each_read_once_subscribed() -> None:
     server = Server({"x": "pending", "y": "running"})
     server.hold_first.set()
