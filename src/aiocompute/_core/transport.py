@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy as _copy
+import functools
 import itertools
 import logging
 import os
@@ -536,14 +537,16 @@ class Transport:
             credential_hint=self._credential_hint,
         )
 
-    async def _with_retries(
+    def _with_retries(
         self,
         once: Callable[[int], Awaitable[T]],
         retry: RetryPolicy | None,
         idempotent: bool,
-    ) -> T:
+    ) -> Awaitable[T]:
+        """``once(attempt)`` through the retry driver, numbering the tries from 1."""
         attempts = itertools.count(1)
-        return await call_with_retries(
+        # The driver's coroutine itself: a coroutine of our own would only pass it on.
+        return call_with_retries(
             lambda: once(next(attempts)),
             retry if retry is not None else self._retry,
             idempotent=idempotent,
@@ -604,11 +607,10 @@ class Transport:
             else "waiting for the response"
         )
 
-        async def once(attempt: int) -> Response:
-            return await self._request_once(
-                p, client_timeout, attempt, timeout_text, fresh=not idempotent
-            )
-
+        # A partial, not a coroutine function of ours: one frame less on every try.
+        once = functools.partial(
+            self._request_once, p, client_timeout, timeout_text, not idempotent
+        )
         unknown: TransportError | APIError | None = None
         try:
             return await self._with_retries(once, retry, idempotent)
@@ -665,10 +667,9 @@ class Transport:
         self,
         p: Prepared,
         client_timeout: aiohttp.ClientTimeout,
-        attempt: int,
         timeout_text: str,
-        *,
         fresh: bool,
+        attempt: int,
     ) -> Response:
         async with self._governed():
             response = await self._open(
