@@ -83,6 +83,14 @@ def test_the_error_says_which_character_and_why(value: str, says: str) -> None:
         path_id(value, "x")
 
 
+def test_the_one_search_refuses_exactly_the_characters_the_rules_name() -> None:
+    # path_id finds a refused character with one regex; the reasons come from the rules.
+    for point in range(0x110000):
+        char = chr(point)
+        refused = char in kit._PATH_CHARS or kit._unsafe(char) is not None
+        assert (kit._REFUSED.search(char) is not None) == refused, hex(point)
+
+
 @pytest.mark.parametrize("value", [None, 3, 2.5, b"abc", ["a"], object()])
 def test_a_non_string_is_a_type_error_naming_argument_and_type(value: Any) -> None:
     with pytest.raises(TypeError, match=f"^job_id must be a str, got {type(value).__name__}$"):

@@ -247,9 +247,16 @@ class RateGovernor:
         # 429. Bounded: at high rates it covers less than the window, which measure() handles.
         self._recent: deque[float] = deque(maxlen=4096)
 
-        # FIFO: paced acquirers are served in arrival order.
-        self._lock = anyio.Lock()
-        self._slots = anyio.Semaphore(max_concurrency) if max_concurrency is not None else None
+        # FIFO: paced acquirers are served in arrival order. fast_acquire: a free lock or
+        # slot is taken without yielding to the event loop (a cancel is still seen); the
+        # default yield cost a loop iteration on every request, and pacing waits in
+        # acquire() itself. Waiters still queue in order.
+        self._lock = anyio.Lock(fast_acquire=True)
+        self._slots = (
+            anyio.Semaphore(max_concurrency, fast_acquire=True)
+            if max_concurrency is not None
+            else None
+        )
         self._acquired = 0
         self._throttled = 0
         self._decreases = 0

@@ -16,6 +16,7 @@ are refused with an error that says why, never silently changed.
 from __future__ import annotations
 
 import json
+import re
 import unicodedata
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -78,11 +79,18 @@ def path_id(value: object, what: str) -> str:
         raise ValueError(f"{what} must not be empty or only whitespace")
     if value in _DOT_SEGMENTS:
         raise ValueError(f"{what} must not be {value!r}: a dot segment would change the URL path")
-    for index, char in enumerate(value):
+    found = _REFUSED.search(value)
+    if found is not None:
+        char = found.group()
         why = _PATH_CHARS.get(char) or _unsafe(char)
-        if why is not None:
-            raise ValueError(f"{what} must not contain {char!r} (at index {index}): {why}")
+        raise ValueError(f"{what} must not contain {char!r} (at index {found.start()}): {why}")
     return quote(value, safe="")
+
+
+#: Every character refused by _PATH_CHARS or _unsafe, in one class: re's ``\s`` is exactly
+#: ``str.isspace``, and categories Cc and Cs are these ranges (a test checks every code
+#: point). One search instead of a Python call per character: a 34-character id took 12 us.
+_REFUSED = re.compile(r"[/?#%\s\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 def _unsafe(char: str) -> str | None:

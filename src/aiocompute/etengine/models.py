@@ -53,12 +53,16 @@ class JobStatus(ServerEnum):
 
     @classmethod
     def _missing_(cls, value: object) -> JobStatus | None:
-        # "RUNNING" and "Running" are the same status as "running".
+        # "RUNNING" and "Running" are the same status as "running". Looked up by value, not
+        # by a loop over the members: the service sends upper case, so every job read
+        # comes here (the loop was about a quarter of parse_job's time).
         if isinstance(value, str):
             lowered = value.strip().lower()
-            for member in cls:
-                if member.value == lowered:
-                    return member
+            if lowered != value:  # (else cls(lowered) would come back here)
+                try:
+                    return cls(lowered)
+                except ValueError:
+                    return None
         return None
 
 
