@@ -92,7 +92,10 @@ def make_emulator_on_loop_clock(**settings: Any) -> Emulator:
     takes no clock argument, so this builds it while ``time.monotonic`` reads the loop (its
     wall-clock offset and start instants are taken then), and swaps its runtime's ``now``.
     """
-    loop = asyncio.get_running_loop()
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:  # no loop yet (a test of settings): the usual clock
+        return make_emulator(**settings)
     with mock.patch.object(time, "monotonic", loop.time):
         emu = make_emulator(**settings)
     emu._runtime.now = loop.time  # type: ignore[method-assign]

@@ -19,7 +19,7 @@ from aiocompute import (
 )
 from aiocompute.emulator import Emulator
 from aiocompute.emulator.chaos import ChaosProxy, Fault
-from helpers import quick_governor
+from helpers import make_emulator_on_loop_clock, quick_governor
 
 pytestmark = pytest.mark.virtual_time
 
@@ -28,7 +28,7 @@ QUICK = RetryPolicy(max_attempts=3, backoff_initial=0.001, backoff_max=0.002, re
 
 @pytest.fixture
 async def emu() -> AsyncIterator[Emulator]:
-    async with Emulator(seed=3) as server:
+    async with make_emulator_on_loop_clock(seed=3) as server:
         yield server
 
 

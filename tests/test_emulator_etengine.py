@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 
 from aiocompute.emulator import Emulator, EmulatorConfig, ETEngineEmulatorConfig
+from helpers import make_emulator_on_loop_clock
 
 FAST = ETEngineEmulatorConfig(
     register_delay=0.2, submitting_delay=0.2, phase_delay=0.01, run_delay=0.02
@@ -134,7 +135,7 @@ async def test_failures_by_argument_and_by_rate() -> None:
         register_delay=0, submitting_delay=0, phase_delay=0, run_delay=0, failure_rate=0.5
     )
     async with (
-        Emulator(config=EmulatorConfig(etengine=config), seed=8) as emu,
+        make_emulator_on_loop_clock(config=EmulatorConfig(etengine=config), seed=8) as emu,
         aiohttp.ClientSession() as http,
     ):
         et = ET(http, emu)
@@ -205,7 +206,7 @@ async def test_wire_switches() -> None:
         submitting_delay=0,
     )
     async with (
-        Emulator(config=EmulatorConfig(etengine=config)) as emu,
+        make_emulator_on_loop_clock(config=EmulatorConfig(etengine=config)) as emu,
         aiohttp.ClientSession() as http,
     ):
         et = ET(http, emu)

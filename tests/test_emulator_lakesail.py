@@ -21,6 +21,7 @@ from aiocompute.emulator import (
     LakeSailEmulatorConfig,
     LakeSailSessionRecord,
 )
+from helpers import make_emulator_on_loop_clock
 
 FAST = LakeSailEmulatorConfig(provision_delay=0.03, idle_delay=0.08)
 FIXTURES = Path(__file__).parent / "fixtures" / "lakesail"
@@ -134,7 +135,7 @@ async def test_a_service_account_key_is_a_bearer_token_too(ls: LS) -> None:
 )
 async def test_error_styles(style: str, expected: Any) -> None:
     config = EmulatorConfig(lakesail=LakeSailEmulatorConfig(error_style=style))  # type: ignore[arg-type]
-    async with Emulator(config=config) as emu, aiohttp.ClientSession() as http:
+    async with make_emulator_on_loop_clock(config=config) as emu, aiohttp.ClientSession() as http:
         status, data = await LS(http, emu).call("GET", "/workloads/sessions/SNOPE")
     assert status == 404
     assert data == expected

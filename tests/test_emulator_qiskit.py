@@ -359,7 +359,7 @@ async def test_revoked_tokens_get_401(q: Q) -> None:
 async def test_error_shape_can_be_forced_and_routes_are_counted() -> None:
     config = QiskitEmulatorConfig(error_shape="errors")
     async with (
-        Emulator(config=EmulatorConfig(qiskit=config)) as emu,
+        make_emulator_on_loop_clock(config=EmulatorConfig(qiskit=config)) as emu,
         aiohttp.ClientSession() as http,
     ):
         q = Q(http, emu)

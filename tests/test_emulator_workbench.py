@@ -27,7 +27,7 @@ from aiocompute.emulator import etengine as emulated_etengine
 from aiocompute.emulator import lakesail as emulated_lakesail
 from aiocompute.emulator import qiskit as emulated_qiskit
 from aiocompute.emulator import workbench as emulated_workbench
-from helpers import make_emulator
+from helpers import make_emulator_on_loop_clock
 
 FAST = WorkbenchEmulatorConfig(
     session_launch_delay=(0.01, 0.03),
@@ -166,7 +166,7 @@ async def wb(emu: Emulator) -> AsyncIterator[WB]:
 
 
 async def test_starts_serves_and_stops_leaving_no_tasks() -> None:
-    emu = Emulator()
+    emu = make_emulator_on_loop_clock()
     async with emu:
         assert emu.url == f"http://127.0.0.1:{emu.port}"
         assert emu.workbench_url == emu.url + "/workbench"
@@ -182,7 +182,7 @@ async def test_every_api_is_mounted_indexed_and_addressed_from_its_declarations(
     # Each API module declares API, PREFIX and API_ROOT the same way; the server's index
     # and its *_url properties are built from them.
     apis = (emulated_workbench, emulated_lakesail, emulated_qiskit, emulated_etengine)
-    async with Emulator() as emu:
+    async with make_emulator_on_loop_clock() as emu:
         async with aiohttp.ClientSession() as http, http.get(emu.url + "/") as resp:
             index = (await resp.json())["apis"]
         urls = {
@@ -204,7 +204,7 @@ async def test_every_api_is_mounted_indexed_and_addressed_from_its_declarations(
 
 
 async def test_stop_cuts_live_streams_and_leaves_no_tasks() -> None:
-    emu = make_emulator(seed=1, workbench=FAST)
+    emu = make_emulator_on_loop_clock(seed=1, workbench=FAST)
     await emu.start()
     async with aiohttp.ClientSession() as http:
         wb = WB(http, emu)
@@ -499,7 +499,10 @@ async def test_historical_time_filters(wb: WB) -> None:
 
 async def test_same_seed_same_ids_and_delays() -> None:
     async def run(seed: int) -> tuple[list[str], list[list[float]]]:
-        async with make_emulator(seed=seed, workbench=FAST) as emu, aiohttp.ClientSession() as http:
+        async with (
+            make_emulator_on_loop_clock(seed=seed, workbench=FAST) as emu,
+            aiohttp.ClientSession() as http,
+        ):
             wb = WB(http, emu)
             ids = [(await wb.launch())["id"] for _ in range(3)]
             gaps = []
@@ -593,7 +596,9 @@ async def test_stop_job_kills_running_and_cancels_pending(emu: Emulator, wb: WB)
 @pytest.mark.parametrize("framing", ["ndjson", "concatenated", "pretty"])
 async def test_stream_framings(framing: str) -> None:
     async with (
-        make_emulator(seed=1, workbench=attrs.evolve(FAST, stream_framing=framing)) as emu,
+        make_emulator_on_loop_clock(
+            seed=1, workbench=attrs.evolve(FAST, stream_framing=framing)
+        ) as emu,
         aiohttp.ClientSession() as http,
     ):
         wb = WB(http, emu)
@@ -665,7 +670,9 @@ async def test_audited_job_output_live_then_finished_shape(emu: Emulator, wb: WB
 
 async def test_single_result_nesting_switch() -> None:
     async with (
-        make_emulator(seed=1, workbench=attrs.evolve(FAST, job_result_nesting="single")) as emu,
+        make_emulator_on_loop_clock(
+            seed=1, workbench=attrs.evolve(FAST, job_result_nesting="single")
+        ) as emu,
         aiohttp.ClientSession() as http,
     ):
         result = await WB(http, emu).result("launch_job", job={"name": "j", "exe": "R"})
@@ -674,7 +681,7 @@ async def test_single_result_nesting_switch() -> None:
 
 async def test_adhoc_jobs_may_require_include_all_jobs() -> None:
     async with (
-        make_emulator(
+        make_emulator_on_loop_clock(
             seed=1, workbench=attrs.evolve(FAST, adhoc_jobs_require_include_all=True)
         ) as emu,
         aiohttp.ClientSession() as http,
@@ -827,7 +834,7 @@ async def test_hooks_stats_and_request_log(emu: Emulator, wb: WB) -> None:
 
 async def test_faults_config_is_copied_per_emulator() -> None:
     faults = FaultConfig(latency={"workbench": 0.5})
-    emu = Emulator(config=EmulatorConfig(faults=faults))
+    emu = make_emulator_on_loop_clock(config=EmulatorConfig(faults=faults))
     emu.faults.latency.clear()
     assert faults.latency == {"workbench": 0.5}
     emu.faults.reset()
@@ -887,7 +894,9 @@ async def test_chunk_writes_are_recorded_when_written(emu: Emulator, wb: WB) -> 
 
 async def test_chunk_write_log_is_bounded_and_skips_cut_values() -> None:
     async with (
-        make_emulator(seed=1, workbench=attrs.evolve(FAST, job_write_log_size=3)) as emu,
+        make_emulator_on_loop_clock(
+            seed=1, workbench=attrs.evolve(FAST, job_write_log_size=3)
+        ) as emu,
         aiohttp.ClientSession() as http,
     ):
         wb = WB(http, emu)
@@ -939,7 +948,10 @@ async def test_split_lines_cut_chunks_at_seeded_points(emu: Emulator, wb: WB) ->
     # Every replay, and every emulator of the same seed, cuts the same way.
     async with await wb.stream(job_id=job["id"]) as resp:
         assert decode_values(await resp.read()) == values
-    async with make_emulator(seed=1, workbench=FAST) as twin, aiohttp.ClientSession() as http:
+    async with (
+        make_emulator_on_loop_clock(seed=1, workbench=FAST) as twin,
+        aiohttp.ClientSession() as http,
+    ):
         twin_job = await WB(http, twin).launch_job(*args)
         assert twin_job["id"] == job["id"]
         assert [twin.workbench.jobs[job["id"]].chunk(i) for i in range(9)] == chunks
@@ -1004,7 +1016,9 @@ async def test_close_stream_after_bytes_ends_cleanly_while_the_job_runs(
     assert emu.stats["faults.close_stream"] == 2
     assert emu.stats["faults.drop_stream"] == 0
     with pytest.raises(ValueError, match=r"faults\.close_stream_after_bytes"):
-        Emulator(config=EmulatorConfig(faults=FaultConfig(close_stream_after_bytes=-1)))
+        make_emulator_on_loop_clock(
+            config=EmulatorConfig(faults=FaultConfig(close_stream_after_bytes=-1))
+        )
 
 
 async def test_close_stream_for_every_stream_from_the_first_byte(emu: Emulator, wb: WB) -> None:

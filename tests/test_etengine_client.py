@@ -262,7 +262,10 @@ async def test_reads_retried_creates_and_deletes_not(et: ETEngineClient, emu: Em
 @pytest.mark.parametrize("answer", ["json", "empty"])
 async def test_other_create_answers(answer: str) -> None:
     config = ETEngineEmulatorConfig(create_answer=answer)  # type: ignore[arg-type]
-    async with Emulator(config=EmulatorConfig(etengine=config)) as server, client(server) as et:
+    async with (
+        make_emulator_on_loop_clock(config=EmulatorConfig(etengine=config)) as server,
+        client(server) as et,
+    ):
         created = await et.batches.create("tool-hello")
         (batch_id,) = server.etengine.batches
         assert created.batch_id == (batch_id if answer == "json" else None)
@@ -272,7 +275,10 @@ async def test_nested_status_shape_and_bare_job_detail() -> None:
     config = ETEngineEmulatorConfig(
         status_shape="nested", job_detail_as_list=False, time_format="iso", status_case="lower"
     )
-    async with Emulator(config=EmulatorConfig(etengine=config)) as server, client(server) as et:
+    async with (
+        make_emulator_on_loop_clock(config=EmulatorConfig(etengine=config)) as server,
+        client(server) as et,
+    ):
         created = await et.batches.create("tool-sim", variable_args=[{"i": 1}, {"i": 2}])
         assert created.batch_id is not None
         done = await et.batches.wait(created.batch_id, timeout=10)
@@ -309,7 +315,7 @@ async def test_key_is_sent_raw_and_never_leaks(
     config = ETEngineEmulatorConfig(api_keys={secret: "user-9"}, run_delay=30)
     seen: list[dict[str, str]] = []
     errors: list[BaseException] = []
-    async with Emulator(config=EmulatorConfig(etengine=config)) as server:
+    async with make_emulator_on_loop_clock(config=EmulatorConfig(etengine=config)) as server:
         async with client(server, api_key=secret) as et:
             seen.append(dict(await et._transport._auth.headers()))
             created = await et.batches.create("tool-hello")

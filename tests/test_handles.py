@@ -20,6 +20,7 @@ from aiocompute import (
     WorkbenchClient,
 )
 from aiocompute.emulator import Emulator
+from helpers import make_emulator_on_loop_clock
 
 pytestmark = pytest.mark.virtual_time
 
@@ -34,7 +35,7 @@ class Boom(Exception):
 
 @pytest.fixture
 async def emu() -> AsyncIterator[Emulator]:
-    async with Emulator(seed=5) as server:
+    async with make_emulator_on_loop_clock(seed=5) as server:
         yield server
 
 

@@ -32,7 +32,7 @@ from aiocompute.lakesail import (
     WorkloadConfig,
     WorkloadSettings,
 )
-from helpers import QUICK_RETRY
+from helpers import QUICK_RETRY, make_emulator_on_loop_clock
 
 # A distinctive credential: if it ever shows up in a text, it leaked.
 SECRET = "lsk-Zq81vX-5f3c9e2d7a-secret"
@@ -278,7 +278,7 @@ async def test_error_mapping(ls: LakeSailClient, emu: Emulator) -> None:
 async def test_any_error_shape_gives_the_message(style: str) -> None:
     config = EmulatorConfig(lakesail=LakeSailEmulatorConfig(error_style=style))  # type: ignore[arg-type]
     async with (
-        Emulator(config=config) as emu,
+        make_emulator_on_loop_clock(config=config) as emu,
         LakeSailClient("lakesail-token", base_url=emu.lakesail_url) as ls,
     ):
         with pytest.raises(NotFoundError) as info:

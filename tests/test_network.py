@@ -43,6 +43,7 @@ from aiocompute.emulator import Emulator as _Emulator
 from aiocompute.emulator import EmulatorConfig, ETEngineEmulatorConfig
 from aiocompute.sync import ETEngineClient as SyncETEngineClient
 from aiocompute.workbench import _protocol as WP
+from helpers import make_emulator_on_loop_clock
 from netkit import ForwardProxy, LocalCA, RunningServer, serve_http, serve_tls, tls_ca
 
 pytestmark = pytest.mark.virtual_time
@@ -56,9 +57,9 @@ PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "REQUEST_MET
 
 
 def Emulator() -> _Emulator:
-    """An emulator that knows this module's ET Engine key."""
+    """An emulator that knows this module's ET Engine key, on the loop's clock."""
     config = EmulatorConfig(etengine=ETEngineEmulatorConfig(api_keys={KEY: "user-1"}))
-    return _Emulator(config=config)
+    return make_emulator_on_loop_clock(config=config)
 
 
 @pytest.fixture(autouse=True)
@@ -634,7 +635,7 @@ async def test_not_found_errors_name_the_id_the_server_left_out() -> None:
         etengine=ETEngineEmulatorConfig(api_keys={KEY: "user-1"}),
         qiskit=QiskitEmulatorConfig(api_keys={IAM_KEY: "user-1"}, instances=frozenset({CRN})),
     )
-    async with _Emulator(config=config) as emu:
+    async with make_emulator_on_loop_clock(config=config) as emu:
         async with WorkbenchClient(emu.workbench_url, token="user-token") as wb:
             with pytest.raises(NotFoundError, match="job 'no-such-job' not found"):
                 await wb.jobs.stop("no-such-job")

@@ -16,7 +16,7 @@ from aioresponses import aioresponses
 
 from aiocompute import ETEngineClient, LakeSailClient, QiskitRuntimeClient
 from aiocompute._core.retries import NO_RETRY
-from aiocompute.emulator import Emulator
+from helpers import make_emulator_on_loop_clock
 
 pytestmark = pytest.mark.virtual_time
 
@@ -90,7 +90,7 @@ async def test_lakesail_refuses_before_sending(
 
 async def test_deleting_batch_dot_leaves_every_batch_in_place() -> None:
     async with (
-        Emulator(seed=4) as emu,
+        make_emulator_on_loop_clock(seed=4) as emu,
         ETEngineClient(api_key="et-key", base_url=emu.etengine_url, retry=NO_RETRY) as et,
     ):
         created = await et.batches.create("tool-sim")

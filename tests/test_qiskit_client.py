@@ -196,7 +196,10 @@ async def test_unknown_session_is_not_found(q: QiskitRuntimeClient) -> None:
 
 async def test_both_error_shapes_become_messages(emu: Emulator) -> None:
     config = QiskitEmulatorConfig(error_shape="error")
-    async with Emulator(config=EmulatorConfig(qiskit=config)) as server, client(server) as q:
+    async with (
+        make_emulator_on_loop_clock(config=EmulatorConfig(qiskit=config)) as server,
+        client(server) as q,
+    ):
         with pytest.raises(NotFoundError, match="Session not found"):
             await q.sessions.get("f" * 20)
     async with client(emu, instance="crn:v1:bluemix:public:quantum-computing:us-east:a/zzz::") as q:
@@ -300,7 +303,7 @@ async def test_secrets_never_leak(
     config = QiskitEmulatorConfig(api_keys={secret_key: "user-z"}, activate_delay=0.05)
     errors: list[BaseException] = []
     texts: list[str] = []
-    async with Emulator(config=EmulatorConfig(qiskit=config)) as server:
+    async with make_emulator_on_loop_clock(config=EmulatorConfig(qiskit=config)) as server:
         async with client(server, token=secret_key) as q:
             s = await q.sessions.create("ibm_kyiv")
             stuck = await q.sessions.create("emu_stuck")

@@ -9,7 +9,6 @@ import pytest
 from aiohttp import web
 
 from aiocompute import ETEngineClient, RateGovernor, WorkbenchClient
-from aiocompute.emulator import Emulator
 from helpers import make_emulator_on_loop_clock
 from netkit import serve_http
 
@@ -34,7 +33,10 @@ async def test_every_client_gets_its_own_governor_by_default() -> None:
 
 @pytest.mark.slow
 async def test_polls_queries_and_launches_share_the_governor_and_429_slows_it() -> None:
-    async with Emulator() as emu, WorkbenchClient(emu.workbench_url, token="user-token") as wb:
+    async with (
+        make_emulator_on_loop_clock() as emu,
+        WorkbenchClient(emu.workbench_url, token="user-token") as wb,
+    ):
         governor = wb._transport._governor
         assert isinstance(governor, RateGovernor)
         assert governor.rate is None  # unlimited until the server pushes back

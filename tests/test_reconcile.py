@@ -175,7 +175,7 @@ FAULTS = [
 
 @pytest.fixture
 async def emu() -> AsyncIterator[Emulator]:
-    async with Emulator(seed=5) as server:
+    async with make_emulator_on_loop_clock(seed=5) as server:
         yield server
 
 

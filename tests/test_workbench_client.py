@@ -44,7 +44,7 @@ from aiocompute.workbench import (
     User,
 )
 from aiocompute.workbench import _protocol as P
-from helpers import quick_governor, quick_retry
+from helpers import make_emulator_on_loop_clock, quick_governor, quick_retry
 
 # A distinctive credential: if it ever shows up in a text, it leaked.
 SECRET = "wbtok-Zq81vX-5f3c9e2d7a"
@@ -278,7 +278,7 @@ async def test_job_launch_reads_both_result_nestings(
         tokens=TOKENS, job_pending_delay=0.01, job_result_nesting=nesting
     )
     async with (
-        Emulator(config=EmulatorConfig(workbench=config)) as emu,
+        make_emulator_on_loop_clock(config=EmulatorConfig(workbench=config)) as emu,
         WorkbenchClient(emu.workbench_url, token="user-token") as wb,
     ):
         job = await wb.jobs.launch(spec("--emu-chunks=1", name="nested"))

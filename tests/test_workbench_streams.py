@@ -148,7 +148,7 @@ async def test_framings_yield_the_same_chunks() -> None:
             job_pending_delay=0.01, job_chunk_interval=0.005, stream_framing=framing
         )
         async with (
-            Emulator(config=EmulatorConfig(workbench=config), seed=21) as emu,
+            make_emulator_on_loop_clock(config=EmulatorConfig(workbench=config), seed=21) as emu,
             WorkbenchClient(emu.workbench_url, token="user-token") as wb,
         ):
             job = await wb.jobs.launch(
@@ -201,7 +201,9 @@ async def test_dropped_connection_resumes_without_loss_or_repeat(
     )
     faults = FaultConfig(drop_stream_after_bytes=250, drop_stream_count=3)
     async with (
-        Emulator(config=EmulatorConfig(workbench=config, faults=faults), seed=4) as emu,
+        make_emulator_on_loop_clock(
+            config=EmulatorConfig(workbench=config, faults=faults), seed=4
+        ) as emu,
         WorkbenchClient(emu.workbench_url, token="user-token") as wb,
     ):
         job = await wb.jobs.launch(job_spec("--emu-chunks=12", "--emu-stderr-every=4"))
