@@ -96,6 +96,8 @@ def make_emulator_on_loop_clock(**settings: Any) -> Emulator:
         loop = asyncio.get_running_loop()
     except RuntimeError:  # no loop yet (a test of settings): the usual clock
         return make_emulator(**settings)
+    if not isinstance(loop, VirtualTimeLoop):
+        return make_emulator(**settings)  # a real loop's clock is time.monotonic()
     with mock.patch.object(time, "monotonic", loop.time):
         emu = make_emulator(**settings)
     emu._runtime.now = loop.time  # type: ignore[method-assign]

@@ -32,6 +32,7 @@ async def test_every_client_gets_its_own_governor_by_default() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.virtual_time(False)  # the client's default governor paces on time.monotonic()
 async def test_polls_queries_and_launches_share_the_governor_and_429_slows_it() -> None:
     async with (
         make_emulator_on_loop_clock() as emu,
