@@ -116,15 +116,11 @@ async def _read_bounded(content: aiohttp.StreamReader, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-#: What _bounded gives without a deadline (nullcontext keeps no state: one serves all).
-_NO_DEADLINE = contextlib.nullcontext()
-
-
 def _bounded(deadline: float | None) -> contextlib.AbstractContextManager[object]:
     """``anyio.fail_after(deadline)``, or nothing without a deadline: a request has none
     (its ClientTimeout bounds it), and an unbounded cancel scope cost about 6 % of a
     typed read's client CPU (two generator context managers and a scope per try)."""
-    return anyio.fail_after(deadline) if deadline is not None else _NO_DEADLINE
+    return anyio.fail_after(deadline) if deadline is not None else contextlib.nullcontext()
 
 
 class _Pool:
@@ -285,8 +281,6 @@ class Transport:
                 )
         self._auth: AuthProvider = auth if auth is not None else NoAuth()
         self._timeouts = timeouts
-        # The ClientTimeout of a request without timeout=, made once rather than per call.
-        self._request_timeout = timeouts._for_request(timeouts.total)
         self._retry = retry
         self._error_parser = error_parser
         self._body_error_parser = body_error_parser
@@ -308,7 +302,7 @@ class Transport:
         self._default_headers.update(checked_headers(headers, "headers"))
         self._pool = _Pool(
             limits=limits,
-            timeout=self._request_timeout,
+            timeout=timeouts._for_request(timeouts.total),
             # An explicit proxy replaces the environment's.
             # aiohttp's own trust_env would look the proxies (and ~/.netrc) up again on
             # every request, in a worker thread: the transport does it once instead.
@@ -360,7 +354,6 @@ class Transport:
         copy._closed = False
         if timeouts is not None:
             copy._timeouts = timeouts
-            copy._request_timeout = timeouts._for_request(timeouts.total)
         if retry is not None:
             copy._retry = retry
         if headers is not None:
@@ -607,9 +600,7 @@ class Transport:
             authenticate=authenticate,
         )
         total = self._timeouts.total if timeout is None else timeout
-        client_timeout = (
-            self._request_timeout if timeout is None else self._timeouts._for_request(total)
-        )
+        client_timeout = self._timeouts._for_request(total)
         timeout_text = (
             f"after {total:g} s without a complete response"
             if total
