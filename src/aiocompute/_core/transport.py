@@ -30,7 +30,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy as _copy
-import functools
 import itertools
 import logging
 import os
@@ -537,16 +536,14 @@ class Transport:
             credential_hint=self._credential_hint,
         )
 
-    def _with_retries(
+    async def _with_retries(
         self,
         once: Callable[[int], Awaitable[T]],
         retry: RetryPolicy | None,
         idempotent: bool,
-    ) -> Awaitable[T]:
-        """``once(attempt)`` through the retry driver, numbering the tries from 1."""
+    ) -> T:
         attempts = itertools.count(1)
-        # The driver's coroutine itself: a coroutine of our own would only pass it on.
-        return call_with_retries(
+        return await call_with_retries(
             lambda: once(next(attempts)),
             retry if retry is not None else self._retry,
             idempotent=idempotent,
@@ -607,10 +604,11 @@ class Transport:
             else "waiting for the response"
         )
 
-        # A partial, not a coroutine function of ours: one frame less on every try.
-        once = functools.partial(
-            self._request_once, p, client_timeout, timeout_text, not idempotent
-        )
+        async def once(attempt: int) -> Response:
+            return await self._request_once(
+                p, client_timeout, attempt, timeout_text, fresh=not idempotent
+            )
+
         unknown: TransportError | APIError | None = None
         try:
             return await self._with_retries(once, retry, idempotent)
@@ -667,9 +665,10 @@ class Transport:
         self,
         p: Prepared,
         client_timeout: aiohttp.ClientTimeout,
-        timeout_text: str,
-        fresh: bool,
         attempt: int,
+        timeout_text: str,
+        *,
+        fresh: bool,
     ) -> Response:
         async with self._governed():
             response = await self._open(
