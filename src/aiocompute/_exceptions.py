@@ -112,32 +112,8 @@ _URL_USERINFO = re.compile(r"(?i)([a-z][a-z0-9+.-]*://)[^/\s@]+@")
 _SECRET_WORDS = ("authorization", "bearer", "key", "token", "password", "secret", "cookie")
 
 
-# Short texts that redact() left unchanged, e.g. the URL of every request. What the URL and
-# pattern steps make of a text depends on the text alone, so for these only the registered
-# secrets (which may have grown since) are looked for again. Texts that held anything to
-# redact are never kept.
-_CLEAN_CACHE_SIZE = 1024
-_CLEAN_TEXT_CHARS = 300
-_clean: set[str] = set()
-
-
 def redact(text: str) -> str:
     """Return ``text`` with anything that looks like a credential replaced by ``***``."""
-    if text in _clean:
-        for secret in _known_secrets:
-            if secret in text:
-                break
-        else:
-            return text
-    result = _redact(text)
-    if result == text and len(text) <= _CLEAN_TEXT_CHARS:
-        if len(_clean) >= _CLEAN_CACHE_SIZE:
-            _clean.clear()
-        _clean.add(text)
-    return result
-
-
-def _redact(text: str) -> str:
     ascii_only = text.isascii()
     if not ascii_only or "@" in text:
         text = _URL_USERINFO.sub(r"\1***@", text)
