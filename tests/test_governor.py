@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 from typing import Any
 
 import anyio
 import anyio.lowlevel
 import pytest
 
+from aiocompute._core.clock import now as clock_now
 from aiocompute._core.governor import Governor, RateGovernor
 
 pytestmark = pytest.mark.virtual_time
@@ -637,3 +639,15 @@ async def test_settles_under_a_hard_limit_and_recovers_when_it_lifts(whole_secon
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_the_sdk_clock_is_the_running_loops() -> None:
+    # On virtual time here: the loop's clock starts at 0, far from time.monotonic().
+    assert clock_now() == asyncio.get_running_loop().time()
+    await anyio.sleep(3600)
+    assert clock_now() == asyncio.get_running_loop().time() == anyio.current_time()
+
+
+def test_outside_a_loop_the_sdk_clock_is_time_monotonic() -> None:
+    before = time.monotonic()
+    assert before <= clock_now() <= time.monotonic()

@@ -32,7 +32,6 @@ async def test_every_client_gets_its_own_governor_by_default() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.virtual_time(False)  # the client's default governor paces on time.monotonic()
 async def test_polls_queries_and_launches_share_the_governor_and_429_slows_it() -> None:
     async with (
         make_emulator_on_loop_clock() as emu,
@@ -55,8 +54,8 @@ async def test_polls_queries_and_launches_share_the_governor_and_429_slows_it() 
 
 # On virtual time: the default governor's pace after the 429 (1 s) passes on the loop's clock
 async def test_a_launch_refused_with_429_is_sent_again_and_starts_one_session() -> None:
-    # The default governor, on the loop's clock (on a real loop: time.monotonic, as usual).
-    governor = RateGovernor(clock=asyncio.get_running_loop().time)
+    # The default governor: it paces on the loop's clock (a real loop's is time.monotonic).
+    governor = RateGovernor()
     async with (
         make_emulator_on_loop_clock() as emu,
         WorkbenchClient(emu.workbench_url, token="user-token", governor=governor) as wb,

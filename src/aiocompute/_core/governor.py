@@ -42,7 +42,6 @@ API-agnostic; anyio primitives only.
 from __future__ import annotations
 
 import math
-import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
@@ -53,6 +52,7 @@ import anyio
 from attrs import frozen
 
 from .checks import count, number
+from .clock import now as clock_now
 
 __all__ = ["Governor", "GovernorStats", "RateGovernor"]
 
@@ -169,8 +169,9 @@ class RateGovernor:
 
     (``await governor.acquire()`` paces without taking a concurrency slot.)
 
-    ``clock`` (monotonic seconds) and ``sleep`` are injectable for tests. The pacing is a
-    token bucket holding at most ``burst`` requests. A governor belongs to one event loop.
+    ``clock`` (seconds; default the event loop's clock, which anyio's sleeps read too) and
+    ``sleep`` are injectable for tests. The pacing is a token bucket holding at most
+    ``burst`` requests. A governor belongs to one event loop.
     """
 
     def __init__(
@@ -187,7 +188,7 @@ class RateGovernor:
         max_pause: float = 60.0,
         recover_after: float | None = 30.0,
         measure_window: float = 1.0,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = clock_now,
         sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
     ) -> None:
         self._min_rate = cast(float, _positive("min_rate", min_rate))

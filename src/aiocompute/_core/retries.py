@@ -27,7 +27,6 @@ import logging
 import math
 import random
 import re
-import time
 from collections.abc import Awaitable, Callable, Collection
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -39,6 +38,7 @@ from attrs import field, frozen
 
 from .._exceptions import APIError, TransportError
 from .checks import count, number
+from .clock import now as clock_now
 
 __all__ = [
     "DEFAULT_RETRY",
@@ -212,7 +212,7 @@ async def call_with_retries(
     idempotent: bool,
     rng: random.Random | None = None,
     sleep: Callable[[float], Awaitable[Any]] = anyio.sleep,
-    clock: Callable[[], float] = time.monotonic,
+    clock: Callable[[], float] = clock_now,
     on_retry: Callable[[int, BaseException, float], None] | None = None,
 ) -> T:
     """Await ``fn()`` until it succeeds or the policy says stop; return its result.

@@ -35,7 +35,6 @@ import logging
 import os
 import random
 import ssl
-import time
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -56,6 +55,7 @@ from .._exceptions import (
     redact_headers,
 )
 from .auth import AuthProvider, NoAuth, checked_headers, remember_credentials
+from .clock import now as clock_now
 from .governor import Governor
 from .http_config import (
     DEFAULT_LIMITS,
@@ -475,7 +475,7 @@ class Transport:
             request_view = RequestView(p.verb, p.where, redact_headers(headers), attempt)
             await call_hooks(self._hooks.request, request_view)
         self._warn_if_insecure(p)
-        sent_at = time.monotonic()
+        sent_at = clock_now()
         response: aiohttp.ClientResponse | None = None
         error: TransportError | None = None
         try:
@@ -502,7 +502,7 @@ class Transport:
             record_response(None)
             logger.debug("%s %s failed: %s", p.verb, p.where, error)
             raise error or TransportError("no response", method=p.verb, url=p.where)
-        elapsed = time.monotonic() - sent_at
+        elapsed = clock_now() - sent_at
         status = response.status
         record_response(status)
         logger.debug("%s %s -> %d in %.3fs", p.verb, p.where, status, elapsed)

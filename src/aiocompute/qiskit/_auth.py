@@ -26,6 +26,7 @@ from types import MappingProxyType
 import anyio
 
 from .._core.checks import number
+from .._core.clock import now as clock_now
 from .._core.config import ConfigError
 from .._core.http_errors import safe_url
 from .._core.transport import Transport
@@ -45,7 +46,8 @@ class IAMAuth:
 
     ``api_key`` is the IBM Cloud API key; ``iam_url`` the token endpoint.
     ``refresh_fraction`` (0 < f <= 1) is the part of a token's lifetime after which a new
-    one is fetched. ``clock`` (monotonic seconds) is injectable for tests.
+    one is fetched. ``clock`` (seconds; default the event loop's clock) is injectable for
+    tests.
 
     Use :meth:`bind` to give it the transport it fetches tokens through (the client does).
     """
@@ -56,7 +58,7 @@ class IAMAuth:
         *,
         iam_url: str = DEFAULT_IAM_URL,
         refresh_fraction: float = 0.8,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Callable[[], float] = clock_now,
     ) -> None:
         if not isinstance(api_key, str) or not api_key.strip():
             raise ValueError("the IBM Cloud API key must be a non-empty string")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import (
     Awaitable,
     Callable,
@@ -18,6 +17,7 @@ from typing import Any
 
 import attrs
 
+from .._core.clock import now as clock_now
 from .._core.handles import DEFAULT_CLEANUP_TIMEOUT, Handle, scoped
 from .._core.observability import api_call
 from .._core.pagination import Page, Paginator
@@ -298,13 +298,13 @@ class SessionsResource(WaitableResource[Session]):
             session_id, username=username, launch_parameters=launch_parameters
         )
         result = await self._client._send(request)
-        self._resumed[session_id] = time.monotonic()
+        self._resumed[session_id] = clock_now()
         return P.parse_launched_session(result, strict=self._client._strict)
 
     def _leaving(self, ids: Sequence[str]) -> Collection[str]:
         # Right after resume() the server may still report "suspended" for a moment: a
         # wait must poll through it rather than call it unreachable.
-        now = time.monotonic()
+        now = clock_now()
         if any(now - self._resumed.get(i, -math.inf) < _RESUME_GRACE for i in ids):
             return _RESUMABLE
         return ()
