@@ -1,7 +1,7 @@
 """Tests of the waiter engine (aiocompute._core.polling) against an in-memory fake server.
 
 The fake server plays scripted timelines ("launching" at 0 s, "running" at 0.2 s...) on a
-virtual clock: every async test runs (``@virtual_time``, from helpers.py) in an event loop
+virtual clock: every async test runs (the module's ``virtual_time`` mark) in an event loop
 whose time jumps straight to the next timer whenever nothing is ready to run. Sleeps cost
 no real time and the order of events does not depend on how busy the machine is, so the
 tests can check exact intervals, read counts and elapsed times.
@@ -45,6 +45,8 @@ from aiocompute._exceptions import (
     WaitTimeout,
 )
 from helpers import VirtualTimeLoop
+
+pytestmark = pytest.mark.virtual_time
 
 # -- example tables, mirroring DESIGN.md's "State machines" (the real ones live in the APIs) --
 
@@ -114,7 +116,7 @@ class FakeServer:
     def now(self) -> float:
         """The loop's virtual clock: seconds since the test started."""
         loop = asyncio.get_running_loop()
-        assert isinstance(loop, VirtualTimeLoop), "async tests here need @virtual_time"
+        assert isinstance(loop, VirtualTimeLoop), "async tests here run on virtual time"
         return loop.time()
 
     def plan(self, id: str, *steps: tuple[float, str] | tuple[float, str, dict[str, Any]]) -> None:
@@ -315,7 +317,6 @@ def test_cadence_validation() -> None:
 # ------------------------------------------------------------------------------ basic waits
 
 
-@pytest.mark.virtual_time
 async def test_wait_returns_the_resource_in_its_target_state(server: FakeServer) -> None:
     server.plan("s1", (0, "launching"), (0.05, "starting"), (0.1, "running"))
     poller = make_poller(server)
@@ -324,7 +325,6 @@ async def test_wait_returns_the_resource_in_its_target_state(server: FakeServer)
     assert_quiet(poller)
 
 
-@pytest.mark.virtual_time
 async def test_history_transitions_and_attempts_in_order(server: FakeServer) -> None:
     server.plan("s1", (0, "launching"), (0.04, "pending"), (0.08, "starting"), (0.12, "running"))
     poller = make_poller(server)
@@ -348,7 +348,6 @@ async def test_history_transitions_and_attempts_in_order(server: FakeServer) -> 
     assert len(polls) >= 4
 
 
-@pytest.mark.virtual_time
 async def test_a_failing_hook_ends_the_wait_cleanly(server: FakeServer) -> None:
     server.plan("s1", (0, "launching"), (0.05, "running"))
     poller = make_poller(server)
@@ -362,7 +361,6 @@ async def test_a_failing_hook_ends_the_wait_cleanly(server: FakeServer) -> None:
     assert_quiet(poller)
 
 
-@pytest.mark.virtual_time
 async def test_wait_timeout_carries_last_history_attempts_elapsed(server: FakeServer) -> None:
     server.plan("s1", (0, "launching"), (0.03, "pending"))
     poller = make_poller(server)
@@ -382,7 +380,6 @@ async def test_wait_timeout_carries_last_history_attempts_elapsed(server: FakeSe
     assert_quiet(poller)
 
 
-@pytest.mark.virtual_time
 async def test_last_is_the_newest_read_even_without_a_state_change(server: FakeServer) -> None:
     # Reads that change nothing a wait decides on do not wake it, but still count as `last`.
     server.plan("s1", (0, "pending", {"detail": "queued"}), (0.05, "pending", {"detail": "pull"}))
@@ -394,7 +391,6 @@ async def test_last_is_the_newest_read_even_without_a_state_change(server: FakeS
     assert info.value.attempts >= 3
 
 
-@pytest.mark.virtual_time
 async def test_unreachable_terminal_ends_at_once_with_detail(server: FakeServer) -> None:
     server.plan("s1", (0, "launching"), (0.05, "failed", {"detail": "Unknown resource profile"}))
     poller = make_poller(server)
@@ -410,7 +406,6 @@ async def test_unreachable_terminal_ends_at_once_with_detail(server: FakeServer)
     assert [s for s, _ in info.value.history] == ["launching", "failed"]
 
 
-@pytest.mark.virtual_time
 async def test_resumable_state_is_unreachable_unless_leaving(server: FakeServer) -> None:
     poller = make_poller(server)
     server.plan("s1", (0, "suspended"))
@@ -422,7 +417,6 @@ async def test_resumable_state_is_unreachable_unless_leaving(server: FakeServer)
     assert res.state == "running"
 
 
-@pytest.mark.virtual_time
 async def test_failed_predicate_ends_wait_with_reason(server: FakeServer) -> None:
     def job_failed(res: Res) -> str | None:
         if res.state == "Finished" and res.exit_code:
@@ -453,7 +447,6 @@ async def test_failed_predicate_ends_wait_with_reason(server: FakeServer) -> Non
         )
 
 
-@pytest.mark.virtual_time
 async def test_predicate_target_and_set_target(server: FakeServer) -> None:
     poller = make_poller(server, QISKIT_SESSION)
     server.plan(
@@ -471,7 +464,6 @@ async def test_predicate_target_and_set_target(server: FakeServer) -> None:
     assert (await poller.wait("q3", {"closed", "inactive"}, timeout=5)).state == "closed"
 
 
-@pytest.mark.virtual_time
 async def test_normalized_states(server: FakeServer) -> None:
     poller = make_poller(server, ET_BATCH)
     server.plan("b1", (0, "SUBMITTED"), (0.05, "Running"), (0.1, "SUCCEEDED"))
@@ -479,7 +471,6 @@ async def test_normalized_states(server: FakeServer) -> None:
     assert res.state == "SUCCEEDED"  # the resource is returned as the server sent it
 
 
-@pytest.mark.virtual_time
 async def test_unknown_states_are_tolerated_and_recorded(
     server: FakeServer, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -494,7 +485,6 @@ async def test_unknown_states_are_tolerated_and_recorded(
 
 
 @pytest.mark.parametrize("timeout", [math.inf, -1, 0, float("nan")])
-@pytest.mark.virtual_time
 async def test_timeout_must_be_positive_and_finite(
     server: FakeServer,
     timeout: float,  # noqa: ASYNC109 (a parameter of the test, not a deadline)
@@ -505,7 +495,6 @@ async def test_timeout_must_be_positive_and_finite(
 
 
 @pytest.mark.parametrize("timeout", [None, "5", True])
-@pytest.mark.virtual_time
 async def test_timeout_must_be_a_number(
     server: FakeServer,
     timeout: Any,  # noqa: ASYNC109 (a parameter of the test, not a deadline)
@@ -516,7 +505,6 @@ async def test_timeout_must_be_a_number(
     assert server.calls == []
 
 
-@pytest.mark.virtual_time
 async def test_bad_arguments_are_refused_clearly(server: FakeServer) -> None:
     poller = make_poller(server)
     with pytest.raises(ValueError, match=r"no state 'Runing'.*known: canceled.*'done'"):
@@ -537,7 +525,6 @@ async def test_bad_arguments_are_refused_clearly(server: FakeServer) -> None:
 # ------------------------------------------------------------------------------ coalescing
 
 
-@pytest.mark.virtual_time
 async def test_many_waits_share_one_loop(server: FakeServer) -> None:
     ids = [f"s{i}" for i in range(100)]
     more = [f"w{i}" for i in range(50)]
@@ -566,7 +553,6 @@ async def test_many_waits_share_one_loop(server: FakeServer) -> None:
     assert_quiet(poller)
 
 
-@pytest.mark.virtual_time
 async def test_same_id_waited_twice_is_read_once_per_tick(server: FakeServer) -> None:
     server.plan("s1", (0, "launching"), (0.1, "running"))
     poller = make_poller(server)
@@ -576,7 +562,6 @@ async def test_same_id_waited_twice_is_read_once_per_tick(server: FakeServer) ->
     assert all(ids == ["s1"] for _, ids in server.calls)
 
 
-@pytest.mark.virtual_time
 async def test_batches_respect_max_batch(server: FakeServer) -> None:
     ids = [f"s{i}" for i in range(35)]
     for one in ids:
@@ -590,7 +575,6 @@ async def test_batches_respect_max_batch(server: FakeServer) -> None:
     assert_quiet(poller)
 
 
-@pytest.mark.virtual_time
 async def test_a_late_waiter_gets_a_fresh_read(server: FakeServer) -> None:
     slow = PollCadence(initial=0.5, max=2.0, jitter=0.0, fast=0.5, min_gap=0.005)
     server.plan("s1", (0, "running"))
@@ -606,7 +590,6 @@ async def test_a_late_waiter_gets_a_fresh_read(server: FakeServer) -> None:
         assert res.state == "ended"
 
 
-@pytest.mark.virtual_time
 async def test_interval_cap_shrinks_with_the_number_of_ids(server: FakeServer) -> None:
     cadence = PollCadence(initial=0.01, max=0.2, factor=2.0, jitter=0.0, fast=0.01, min_gap=0.001)
     ids = [f"s{i}" for i in range(100)]
@@ -625,7 +608,6 @@ async def test_interval_cap_shrinks_with_the_number_of_ids(server: FakeServer) -
 # ------------------------------------------------------------------------------ cadence
 
 
-@pytest.mark.virtual_time
 async def test_backoff_grows_then_resets_on_transition(server: FakeServer) -> None:
     cadence = PollCadence(initial=0.01, max=0.08, factor=2.0, jitter=0.0, fast=0.01, min_gap=0.001)
     server.plan("s1", (0, "launching"), (0.25, "pending"), (0.45, "running"))
@@ -642,7 +624,6 @@ async def test_backoff_grows_then_resets_on_transition(server: FakeServer) -> No
     assert len(quiet) <= 3
 
 
-@pytest.mark.virtual_time
 async def test_fast_states_are_polled_fast(server: FakeServer) -> None:
     cadence = PollCadence(initial=0.02, max=0.2, factor=2.0, jitter=0.0, fast=0.01, min_gap=0.001)
     server.plan("s1", (0, "starting"), (0.2, "running"))
@@ -658,7 +639,6 @@ async def test_fast_states_are_polled_fast(server: FakeServer) -> None:
     assert reads_fast >= 2 * reads_slow
 
 
-@pytest.mark.virtual_time
 async def test_jitter_spreads_intervals(server: FakeServer) -> None:
     import random
 
@@ -672,7 +652,6 @@ async def test_jitter_spreads_intervals(server: FakeServer) -> None:
 
 
 @pytest.mark.parametrize("shared", [True, False])
-@pytest.mark.virtual_time
 async def test_a_change_anywhere_resets_shared_cadence(server: FakeServer, shared: bool) -> None:
     cadence = PollCadence(initial=0.01, max=0.08, factor=2.0, jitter=0.0, fast=0.01, min_gap=0.001)
     server.plan("a", (0, "pending"), (0.2, "running"))
@@ -696,7 +675,6 @@ async def test_a_change_anywhere_resets_shared_cadence(server: FakeServer, share
 # ------------------------------------------------------------------------------ errors
 
 
-@pytest.mark.virtual_time
 async def test_retry_after_is_honoured(server: FakeServer) -> None:
     server.plan("s1", (0, "launching"), (0.05, "running"))
     server.faults = [RateLimitError("slow down", status=429, retry_after=0.2)]
@@ -708,7 +686,6 @@ async def test_retry_after_is_honoured(server: FakeServer) -> None:
     assert poller.stats.retried_errors == 1
 
 
-@pytest.mark.virtual_time
 async def test_transient_errors_are_retried(
     server: FakeServer, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -726,7 +703,6 @@ async def test_transient_errors_are_retried(
     assert sum("will retry" in r.getMessage() for r in caplog.records) == 3
 
 
-@pytest.mark.virtual_time
 async def test_persistent_transient_errors_end_in_a_timeout_that_says_so(
     server: FakeServer,
 ) -> None:
@@ -740,7 +716,6 @@ async def test_persistent_transient_errors_end_in_a_timeout_that_says_so(
     assert "no state read" in str(info.value)
 
 
-@pytest.mark.virtual_time
 async def test_an_unreadable_answer_is_read_again(server: FakeServer) -> None:
     server.plan("s1", (0, "launching"), (1, "running"))
     server.plan("s2", (0, "launching"), (1, "running"))
@@ -752,7 +727,6 @@ async def test_an_unreadable_answer_is_read_again(server: FakeServer) -> None:
     assert_quiet(poller)
 
 
-@pytest.mark.virtual_time
 async def test_an_answer_unreadable_three_times_in_a_row_fails_its_waits(
     server: FakeServer,
 ) -> None:
@@ -775,7 +749,6 @@ async def test_an_answer_unreadable_three_times_in_a_row_fails_its_waits(
         KeyError("bug in the API's decoder"),
     ],
 )
-@pytest.mark.virtual_time
 async def test_non_retryable_errors_reach_every_waiter(
     server: FakeServer, error: Exception
 ) -> None:
@@ -800,7 +773,6 @@ async def test_non_retryable_errors_reach_every_waiter(
     assert_quiet(poller)
 
 
-@pytest.mark.virtual_time
 async def test_bad_state_of_becomes_protocol_error(server: FakeServer) -> None:
     server.plan("s1", (0, "launching"))
     poller = Poller(WB_SESSION, server.fetch_many, state_of=lambda r: r.missing_attr, cadence=QUICK)
@@ -811,7 +783,6 @@ async def test_bad_state_of_becomes_protocol_error(server: FakeServer) -> None:
 # ------------------------------------------------------------------------------ missing ids
 
 
-@pytest.mark.virtual_time
 async def test_missing_ids_raise_not_found_after_n_reads(server: FakeServer) -> None:
     poller = make_poller(server, missing_after=3)
     with pytest.raises(NotFoundError, match="'ghost' was not found \\(3 reads in a row\\)"):
@@ -819,7 +790,6 @@ async def test_missing_ids_raise_not_found_after_n_reads(server: FakeServer) -> 
     assert len(server.calls) == 3
 
 
-@pytest.mark.virtual_time
 async def test_briefly_missing_ids_are_tolerated(server: FakeServer) -> None:
     poller = make_poller(server, missing_after=3)
     got: list[Res] = []
@@ -836,7 +806,6 @@ async def test_briefly_missing_ids_are_tolerated(server: FakeServer) -> None:
     assert len([t for t, _ in server.calls if t < 0.02]) == 2
 
 
-@pytest.mark.virtual_time
 async def test_on_missing_maps_vanished_resources(server: FakeServer) -> None:
     asked: list[list[str]] = []
 
@@ -877,7 +846,6 @@ class Canceller:
         self.completed.append(id)
 
 
-@pytest.mark.virtual_time
 async def test_detach_does_not_cancel_remotely(server: FakeServer) -> None:
     server.plan("s1", (0, "pending"))
     cancel = Canceller()
@@ -889,7 +857,6 @@ async def test_detach_does_not_cancel_remotely(server: FakeServer) -> None:
     assert cancel.calls == []
 
 
-@pytest.mark.virtual_time
 async def test_cancel_policy_on_timeout_calls_cancel_remote_once(server: FakeServer) -> None:
     server.plan("s1", (0, "pending"))
     cancel = Canceller()
@@ -901,7 +868,6 @@ async def test_cancel_policy_on_timeout_calls_cancel_remote_once(server: FakeSer
     assert_quiet(poller)
 
 
-@pytest.mark.virtual_time
 async def test_cancel_policy_when_the_task_is_cancelled(server: FakeServer) -> None:
     server.plan("s1", (0, "pending"))
     cancel = Canceller(delay=0.05)
@@ -914,7 +880,6 @@ async def test_cancel_policy_when_the_task_is_cancelled(server: FakeServer) -> N
     assert_quiet(poller)
 
 
-@pytest.mark.virtual_time
 async def test_cancel_policy_for_wait_all_cancels_only_pending(server: FakeServer) -> None:
     server.plan("done", (0, "running"))
     server.plan("p1", (0, "pending"))
@@ -931,7 +896,6 @@ async def test_cancel_policy_for_wait_all_cancels_only_pending(server: FakeServe
     assert isinstance(results[2], WaitTimeout)
 
 
-@pytest.mark.virtual_time
 async def test_cancel_remote_has_its_own_deadline(server: FakeServer) -> None:
     server.plan("s1", (0, "pending"))
     cancel = Canceller(delay=5)
@@ -944,7 +908,6 @@ async def test_cancel_remote_has_its_own_deadline(server: FakeServer) -> None:
     assert cancel.calls == ["s1"]
 
 
-@pytest.mark.virtual_time
 async def test_a_cancelled_driver_hands_the_loop_over(server: FakeServer) -> None:
     server.plan("a", (0, "pending"))
     server.plan("b", (0, "pending"), (0.2, "running"))
@@ -965,7 +928,6 @@ async def test_a_cancelled_driver_hands_the_loop_over(server: FakeServer) -> Non
 # ------------------------------------------------------------------------------ wait_all
 
 
-@pytest.mark.virtual_time
 async def test_wait_all_results_in_input_order_with_exceptions(server: FakeServer) -> None:
     server.plan("ok", (0, "launching"), (0.1, "running"))
     server.plan("bad", (0, "launching"), (0.02, "killed"))
@@ -980,7 +942,6 @@ async def test_wait_all_results_in_input_order_with_exceptions(server: FakeServe
     assert await poller.wait_all([], "running", timeout=1) == []
 
 
-@pytest.mark.virtual_time
 async def test_wait_all_raises_first_failure_and_merges_timeouts(server: FakeServer) -> None:
     server.plan("bad", (0, "launching"), (0.02, "killed"))
     server.plan("p1", (0, "pending"))
@@ -1000,7 +961,6 @@ async def test_wait_all_raises_first_failure_and_merges_timeouts(server: FakeSer
 # ------------------------------------------------------------------------------ as_completed
 
 
-@pytest.mark.virtual_time
 async def test_as_completed_yields_in_completion_order(server: FakeServer) -> None:
     server.plan("a", (0, "launching"), (0.2, "running"))
     server.plan("b", (0, "launching"), (0.05, "running"))
@@ -1023,7 +983,6 @@ async def test_as_completed_yields_in_completion_order(server: FakeServer) -> No
     assert_quiet(poller)
 
 
-@pytest.mark.virtual_time
 async def test_as_completed_left_early_detaches(server: FakeServer) -> None:
     server.plan("a", (0, "running"))
     server.plan("b", (0, "pending"))
@@ -1039,7 +998,6 @@ async def test_as_completed_left_early_detaches(server: FakeServer) -> None:
 # ------------------------------------------------------------------------------ watch
 
 
-@pytest.mark.virtual_time
 async def test_watch_yields_every_transition_in_order(server: FakeServer) -> None:
     server.plan("j1", (0, "Pending"), (0.05, "Running"), (0.1, "Finished"))
     server.plan("j2", (0, "Pending"), (0.15, "Failed"))
@@ -1055,7 +1013,6 @@ async def test_watch_yields_every_transition_in_order(server: FakeServer) -> Non
     assert_quiet(poller)
 
 
-@pytest.mark.virtual_time
 async def test_watch_times_out_and_reports_errors(server: FakeServer) -> None:
     server.plan("j1", (0, "Running"))
     poller = make_poller(server, WB_JOB, missing_after=1)
@@ -1075,7 +1032,6 @@ async def test_watch_times_out_and_reports_errors(server: FakeServer) -> None:
 # ------------------------------------------------------------------------------ tokens
 
 
-@pytest.mark.virtual_time
 async def test_token_round_trip_and_resume(server: FakeServer) -> None:
     poller = make_poller(server, kind="workbench.session")
     token = poller.token(["s1", "s2", "s1"], "running", timeout=30)
@@ -1090,7 +1046,6 @@ async def test_token_round_trip_and_resume(server: FakeServer) -> None:
     assert [r.id for r in await other.resume(again)] == ["s1", "s2"]
 
 
-@pytest.mark.virtual_time
 async def test_resume_checks_kind_states_and_deadline(server: FakeServer) -> None:
     poller = make_poller(server, kind="workbench.session")
     with pytest.raises(ValueError, match=r"is for 'qiskit\.session'"):
@@ -1128,7 +1083,6 @@ def test_bad_tokens_are_refused(text: str, message: str) -> None:
 # ------------------------------------------------------------------------------ per-id reads
 
 
-@pytest.mark.virtual_time
 async def test_per_id_fetcher_caps_concurrency_and_skips_not_found(server: FakeServer) -> None:
     fetch = per_id_fetcher(server.fetch_one, concurrency=3)
     for i in range(10):
@@ -1140,7 +1094,6 @@ async def test_per_id_fetcher_caps_concurrency_and_skips_not_found(server: FakeS
         per_id_fetcher(server.fetch_one, concurrency=0)
 
 
-@pytest.mark.virtual_time
 async def test_per_id_fetcher_prefers_non_retryable_errors() -> None:
     async def fetch_one(id: str) -> Res:
         await anyio.sleep(0.01 if id == "auth" else 0)
@@ -1152,7 +1105,6 @@ async def test_per_id_fetcher_prefers_non_retryable_errors() -> None:
         await per_id_fetcher(fetch_one, 4)(["x", "auth", "y"])
 
 
-@pytest.mark.virtual_time
 async def test_per_id_poller_reads_only_due_ids(server: FakeServer) -> None:
     cadence = PollCadence(initial=0.01, max=0.08, factor=2.0, jitter=0.0, fast=0.01, min_gap=0.001)
     reads: list[str] = []
@@ -1176,7 +1128,6 @@ async def test_per_id_poller_reads_only_due_ids(server: FakeServer) -> None:
 # ------------------------------------------------------------------------------ lifetime
 
 
-@pytest.mark.virtual_time
 async def test_close_ends_waits_and_refuses_new_ones(server: FakeServer) -> None:
     server.plan("s1", (0, "pending"))
     server.plan("s2", (0, "pending"))
@@ -1202,7 +1153,6 @@ async def test_close_ends_waits_and_refuses_new_ones(server: FakeServer) -> None
     assert_quiet(poller)
 
 
-@pytest.mark.virtual_time
 async def test_no_tasks_survive_waits(server: FakeServer) -> None:
     for i in range(20):
         server.plan(f"s{i}", (0, "launching"), (0.02 * (i % 5), "running"))
@@ -1248,7 +1198,6 @@ class LightAndFull:
         )
 
 
-@pytest.mark.virtual_time
 async def test_settle_returns_the_full_resource(server: FakeServer) -> None:
     server.plan("s1", (0, "launching", {"detail": "queued"}), (0.1, "running", {"detail": "up"}))
     io = LightAndFull(server)
@@ -1263,7 +1212,6 @@ async def test_settle_returns_the_full_resource(server: FakeServer) -> None:
     assert_quiet(poller)
 
 
-@pytest.mark.virtual_time
 async def test_one_settle_call_per_tick_for_many_finishing_ids(server: FakeServer) -> None:
     ids = [f"s{i}" for i in range(60)]
     for one in ids:
@@ -1285,7 +1233,6 @@ async def test_one_settle_call_per_tick_for_many_finishing_ids(server: FakeServe
     assert_quiet(batched)
 
 
-@pytest.mark.virtual_time
 async def test_a_failed_or_partial_settle_falls_back_to_the_light_read(
     server: FakeServer,
 ) -> None:
@@ -1304,7 +1251,6 @@ async def test_a_failed_or_partial_settle_falls_back_to_the_light_read(
     assert_quiet(poller)
 
 
-@pytest.mark.virtual_time
 async def test_settled_state_decides_the_wait(server: FakeServer) -> None:
     # The light read says running; by the full read the session has already failed.
     server.plan("s1", (0, "launching"), (0.1, "running"))
@@ -1328,7 +1274,6 @@ async def test_settled_state_decides_the_wait(server: FakeServer) -> None:
     assert "oom" in str(info.value)
 
 
-@pytest.mark.virtual_time
 async def test_no_settle_for_unreachable_timeout_or_watch(server: FakeServer) -> None:
     server.plan("bad", (0, "launching"), (0.05, "failed", {"detail": "oom"}))
     server.plan("slow", (0, "launching", {"detail": "queued"}))
@@ -1348,7 +1293,6 @@ async def test_no_settle_for_unreachable_timeout_or_watch(server: FakeServer) ->
     assert_quiet(poller)
 
 
-@pytest.mark.virtual_time
 async def test_deciding_code_sees_full_reads_hooks_see_light_ones(server: FakeServer) -> None:
     server.plan("s1", (0, "launching", {"detail": "queued"}), (0.1, "running", {"detail": "up"}))
     io = LightAndFull(server)
