@@ -21,7 +21,7 @@ from typing import Any
 import attrs
 
 from ._config import LakeSailEmulatorConfig
-from ._runtime import Runtime, Transition
+from ._runtime import Runtime, Transition, entered_by, phase_at
 
 __all__ = [
     "ApiError",
@@ -88,13 +88,6 @@ def _iso(wall: float) -> str:
     return stamp.replace("+00:00", "Z")
 
 
-def _current(phases: list[Transition], now: float) -> Transition:
-    for phase in reversed(phases):
-        if phase.monotonic <= now:
-            return phase
-    return phases[0]
-
-
 # -- records ---------------------------------------------------------------------------------
 
 
@@ -156,13 +149,12 @@ class LakeSailSessionRecord:
 
     def state_at(self, now: float) -> str:
         """The ``status`` at an instant of the emulator clock."""
-        return _current(self.phases, now).state
+        return phase_at(self.phases, now).state
 
     @property
     def transitions(self) -> list[Transition]:
         """States entered so far, oldest first, each with its wall and monotonic time."""
-        now = self._runtime.now()
-        return [phase for phase in self.phases if phase.monotonic <= now]
+        return entered_by(self.phases, self._runtime.now())
 
     def entered(self, state: str, now: float) -> float | None:
         """When ``state`` was last entered, if it has been by ``now``."""
@@ -174,7 +166,7 @@ class LakeSailSessionRecord:
 
     def schedule(self, now: float, steps: Iterable[tuple[str, float]]) -> None:
         """Replace the future with ``steps``: each ``(state, at)`` entered at its instant."""
-        self.phases = [phase for phase in self.phases if phase.monotonic <= now]
+        self.phases = entered_by(self.phases, now)
         for state, at in steps:
             self.phases.append(Transition(state, self._runtime.wall(at), at))
 

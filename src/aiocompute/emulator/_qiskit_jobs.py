@@ -45,7 +45,7 @@ import attrs
 from aiohttp import web
 
 from ._config import QiskitEmulatorConfig, QiskitJobsConfig
-from ._runtime import Runtime, Transition
+from ._runtime import Runtime, Transition, entered_by, first_entered, phase_at
 
 __all__ = ["ROUTES", "QiskitJobRecord", "QiskitJobs"]
 
@@ -178,24 +178,17 @@ class QiskitJobRecord:
 
     def status_at(self, now: float) -> str:
         """The ``status`` at an instant of the emulator clock."""
-        current = self.phases[0]
-        for phase in self.phases:
-            if phase.monotonic <= now:
-                current = phase
-        return current.state
+        return phase_at(self.phases, now).state
 
     @property
     def transitions(self) -> list[Transition]:
         """Statuses entered so far, oldest first."""
-        now = self._runtime.now()
-        return [p for p in self.phases if p.monotonic <= now]
+        return entered_by(self.phases, self._runtime.now())
 
     def entered(self, status: str, now: float) -> float | None:
         """When ``status`` was entered, if it has been by ``now``."""
-        for phase in self.phases:
-            if phase.state == status and phase.monotonic <= now:
-                return phase.monotonic
-        return None
+        found = first_entered(self.phases, status, now)
+        return found.monotonic if found else None
 
     def ended_at(self, now: float) -> float | None:
         """When the job ended, if it has by ``now``."""
@@ -206,7 +199,7 @@ class QiskitJobRecord:
 
     def schedule(self, now: float, steps: list[tuple[str, float]]) -> None:
         """Replace the future with ``steps``: each status is entered, then lasts its delay."""
-        self.phases = [p for p in self.phases if p.monotonic <= now]
+        self.phases = entered_by(self.phases, now)
         at = now
         for status, delay in steps:
             self.phases.append(Transition(status, self._runtime.wall(at), at))

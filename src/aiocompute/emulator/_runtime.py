@@ -14,7 +14,7 @@ import asyncio
 import collections
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple, TypeVar
 
 import attrs
@@ -29,7 +29,10 @@ __all__ = [
     "Signal",
     "StreamSink",
     "Transition",
+    "entered_by",
+    "first_entered",
     "lookup",
+    "phase_at",
 ]
 
 _T = TypeVar("_T")
@@ -45,6 +48,31 @@ class Transition(NamedTuple):
     state: str
     wall_time: float
     monotonic: float
+
+
+# A record's life is a list of Transitions, oldest first, some of them in the future: what
+# it is at an instant is read off that list. One reading for every emulated API.
+
+
+def phase_at(phases: Sequence[Transition], now: float) -> Transition:
+    """The phase in force at ``now``: the last one entered by then (the first, before any)."""
+    for phase in reversed(phases):
+        if phase.monotonic <= now:
+            return phase
+    return phases[0]
+
+
+def entered_by(phases: Sequence[Transition], now: float) -> list[Transition]:
+    """The phases entered by ``now``, oldest first."""
+    return [phase for phase in phases if phase.monotonic <= now]
+
+
+def first_entered(phases: Sequence[Transition], state: str, now: float) -> Transition | None:
+    """The first entry into ``state`` by ``now``, if any."""
+    for phase in phases:
+        if phase.state == state and phase.monotonic <= now:
+            return phase
+    return None
 
 
 class ChunkWrite(NamedTuple):

@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import attrs
 
-from ._runtime import ChunkWrite, Runtime, Signal, Transition
+from ._runtime import ChunkWrite, Runtime, Signal, Transition, entered_by, first_entered, phase_at
 
 # Exit codes a launcher reports for signals: SIGTERM (normal stop) and SIGKILL (force).
 _EXIT_TERM = 143
@@ -21,13 +21,6 @@ _EXIT_KILL = 137
 
 
 # -- records -------------------------------------------------------------------------------
-
-
-def _current(phases: list[Transition], now: float) -> Transition:
-    for phase in reversed(phases):
-        if phase.monotonic <= now:
-            return phase
-    return phases[0]
 
 
 @attrs.define(eq=False)
@@ -63,22 +56,21 @@ class SessionRecord:
 
     def state_at(self, now: float) -> str:
         """The ``activity_state`` at an instant of the emulator clock."""
-        return _current(self.phases, now).state
+        return phase_at(self.phases, now).state
 
     @property
     def transitions(self) -> list[Transition]:
         """States entered so far, oldest first, each with its wall and monotonic time."""
-        now = self._runtime.now()
-        return [phase for phase in self.phases if phase.monotonic <= now]
+        return entered_by(self.phases, self._runtime.now())
 
     def ended_at(self, now: float) -> float | None:
         """When the session left the active list (``ended``), if it has by ``now``."""
-        last = _current(self.phases, now)
+        last = phase_at(self.phases, now)
         return last.monotonic if last.state == "ended" else None
 
     def schedule(self, now: float, steps: list[tuple[str, float]]) -> None:
         """Replace the future with ``steps``: each state is entered, then lasts its delay."""
-        self.phases = [phase for phase in self.phases if phase.monotonic <= now]
+        self.phases = entered_by(self.phases, now)
         at = now
         for state, delay in steps:
             self.phases.append(Transition(state, self._runtime.wall(at), at))
@@ -90,10 +82,8 @@ class SessionRecord:
 
     def first_time(self, state: str, now: float) -> float | None:
         """When ``state`` was first entered, if it has been by ``now``."""
-        for phase in self.phases:
-            if phase.state == state and phase.monotonic <= now:
-                return phase.monotonic
-        return None
+        found = first_entered(self.phases, state, now)
+        return found.monotonic if found else None
 
     def last_used(self, now: float) -> float:
         """Last time the session became running (or its creation)."""

@@ -14,8 +14,8 @@ from typing import Any
 from aiohttp import web
 
 from ._config import WorkbenchEmulatorConfig
-from ._runtime import Runtime
-from ._workbench_records import _EXIT_KILL, _EXIT_TERM, JobRecord, SessionRecord, _current
+from ._runtime import Runtime, phase_at
+from ._workbench_records import _EXIT_KILL, _EXIT_TERM, JobRecord, SessionRecord
 from ._workbench_rpc import (
     _ADMIN_ROLES,
     _CLUSTERS,
@@ -160,7 +160,7 @@ class WorkbenchState:
     # -- sessions ------------------------------------------------------------------------
     def _session_json(self, s: SessionRecord, now: float) -> dict[str, Any]:
         wall = self._rt.wall
-        current = _current(s.phases, now)
+        current = phase_at(s.phases, now)
         state = current.state
         r_ide = s.workbench in _R_IDES
         return {

@@ -38,7 +38,7 @@ import attrs
 from aiohttp import web
 
 from ._config import ETEngineEmulatorConfig
-from ._runtime import Runtime, Transition
+from ._runtime import Runtime, Transition, entered_by, first_entered, phase_at
 
 __all__ = [
     "API",
@@ -89,11 +89,7 @@ class ETJobRecord:
 
     def status_at(self, now: float) -> str:
         """The upper-case status at ``now`` (``""``: not registered yet)."""
-        current = self.phases[0].state
-        for phase in self.phases:
-            if phase.monotonic <= now:
-                current = phase.state
-        return current
+        return phase_at(self.phases, now).state
 
     @property
     def status(self) -> str:
@@ -103,15 +99,12 @@ class ETJobRecord:
     @property
     def transitions(self) -> list[Transition]:
         """Statuses entered so far (the unregistered phase left out)."""
-        now = self._runtime.now()
-        return [p for p in self.phases if p.monotonic <= now and p.state]
+        return [p for p in entered_by(self.phases, self._runtime.now()) if p.state]
 
     def time_of(self, state: str, now: float) -> float | None:
         """When ``state`` was entered, if it has been by ``now``."""
-        for phase in self.phases:
-            if phase.state == state and phase.monotonic <= now:
-                return phase.wall_time
-        return None
+        found = first_entered(self.phases, state, now)
+        return found.wall_time if found else None
 
 
 @attrs.define(eq=False)

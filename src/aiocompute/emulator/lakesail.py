@@ -58,10 +58,10 @@ from ._lakesail_state import (
     Principal,
     WorkloadConfigRecord,
     _bad,
-    _current,
     _iso,
     _not_found,
 )
+from ._runtime import phase_at
 
 __all__ = [
     "API",
@@ -131,7 +131,7 @@ class LakeSailState(LakeSailStore):
         self, s: LakeSailSessionRecord, now: float, who: Principal | None
     ) -> dict[str, Any]:
         wall = self._rt.wall
-        current = _current(s.phases, now)
+        current = phase_at(s.phases, now)
         state = current.state
         body: dict[str, Any] = {
             "id": s.id,
@@ -233,7 +233,7 @@ class LakeSailState(LakeSailStore):
             "statusMessage": infra,
             "createdAt": _iso(wall(s.created)),
             "createdBy": s.owner,
-            "updatedAt": _iso(_current(s.phases, now).wall_time),
+            "updatedAt": _iso(phase_at(s.phases, now).wall_time),
             "updatedBy": s.owner,
         }
         provisioned = s.entered("active", now)

@@ -57,7 +57,7 @@ from . import _qiskit_platform
 from ._config import QiskitEmulatorConfig
 from ._qiskit_jobs import ROUTES as JOB_ROUTES
 from ._qiskit_jobs import QiskitJobs
-from ._runtime import Runtime, Transition
+from ._runtime import Runtime, Transition, entered_by, first_entered, phase_at
 
 __all__ = [
     "API",
@@ -136,29 +136,22 @@ class QiskitSessionRecord:
 
     def state_at(self, now: float) -> str:
         """The ``state`` at an instant of the emulator clock."""
-        current = self.phases[0]
-        for phase in self.phases:
-            if phase.monotonic <= now:
-                current = phase
-        return current.state
+        return phase_at(self.phases, now).state
 
     @property
     def transitions(self) -> list[Transition]:
         """States entered so far, oldest first."""
-        now = self._runtime.now()
-        return [p for p in self.phases if p.monotonic <= now]
+        return entered_by(self.phases, self._runtime.now())
 
     def first_time(self, state: str, now: float) -> float | None:
         """When ``state`` was first entered, if it has been by ``now``."""
-        for phase in self.phases:
-            if phase.state == state and phase.monotonic <= now:
-                return phase.monotonic
-        return None
+        found = first_entered(self.phases, state, now)
+        return found.monotonic if found else None
 
     def schedule(self, now: float, steps: list[tuple[str, float]]) -> None:
         """Replace the future with ``steps``: each state is entered, then lasts its delay
         (``math.inf``: forever)."""
-        self.phases = [p for p in self.phases if p.monotonic <= now]
+        self.phases = entered_by(self.phases, now)
         at = now
         for state, delay in steps:
             if self.phases and self.phases[-1].state == state:
