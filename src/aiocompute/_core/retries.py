@@ -38,7 +38,6 @@ from attrs import field, frozen
 
 from .._exceptions import APIError, TransportError
 from .checks import count, number
-from .clock import now as clock_now
 
 __all__ = [
     "DEFAULT_RETRY",
@@ -212,7 +211,7 @@ async def call_with_retries(
     idempotent: bool,
     rng: random.Random | None = None,
     sleep: Callable[[float], Awaitable[Any]] = anyio.sleep,
-    clock: Callable[[], float] = clock_now,
+    clock: Callable[[], float] = anyio.current_time,
     on_retry: Callable[[int, BaseException, float], None] | None = None,
 ) -> T:
     """Await ``fn()`` until it succeeds or the policy says stop; return its result.

@@ -55,7 +55,6 @@ from .._exceptions import (
     redact_headers,
 )
 from .auth import AuthProvider, NoAuth, checked_headers, remember_credentials
-from .clock import now as clock_now
 from .governor import Governor
 from .http_config import (
     DEFAULT_LIMITS,
@@ -475,7 +474,7 @@ class Transport:
             request_view = RequestView(p.verb, p.where, redact_headers(headers), attempt)
             await call_hooks(self._hooks.request, request_view)
         self._warn_if_insecure(p)
-        sent_at = clock_now()
+        sent_at = anyio.current_time()
         response: aiohttp.ClientResponse | None = None
         error: TransportError | None = None
         try:
@@ -502,7 +501,7 @@ class Transport:
             record_response(None)
             logger.debug("%s %s failed: %s", p.verb, p.where, error)
             raise error or TransportError("no response", method=p.verb, url=p.where)
-        elapsed = clock_now() - sent_at
+        elapsed = anyio.current_time() - sent_at
         status = response.status
         record_response(status)
         logger.debug("%s %s -> %d in %.3fs", p.verb, p.where, status, elapsed)

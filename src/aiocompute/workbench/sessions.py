@@ -15,9 +15,9 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any
 
+import anyio
 import attrs
 
-from .._core.clock import now as clock_now
 from .._core.handles import DEFAULT_CLEANUP_TIMEOUT, Handle, scoped
 from .._core.observability import api_call
 from .._core.pagination import Page, Paginator
@@ -298,13 +298,13 @@ class SessionsResource(WaitableResource[Session]):
             session_id, username=username, launch_parameters=launch_parameters
         )
         result = await self._client._send(request)
-        self._resumed[session_id] = clock_now()
+        self._resumed[session_id] = anyio.current_time()
         return P.parse_launched_session(result, strict=self._client._strict)
 
     def _leaving(self, ids: Sequence[str]) -> Collection[str]:
         # Right after resume() the server may still report "suspended" for a moment: a
         # wait must poll through it rather than call it unreachable.
-        now = clock_now()
+        now = anyio.current_time()
         if any(now - self._resumed.get(i, -math.inf) < _RESUME_GRACE for i in ids):
             return _RESUMABLE
         return ()
